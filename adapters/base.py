@@ -1,0 +1,373 @@
+"""The adapter contract every vendor package implements.
+
+An adapter is thin: request signing, REST calls and drive-channel framing for one vendor.
+Everything that is not a vendor fact lives in shared code driven by the adapter's declared
+:class:`Capabilities`: audio conversion and pacing (``gateway.audio``, ``gateway.drive``),
+retries, polling, rate limits, keepalive scheduling and reconnect backoff
+(``adapters.resilience``), text splitting (``adapters.text``), and the mapping of errors to
+gRPC (``gateway.errors``). See ``docs/design.md`` §3 and ``peer-lessons.md`` (c) 20.
+
+Shapes and units used throughout:
+
+* audio handed to a channel is mono s16le PCM at one of ``Capabilities.sample_rates_hertz``,
+  in frames of ``Capabilities.pacing.frame_ms`` (the last frame of a turn may be shorter);
+* times are seconds (``float``) unless a name says ``_ms``;
+* turn ids are the gateway's (``"1"``, ``"2"``, ...); adapters map them to vendor ids
+  (ZEGO DriveId, Tencent ReqId, Akool mid) and put them on every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+
+from adapters.resilience import RateLimiter
+
+
+@dataclass(frozen=True)
+class PacingRule:
+    """How audio frames are released to the vendor, on a monotonic clock.
+
+    A token bucket per turn: it starts with ``burst_frames`` tokens, gains one every
+    ``interval_ms`` and holds at most ``burst_frames``; each frame sent takes one. So a
+    turn's first ``burst_frames`` frames go at once and the rest one per ``interval_ms``.
+
+    * Tencent (vendor-protocols §2.5 SEND_AUDIO): 160 ms frames, first 6 at once, then one
+      every 120 ms: ``PacingRule(160, 6, 120)``.
+    * Push ahead of real time, bounded (ZEGO §1.8, Akool §3.6): ``frame_ms`` frames, up to
+      ``burst_frames * frame_ms`` ahead, then real time: ``PacingRule(20, 100, 20)``.
+
+    Attributes:
+        frame_ms: frame duration sent to the vendor (ms).
+        burst_frames: frames that may be sent before pacing applies.
+        interval_ms: spacing of frames once the burst is used (ms).
+    """
+
+    frame_ms: int
+    burst_frames: int
+    interval_ms: float
+
+    @property
+    def max_push_ahead_ms(self) -> float:
+        """How far ahead of real time a turn can get (ms): burst minus one interval of drain."""
+        return self.burst_frames * self.frame_ms
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a vendor can do, declared once per adapter class; shared code acts on it.
+
+    Attributes:
+        vendor: vendor id, the ``vendor`` of CreateSession.
+        display_name: human-readable vendor name.
+        sample_rates_hertz: rates the vendor takes natively (Hz), ascending.
+        pacing: how audio frames are released.
+        audio: audio can drive the avatar.
+        text: text can drive the avatar.
+        streaming_text: the vendor takes text pieces as they come (else the gateway buffers
+            to sentence boundaries and sends whole segments).
+        interrupt: interrupt is supported.
+        interrupt_ack: the vendor acknowledges an interrupt (an ``INTERRUPTED`` event); else
+            the gateway acknowledges after its local flush and the vendor command.
+        interrupt_ack_timeout_s: bounded wait for the vendor's ack before one is synthesised.
+        max_text_chars: largest text per vendor request (characters).
+        max_text_bytes: largest text per vendor request (UTF-8 bytes), when the vendor
+            counts bytes.
+        min_text_interval_s: least time between two text sends (Tencent SEND_TEXT: 1 s).
+        keepalive_interval_s: send :meth:`DriveChannel.keepalive` when the channel carried
+            nothing for this long (Tencent: 45 s); ``None``: no keepalive.
+        rest_qps: per-operation request rate limit (ZEGO: 10/s per Action); ``None``: none.
+        list_avatars: ListAvatars works.
+        speech_end_timeout_s: after the last audio of a turn, how long to wait for the
+            vendor's speech-ended event before the turn is reported as failed, beyond the
+            turn's own duration.
+    """
+
+    vendor: str
+    display_name: str
+    sample_rates_hertz: tuple[int, ...]
+    pacing: PacingRule
+    audio: bool = True
+    text: bool = True
+    streaming_text: bool = False
+    interrupt: bool = True
+    interrupt_ack: bool = False
+    interrupt_ack_timeout_s: float = 2.0
+    max_text_chars: int = 4000
+    max_text_bytes: int | None = None
+    min_text_interval_s: float = 0.0
+    keepalive_interval_s: float | None = None
+    rest_qps: float | None = None
+    list_avatars: bool = True
+    speech_end_timeout_s: float = 10.0
+
+    def vendor_rate_for(self, input_rate_hertz: int) -> int:
+        """The vendor rate audio at ``input_rate_hertz`` is converted to (Hz).
+
+        The smallest native rate not below the input (no information is thrown away and
+        nothing is upsampled needlessly), else the largest native rate.
+        """
+        for rate in self.sample_rates_hertz:
+            if rate >= input_rate_hertz:
+                return rate
+        return self.sample_rates_hertz[-1]
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """What CreateSession asks of an adapter.
+
+    Attributes:
+        session_id: the gateway's session id (``sessions/{session_id}``); adapters derive
+            vendor-side ids from it (ZEGO StreamId, Tencent UserId, LiveKit room) so a
+            session can be found on the vendor even if the create answer was lost.
+        avatar_id: the vendor's avatar id.
+        max_duration_s: maximum lifetime (s); adapters always set the vendor backstop.
+        idle_timeout_s: idle time before closing (s); adapters set the vendor backstop.
+        options: the vendor's typed options message from CreateSessionRequest, or ``None``.
+    """
+
+    session_id: str
+    avatar_id: str
+    max_duration_s: float
+    idle_timeout_s: float
+    options: Any = None
+
+
+@dataclass
+class VendorSessionHandle:
+    """The vendor side of a session, as the registry stores it.
+
+    Attributes:
+        vendor_session_id: the vendor's id (ZEGO TaskId, Tencent SessionId, Akool _id).
+        playback: what a viewer needs (``avatar.gateway.v1.Playback``).
+        data: JSON-serialisable vendor details the adapter needs later (room ids, mode...).
+    """
+
+    vendor_session_id: str
+    playback: pb.Playback = field(default_factory=pb.Playback)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ReadyState(enum.Enum):
+    """What a vendor reports about a session that is starting."""
+
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """A vendor's answer to "is the session ready?" (ZEGO status, Tencent statsession)."""
+
+    state: ReadyState
+    detail: str = ""
+    vendor_code: str = ""
+
+
+@dataclass(frozen=True)
+class AvatarInfo:
+    """One avatar a vendor offers."""
+
+    avatar_id: str
+    display_name: str
+    preview_url: str = ""
+    public: bool = True
+
+
+@dataclass(frozen=True)
+class AvatarPage:
+    """A page of avatars and the token of the next page ("" on the last)."""
+
+    avatars: list[AvatarInfo]
+    next_page_token: str = ""
+
+
+class EventKind(enum.Enum):
+    """Kinds of normalised vendor events (design.md §2 item 4)."""
+
+    SPEECH_STARTED = "speech_started"
+    SPEECH_ENDED = "speech_ended"
+    TRANSCRIPT = "transcript"
+    INTERRUPTED = "interrupted"
+    WARNING = "warning"
+    TURN_FAILED = "turn_failed"
+    SESSION_LOST = "session_lost"
+
+
+@dataclass(frozen=True)
+class VendorEvent:
+    """A vendor event in the gateway's vocabulary.
+
+    Attributes:
+        kind: what happened.
+        turn_id: the gateway turn it belongs to ("" when none).
+        interrupted: SPEECH_ENDED: the turn was cut short.
+        played_s: SPEECH_ENDED: how long the avatar spoke (s), from vendor event times.
+        text: TRANSCRIPT text.
+        role: TRANSCRIPT author: ``"avatar"`` or ``"user"``.
+        final: TRANSCRIPT: last piece of this text.
+        reason: WARNING / TURN_FAILED / SESSION_LOST reason, UPPER_SNAKE.
+        message: developer-facing message.
+        metadata: details, lowerCamelCase keys.
+        monotonic_time: ``time.monotonic()`` when the adapter received the vendor event.
+    """
+
+    kind: EventKind
+    turn_id: str = ""
+    interrupted: bool = False
+    played_s: float | None = None
+    text: str = ""
+    role: str = "avatar"
+    final: bool = True
+    reason: str = ""
+    message: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    monotonic_time: float = field(default_factory=time.monotonic)
+
+
+class DriveChannel(ABC):
+    """The drive side of one vendor session: where audio, text and interrupts go.
+
+    One channel per session, opened at the session's first Drive stream and kept until the
+    session closes (Tencent allows one command channel per session; Akool's LiveKit room
+    lives as long as the session). The gateway calls the methods of one channel from one
+    task at a time, in order. Events go to :meth:`emit`; the gateway consumes them with
+    :meth:`events`.
+
+    Subclasses implement the vendor framing. Shared code around them (not in subclasses):
+    pacing, resampling, text splitting and spacing, keepalive scheduling (it calls
+    :meth:`keepalive` when :meth:`idle_for` exceeds the declared interval), and the
+    bounded wait for interrupt acks.
+    """
+
+    def __init__(self) -> None:
+        self._events: asyncio.Queue[VendorEvent] = asyncio.Queue(maxsize=1024)
+        self._last_activity = time.monotonic()
+        self.closed = False
+
+    def mark_activity(self) -> None:
+        """Record that the channel carried traffic now (resets the keepalive timer)."""
+        self._last_activity = time.monotonic()
+
+    def idle_for(self) -> float:
+        """Seconds since the channel last carried traffic."""
+        return time.monotonic() - self._last_activity
+
+    def emit(self, event: VendorEvent) -> None:
+        """Queue an event for the gateway. Drops the oldest event if nobody reads for long."""
+        if self._events.full():
+            self._events.get_nowait()
+        self._events.put_nowait(event)
+
+    async def events(self) -> AsyncIterator[VendorEvent]:
+        """Yield events as they come, until the channel is closed and drained."""
+        while True:
+            event = await self._events.get()
+            yield event
+
+    def drain_events(self) -> list[VendorEvent]:
+        """Remove and return events that are queued now (e.g. left over from an old stream)."""
+        out: list[VendorEvent] = []
+        while not self._events.empty():
+            out.append(self._events.get_nowait())
+        return out
+
+    @abstractmethod
+    async def send_audio(self, turn_id: str, pcm: bytes, sample_rate_hertz: int) -> None:
+        """Send one frame of mono s16le PCM at ``sample_rate_hertz`` for turn ``turn_id``.
+
+        The first frame of a new turn id starts the vendor drive (ZEGO DriveByWsStream +
+        Start, Tencent a new ReqId). Raises :class:`gateway.errors.VendorError`.
+        """
+
+    @abstractmethod
+    async def end_audio(self, turn_id: str) -> None:
+        """The turn's audio is complete: tell the vendor promptly (ZEGO Stop, Tencent IsFinal)."""
+
+    @abstractmethod
+    async def send_text(self, turn_id: str, text: str, final: bool) -> None:
+        """Send text for turn ``turn_id``.
+
+        With ``Capabilities.streaming_text`` the pieces come as the client sends them;
+        otherwise each call carries one segment already split to the vendor's limits and
+        spaced by ``min_text_interval_s``. ``final`` marks the turn's last text.
+        """
+
+    @abstractmethod
+    async def interrupt(self, turn_id: str) -> None:
+        """Stop the avatar now (vendor command). Queued gateway audio is already dropped."""
+
+    async def keepalive(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Send the vendor's heartbeat (Tencent SEND_HEARTBEAT). No-op by default."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the channel's sockets. Idempotent. Does not close the vendor session."""
+
+
+HttpRoute = tuple[str, str, Callable[[Any], Awaitable[Any]]]
+"""An ops-listener route an adapter needs: (method, path, aiohttp handler)."""
+
+
+class VendorAdapter(ABC):
+    """Session lifecycle and drive channels for one vendor; one instance per process.
+
+    Subclasses set :attr:`capabilities` and implement the abstract methods with the
+    vendor's REST calls. Calls must raise :class:`gateway.errors.VendorError` built from
+    the vendor's code table; transport errors become ``VENDOR_UNAVAILABLE`` /
+    ``VENDOR_TIMEOUT``.
+    """
+
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, *, sandbox: bool = False) -> None:
+        self.sandbox = sandbox
+        caps = type(self).capabilities
+        self.rate_limiter = RateLimiter(caps.rest_qps) if caps.rest_qps else None
+
+    @abstractmethod
+    async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:
+        """Create the vendor session; return as soon as the vendor has answered.
+
+        Must set the vendor backstops (max duration, idle) from ``spec``.
+        """
+
+    @abstractmethod
+    async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
+        """Ask the vendor whether the session is ready (polled by shared code)."""
+
+    async def start_session(self, handle: VendorSessionHandle) -> None:  # noqa: B027
+        """Called once the session is ready, before any drive (Tencent startsession)."""
+
+    @abstractmethod
+    async def close_session(self, handle: VendorSessionHandle) -> None:
+        """Close the vendor session. Idempotent: "already closed / not found" is success."""
+
+    @abstractmethod
+    async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
+        """Open the session's drive channel (see :class:`DriveChannel`)."""
+
+    async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:
+        """List avatars. Default: an empty page (vendors that cannot list)."""
+        return AvatarPage([])
+
+    async def list_open_vendor_sessions(self) -> list[str]:
+        """Vendor session ids the vendor reports open (for leak audits). Default: unknown."""
+        return []
+
+    def http_routes(self) -> list[HttpRoute]:
+        """Routes the gateway's ops listener must serve for this vendor (callbacks)."""
+        return []
+
+    async def aclose(self) -> None:  # noqa: B027
+        """Release clients and sockets held by the adapter."""

@@ -1,0 +1,208 @@
+"""Retries, polling, rate limits, keepalive and reconnect backoff shared by every adapter.
+
+Vendor packages must not grow their own loops for these (design.md §3): they declare
+numbers in :class:`adapters.base.Capabilities` and call these helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+
+from gateway.errors import VendorError, vendor_timeout
+
+if TYPE_CHECKING:
+    from adapters.base import DriveChannel
+
+T = TypeVar("T")
+log = structlog.get_logger("adapters.resilience")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff").
+
+    Attempt ``n`` (0-based) waits a uniform random time in ``[0, min(cap_s, base_s * 2**n)]``
+    so that many clients retrying at once spread out.
+
+    Attributes:
+        base_s: first ceiling (s).
+        cap_s: largest ceiling (s).
+        max_attempts: attempts in all, the first included.
+    """
+
+    base_s: float = 0.2
+    cap_s: float = 5.0
+    max_attempts: int = 5
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1``."""
+        return random.uniform(0, min(self.cap_s, self.base_s * (2**attempt)))
+
+
+async def retry_call(
+    call: Callable[[], Awaitable[T]],
+    *,
+    backoff: Backoff,
+    deadline: float | None = None,
+    operation: str = "",
+) -> T:
+    """Run an idempotent vendor call, repeating it on retryable :class:`VendorError`.
+
+    Args:
+        call: the call; it is re-invoked (fresh signature, fresh nonce) per attempt.
+        backoff: attempts and waits.
+        deadline: ``time.monotonic()`` value after which no new attempt starts (the
+            caller's gRPC deadline); the last error is raised then.
+        operation: name for logs.
+
+    Raises:
+        VendorError: the last error, when it is not retryable, attempts are used up or the
+            deadline would pass during the wait.
+    """
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except VendorError as exc:
+            attempt += 1
+            if not exc.retryable or attempt >= backoff.max_attempts:
+                raise
+            wait = backoff.delay(attempt - 1)
+            if exc.retry_after_s is not None:
+                wait = max(wait, exc.retry_after_s)
+            if deadline is not None and time.monotonic() + wait >= deadline:
+                raise
+            log.info(
+                "vendor_call_retry",
+                operation=operation,
+                attempt=attempt,
+                wait_s=round(wait, 3),
+                reason=exc.reason,
+                vendor_code=exc.vendor_code,
+            )
+            await asyncio.sleep(wait)
+
+
+async def poll_until(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    deadline: float,
+    vendor: str,
+    first_delay_s: float = 0.1,
+    max_delay_s: float = 2.0,
+) -> T:
+    """Poll ``probe`` until ``done(result)``, with growing delays, bounded by ``deadline``.
+
+    Delays start at ``first_delay_s`` and grow by 1.5x up to ``max_delay_s`` (Tencent's SDK
+    polls statsession every ~100 ms; its docs suggest 5 s: this starts fast and backs off).
+    Retryable vendor errors during polling are tolerated until the deadline.
+
+    Raises:
+        VendorError: ``VENDOR_TIMEOUT`` when ``deadline`` (``time.monotonic()``) passes, or a
+            non-retryable error from ``probe``.
+    """
+    delay = first_delay_s
+    while True:
+        try:
+            result = await probe()
+            if done(result):
+                return result
+        except VendorError as exc:
+            if not exc.retryable:
+                raise
+        now = time.monotonic()
+        if now >= deadline:
+            raise vendor_timeout(vendor, "the session did not become ready in time")
+        await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+        delay = min(max_delay_s, delay * 1.5)
+
+
+class RateLimiter:
+    """At most ``rate`` calls per sliding second per key (ZEGO: 10 QPS per Action, §1.1).
+
+    :meth:`acquire` waits until a call is allowed instead of failing, so a burst of
+    CreateSession calls is smoothed rather than rejected by the vendor.
+    """
+
+    def __init__(self, rate: float, window_s: float = 1.0) -> None:
+        self.limit = max(1, int(rate * window_s))
+        self.window_s = window_s
+        self._calls: dict[str, deque[float]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def acquire(self, key: str) -> None:
+        """Wait until one more call for ``key`` fits in the window, then count it."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            calls = self._calls.setdefault(key, deque())
+            while True:
+                now = time.monotonic()
+                while calls and now - calls[0] >= self.window_s:
+                    calls.popleft()
+                if len(calls) < self.limit:
+                    calls.append(now)
+                    return
+                # Small margin: the vendor's window and ours never line up exactly.
+                await asyncio.sleep(self.window_s - (now - calls[0]) + 0.005)
+
+
+async def keepalive_loop(channel: DriveChannel, interval_s: float) -> None:
+    """Call ``channel.keepalive()`` whenever the channel has been idle for ``interval_s``.
+
+    Runs until cancelled or the channel closes. Traffic resets the timer
+    (``DriveChannel.mark_activity``), so a busy channel sends no heartbeats (Tencent §2.7:
+    any valid traffic keeps the link, a heartbeat renews an idle one).
+    """
+    while not channel.closed:
+        idle = channel.idle_for()
+        if idle >= interval_s:
+            try:
+                await channel.keepalive()
+                channel.mark_activity()
+            except VendorError as exc:
+                log.warning("keepalive_failed", reason=exc.reason, message=exc.message)
+            await asyncio.sleep(interval_s)
+        else:
+            await asyncio.sleep(interval_s - idle)
+
+
+async def reconnect(
+    connect: Callable[[], Awaitable[T]],
+    *,
+    vendor: str,
+    still_wanted: Callable[[], bool],
+    backoff: Backoff = Backoff(base_s=0.1, cap_s=2.0, max_attempts=8),
+) -> T:
+    """Re-open a dropped vendor socket with backoff while the session is still open.
+
+    ``connect`` must build a fresh URL and signature on each call (signatures expire).
+
+    Raises:
+        VendorError: ``VENDOR_UNAVAILABLE`` when attempts run out or ``still_wanted()``
+            turns false (the session closed meanwhile).
+    """
+    last: Exception | None = None
+    for attempt in range(backoff.max_attempts):
+        if not still_wanted():
+            break
+        try:
+            return await connect()
+        except (VendorError, OSError) as exc:
+            last = exc
+            wait = backoff.delay(attempt)
+            log.info("reconnect_retry", vendor=vendor, attempt=attempt + 1, wait_s=round(wait, 3))
+            await asyncio.sleep(wait)
+    if isinstance(last, VendorError):
+        raise last
+    from gateway.errors import vendor_unavailable
+
+    raise vendor_unavailable(vendor, f"could not reconnect the drive channel: {last}")

@@ -1,0 +1,128 @@
+"""Text splitting for vendor text drives, shared by every adapter.
+
+Vendors cap one text request: ZEGO DriveByText 1800 characters (§1.4), Tencent SEND_TEXT
+4000 bytes (§2.5), Akool data-channel messages ~950 encoded bytes (§3.5). Long text is split
+at sentence boundaries, then at clause boundaries, then at spaces, and only as a last resort
+inside a word, so the avatar never pauses mid-word.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Sentence ends in Latin and CJK scripts, keeping the punctuation with the sentence.
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？；;])\s+|(?<=[。！？；])")
+_CLAUSE_END = re.compile(r"(?<=[,，、:：])\s*")
+
+
+def _fits(text: str, max_chars: int, max_bytes: int | None) -> bool:
+    if len(text) > max_chars:
+        return False
+    return max_bytes is None or len(text.encode("utf-8")) <= max_bytes
+
+
+def _hard_split(text: str, max_chars: int, max_bytes: int | None) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for word in re.split(r"(\s+)", text):
+        if _fits(current + word, max_chars, max_bytes):
+            current += word
+            continue
+        if current.strip():
+            parts.append(current.strip())
+        current = word.lstrip()
+        while not _fits(current, max_chars, max_bytes):
+            cut = max_chars
+            while not _fits(current[:cut], max_chars, max_bytes):
+                cut -= 1
+            parts.append(current[:cut])
+            current = current[cut:]
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+def split_text(text: str, max_chars: int, max_bytes: int | None = None) -> list[str]:
+    """Split ``text`` into parts of at most ``max_chars`` characters and ``max_bytes`` bytes.
+
+    Parts are whole sentences packed greedily; a sentence longer than the limit is split at
+    clauses, then words. Whitespace-only input gives ``[]``.
+
+    Args:
+        text: the text.
+        max_chars: characters per part (> 0).
+        max_bytes: UTF-8 bytes per part, when the vendor counts bytes.
+    """
+    text = text.strip()
+    if not text:
+        return []
+    if _fits(text, max_chars, max_bytes):
+        return [text]
+    units: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        if not sentence.strip():
+            continue
+        if _fits(sentence, max_chars, max_bytes):
+            units.append(sentence.strip())
+            continue
+        for clause in _CLAUSE_END.split(sentence):
+            if not clause.strip():
+                continue
+            if _fits(clause, max_chars, max_bytes):
+                units.append(clause.strip())
+            else:
+                units.extend(_hard_split(clause, max_chars, max_bytes))
+    parts: list[str] = []
+    current = ""
+    for unit in units:
+        candidate = f"{current} {unit}" if current else unit
+        if _fits(candidate, max_chars, max_bytes):
+            current = candidate
+        else:
+            parts.append(current)
+            current = unit
+    if current:
+        parts.append(current)
+    return parts
+
+
+class SentenceBuffer:
+    """Buffers streamed text (LLM deltas) and releases whole sentences.
+
+    For vendors without streaming text (ZEGO): the gateway feeds every delta to
+    :meth:`push` and sends what comes out, so the avatar starts on the first sentence
+    instead of waiting for the whole reply. :meth:`flush` releases the rest at the end of
+    the turn. Released pieces are already split to the vendor's limits.
+    """
+
+    def __init__(self, max_chars: int, max_bytes: int | None = None, min_chars: int = 1) -> None:
+        self.max_chars = max_chars
+        self.max_bytes = max_bytes
+        self.min_chars = min_chars
+        self._buffer = ""
+
+    def push(self, delta: str) -> list[str]:
+        """Add a delta; return the complete sentences it finishes (possibly none)."""
+        self._buffer += delta
+        cut = -1
+        for match in _SENTENCE_END.finditer(self._buffer):
+            if match.start() >= self.min_chars:
+                cut = match.start()
+        if cut < 0 and _fits(self._buffer, self.max_chars, self.max_bytes):
+            return []
+        if cut < 0:
+            # No sentence end yet, but over the limit: release what fits, keep the tail.
+            parts = split_text(self._buffer, self.max_chars, self.max_bytes)
+            self._buffer = parts.pop() if parts else ""
+            return parts
+        ready, self._buffer = self._buffer[:cut], self._buffer[cut:].lstrip()
+        return split_text(ready, self.max_chars, self.max_bytes)
+
+    def flush(self) -> list[str]:
+        """Return everything still buffered, split to the limits, and empty the buffer."""
+        rest, self._buffer = self._buffer, ""
+        return split_text(rest, self.max_chars, self.max_bytes)
+
+    def clear(self) -> None:
+        """Drop buffered text (interrupt)."""
+        self._buffer = ""

@@ -1,0 +1,1 @@
+"""Generated avatar.gateway.v1 API (do not edit)."""

@@ -1,0 +1,1 @@
+"""AvatarGateway server: gRPC API, drive pipeline, sessions, audio, errors, config."""

@@ -1,0 +1,236 @@
+"""The one place where gateway and vendor errors become gRPC statuses.
+
+Every failure the gateway reports is a :class:`GatewayError`: a canonical gRPC code, an
+``ErrorInfo`` reason (UPPER_SNAKE, AIP-193), a developer-facing message and lowerCamelCase
+metadata. Servicers never build statuses by hand; they raise ``GatewayError`` and
+:func:`to_rpc_status` turns it into a ``grpc.Status`` with exactly one ``google.rpc.ErrorInfo``
+in its details. The reasons and their metadata keys are listed in the proto's service
+comment, which is the contract; the constructors below keep the metadata keys consistent.
+
+Vendor adapters raise :class:`VendorError` (a ``GatewayError``) built from their vendor's code
+table through :func:`vendor_error`, so the vendor facts stay in the vendor package and the
+mapping to gRPC stays here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "avatargateway.dev"
+"""``ErrorInfo.domain`` of every error this service emits."""
+
+_CODE_TO_PB: dict[grpc.StatusCode, int] = {sc: sc.value[0] for sc in grpc.StatusCode}
+
+
+class GatewayError(Exception):
+    """A failure with a canonical gRPC code and a ``google.rpc.ErrorInfo``.
+
+    Args:
+        code: canonical gRPC status code.
+        reason: ErrorInfo reason, UPPER_SNAKE_CASE, at most 63 characters.
+        message: developer-facing English message; every dynamic value in it is also in
+            ``metadata``.
+        metadata: ErrorInfo metadata, lowerCamelCase keys.
+        retry_after_s: when set, a ``google.rpc.RetryInfo`` detail is added (seconds).
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+        metadata: dict[str, str] | None = None,
+        *,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.metadata = dict(metadata or {})
+        self.retry_after_s = retry_after_s
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.name}, {self.reason}, {self.message!r})"
+
+
+class VendorError(GatewayError):
+    """A vendor call failed.
+
+    Args:
+        vendor: vendor id (``zegocloud``, ``tencent``, ``akool``).
+        vendor_code: the vendor's own code as a string ("" when there was none, e.g. a
+            connection error).
+        retryable: whether repeating the same call may succeed (rate limits, busy, 5xx,
+            timeouts). Shared retry code only repeats retryable, idempotent calls.
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+        *,
+        vendor: str,
+        vendor_code: str = "",
+        retryable: bool = False,
+        metadata: dict[str, str] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        md = {"vendor": vendor}
+        if vendor_code:
+            md["vendorCode"] = vendor_code
+        md.update(metadata or {})
+        super().__init__(code, reason, message, md, retry_after_s=retry_after_s)
+        self.vendor = vendor
+        self.vendor_code = vendor_code
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class VendorCodeRule:
+    """How one vendor business code maps to a gRPC failure.
+
+    Attributes:
+        code: gRPC status code.
+        reason: ErrorInfo reason.
+        retryable: whether the shared retry helper may repeat the call.
+        meaning: the vendor's documented meaning, used in the message.
+    """
+
+    code: grpc.StatusCode
+    reason: str
+    retryable: bool
+    meaning: str
+
+
+def vendor_error(
+    vendor: str,
+    table: dict[int, VendorCodeRule],
+    vendor_code: int,
+    vendor_message: str,
+    *,
+    credential_setting: str = "",
+) -> VendorError:
+    """Build the :class:`VendorError` for a vendor business code from the vendor's table.
+
+    Codes missing from the table become INTERNAL ``VENDOR_INTERNAL`` (not retryable).
+    ``VENDOR_AUTH_FAILED`` messages name ``credential_setting``, the configuration variable
+    an operator must fix (the caller cannot fix it).
+    """
+    rule = table.get(vendor_code) or VendorCodeRule(
+        grpc.StatusCode.INTERNAL, "VENDOR_INTERNAL", False, "undocumented vendor error"
+    )
+    message = f"{vendor} returned code {vendor_code} ({rule.meaning})"
+    if vendor_message:
+        message += f": {vendor_message}"
+    metadata: dict[str, str] = {}
+    if rule.reason == "VENDOR_AUTH_FAILED":
+        message += f"; check the gateway setting {credential_setting}"
+        metadata["setting"] = credential_setting
+    return VendorError(
+        rule.code,
+        rule.reason,
+        message,
+        vendor=vendor,
+        vendor_code=str(vendor_code),
+        retryable=rule.retryable,
+        metadata=metadata,
+    )
+
+
+def vendor_unavailable(vendor: str, detail: str) -> VendorError:
+    """UNAVAILABLE ``VENDOR_UNAVAILABLE``: the vendor could not be reached (retryable)."""
+    return VendorError(
+        grpc.StatusCode.UNAVAILABLE,
+        "VENDOR_UNAVAILABLE",
+        f"{vendor} is unreachable: {detail}",
+        vendor=vendor,
+        retryable=True,
+    )
+
+
+def vendor_timeout(vendor: str, detail: str) -> VendorError:
+    """UNAVAILABLE ``VENDOR_TIMEOUT``: the vendor did not answer in time (retryable)."""
+    return VendorError(
+        grpc.StatusCode.UNAVAILABLE,
+        "VENDOR_TIMEOUT",
+        f"{vendor} did not answer in time: {detail}",
+        vendor=vendor,
+        retryable=True,
+    )
+
+
+def invalid_argument(reason: str, message: str, **metadata: str) -> GatewayError:
+    """INVALID_ARGUMENT with ``reason`` (e.g. ``CONFIG_NOT_FIRST``)."""
+    return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, reason, message, metadata)
+
+
+def failed_precondition(reason: str, message: str, **metadata: str) -> GatewayError:
+    """FAILED_PRECONDITION with ``reason`` (e.g. ``SESSION_CLOSED``)."""
+    return GatewayError(grpc.StatusCode.FAILED_PRECONDITION, reason, message, metadata)
+
+
+def session_not_found(session: str) -> GatewayError:
+    """NOT_FOUND ``SESSION_NOT_FOUND`` for session name ``session``."""
+    return GatewayError(
+        grpc.StatusCode.NOT_FOUND,
+        "SESSION_NOT_FOUND",
+        f"session {session} does not exist",
+        {"session": session},
+    )
+
+
+def unknown_vendor(vendor: str, known: list[str]) -> GatewayError:
+    """INVALID_ARGUMENT ``UNKNOWN_VENDOR``; the message lists the configured vendors."""
+    return invalid_argument(
+        "UNKNOWN_VENDOR",
+        f"unknown vendor {vendor!r}; configured vendors: {', '.join(known)}",
+        vendor=vendor,
+    )
+
+
+def server_draining() -> GatewayError:
+    """UNAVAILABLE ``SERVER_DRAINING``: the server is shutting down; retry on another replica."""
+    return GatewayError(
+        grpc.StatusCode.UNAVAILABLE, "SERVER_DRAINING", "the server is shutting down; retry"
+    )
+
+
+def internal_error(exc: BaseException) -> GatewayError:
+    """INTERNAL ``INTERNAL``: a bug; the message names the exception type only."""
+    return GatewayError(
+        grpc.StatusCode.INTERNAL,
+        "INTERNAL",
+        f"internal error ({type(exc).__name__}); see the gateway logs",
+        {"exception": type(exc).__name__},
+    )
+
+
+def to_rpc_status(error: GatewayError) -> grpc.Status:
+    """Return the ``grpc.Status`` for ``error``: code, message and one ErrorInfo detail.
+
+    A ``RetryInfo`` detail is added when ``error.retry_after_s`` is set.
+    """
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    details = [_pack(info)]
+    if error.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after_s * 1e9))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    status = status_pb2.Status(
+        code=_CODE_TO_PB.get(error.code, code_pb2.UNKNOWN), message=error.message, details=details
+    )
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.RetryInfo) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
