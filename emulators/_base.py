@@ -62,7 +62,7 @@ class FaultPlan:
         count: int = 1,
         http_status: int | None = None,
     ) -> None:
-        """Answer the next ``count`` calls of ``operation`` with vendor ``code`` or ``http_status``."""
+        """Answer the next ``count`` calls of ``operation`` with ``code`` or ``http_status``."""
         self._faults.setdefault(operation, []).append(
             Fault(code=code, http_status=http_status, remaining=count)
         )
