@@ -154,8 +154,10 @@ class EmulatorServer:
         self.port = int(sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
-        """Close every WebSocket and the listener."""
-        await self.drop_websockets()
+        """Close every WebSocket (going away, not a fault) and the listener."""
+        for ws in list(self._websockets):
+            await ws.close(code=1001, message=b"emulator stopping")
+        self._websockets.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Public base URL of the ops listener as the vendors reach it (ZEGO callback URL).
     public_url: str | None = None
     sandbox: bool | None = None
+    # Which emulators the sandbox starts (comma-separated vendor ids).
+    sandbox_vendors: str = "zegocloud,tencent,akool"
     redis_url: str | None = None
     log_level: str = "info"
     log_format: str = "auto"  # auto | json | console

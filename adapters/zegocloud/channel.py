@@ -1,0 +1,240 @@
+"""ZEGOCLOUD drive channel: WebSocket PCM drives per audio turn, DriveByText per text segment.
+
+vendor-protocols §1.8: each audio turn gets a fresh ``DriveByWsStream`` (new DriveId and
+token, as the docs say), a ``wss://`` connection whose certificate must not be verified, a
+JSON ``Start``, binary s16le PCM frames, and a prompt JSON ``Stop`` (a late Stop makes the
+avatar stutter). Text turns use ``DriveByText`` per segment (≤ 1800 characters, queued with
+InterruptMode 0). Speaking status comes from drive-status callbacks (§1.6, EventType 4),
+which the adapter routes here: status 2 → speech started, 4 → ended, 3 → failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from adapters.base import DriveChannel, EventKind, VendorEvent
+from adapters.zegocloud.api import VENDOR, ZegoApi
+from gateway.errors import vendor_unavailable
+
+DRIVE_QUEUED, DRIVE_DRIVING, DRIVE_FAILED, DRIVE_ENDED = 1, 2, 3, 4
+
+
+def _insecure_tls() -> ssl.SSLContext:
+    # ZEGO's drive socket is an IP literal with a certificate clients are told not to verify
+    # (§1.8, every vendor example sets InsecureSkipVerify). Only this socket skips it.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass
+class _Turn:
+    turn_id: str
+    drives: list[str] = field(default_factory=list)
+    ended: set[str] = field(default_factory=set)
+    final: bool = False
+    started_ms: int | None = None
+    last_end_ms: int = 0
+    interrupted: bool = False
+    done: bool = False
+
+
+class ZegoDriveChannel(DriveChannel):
+    """The drive side of one ZEGO stream task.
+
+    Args:
+        api: signed REST client.
+        task_id: the stream task (TaskId).
+        tts_config: DriveByText ``TTSConfig`` (TimbreId, SpeechRate, PitchRate, Volume).
+        on_close: called when the channel closes (the adapter stops routing callbacks).
+    """
+
+    def __init__(
+        self, api: ZegoApi, task_id: str, tts_config: dict[str, Any], on_close: Any
+    ) -> None:
+        super().__init__()
+        self.api = api
+        self.task_id = task_id
+        self.tts_config = tts_config
+        self._on_close = on_close
+        self._ws: ClientConnection | None = None
+        self._ws_turn = ""
+        self._ws_drive = ""
+        self._turns: dict[str, _Turn] = {}
+        self._drive_to_turn: dict[str, str] = {}
+        self._early_status: dict[str, list[tuple[int, int]]] = {}
+        self._tls = _insecure_tls()
+
+    def _turn(self, turn_id: str) -> _Turn:
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            turn = self._turns[turn_id] = _Turn(turn_id)
+        return turn
+
+    def _register_drive(self, turn: _Turn, drive_id: str) -> None:
+        turn.drives.append(drive_id)
+        self._drive_to_turn[drive_id] = turn.turn_id
+        # A callback may beat the REST answer that told us the DriveId.
+        for status, event_ms in self._early_status.pop(drive_id, []):
+            self.on_drive_status(drive_id, status, event_ms)
+
+    # ---- audio --------------------------------------------------------------------------
+
+    async def _open_ws(self, turn: _Turn, sample_rate_hertz: int) -> ClientConnection:
+        data = await self.api.call("DriveByWsStream", {"TaskId": self.task_id})
+        drive_id, address = str(data["DriveId"]), str(data["WssAddress"])
+        self._register_drive(turn, drive_id)
+        try:
+            ws = await websockets.connect(
+                address,
+                ssl=self._tls if address.startswith("wss:") else None,
+                compression=None,
+                open_timeout=10,
+                max_queue=4,
+            )
+            start = {
+                "Action": "Start",
+                "Payload": {"DriveId": drive_id, "SampleRate": sample_rate_hertz, "Channel": 1},
+            }
+            await ws.send(json.dumps(start))
+        except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            raise vendor_unavailable(VENDOR, f"drive socket: {type(exc).__name__}") from None
+        self._ws, self._ws_turn, self._ws_drive = ws, turn.turn_id, drive_id
+        return ws
+
+    async def send_audio(self, turn_id: str, pcm: bytes, sample_rate_hertz: int) -> None:
+        """Send one PCM frame; the first frame of a turn opens its WS drive (§1.8)."""
+        ws = self._ws
+        if ws is None or self._ws_turn != turn_id:
+            await self._close_ws(send_stop=True)
+            ws = await self._open_ws(self._turn(turn_id), sample_rate_hertz)
+        try:
+            await ws.send(pcm)
+        except websockets.WebSocketException as exc:
+            await self._close_ws(send_stop=False)
+            # ZEGO cannot resume a WS drive (a new drive interrupts the old one, §1.5), so
+            # the turn fails; the next turn opens a fresh drive.
+            raise vendor_unavailable(VENDOR, f"drive socket closed: {exc}") from None
+        self.mark_activity()
+
+    async def end_audio(self, turn_id: str) -> None:
+        """Send Stop at once and close the socket (§1.8)."""
+        self._turn(turn_id).final = True
+        if self._ws_turn == turn_id:
+            await self._close_ws(send_stop=True)
+        self._maybe_end(self._turn(turn_id))
+
+    async def _close_ws(self, *, send_stop: bool) -> None:
+        ws, drive_id = self._ws, self._ws_drive
+        self._ws, self._ws_turn, self._ws_drive = None, "", ""
+        if ws is None:
+            return
+        with contextlib.suppress(websockets.WebSocketException, OSError):
+            if send_stop:
+                await ws.send(json.dumps({"Action": "Stop", "Payload": {"DriveId": drive_id}}))
+            await ws.close()
+
+    # ---- text ---------------------------------------------------------------------------
+
+    async def send_text(self, turn_id: str, text: str, final: bool) -> None:
+        """DriveByText per segment (queued behind the current drive); final marks the last."""
+        turn = self._turn(turn_id)
+        if text:
+            body = {
+                "TaskId": self.task_id,
+                "Text": text,
+                "InterruptMode": 0,
+                "TTSConfig": self.tts_config,
+            }
+            data = await self.api.call("DriveByText", body)
+            self._register_drive(turn, str(data["DriveId"]))
+            self.mark_activity()
+        if final:
+            turn.final = True
+            self._maybe_end(turn)
+
+    # ---- interrupt ----------------------------------------------------------------------
+
+    async def interrupt(self, turn_id: str) -> None:
+        """InterruptDriveTask: stops the current drive and drops queued ones (§1.4)."""
+        turn = self._turn(turn_id)
+        turn.interrupted = True
+        turn.final = True
+        if self._ws_turn == turn_id:
+            await self._close_ws(send_stop=True)
+        await self.api.call("InterruptDriveTask", {"TaskId": self.task_id}, idempotent=True)
+        self.emit(VendorEvent(EventKind.INTERRUPTED, turn_id=turn_id))
+        if turn.started_ms is None:
+            turn.done = True  # nothing was playing: no speech_ended will come
+
+    # ---- callbacks ----------------------------------------------------------------------
+
+    def on_drive_status(self, drive_id: str, status: int, event_ms: int) -> None:
+        """Apply a drive-status callback (EventType 4) to the turn that owns ``drive_id``."""
+        turn_id = self._drive_to_turn.get(drive_id)
+        if turn_id is None:
+            self._early_status.setdefault(drive_id, []).append((status, event_ms))
+            return
+        turn = self._turns[turn_id]
+        if turn.done:
+            return
+        if status == DRIVE_DRIVING and turn.started_ms is None:
+            turn.started_ms = event_ms
+            self.emit(VendorEvent(EventKind.SPEECH_STARTED, turn_id=turn_id))
+        elif status == DRIVE_ENDED:
+            turn.ended.add(drive_id)
+            turn.last_end_ms = max(turn.last_end_ms, event_ms)
+            self._maybe_end(turn)
+        elif status == DRIVE_FAILED:
+            turn.done = True
+            self.emit(
+                VendorEvent(
+                    EventKind.TURN_FAILED,
+                    turn_id=turn_id,
+                    reason="VENDOR_DRIVE_FAILED",
+                    message=f"ZEGOCLOUD reported drive {drive_id} failed",
+                    metadata={"driveId": drive_id},
+                )
+            )
+
+    def _maybe_end(self, turn: _Turn) -> None:
+        if turn.done or not turn.final or turn.started_ms is None:
+            return
+        # Interrupted: the playing drive's end is enough (queued drives were dropped).
+        if not turn.interrupted and len(turn.ended) < len(turn.drives):
+            return
+        if turn.interrupted and not turn.ended:
+            return
+        turn.done = True
+        played = max(0, turn.last_end_ms - turn.started_ms) / 1000.0
+        self.emit(
+            VendorEvent(
+                EventKind.SPEECH_ENDED,
+                turn_id=turn.turn_id,
+                interrupted=turn.interrupted,
+                played_s=played,
+            )
+        )
+
+    def on_task_stopped(self, detail: str) -> None:
+        """The vendor stopped the task (TTL, idle, or an error): the session is gone."""
+        self.emit(
+            VendorEvent(EventKind.SESSION_LOST, message=detail, monotonic_time=time.monotonic())
+        )
+
+    async def aclose(self) -> None:
+        """Close any open drive socket; stop routing callbacks here."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._close_ws(send_stop=True)
+        self._on_close(self)

@@ -1,0 +1,35 @@
+"""``avatar-gateway`` command line: ``serve`` runs the gateway until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from gateway.config import Settings
+from gateway.logs import configure_logging
+from gateway.server import GatewayServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``avatar-gateway`` and ``python -m gateway``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="avatar-gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gRPC gateway (configured by AVATAR_GATEWAY_*)")
+    serve.add_argument("--listen", help="override AVATAR_GATEWAY_LISTEN (host:port)")
+    serve.add_argument("--sandbox", action="store_true", help="force sandbox mode")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    if args.listen:
+        settings = settings.model_copy(update={"listen": args.listen})
+    if args.sandbox:
+        settings = settings.model_copy(update={"sandbox": True})
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.sandbox_enabled:
+        # The first line says the mode, before anything else happens (issue: sandbox).
+        import structlog
+
+        structlog.get_logger("gateway").info(
+            "sandbox_mode", message="no vendor credentials configured: serving in-process emulators"
+        )
+    asyncio.run(GatewayServer(settings).serve_forever())
+    return 0

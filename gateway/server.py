@@ -1,0 +1,192 @@
+"""Process assembly: gRPC server (health, reflection), ops HTTP listener, sandbox, SIGTERM.
+
+Graceful shutdown (conventions §3.4): health goes NOT_SERVING, every open Drive stream gets
+``go_away``, ``server.stop(grace)`` lets streams finish within the grace period, then the
+vendor sessions this process owns are closed (in-memory registry) and the emulators stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+import grpc
+import structlog
+from aiohttp import web
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapters.base import VendorAdapter
+from gateway.config import Settings
+from gateway.registry import MemoryRegistry, SessionRegistry
+from gateway.sandbox import Sandbox
+from gateway.servicer import AvatarGatewayServicer
+from gateway.sessions import SessionManager
+from gateway.vendors import build_adapters
+
+log = structlog.get_logger("gateway.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvatarGateway"].full_name
+
+# Long Drive streams must not be cut by connection age; keepalive finds dead clients.
+GRPC_SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+    ("grpc.max_receive_message_length", 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def _split_hostport(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class GatewayServer:
+    """One gateway process: start, serve, drain, stop.
+
+    Args:
+        settings: configuration; listen addresses may use port 0 (tests).
+        registry: session registry (default: in memory).
+    """
+
+    def __init__(self, settings: Settings, registry: SessionRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or MemoryRegistry()
+        self.sandbox: Sandbox | None = None
+        self.adapters: dict[str, VendorAdapter] = {}
+        self.manager: SessionManager | None = None
+        self.servicer: AvatarGatewayServicer | None = None
+        self.server: grpc.aio.Server | None = None
+        # grpc_health attaches the asyncio servicer as ``health.aio`` at import time.
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.grpc_port = 0
+        self.ops_port = 0
+        self._ops_runner: web.AppRunner | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self._callback_routes: dict[tuple[str, str], Any] = {}
+
+    @property
+    def grpc_target(self) -> str:
+        """``host:port`` clients dial."""
+        host, _ = _split_hostport(self.settings.listen)
+        return f"{host}:{self.grpc_port}"
+
+    @property
+    def ops_url(self) -> str:
+        """Base URL of the ops listener."""
+        host, _ = _split_hostport(self.settings.ops_listen)
+        return f"http://{host}:{self.ops_port}"
+
+    async def start(self) -> None:
+        """Start the ops listener, the sandbox (if enabled), the adapters and gRPC."""
+        settings = self.settings
+        ops_app = web.Application()
+        await self._start_ops(ops_app)
+        sandbox = settings.sandbox_enabled
+        if sandbox:
+            self.sandbox = Sandbox(settings.public_url or self.ops_url)
+            settings = await self.sandbox.start(settings)
+            self.settings = settings
+        self.adapters = build_adapters(settings, sandbox=sandbox)
+        for adapter in self.adapters.values():
+            for method, path, handler in adapter.http_routes():
+                self._callback_routes[(method.upper(), path)] = handler
+        self.manager = SessionManager(settings, self.adapters, self.registry)
+        self.servicer = AvatarGatewayServicer(self.manager)
+        self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
+        pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.grpc_port = self.server.add_insecure_port(settings.listen)
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self.manager.start_reaper()
+        log.info(
+            "gateway_started",
+            listen=self.grpc_target,
+            ops=self.ops_url,
+            sandbox=sandbox,
+            vendors=sorted(self.adapters),
+            emulators=self.sandbox.describe() if self.sandbox else {},
+        )
+
+    async def _start_ops(self, app: web.Application) -> None:
+        async def healthz(_: web.Request) -> web.Response:
+            return web.json_response({"status": "ok" if self._stopping is None else "draining"})
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
+
+        async def sandbox_info(_: web.Request) -> web.Response:
+            return web.json_response(self.sandbox.describe() if self.sandbox else {})
+
+        async def callback(request: web.Request) -> web.StreamResponse:
+            handler = self._callback_routes.get((request.method, request.path))
+            if handler is None:
+                raise web.HTTPNotFound()
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/sandbox", sandbox_info)
+        # Vendor callbacks (adapters' http_routes) are known only after the sandbox started,
+        # but aiohttp freezes its router on start: dispatch them through one route.
+        app.router.add_route("*", "/callbacks/{vendor}", callback)
+        host, port = _split_hostport(self.settings.ops_listen)
+        self._ops_runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._ops_runner.setup()
+        site = web.TCPSite(self._ops_runner, host, port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.ops_port = int(getattr(server, "sockets", [])[0].getsockname()[1])
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Drain and stop, idempotently: NOT_SERVING, go_away, grace period, close sessions."""
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop(grace_s))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace_s: float | None) -> None:
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        log.info("gateway_draining", grace_s=grace)
+        await self.health.enter_graceful_shutdown()
+        if self.servicer is not None:
+            self.servicer.draining = True
+            for drive in list(self.servicer.drives):
+                drive.go_away(grace)
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self.manager is not None:
+            await self.manager.shutdown()
+        for adapter in self.adapters.values():
+            with contextlib.suppress(Exception):
+                await adapter.aclose()
+        if self._ops_runner is not None:
+            await self._ops_runner.cleanup()
+        if self.sandbox is not None:
+            await self.sandbox.stop()
+        log.info("gateway_stopped")
+
+    async def serve_forever(self) -> None:
+        """Start, then run until SIGTERM/SIGINT, then drain and stop."""
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.stop()

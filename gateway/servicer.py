@@ -1,0 +1,247 @@
+"""``avatar.gateway.v1.AvatarGateway`` servicer: thin translation between gRPC and the core.
+
+Every handler runs under :func:`_rpc_errors`, the single point where a
+:class:`gateway.errors.GatewayError` becomes a status with an ErrorInfo, and where any other
+exception becomes INTERNAL (logged with its traceback, never leaked to the client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NoReturn
+
+import grpc
+import structlog
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
+from google.protobuf import duration_pb2
+
+from gateway.drive import DriveStream
+from gateway.errors import (
+    GatewayError,
+    internal_error,
+    invalid_argument,
+    server_draining,
+    to_rpc_status,
+    unknown_vendor,
+)
+from gateway.sessions import SessionManager, parse_session_name
+
+log = structlog.get_logger("gateway.servicer")
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: GatewayError) -> NoReturn:
+    status = to_rpc_status(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("unreachable")  # context.abort always raises
+
+
+def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
+    """Implements the API on a :class:`gateway.sessions.SessionManager`."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+        self.draining = False
+        self.drives: set[DriveStream] = set()
+
+    async def _unary(
+        self, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Any]
+    ) -> Any:
+        try:
+            if self.draining:
+                raise server_draining()
+            return await call()
+        except GatewayError as exc:
+            log.info("rpc_failed", reason=exc.reason, code=exc.code.name, message=exc.message)
+            await _abort(context, exc)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            log.exception("rpc_internal_error")
+            await _abort(context, internal_error(exc))
+
+    async def CreateSession(
+        self, request: pb.CreateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Session:
+        """See the proto."""
+        result: pb.Session = await self._unary(
+            context, lambda: self.manager.create(request, _deadline(context))
+        )
+        return result
+
+    async def GetSession(
+        self, request: pb.GetSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Session:
+        """See the proto."""
+
+        async def call() -> pb.Session:
+            return (await self.manager.get_record(request.name)).to_proto()
+
+        result: pb.Session = await self._unary(context, call)
+        return result
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListSessionsResponse:
+        """See the proto."""
+        result: pb.ListSessionsResponse = await self._unary(
+            context, lambda: self.manager.list_sessions(request)
+        )
+        return result
+
+    async def CloseSession(
+        self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Session:
+        """See the proto."""
+        result: pb.Session = await self._unary(
+            context, lambda: self.manager.close(request.name, pb.CLOSE_REASON_CLIENT)
+        )
+        return result
+
+    async def ListAvatars(
+        self, request: pb.ListAvatarsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAvatarsResponse:
+        """See the proto."""
+
+        async def call() -> pb.ListAvatarsResponse:
+            prefix, _, vendor = request.parent.partition("/")
+            if prefix != "vendors" or not vendor:
+                raise invalid_argument(
+                    "INVALID_ARGUMENT",
+                    f"parent {request.parent!r} is not of the form vendors/{{vendor}}",
+                    field="parent",
+                )
+            adapter = self.manager.adapters.get(vendor)
+            if adapter is None:
+                raise unknown_vendor(vendor, sorted(self.manager.adapters))
+            if request.page_size < 0:
+                raise invalid_argument(
+                    "INVALID_ARGUMENT", "page_size must be >= 0", field="page_size"
+                )
+            page = await adapter.list_avatars(request.page_size or 20, request.page_token)
+            return pb.ListAvatarsResponse(
+                avatars=[
+                    pb.Avatar(
+                        name=f"vendors/{vendor}/avatars/{a.avatar_id}",
+                        avatar_id=a.avatar_id,
+                        display_name=a.display_name,
+                        preview_url=a.preview_url,
+                        public=a.public,
+                    )
+                    for a in page.avatars
+                ],
+                next_page_token=page.next_page_token,
+            )
+
+        result: pb.ListAvatarsResponse = await self._unary(context, call)
+        return result
+
+    async def ListVendors(
+        self, request: pb.ListVendorsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListVendorsResponse:
+        """See the proto."""
+
+        async def call() -> pb.ListVendorsResponse:
+            vendors = []
+            for name, adapter in sorted(self.manager.adapters.items()):
+                caps = adapter.capabilities
+                vendors.append(
+                    pb.Vendor(
+                        name=f"vendors/{name}",
+                        vendor=name,
+                        display_name=caps.display_name,
+                        sandbox=adapter.sandbox,
+                        capabilities=pb.VendorCapabilities(
+                            vendor_sample_rates_hertz=list(caps.sample_rates_hertz),
+                            audio=caps.audio,
+                            text=caps.text,
+                            streaming_text=caps.streaming_text,
+                            interrupt=caps.interrupt,
+                            interrupt_ack=caps.interrupt_ack,
+                            max_text_characters=caps.max_text_chars,
+                            audio_frame_duration=_ms(caps.pacing.frame_ms),
+                            max_push_ahead=_ms(caps.pacing.max_push_ahead_ms),
+                            list_avatars=caps.list_avatars,
+                        ),
+                    )
+                )
+            return pb.ListVendorsResponse(vendors=vendors)
+
+        result: pb.ListVendorsResponse = await self._unary(context, call)
+        return result
+
+    async def Drive(
+        self,
+        request_iterator: AsyncIterator[pb.DriveRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.DriveResponse]:
+        """See the proto: config first, then audio/text/end_turn/interrupt."""
+        drive: DriveStream | None = None
+        runtime = None
+        try:
+            if self.draining:
+                raise server_draining()
+            first = await anext(request_iterator, None)
+            if first is None:
+                return  # the client half-closed at once: nothing to do
+            kind = first.WhichOneof("request")
+            if kind != "config":
+                raise invalid_argument(
+                    "CONFIG_NOT_FIRST",
+                    f"the first Drive request must be config, got {kind or 'an empty request'}",
+                    received=kind or "none",
+                )
+            config = first.config
+            parse_session_name(config.session)
+            DriveStream.validate_config(config)
+            record = await self.manager.get_record(config.session)
+            adapter = self.manager.adapters[record.vendor]
+            drive = DriveStream(record, adapter.capabilities, config)
+            record, runtime = await self.manager.attach_drive(config.session, config.preempt, drive)
+            structlog.contextvars.bind_contextvars(
+                session_id=record.session_id, vendor=record.vendor
+            )
+            channel = await runtime.get_channel()
+            self.drives.add(drive)
+            log.info("drive_started", vendor_rate=drive.vendor_rate)
+            yield drive.started_response()
+
+            def on_activity() -> None:
+                runtime.last_activity = time.monotonic()
+
+            async for response in drive.run(
+                request_iterator, channel, runtime.next_turn_id, on_activity
+            ):
+                yield response
+            if drive.error is not None:
+                raise drive.error
+            log.info("drive_finished")
+        except GatewayError as exc:
+            log.info("drive_failed", reason=exc.reason, code=exc.code.name, message=exc.message)
+            await _abort(context, exc)
+        except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
+            raise
+        except Exception as exc:
+            log.exception("drive_internal_error")
+            await _abort(context, internal_error(exc))
+        finally:
+            if drive is not None:
+                self.drives.discard(drive)
+                if runtime is not None:
+                    self.manager.detach_drive(runtime, drive)
+            with contextlib.suppress(Exception):
+                structlog.contextvars.unbind_contextvars("session_id", "vendor")
+
+
+def _ms(ms: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromMilliseconds(int(ms))
+    return d

@@ -1,0 +1,575 @@
+"""Session lifecycle: idempotent create, readiness wait, close on every path, reaper.
+
+Peer lesson (b) 2: leaked sessions keep billing. So a session is recorded before the vendor
+call returns, the vendor-side backstops are always set by the adapter, every close path
+(CloseSession, reaper, shutdown, vendor loss, failed start) goes through :meth:`close`, and
+the reaper closes sessions past ``idle_timeout`` or ``max_duration``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import grpc
+import structlog
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+
+from adapters.base import (
+    DriveChannel,
+    ReadyState,
+    SessionSpec,
+    SessionStatus,
+    VendorAdapter,
+    VendorSessionHandle,
+)
+from adapters.resilience import Backoff, keepalive_loop, poll_until, retry_call
+from gateway.config import Settings
+from gateway.errors import (
+    GatewayError,
+    VendorError,
+    failed_precondition,
+    invalid_argument,
+    session_not_found,
+    unknown_vendor,
+)
+from gateway.registry import SessionFilter, SessionRecord, SessionRegistry
+
+if TYPE_CHECKING:
+    from gateway.drive import DriveStream
+
+log = structlog.get_logger("gateway.sessions")
+
+MIN_IDLE_TIMEOUT_S = 30.0
+MAX_DURATION_S = 86400.0
+_OPTIONS_FIELD = {"zegocloud": "zegocloud", "tencent": "tencent", "akool": "akool"}
+
+
+def parse_session_name(name: str) -> str:
+    """Return the id of ``sessions/{session_id}``.
+
+    Raises:
+        GatewayError: INVALID_ARGUMENT ``INVALID_SESSION_NAME`` for any other shape.
+    """
+    prefix, _, session_id = name.partition("/")
+    if prefix != "sessions" or not session_id or "/" in session_id:
+        raise invalid_argument(
+            "INVALID_SESSION_NAME",
+            f"session name {name!r} is not of the form sessions/{{session_id}}",
+            name=name,
+        )
+    return session_id
+
+
+@dataclass
+class SessionRuntime:
+    """What this process holds for a session it owns: channel, active drive, turn counter."""
+
+    session_id: str
+    adapter: VendorAdapter
+    handle: VendorSessionHandle
+    channel: DriveChannel | None = None
+    drive: DriveStream | None = None
+    turn_counter: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
+    keepalive_task: asyncio.Task[None] | None = None
+    open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    attach_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def next_turn_id(self) -> str:
+        """Allocate the next turn id of the session ("1", "2", ...)."""
+        self.turn_counter += 1
+        return str(self.turn_counter)
+
+    async def get_channel(self) -> DriveChannel:
+        """The session's drive channel, opened at first use, with shared keepalive."""
+        async with self.open_lock:
+            if self.channel is None or self.channel.closed:
+                self.channel = await self.adapter.open_channel(self.handle, self.session_id)
+                interval = self.adapter.capabilities.keepalive_interval_s
+                if interval:
+                    self.keepalive_task = asyncio.create_task(
+                        keepalive_loop(self.channel, interval), name=f"keepalive-{self.session_id}"
+                    )
+            return self.channel
+
+    async def aclose(self) -> None:
+        """Stop keepalive and close the channel (not the vendor session)."""
+        if self.keepalive_task is not None:
+            self.keepalive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.keepalive_task
+        if self.channel is not None:
+            await self.channel.aclose()
+
+
+class SessionManager:
+    """Creates, tracks, reaps and closes sessions for one gateway process.
+
+    Args:
+        settings: gateway settings (timeouts, defaults).
+        adapters: configured adapters by vendor id.
+        registry: where records are stored.
+        owner: this replica's id.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        adapters: dict[str, VendorAdapter],
+        registry: SessionRegistry,
+        owner: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.adapters = adapters
+        self.registry = registry
+        self.owner = owner or uuid.uuid4().hex[:12]
+        self.runtimes: dict[str, SessionRuntime] = {}
+        self._creating: dict[str, asyncio.Future[pb.Session]] = {}
+        self._close_locks: dict[str, asyncio.Lock] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    # ---- create -------------------------------------------------------------------------
+
+    def _validate_create(self, req: pb.CreateSessionRequest) -> tuple[VendorAdapter, float, float]:
+        adapter = self.adapters.get(req.vendor)
+        if adapter is None:
+            raise unknown_vendor(req.vendor, sorted(self.adapters))
+        if not req.avatar_id:
+            raise invalid_argument("INVALID_ARGUMENT", "avatar_id is required", field="avatar_id")
+        chosen = req.WhichOneof("vendor_options")
+        if chosen is not None and chosen != _OPTIONS_FIELD.get(req.vendor):
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                f"vendor_options.{chosen} does not match vendor {req.vendor!r}",
+                field=f"vendor_options.{chosen}",
+            )
+        max_duration = (
+            req.max_duration.ToNanoseconds() / 1e9
+            if req.HasField("max_duration")
+            else self.settings.default_max_duration_s
+        )
+        idle = (
+            req.idle_timeout.ToNanoseconds() / 1e9
+            if req.HasField("idle_timeout")
+            else self.settings.default_idle_timeout_s
+        )
+        if not 0 < max_duration <= MAX_DURATION_S:
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                f"max_duration must be in (0, {MAX_DURATION_S:.0f}] s, got {max_duration:g} s",
+                field="max_duration",
+            )
+        if not MIN_IDLE_TIMEOUT_S <= idle <= MAX_DURATION_S:
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                f"idle_timeout must be in [{MIN_IDLE_TIMEOUT_S:.0f}, {MAX_DURATION_S:.0f}] s, "
+                f"got {idle:g} s",
+                field="idle_timeout",
+            )
+        if len(req.labels) > 32 or any(len(k) > 63 or len(v) > 63 for k, v in req.labels.items()):
+            raise invalid_argument(
+                "INVALID_ARGUMENT", "at most 32 labels of at most 63 characters", field="labels"
+            )
+        return adapter, max_duration, idle
+
+    async def create(self, req: pb.CreateSessionRequest, deadline: float | None) -> pb.Session:
+        """CreateSession: create the vendor session, wait until it is ready, return it.
+
+        Args:
+            req: the request.
+            deadline: the call's deadline as ``time.monotonic()``, or ``None``.
+
+        Raises:
+            GatewayError: bad request, unknown vendor, reused request id, or a vendor
+                error before a vendor session existed.
+        """
+        adapter, max_duration, idle = self._validate_create(req)
+        fingerprint = ""
+        if req.request_id:
+            stripped = pb.CreateSessionRequest()
+            stripped.CopyFrom(req)
+            stripped.request_id = ""
+            fingerprint = hashlib.sha256(stripped.SerializeToString(deterministic=True)).hexdigest()
+            session_id = uuid.uuid4().hex
+            earlier = await self.registry.claim_request_id(req.request_id, session_id)
+            if earlier is not None:
+                return await self._existing_for_request(req.request_id, earlier, fingerprint)
+        else:
+            session_id = uuid.uuid4().hex
+        future: asyncio.Future[pb.Session] = asyncio.get_running_loop().create_future()
+        self._creating[session_id] = future
+        try:
+            session = await self._create(
+                req, adapter, session_id, fingerprint, max_duration, idle, deadline
+            )
+            future.set_result(session)
+            return session
+        except BaseException as exc:
+            if req.request_id:
+                await self.registry.release_request_id(req.request_id)
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: a duplicate waiter may not exist
+            raise
+        finally:
+            self._creating.pop(session_id, None)
+
+    async def _existing_for_request(
+        self, request_id: str, session_id: str, fingerprint: str
+    ) -> pb.Session:
+        pending = self._creating.get(session_id)
+        if pending is not None:
+            record = await self.registry.get(session_id)
+            if record is not None and record.request_fingerprint != fingerprint:
+                raise _request_id_reused(request_id)
+            return await asyncio.shield(pending)
+        record = await self.registry.get(session_id)
+        if record is None:
+            raise failed_precondition(
+                "SESSION_NOT_READY",
+                f"a CreateSession with request_id {request_id} is still in progress; retry",
+                session=f"sessions/{session_id}",
+                state="SESSION_STATE_CREATING",
+            )
+        if record.request_fingerprint != fingerprint:
+            raise _request_id_reused(request_id)
+        return record.to_proto()
+
+    async def _create(
+        self,
+        req: pb.CreateSessionRequest,
+        adapter: VendorAdapter,
+        session_id: str,
+        fingerprint: str,
+        max_duration: float,
+        idle: float,
+        deadline: float | None,
+    ) -> pb.Session:
+        record = SessionRecord(
+            session_id=session_id,
+            vendor=req.vendor,
+            avatar_id=req.avatar_id,
+            owner=self.owner,
+            labels=dict(req.labels),
+            max_duration_s=max_duration,
+            idle_timeout_s=idle,
+            request_id=req.request_id,
+            request_fingerprint=fingerprint,
+        )
+        await self.registry.put(record)
+        options_field = req.WhichOneof("vendor_options")
+        spec = SessionSpec(
+            session_id=session_id,
+            avatar_id=req.avatar_id,
+            max_duration_s=max_duration,
+            idle_timeout_s=idle,
+            options=getattr(req, options_field) if options_field else None,
+        )
+        bound = log.bind(session_id=session_id, vendor=req.vendor)
+        try:
+            handle = await adapter.create_session(spec)
+        except GatewayError as exc:
+            record.state = pb.SESSION_STATE_FAILED
+            record.close_reason = pb.CLOSE_REASON_FAILED
+            record.close_time = time.time()
+            _set_failure(record, exc)
+            await self.registry.put(record)
+            bound.warning("session_create_failed", reason=exc.reason, message=exc.message)
+            raise
+        record.vendor_session_id = handle.vendor_session_id
+        record.vendor_data = dict(handle.data)
+        record.playback = handle.playback.SerializeToString()
+        await self.registry.put(record)
+        runtime = SessionRuntime(session_id, adapter, handle)
+        self.runtimes[session_id] = runtime
+        ready_deadline = time.monotonic() + self.settings.create_timeout_s
+        if deadline is not None:
+            ready_deadline = min(ready_deadline, deadline - 0.2)
+        try:
+            status: SessionStatus = await poll_until(
+                lambda: adapter.session_status(handle),
+                _is_settled,
+                deadline=ready_deadline,
+                vendor=req.vendor,
+            )
+            if status.state is not ReadyState.READY:
+                raise VendorError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "VENDOR_SESSION_FAILED",
+                    f"{req.vendor} session failed to start: {status.detail or status.state.value}",
+                    vendor=req.vendor,
+                    vendor_code=status.vendor_code,
+                )
+            await adapter.start_session(handle)
+        except GatewayError as exc:
+            bound.warning("session_start_failed", reason=exc.reason, message=exc.message)
+            _set_failure(record, exc)
+            await self.registry.put(record)
+            await self.close(record.name, pb.CLOSE_REASON_FAILED)
+            failed = await self.registry.get(session_id)
+            assert failed is not None
+            return failed.to_proto()
+        record.state = pb.SESSION_STATE_READY
+        record.last_activity_time = time.time()
+        await self.registry.put(record)
+        bound.info("session_ready", vendor_session_id=handle.vendor_session_id)
+        return record.to_proto()
+
+    # ---- read ---------------------------------------------------------------------------
+
+    async def get_record(self, name: str) -> SessionRecord:
+        """The record for session name ``name``.
+
+        Raises:
+            GatewayError: INVALID_SESSION_NAME or SESSION_NOT_FOUND.
+        """
+        session_id = parse_session_name(name)
+        record = await self.registry.get(session_id)
+        if record is None:
+            raise session_not_found(name)
+        runtime = self.runtimes.get(session_id)
+        if runtime is not None:
+            record.drive_active = runtime.drive is not None
+            record.last_activity_time = max(
+                record.last_activity_time, time.time() - (time.monotonic() - runtime.last_activity)
+            )
+        return record
+
+    async def list_sessions(self, req: pb.ListSessionsRequest) -> pb.ListSessionsResponse:
+        """ListSessions with offset page tokens.
+
+        Raises:
+            GatewayError: INVALID_ARGUMENT for a negative page size or a bad page token.
+        """
+        if req.page_size < 0:
+            raise invalid_argument("INVALID_ARGUMENT", "page_size must be >= 0", field="page_size")
+        size = min(req.page_size or 50, 500)
+        try:
+            offset = int(req.page_token) if req.page_token else 0
+        except ValueError:
+            raise invalid_argument(
+                "INVALID_ARGUMENT", "page_token is not one this server issued", field="page_token"
+            ) from None
+        flt = SessionFilter(vendor=req.vendor, state=req.state, labels=dict(req.labels))
+        records = await self.registry.list_records(flt, offset, size + 1)
+        more = len(records) > size
+        return pb.ListSessionsResponse(
+            sessions=[r.to_proto() for r in records[:size]],
+            next_page_token=str(offset + size) if more else "",
+        )
+
+    # ---- drive attach -------------------------------------------------------------------
+
+    async def attach_drive(
+        self, name: str, preempt: bool, drive: DriveStream
+    ) -> tuple[SessionRecord, SessionRuntime]:
+        """Make ``drive`` the session's one active Drive stream.
+
+        Raises:
+            GatewayError: SESSION_NOT_FOUND, SESSION_CLOSED, SESSION_NOT_READY,
+                DRIVE_ALREADY_ACTIVE.
+        """
+        record = await self.get_record(name)
+        if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
+            raise _session_closed(record)
+        if record.state != pb.SESSION_STATE_READY:
+            raise failed_precondition(
+                "SESSION_NOT_READY",
+                f"session {name} is not ready to drive",
+                session=name,
+                state=pb.SessionState.Name(record.state),  # type: ignore[arg-type]
+            )
+        runtime = self.runtimes.get(record.session_id)
+        if runtime is None:
+            runtime = await self._adopt(record)
+        async with runtime.attach_lock:
+            if runtime.drive is not None:
+                if not preempt:
+                    raise failed_precondition(
+                        "DRIVE_ALREADY_ACTIVE",
+                        f"session {name} already has an open Drive stream "
+                        "(set preempt to take it over)",
+                        session=name,
+                    )
+                old = runtime.drive
+                await old.terminate(
+                    GatewayError(
+                        grpc.StatusCode.ABORTED,
+                        "DRIVE_PREEMPTED",
+                        f"another Drive stream took over session {name}",
+                        {"session": name},
+                    )
+                )
+            runtime.drive = drive
+        runtime.last_activity = time.monotonic()
+        return record, runtime
+
+    async def _adopt(self, record: SessionRecord) -> SessionRuntime:
+        """Build a runtime for a session created by another replica (shared registry)."""
+        adapter = self.adapters.get(record.vendor)
+        if adapter is None:
+            raise unknown_vendor(record.vendor, sorted(self.adapters))
+        handle = VendorSessionHandle(record.vendor_session_id, data=dict(record.vendor_data))
+        if record.playback:
+            handle.playback.ParseFromString(record.playback)
+        runtime = SessionRuntime(record.session_id, adapter, handle)
+        self.runtimes[record.session_id] = runtime
+        return runtime
+
+    def detach_drive(self, runtime: SessionRuntime, drive: DriveStream) -> None:
+        """Forget ``drive`` as the active stream (if it still is)."""
+        if runtime.drive is drive:
+            runtime.drive = None
+        runtime.last_activity = time.monotonic()
+
+    # ---- close --------------------------------------------------------------------------
+
+    async def close(self, name: str, reason: int) -> pb.Session:
+        """Close a session on every path: end its Drive, channel and vendor session.
+
+        Idempotent: a closed (or failed) session is returned unchanged. Vendor close errors
+        that are retryable are retried with backoff; the record is marked CLOSED even if
+        the vendor keeps failing (its own backstops then end it) and the error is logged.
+        """
+        session_id = parse_session_name(name)
+        lock = self._close_locks.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            record = await self.registry.get(session_id)
+            if record is None:
+                raise session_not_found(name)
+            if record.state == pb.SESSION_STATE_CLOSED or (
+                record.state == pb.SESSION_STATE_FAILED and record.close_time
+            ):
+                return record.to_proto()
+            failed_start = reason == pb.CLOSE_REASON_FAILED
+            record.state = pb.SESSION_STATE_CLOSING
+            await self.registry.put(record)
+            runtime = self.runtimes.pop(session_id, None)
+            if runtime is not None and runtime.drive is not None:
+                record.close_reason = reason
+                await runtime.drive.terminate(_session_closed(record))
+            if runtime is not None:
+                await runtime.aclose()
+            adapter = self.adapters.get(record.vendor)
+            if adapter is not None and record.vendor_session_id:
+                handle = (
+                    runtime.handle
+                    if runtime is not None
+                    else VendorSessionHandle(
+                        record.vendor_session_id, data=dict(record.vendor_data)
+                    )
+                )
+                try:
+                    await retry_call(
+                        lambda: adapter.close_session(handle),
+                        backoff=Backoff(base_s=0.2, cap_s=2.0, max_attempts=4),
+                        operation="close_session",
+                    )
+                except GatewayError as exc:
+                    log.error(
+                        "vendor_close_failed",
+                        session_id=session_id,
+                        vendor=record.vendor,
+                        reason=exc.reason,
+                        message=exc.message,
+                    )
+            record.state = pb.SESSION_STATE_FAILED if failed_start else pb.SESSION_STATE_CLOSED
+            record.close_reason = reason
+            record.close_time = time.time()
+            record.drive_active = False
+            await self.registry.put(record)
+            log.info(
+                "session_closed",
+                session_id=session_id,
+                vendor=record.vendor,
+                close_reason=pb.CloseReason.Name(reason),  # type: ignore[arg-type]
+            )
+            return record.to_proto()
+
+    # ---- reaper and shutdown ------------------------------------------------------------
+
+    def start_reaper(self) -> None:
+        """Start the background reaper (every ``reaper_interval_s``)."""
+        self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reaper_interval_s)
+            try:
+                await self.reap_once()
+            except Exception:  # the reaper must outlive any one bad session
+                log.exception("reaper_failed")
+
+    async def reap_once(self) -> list[str]:
+        """Close owned sessions past max_duration, or idle past idle_timeout; return their ids."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        reaped: list[str] = []
+        for record in await self.registry.owned_by(self.owner):
+            if record.state != pb.SESSION_STATE_READY:
+                continue
+            runtime = self.runtimes.get(record.session_id)
+            if now_wall >= record.expire_time:
+                reason = pb.CLOSE_REASON_MAX_DURATION
+            elif (
+                runtime is not None
+                and runtime.drive is None
+                and (now_mono - runtime.last_activity >= record.idle_timeout_s)
+            ):
+                reason = pb.CLOSE_REASON_IDLE_TIMEOUT
+            elif runtime is None and now_wall - record.last_activity_time >= record.idle_timeout_s:
+                reason = pb.CLOSE_REASON_IDLE_TIMEOUT
+            else:
+                continue
+            await self.close(record.name, reason)
+            reaped.append(record.session_id)
+        return reaped
+
+    async def shutdown(self) -> None:
+        """Stop the reaper and close every session this process owns (SIGTERM path)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        owned = await self.registry.owned_by(self.owner)
+        await asyncio.gather(
+            *(self.close(r.name, pb.CLOSE_REASON_SHUTDOWN) for r in owned), return_exceptions=True
+        )
+
+    async def on_session_lost(self, session_id: str, message: str) -> None:
+        """The vendor ended the session by itself: close the record (reason VENDOR)."""
+        log.warning("vendor_session_lost", session_id=session_id, message=message)
+        with contextlib.suppress(GatewayError):
+            await self.close(f"sessions/{session_id}", pb.CLOSE_REASON_VENDOR)
+
+
+def _is_settled(status: SessionStatus) -> bool:
+    return status.state is not ReadyState.PENDING
+
+
+def _set_failure(record: SessionRecord, exc: GatewayError) -> None:
+    record.failure_reason = exc.reason
+    record.failure_message = exc.message
+    record.failure_vendor_code = exc.metadata.get("vendorCode", "")
+
+
+def _session_closed(record: SessionRecord) -> GatewayError:
+    reason = pb.CloseReason.Name(record.close_reason)  # type: ignore[arg-type]
+    return failed_precondition(
+        "SESSION_CLOSED",
+        f"session {record.name} is closed ({reason})",
+        session=record.name,
+        closeReason=reason,
+    )
+
+
+def _request_id_reused(request_id: str) -> GatewayError:
+    return invalid_argument(
+        "REQUEST_ID_REUSED",
+        f"request_id {request_id} was used for a different CreateSession request",
+        requestId=request_id,
+    )
