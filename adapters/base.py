@@ -108,12 +108,15 @@ class Capabilities:
     list_avatars: bool = True
     speech_end_timeout_s: float = 10.0
 
-    def vendor_rate_for(self, input_rate_hertz: int) -> int:
+    def vendor_rate_for(self, input_rate_hertz: int, preferred_hertz: int = 0) -> int:
         """The vendor rate audio at ``input_rate_hertz`` is converted to (Hz).
 
-        The smallest native rate not below the input (no information is thrown away and
-        nothing is upsampled needlessly), else the largest native rate.
+        ``preferred_hertz`` (a session option) wins when it is a native rate. Otherwise the
+        smallest native rate not below the input (no information is thrown away and nothing
+        is upsampled needlessly), else the largest native rate.
         """
+        if preferred_hertz in self.sample_rates_hertz:
+            return preferred_hertz
         for rate in self.sample_rates_hertz:
             if rate >= input_rate_hertz:
                 return rate
@@ -149,6 +152,8 @@ class VendorSessionHandle:
         vendor_session_id: the vendor's id (ZEGO TaskId, Tencent SessionId, Akool _id).
         playback: what a viewer needs (``avatar.gateway.v1.Playback``).
         data: JSON-serialisable vendor details the adapter needs later (room ids, mode...).
+            The key ``sample_rate_hertz`` (int), when set, is the vendor rate the session
+            asked for; Drive streams convert to it.
     """
 
     vendor_session_id: str

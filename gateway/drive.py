@@ -127,7 +127,8 @@ class DriveStream:
         fmt = config.audio_format
         self.has_audio = config.HasField("audio_format")
         input_rate = fmt.sample_rate_hertz if self.has_audio else capabilities.sample_rates_hertz[0]
-        self.vendor_rate = capabilities.vendor_rate_for(input_rate)
+        preferred = int(record.vendor_data.get("sample_rate_hertz", 0) or 0)
+        self.vendor_rate = capabilities.vendor_rate_for(input_rate, preferred)
         self.converter = AudioConverter(
             input_rate, fmt.audio_channel_count if self.has_audio else 1, self.vendor_rate
         )

@@ -26,7 +26,7 @@ from adapters.base import (
 from adapters.zegocloud.api import VENDOR, ZegoApi, is_already_closed, verify_callback_signature
 from adapters.zegocloud.channel import ZegoDriveChannel
 from gateway.config import ZegocloudSettings
-from gateway.errors import VendorError
+from gateway.errors import VendorError, invalid_argument
 
 log = structlog.get_logger("adapters.zegocloud")
 
@@ -95,6 +95,15 @@ class ZegocloudAdapter(VendorAdapter):
             "TTL": _clamp(spec.max_duration_s + BACKSTOP_MARGIN_S, TTL_RANGE_S),
             "MaxIdleTime": _clamp(spec.idle_timeout_s + BACKSTOP_MARGIN_S, MAX_IDLE_RANGE_S),
         }
+        if (
+            opts.sample_rate_hertz
+            and opts.sample_rate_hertz not in self.capabilities.sample_rates_hertz
+        ):
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                f"zegocloud.sample_rate_hertz must be 16000 or 24000, got {opts.sample_rate_hertz}",
+                field="vendor_options.zegocloud.sample_rate_hertz",
+            )
         data = await self.api.call("CreateDigitalHumanStreamTask", body)
         tts: dict[str, Any] = {"TimbreId": opts.timbre_id or self.settings.timbre_id}
         if opts.speech_rate:
@@ -111,7 +120,12 @@ class ZegocloudAdapter(VendorAdapter):
         return VendorSessionHandle(
             str(data["TaskId"]),
             playback=playback,
-            data={"room_id": room_id, "stream_id": stream_id, "tts": tts},
+            data={
+                "room_id": room_id,
+                "stream_id": stream_id,
+                "tts": tts,
+                "sample_rate_hertz": opts.sample_rate_hertz,
+            },
         )
 
     async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&avatar/gateway/v1/vendor_options.proto\x12\x11\x61vatar.gateway.v1\x1a\x1egoogle/protobuf/duration.proto\"\x9c\x01\n\x10ZegocloudOptions\x12\x18\n\x10\x62\x61\x63kground_color\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12\x11\n\ttimbre_id\x18\x04 \x01(\t\x12\x13\n\x0bspeech_rate\x18\x05 \x01(\x05\x12\x12\n\npitch_rate\x18\x06 \x01(\x05\x12\x0e\n\x06volume\x18\x07 \x01(\x05\"\x8b\x03\n\x0eTencentOptions\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12\x13\n\x0b\x64river_type\x18\x02 \x01(\x05\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x36\n\x13stream_max_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14\x61sset_virtualman_key\x18\x05 \x01(\t\x12\x1d\n\x15trtc_use_external_app\x18\x06 \x01(\x08\x12\x13\n\x0btrtc_app_id\x18\x07 \x01(\x03\x12\x14\n\x0ctrtc_room_id\x18\x08 \x01(\x03\x12\x18\n\x10trtc_str_room_id\x18\t \x01(\t\x12\x15\n\rtrtc_user_sig\x18\n \x01(\t\x12\x1c\n\x14trtc_private_map_key\x18\x0b \x01(\t\x12\x1b\n\x13\x63ss_custom_push_url\x18\x0c \x01(\t\x12\x17\n\x0f\x62\x61\x63kground_urls\x18\r \x03(\t\x12\x1c\n\x14\x61lpha_channel_enable\x18\x0e \x01(\x08\"\x9b\x01\n\x0c\x41koolOptions\x12\x10\n\x08voice_id\x18\x01 \x01(\t\x12\x11\n\tvoice_url\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x11\n\tmode_type\x18\x04 \x01(\x05\x12\x16\n\x0e\x62\x61\x63kground_url\x18\x05 \x01(\t\x12\x14\n\x0cknowledge_id\x18\x06 \x01(\t\x12\x13\n\x0bvoice_speed\x18\x07 \x01(\x01\x42\x84\x01\n\x1c\x63om.avatargateway.gateway.v1B\x12VendorOptionsProtoP\x01ZNgithub.com/avatargateway/avatar-gateway/clients/go/avatar/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&avatar/gateway/v1/vendor_options.proto\x12\x11\x61vatar.gateway.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb7\x01\n\x10ZegocloudOptions\x12\x18\n\x10\x62\x61\x63kground_color\x18\x01 \x01(\t\x12\x0f\n\x07room_id\x18\x02 \x01(\t\x12\x11\n\tstream_id\x18\x03 \x01(\t\x12\x11\n\ttimbre_id\x18\x04 \x01(\t\x12\x13\n\x0bspeech_rate\x18\x05 \x01(\x05\x12\x12\n\npitch_rate\x18\x06 \x01(\x05\x12\x0e\n\x06volume\x18\x07 \x01(\x05\x12\x19\n\x11sample_rate_hertz\x18\x08 \x01(\x05\"\x8b\x03\n\x0eTencentOptions\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12\x13\n\x0b\x64river_type\x18\x02 \x01(\x05\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x36\n\x13stream_max_interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14\x61sset_virtualman_key\x18\x05 \x01(\t\x12\x1d\n\x15trtc_use_external_app\x18\x06 \x01(\x08\x12\x13\n\x0btrtc_app_id\x18\x07 \x01(\x03\x12\x14\n\x0ctrtc_room_id\x18\x08 \x01(\x03\x12\x18\n\x10trtc_str_room_id\x18\t \x01(\t\x12\x15\n\rtrtc_user_sig\x18\n \x01(\t\x12\x1c\n\x14trtc_private_map_key\x18\x0b \x01(\t\x12\x1b\n\x13\x63ss_custom_push_url\x18\x0c \x01(\t\x12\x17\n\x0f\x62\x61\x63kground_urls\x18\r \x03(\t\x12\x1c\n\x14\x61lpha_channel_enable\x18\x0e \x01(\x08\"\x9b\x01\n\x0c\x41koolOptions\x12\x10\n\x08voice_id\x18\x01 \x01(\t\x12\x11\n\tvoice_url\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x11\n\tmode_type\x18\x04 \x01(\x05\x12\x16\n\x0e\x62\x61\x63kground_url\x18\x05 \x01(\t\x12\x14\n\x0cknowledge_id\x18\x06 \x01(\t\x12\x13\n\x0bvoice_speed\x18\x07 \x01(\x01\x42\x84\x01\n\x1c\x63om.avatargateway.gateway.v1B\x12VendorOptionsProtoP\x01ZNgithub.com/avatargateway/avatar-gateway/clients/go/avatar/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\034com.avatargateway.gateway.v1B\022VendorOptionsProtoP\001ZNgithub.com/avatargateway/avatar-gateway/clients/go/avatar/gateway/v1;gatewayv1'
   _globals['_ZEGOCLOUDOPTIONS']._serialized_start=94
-  _globals['_ZEGOCLOUDOPTIONS']._serialized_end=250
-  _globals['_TENCENTOPTIONS']._serialized_start=253
-  _globals['_TENCENTOPTIONS']._serialized_end=648
-  _globals['_AKOOLOPTIONS']._serialized_start=651
-  _globals['_AKOOLOPTIONS']._serialized_end=806
+  _globals['_ZEGOCLOUDOPTIONS']._serialized_end=277
+  _globals['_TENCENTOPTIONS']._serialized_start=280
+  _globals['_TENCENTOPTIONS']._serialized_end=675
+  _globals['_AKOOLOPTIONS']._serialized_start=678
+  _globals['_AKOOLOPTIONS']._serialized_end=833
 # @@protoc_insertion_point(module_scope)

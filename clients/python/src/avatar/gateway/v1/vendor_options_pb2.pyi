@@ -32,6 +32,7 @@ class ZegocloudOptions(_message.Message):
     SPEECH_RATE_FIELD_NUMBER: _builtins.int
     PITCH_RATE_FIELD_NUMBER: _builtins.int
     VOLUME_FIELD_NUMBER: _builtins.int
+    SAMPLE_RATE_HERTZ_FIELD_NUMBER: _builtins.int
     background_color: _builtins.str
     """Background colour `#RRGGBB`; default `#000000`."""
     room_id: _builtins.str
@@ -48,6 +49,10 @@ class ZegocloudOptions(_message.Message):
     """TTS pitch, -500..500; default 0."""
     volume: _builtins.int
     """TTS volume, 1..100; default 50."""
+    sample_rate_hertz: _builtins.int
+    """Rate the avatar receives audio at: 16000 or 24000 Hz (WS drive Start.SampleRate).
+    Default: the smallest of those not below the Drive input rate.
+    """
     def __init__(
         self,
         *,
@@ -58,10 +63,11 @@ class ZegocloudOptions(_message.Message):
         speech_rate: _builtins.int = ...,
         pitch_rate: _builtins.int = ...,
         volume: _builtins.int = ...,
+        sample_rate_hertz: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_color", b"background_color", "pitch_rate", b"pitch_rate", "room_id", b"room_id", "speech_rate", b"speech_rate", "stream_id", b"stream_id", "timbre_id", b"timbre_id", "volume", b"volume"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_color", b"background_color", "pitch_rate", b"pitch_rate", "room_id", b"room_id", "sample_rate_hertz", b"sample_rate_hertz", "speech_rate", b"speech_rate", "stream_id", b"stream_id", "timbre_id", b"timbre_id", "volume", b"volume"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

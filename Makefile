@@ -1,0 +1,70 @@
+# AvatarGateway: the single entry point. `make demo` runs the main job, `make test` the tests.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+BUF := tools/buf/node_modules/.bin/buf
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv system-deps demo test test-unit test-integration lint format protos protos-check buf-lint bench clean
+
+help:
+	@echo "make demo        gateway in sandbox mode driving real speech through every vendor"
+	@echo "make test        unit + integration (+ interop) tests over real sockets"
+	@echo "make lint        ruff, ruff format --check, mypy --strict, buf lint"
+	@echo "make protos      regenerate the stubs of every language"
+	@echo "make bench       benchmarks (writes bench/RESULTS.md)"
+
+# Python environment, pinned by constraints.txt.
+$(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -c constraints.txt -e clients/python -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages: espeak-ng (demo speech), redis-server (registry tests). Installed only when missing.
+system-deps:
+	@missing=""; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null \
+	    || echo "warning: could not install$$missing (the demo falls back to a committed WAV)"; \
+	fi
+
+$(BUF): tools/buf/package.json
+	cd tools/buf && npm install --no-audit --no-fund --silent
+	touch $(BUF)
+
+demo: venv system-deps
+	$(VPY) demo/demo.py
+
+test: venv system-deps
+	$(VPY) -m pytest -q -p no:cacheprovider
+
+test-unit: venv
+	$(VPY) -m pytest -q -m unit
+
+lint: venv $(BUF)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+protos: venv
+	tools/gen_python.sh
+
+bench: venv
+	$(VPY) bench/run_bench.py
+
+clean:
+	rm -rf $(VENV) .cache tools/buf/node_modules
