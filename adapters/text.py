@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 # Sentence ends in Latin and CJK scripts, keeping the punctuation with the sentence.
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？；;])\s+|(?<=[。！？；])")
+_SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+|(?<=[。！？；])")
 _CLAUSE_END = re.compile(r"(?<=[,，、:：])\s*")
 
 
@@ -42,11 +42,25 @@ def _hard_split(text: str, max_chars: int, max_bytes: int | None) -> list[str]:
     return parts
 
 
+def _cut(text: str, pattern: re.Pattern[str]) -> list[str]:
+    """Split after each match of ``pattern``, keeping every character (separators included)."""
+    pieces: list[str] = []
+    start = 0
+    for match in pattern.finditer(text):
+        if match.end() > start:
+            pieces.append(text[start : match.end()])
+            start = match.end()
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
 def split_text(text: str, max_chars: int, max_bytes: int | None = None) -> list[str]:
     """Split ``text`` into parts of at most ``max_chars`` characters and ``max_bytes`` bytes.
 
     Parts are whole sentences packed greedily; a sentence longer than the limit is split at
-    clauses, then words. Whitespace-only input gives ``[]``.
+    clauses, then words. The text between parts is kept as written (no spaces are added to
+    CJK text), and each part is stripped. Whitespace-only input gives ``[]``.
 
     Args:
         text: the text.
@@ -59,30 +73,26 @@ def split_text(text: str, max_chars: int, max_bytes: int | None = None) -> list[
     if _fits(text, max_chars, max_bytes):
         return [text]
     units: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
-        if not sentence.strip():
+    for sentence in _cut(text, _SENTENCE_END):
+        if _fits(sentence.strip(), max_chars, max_bytes):
+            units.append(sentence)
             continue
-        if _fits(sentence, max_chars, max_bytes):
-            units.append(sentence.strip())
-            continue
-        for clause in _CLAUSE_END.split(sentence):
-            if not clause.strip():
-                continue
-            if _fits(clause, max_chars, max_bytes):
-                units.append(clause.strip())
+        for clause in _cut(sentence, _CLAUSE_END):
+            if _fits(clause.strip(), max_chars, max_bytes):
+                units.append(clause)
             else:
-                units.extend(_hard_split(clause, max_chars, max_bytes))
+                units.extend(p + " " for p in _hard_split(clause, max_chars, max_bytes))
     parts: list[str] = []
     current = ""
     for unit in units:
-        candidate = f"{current} {unit}" if current else unit
-        if _fits(candidate, max_chars, max_bytes):
-            current = candidate
+        if _fits((current + unit).strip(), max_chars, max_bytes):
+            current += unit
         else:
-            parts.append(current)
+            if current.strip():
+                parts.append(current.strip())
             current = unit
-    if current:
-        parts.append(current)
+    if current.strip():
+        parts.append(current.strip())
     return parts
 
 

@@ -596,8 +596,12 @@ class ZegocloudEmulator:
     # ---- public inspection / fault API ---------------------------------------------------------
 
     def open_tasks(self) -> list[TaskRecord]:
-        """Return tasks not yet stopped or failed (Status 1, 3 or 4): the leak audit."""
-        return [t for t in self.tasks.values() if t.status in (1, 3, 4)]
+        """Return tasks still billed and not being stopped (Status 1 or 3): the leak audit.
+
+        A task in Status 4 has accepted its stop and ends by itself within milliseconds, so
+        it is not a leak.
+        """
+        return [t for t in self.tasks.values() if t.status in (1, 3)]
 
     def drives_for_task(self, task_id: str) -> list[DriveRecord]:
         """Return the drives of ``task_id`` in creation order."""

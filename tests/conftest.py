@@ -114,3 +114,46 @@ async def collect(call: Any) -> list[pb.DriveResponse]:
 
 def kinds(responses: list[pb.DriveResponse]) -> list[str]:
     return [str(r.WhichOneof("response")) for r in responses]
+
+
+def error_info(err: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
+    """(code, ErrorInfo.reason, metadata) of a failed call; asserts exactly one ErrorInfo."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    raw = dict(err.trailing_metadata() or ()).get("grpc-status-details-bin")
+    assert raw is not None, f"no status details on {err.code()}: {err.details()}"
+    rich = status_pb2.Status.FromString(raw)
+    infos = [d for d in rich.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    assert len(infos) == 1
+    info = error_details_pb2.ErrorInfo()
+    infos[0].Unpack(info)
+    assert info.domain == "avatargateway.dev"
+    return err.code(), info.reason, dict(info.metadata)
+
+
+async def drive_error(stub: pb_grpc.AvatarGatewayStub, requests: list[pb.DriveRequest]) -> tuple[grpc.StatusCode, str, dict[str, str], list[pb.DriveResponse]]:
+    """Run a Drive that must fail; return (code, reason, metadata, responses before the error)."""
+
+    async def gen() -> AsyncIterator[pb.DriveRequest]:
+        for r in requests:
+            yield r
+        await asyncio.sleep(30)  # keep the stream open: the server must end it
+
+    got: list[pb.DriveResponse] = []
+    try:
+        async for r in stub.Drive(gen(), timeout=20):
+            got.append(r)
+    except grpc.aio.AioRpcError as err:
+        code, reason, md = error_info(err)
+        return code, reason, md, got
+    raise AssertionError(f"Drive did not fail; got {kinds(got)}")
+
+
+async def still_serving(gw: Gateway) -> None:
+    """The server keeps serving: health is SERVING and a new session can be created."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    h = await health_pb2_grpc.HealthStub(gw.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert h.status == health_pb2.HealthCheckResponse.SERVING
+    s = await gw.create()
+    assert s.state == pb.SESSION_STATE_READY
