@@ -44,10 +44,15 @@ SENTENCE = (
 )
 RATE = 16000
 CHUNK_MS = 40
-DEFAULT_AVATARS = {"zegocloud": "zego_emma", "tencent": "sandbox-project", "akool": "dvp_Tristan_cloth2_1080P"}
+DEFAULT_AVATARS = {
+    "zegocloud": "zego_emma",
+    "tencent": "sandbox-project",
+    "akool": "dvp_Tristan_cloth2_1080P",
+}
 
 
 def free_port() -> int:
+    """A free loopback TCP port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -58,7 +63,9 @@ def synthesise() -> tuple[bytes, str]:
     source = "espeak-ng"
     wav_path = Path(tempfile.mkdtemp()) / "speech.wav"
     if shutil.which("espeak-ng"):
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav_path), SENTENCE], check=True)
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav_path), SENTENCE], check=True
+        )
     else:
         wav_path, source = ROOT / "demo" / "speech.wav", "demo/speech.wav (espeak-ng not installed)"
     with wave.open(str(wav_path), "rb") as w:
@@ -79,22 +86,25 @@ class Timeline:
         self.t0 = time.monotonic()
 
     def say(self, what: str) -> None:
+        """Print one line of the timeline."""
         print(f"  [{self.vendor:9}] +{time.monotonic() - self.t0:7.3f}s  {what}", flush=True)
 
     def event(self, response: pb.DriveResponse) -> None:
+        """Print a Drive response."""
         kind = response.WhichOneof("response")
         if kind == "started":
             fmt = response.started.vendor_audio_format
             self.say(f"drive started: vendor receives {fmt.sample_rate_hertz} Hz mono")
         elif kind == "speech_started":
             ev = response.speech_started
-            self.say(f"speech_started   turn {ev.turn_id}  latency {ev.latency.ToMilliseconds()} ms")
+            self.say(
+                f"speech_started   turn {ev.turn_id}  latency {ev.latency.ToMilliseconds()} ms"
+            )
         elif kind == "speech_ended":
             ev = response.speech_ended
-            self.say(
-                f"speech_ended     turn {ev.turn_id}  played {ev.played_duration.ToMilliseconds()} ms"
-                f"{'  (interrupted)' if ev.interrupted else ''}"
-            )
+            played = ev.played_duration.ToMilliseconds()
+            cut = "  (interrupted)" if ev.interrupted else ""
+            self.say(f"speech_ended     turn {ev.turn_id}  played {played} ms{cut}")
         elif kind == "interrupted":
             ev = response.interrupted
             self.say(
@@ -102,11 +112,14 @@ class Timeline:
                 f"({'vendor' if ev.vendor_acknowledged else 'synthesised'})"
             )
         elif kind == "transcript":
-            self.say(f"transcript       turn {response.transcript.turn_id}: {response.transcript.text!r}")
+            self.say(
+                f"transcript       turn {response.transcript.turn_id}: {response.transcript.text!r}"
+            )
         elif kind == "warning":
             self.say(f"warning          {response.warning.reason}: {response.warning.message}")
         elif kind == "turn_failed":
-            self.say(f"turn_failed      turn {response.turn_failed.turn_id}: {response.turn_failed.reason}")
+            failed = response.turn_failed
+            self.say(f"turn_failed      turn {failed.turn_id}: {failed.reason}")
         else:
             self.say(kind or "?")
 
@@ -124,11 +137,15 @@ async def drive(
 
     async def requests() -> AsyncIterator[pb.DriveRequest]:
         fmt = media_pb2.AudioFormat(
-            audio_encoding=media_pb2.AUDIO_ENCODING_LINEAR16, sample_rate_hertz=RATE, audio_channel_count=1
+            audio_encoding=media_pb2.AUDIO_ENCODING_LINEAR16,
+            sample_rate_hertz=RATE,
+            audio_channel_count=1,
         )
         yield pb.DriveRequest(config=pb.DriveConfig(session=session, audio_format=fmt))
         step = RATE * 2 * CHUNK_MS // 1000
-        timeline.say(f"turn 1: streaming {len(pcm) / 2 / RATE:.2f} s of speech in {CHUNK_MS} ms chunks")
+        timeline.say(
+            f"turn 1: streaming {len(pcm) / 2 / RATE:.2f} s of speech in {CHUNK_MS} ms chunks"
+        )
         start = time.monotonic()
         for n, i in enumerate(range(0, len(pcm), step)):
             yield pb.DriveRequest(audio=pcm[i : i + step])
@@ -137,7 +154,9 @@ async def drive(
         timeline.say("turn 1: end_turn sent")
         await asyncio.wait_for(wait_end("1").wait(), 30)
         timeline.say("turn 2: text")
-        yield pb.DriveRequest(text=pb.TextInput(text="This sentence is spoken by the vendor's own voice.", final=True))
+        yield pb.DriveRequest(
+            text=pb.TextInput(text="This sentence is spoken by the vendor's own voice.", final=True)
+        )
         await asyncio.wait_for(wait_end("2").wait(), 30)
         timeline.say("turn 3: long speech, interrupted after 1.5 s")
         start = time.monotonic()
@@ -165,6 +184,7 @@ async def drive(
 
 
 def emulator_state(ops_url: str, vendor: str) -> dict[str, Any]:
+    """What the vendor's emulator received (its admin endpoint, found through /sandbox)."""
     with urllib.request.urlopen(f"{ops_url}/sandbox", timeout=5) as r:
         urls = json.load(r)
     with urllib.request.urlopen(f"{urls[vendor]}/_emulator/state", timeout=5) as r:
@@ -183,7 +203,9 @@ def report_received(vendor: str, state: dict[str, Any], session: pb.Session, sen
                 if d["kind"] == "ws"
                 else f"text {d['text']!r}"
             )
-            print(f"    vendor drive {n}: {what}{'  (interrupted)' if d.get('interrupted') else ''}")
+            print(
+                f"    vendor drive {n}: {what}{'  (interrupted)' if d.get('interrupted') else ''}"
+            )
         audio = [d for d in drives if d["kind"] == "ws"]
         return bool(audio) and abs(audio[0]["duration_s"] - sent_s) <= 0.03
     received = state.get("turns") or state.get("audio") or {}
@@ -191,9 +213,14 @@ def report_received(vendor: str, state: dict[str, Any], session: pb.Session, sen
     return True
 
 
-async def run_vendor(stub: pb_grpc.AvatarGatewayStub, ops_url: str, vendor: str, pcm: bytes) -> bool:
+async def run_vendor(
+    stub: pb_grpc.AvatarGatewayStub, ops_url: str, vendor: str, pcm: bytes
+) -> bool:
+    """Create, drive (speech, text, interrupt), close; True if the vendor got the utterance."""
     timeline = Timeline(vendor)
-    avatars = await stub.ListAvatars(pb.ListAvatarsRequest(parent=f"vendors/{vendor}", page_size=5), timeout=10)
+    avatars = await stub.ListAvatars(
+        pb.ListAvatarsRequest(parent=f"vendors/{vendor}", page_size=5), timeout=10
+    )
     avatar = avatars.avatars[0].avatar_id if avatars.avatars else DEFAULT_AVATARS.get(vendor, "")
     req = pb.CreateSessionRequest(vendor=vendor, avatar_id=avatar, request_id=os.urandom(8).hex())
     if vendor == "zegocloud":
@@ -208,13 +235,15 @@ async def run_vendor(stub: pb_grpc.AvatarGatewayStub, ops_url: str, vendor: str,
         await drive(stub, session.name, pcm, timeline)
     finally:
         closed = await stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=30)
-        timeline.say(f"session closed: {pb.SessionState.Name(closed.state)} ({pb.CloseReason.Name(closed.close_reason)})")
+        state = pb.SessionState.Name(closed.state)
+        timeline.say(f"session closed: {state} ({pb.CloseReason.Name(closed.close_reason)})")
     ok = report_received(vendor, emulator_state(ops_url, vendor), session, len(pcm) / 2 / RATE)
     print(f"  [{vendor:9}] whole utterance received by the vendor: {'yes' if ok else 'NO'}")
     return ok
 
 
 async def main() -> int:
+    """Run the demo; 0 when every vendor received the whole utterance."""
     pcm, source = synthesise()
     print(f"speech: {len(pcm) / 2 / RATE:.2f} s from {source}, 16 kHz mono s16le")
     port, ops = free_port(), free_port()
@@ -226,7 +255,9 @@ async def main() -> int:
         AVATAR_GATEWAY_LOG_LEVEL="warning",
         AVATAR_GATEWAY_LOG_FORMAT="console",
     )
-    gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env)
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", cwd=ROOT, env=env
+    )
     ops_url = f"http://127.0.0.1:{ops}"
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -239,13 +270,14 @@ async def main() -> int:
                         break
                 except grpc.aio.AioRpcError:
                     pass
-                if time.monotonic() > deadline or gateway.poll() is not None:
+                if time.monotonic() > deadline or gateway.returncode is not None:
                     print("gateway did not become ready", file=sys.stderr)
                     return 1
                 await asyncio.sleep(0.2)
             stub = pb_grpc.AvatarGatewayStub(channel)
             vendors = (await stub.ListVendors(pb.ListVendorsRequest(), timeout=10)).vendors
-            print(f"gateway ready on 127.0.0.1:{port}; vendors: {', '.join(v.vendor for v in vendors)}")
+            names = ", ".join(v.vendor for v in vendors)
+            print(f"gateway ready on 127.0.0.1:{port}; vendors: {names}")
             results = {}
             for vendor in vendors:
                 print(f"\n== {vendor.display_name} ({'sandbox' if vendor.sandbox else 'live'})")
@@ -256,7 +288,7 @@ async def main() -> int:
                     results[vendor.vendor] = False
     finally:
         gateway.send_signal(signal.SIGTERM)
-        code = gateway.wait(timeout=30)
+        code = await asyncio.wait_for(gateway.wait(), 30)
         print(f"\ngateway exited with {code} after SIGTERM")
     print("\nsummary: " + ", ".join(f"{v}={'ok' if ok else 'FAILED'}" for v, ok in results.items()))
     return 0 if results and all(results.values()) and code == 0 else 1

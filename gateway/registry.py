@@ -10,6 +10,8 @@ crash between the vendor's answer and ours still leaves a trace to clean up.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -225,3 +227,82 @@ def _copy(record: SessionRecord) -> SessionRecord:
             "vendor_data": dict(record.vendor_data),
         }
     )
+
+
+class RedisRegistry(SessionRegistry):
+    """Registry shared by replicas (Kubernetes): one Redis, every replica reads and writes.
+
+    Layout (prefix ``ag:``): ``ag:session:{id}`` holds the record as JSON, the sorted set
+    ``ag:sessions`` indexes ids by create time, and ``ag:request:{request_id}`` binds an
+    idempotency key to a session id (``SET NX``, so two replicas cannot both create).
+    Listing scans the index: fine for thousands of sessions per deployment; a large fleet
+    would add per-vendor/state indexes.
+
+    Args:
+        url: ``redis://host:port/db``.
+        request_id_ttl_s: how long an idempotency key stays bound (s).
+    """
+
+    def __init__(self, url: str, request_id_ttl_s: int = 86400) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._ttl = request_id_ttl_s
+
+    @staticmethod
+    def _encode(record: SessionRecord) -> str:
+        data = dict(record.__dict__)
+        data["playback"] = base64.b64encode(record.playback).decode()
+        return json.dumps(data)
+
+    @staticmethod
+    def _decode(raw: str) -> SessionRecord:
+        data = json.loads(raw)
+        data["playback"] = base64.b64decode(data["playback"])
+        return SessionRecord(**data)
+
+    async def put(self, record: SessionRecord) -> None:
+        """Insert or replace a record."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"ag:session:{record.session_id}", self._encode(record))
+            pipe.zadd("ag:sessions", {record.session_id: record.create_time})
+            await pipe.execute()
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        """The record, or ``None``."""
+        raw = await self._redis.get(f"ag:session:{session_id}")
+        return self._decode(str(raw)) if raw else None
+
+    async def _all(self) -> list[SessionRecord]:
+        ids = await self._redis.zrevrange("ag:sessions", 0, -1)
+        if not ids:
+            return []
+        raws = await self._redis.mget([f"ag:session:{i!s}" for i in ids])
+        return [self._decode(str(r)) for r in raws if r]
+
+    async def list_records(
+        self, flt: SessionFilter, offset: int, limit: int
+    ) -> list[SessionRecord]:
+        """Records passing ``flt``, newest first, from ``offset``, at most ``limit``."""
+        matching = [r for r in await self._all() if flt.matches(r)]
+        return matching[offset : offset + limit]
+
+    async def claim_request_id(self, request_id: str, session_id: str) -> str | None:
+        """Bind ``request_id`` to ``session_id`` unless bound (atomic across replicas)."""
+        key = f"ag:request:{request_id}"
+        if await self._redis.set(key, session_id, nx=True, ex=self._ttl):
+            return None
+        existing = await self._redis.get(key)
+        return str(existing) if existing is not None else None
+
+    async def release_request_id(self, request_id: str) -> None:
+        """Unbind ``request_id``."""
+        await self._redis.delete(f"ag:request:{request_id}")
+
+    async def owned_by(self, owner: str) -> list[SessionRecord]:
+        """Records owned by ``owner`` that are not terminal."""
+        return [r for r in await self._all() if r.owner == owner and not r.terminal]
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()

@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.base import VendorAdapter
 from gateway.config import Settings
-from gateway.registry import MemoryRegistry, SessionRegistry
+from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
 from gateway.servicer import AvatarGatewayServicer
 from gateway.sessions import SessionManager
@@ -58,7 +58,9 @@ class GatewayServer:
 
     def __init__(self, settings: Settings, registry: SessionRegistry | None = None) -> None:
         self.settings = settings
-        self.registry = registry or MemoryRegistry()
+        if registry is None:
+            registry = RedisRegistry(settings.redis_url) if settings.redis_url else MemoryRegistry()
+        self.registry = registry
         self.sandbox: Sandbox | None = None
         self.adapters: dict[str, VendorAdapter] = {}
         self.manager: SessionManager | None = None
@@ -171,10 +173,12 @@ class GatewayServer:
         if self.server is not None:
             await self.server.stop(grace)
         if self.manager is not None:
-            await self.manager.shutdown()
+            await self.manager.shutdown(close_sessions=isinstance(self.registry, MemoryRegistry))
         for adapter in self.adapters.values():
             with contextlib.suppress(Exception):
                 await adapter.aclose()
+        if isinstance(self.registry, RedisRegistry):
+            await self.registry.aclose()
         if self._ops_runner is not None:
             await self._ops_runner.cleanup()
         if self.sandbox is not None:

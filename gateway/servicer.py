@@ -236,7 +236,8 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             if drive is not None:
                 self.drives.discard(drive)
                 if runtime is not None:
-                    self.manager.detach_drive(runtime, drive)
+                    with contextlib.suppress(Exception):
+                        await self.manager.detach_drive(runtime, drive)
             with contextlib.suppress(Exception):
                 structlog.contextvars.unbind_contextvars("session_id", "vendor")
 

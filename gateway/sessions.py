@@ -419,13 +419,24 @@ class SessionManager:
             handle.playback.ParseFromString(record.playback)
         runtime = SessionRuntime(record.session_id, adapter, handle)
         self.runtimes[record.session_id] = runtime
+        record.owner = self.owner  # this replica now holds the channel and reaps the session
+        await self.registry.put(record)
+        log.info("session_adopted", session_id=record.session_id, vendor=record.vendor)
         return runtime
 
-    def detach_drive(self, runtime: SessionRuntime, drive: DriveStream) -> None:
-        """Forget ``drive`` as the active stream (if it still is)."""
+    async def detach_drive(self, runtime: SessionRuntime, drive: DriveStream) -> None:
+        """Forget ``drive`` as the active stream (if it still is); persist the activity time.
+
+        The registry keeps ``last_activity_time`` so that any replica can judge idleness.
+        """
         if runtime.drive is drive:
             runtime.drive = None
         runtime.last_activity = time.monotonic()
+        record = await self.registry.get(runtime.session_id)
+        if record is not None and not record.terminal and record.state != pb.SESSION_STATE_CLOSING:
+            record.last_activity_time = time.time()
+            record.drive_active = runtime.drive is not None
+            await self.registry.put(record)
 
     # ---- close --------------------------------------------------------------------------
 
@@ -509,7 +520,9 @@ class SessionManager:
         """Close owned sessions past max_duration, or idle past idle_timeout; return their ids."""
         now_wall, now_mono = time.time(), time.monotonic()
         reaped: list[str] = []
-        for record in await self.registry.owned_by(self.owner):
+        # Sessions released by a replica that shut down (shared registry) are reaped by anyone.
+        candidates = await self.registry.owned_by(self.owner) + await self.registry.owned_by("")
+        for record in candidates:
             if record.state != pb.SESSION_STATE_READY:
                 continue
             runtime = self.runtimes.get(record.session_id)
@@ -529,16 +542,32 @@ class SessionManager:
             reaped.append(record.session_id)
         return reaped
 
-    async def shutdown(self) -> None:
-        """Stop the reaper and close every session this process owns (SIGTERM path)."""
+    async def shutdown(self, *, close_sessions: bool) -> None:
+        """Stop the reaper and settle the sessions this process owns (SIGTERM path).
+
+        Args:
+            close_sessions: close them (in-memory registry: nobody else can), or release
+                them so another replica adopts them on their next Drive and reaps them
+                (shared registry: the sessions outlive this replica).
+        """
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         owned = await self.registry.owned_by(self.owner)
-        await asyncio.gather(
-            *(self.close(r.name, pb.CLOSE_REASON_SHUTDOWN) for r in owned), return_exceptions=True
-        )
+        if close_sessions:
+            await asyncio.gather(
+                *(self.close(r.name, pb.CLOSE_REASON_SHUTDOWN) for r in owned),
+                return_exceptions=True,
+            )
+            return
+        for record in owned:
+            runtime = self.runtimes.pop(record.session_id, None)
+            if runtime is not None:
+                await runtime.aclose()
+            record.owner = ""
+            record.drive_active = False
+            await self.registry.put(record)
 
     async def on_session_lost(self, session_id: str, message: str) -> None:
         """The vendor ended the session by itself: close the record (reason VENDOR)."""

@@ -33,7 +33,9 @@ class Gateway:
         assert self.server.sandbox is not None
         return self.server.sandbox.emulators[vendor]
 
-    async def create(self, vendor: str = "zegocloud", avatar_id: str = "zego_emma", **kw: Any) -> pb.Session:
+    async def create(
+        self, vendor: str = "zegocloud", avatar_id: str = "zego_emma", **kw: Any
+    ) -> pb.Session:
         return await self.stub.CreateSession(
             pb.CreateSessionRequest(vendor=vendor, avatar_id=avatar_id, **kw), timeout=30
         )
@@ -95,7 +97,9 @@ async def paced_requests(
     hold: asyncio.Event | None = None,
 ) -> AsyncIterator[pb.DriveRequest]:
     """Config, then ``pcm`` in chunks (at real time unless told not to), end_turn, then ``tail``."""
-    yield pb.DriveRequest(config=pb.DriveConfig(session=session, audio_format=audio_format(rate, channels)))
+    yield pb.DriveRequest(
+        config=pb.DriveConfig(session=session, audio_format=audio_format(rate, channels))
+    )
     step = rate * channels * 2 * chunk_ms // 1000
     for i in range(0, len(pcm), step):
         yield pb.DriveRequest(audio=pcm[i : i + step])
@@ -131,7 +135,9 @@ def error_info(err: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str, dict[st
     return err.code(), info.reason, dict(info.metadata)
 
 
-async def drive_error(stub: pb_grpc.AvatarGatewayStub, requests: list[pb.DriveRequest]) -> tuple[grpc.StatusCode, str, dict[str, str], list[pb.DriveResponse]]:
+async def drive_error(
+    stub: pb_grpc.AvatarGatewayStub, requests: list[pb.DriveRequest]
+) -> tuple[grpc.StatusCode, str, dict[str, str], list[pb.DriveResponse]]:
     """Run a Drive that must fail; return (code, reason, metadata, responses before the error)."""
 
     async def gen() -> AsyncIterator[pb.DriveRequest]:
@@ -153,7 +159,9 @@ async def still_serving(gw: Gateway) -> None:
     """The server keeps serving: health is SERVING and a new session can be created."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    h = await health_pb2_grpc.HealthStub(gw.channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    h = await health_pb2_grpc.HealthStub(gw.channel).Check(
+        health_pb2.HealthCheckRequest(), timeout=5
+    )
     assert h.status == health_pb2.HealthCheckResponse.SERVING
     s = await gw.create()
     assert s.state == pb.SESSION_STATE_READY

@@ -11,8 +11,8 @@ import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import media_pb2
 
-from gateway.server import GatewayServer
 from emulators.zegocloud import ZegocloudEmulator
+from gateway.server import GatewayServer
 from tests.conftest import (
     Gateway,
     audio_format,
@@ -27,7 +27,9 @@ pytestmark = pytest.mark.integration
 C = grpc.StatusCode
 
 
-def cfg(session: str, fmt: media_pb2.AudioFormat | None = None, preempt: bool = False) -> pb.DriveRequest:
+def cfg(
+    session: str, fmt: media_pb2.AudioFormat | None = None, preempt: bool = False
+) -> pb.DriveRequest:
     config = pb.DriveConfig(session=session, preempt=preempt)
     if fmt is not None:
         config.audio_format.CopyFrom(fmt)
@@ -42,7 +44,9 @@ async def test_first_message_not_config(gateway: Gateway) -> None:
 
 async def test_second_config(gateway: Gateway) -> None:
     s = await gateway.create()
-    code, reason, _, got = await drive_error(gateway.stub, [cfg(s.name, audio_format()), cfg(s.name, audio_format())])
+    code, reason, _, got = await drive_error(
+        gateway.stub, [cfg(s.name, audio_format()), cfg(s.name, audio_format())]
+    )
     assert (code, reason) == (C.INVALID_ARGUMENT, "CONFIG_ALREADY_SENT")
     assert got[0].HasField("started")
     await still_serving(gateway)
@@ -75,7 +79,11 @@ async def test_closed_session(gateway: Gateway) -> None:
         audio_format(rate=48001),
         audio_format(channels=0),
         audio_format(channels=3),
-        media_pb2.AudioFormat(audio_encoding=media_pb2.AUDIO_ENCODING_UNSPECIFIED, sample_rate_hertz=16000, audio_channel_count=1),
+        media_pb2.AudioFormat(
+            audio_encoding=media_pb2.AUDIO_ENCODING_UNSPECIFIED,
+            sample_rate_hertz=16000,
+            audio_channel_count=1,
+        ),
     ],
 )
 async def test_unsupported_audio_format(gateway: Gateway, fmt: media_pb2.AudioFormat) -> None:
@@ -89,14 +97,20 @@ async def test_unsupported_audio_format(gateway: Gateway, fmt: media_pb2.AudioFo
 async def test_chunk_too_large_keeps_what_was_accepted(gateway: Gateway) -> None:
     s = await gateway.create()
     pcm = tone(0.5)
-    reqs = [cfg(s.name, audio_format())] + [pb.DriveRequest(audio=pcm[i : i + 1280]) for i in range(0, len(pcm), 1280)]
+    reqs = [cfg(s.name, audio_format())] + [
+        pb.DriveRequest(audio=pcm[i : i + 1280]) for i in range(0, len(pcm), 1280)
+    ]
     reqs.append(pb.DriveRequest(audio=b"\0" * 65538))
     code, reason, md, _ = await drive_error(gateway.stub, reqs)
     assert (code, reason) == (C.INVALID_ARGUMENT, "CHUNK_TOO_LARGE")
     assert md == {"chunkBytes": "65538", "maxChunkBytes": "65536"}
     # Nothing already accepted is lost: the half second before the bad chunk reached the vendor.
     drives = gateway.emulator("zegocloud").drives_for_task(s.vendor_session_id)
-    assert len(drives) == 1 and drives[0].sha256 == hashlib.sha256(pcm).hexdigest() and drives[0].stopped
+    assert (
+        len(drives) == 1
+        and drives[0].sha256 == hashlib.sha256(pcm).hexdigest()
+        and drives[0].stopped
+    )
     await still_serving(gateway)
 
 
@@ -133,7 +147,11 @@ async def test_second_drive_rejected_and_preempt(gateway: Gateway) -> None:
     first = gateway.stub.Drive(first_gen(), timeout=20)
     assert (await first.read()).HasField("started")
     code, reason, md, _ = await drive_error(gateway.stub, [cfg(s.name, audio_format())])
-    assert (code, reason, md) == (C.FAILED_PRECONDITION, "DRIVE_ALREADY_ACTIVE", {"session": s.name})
+    assert (code, reason, md) == (
+        C.FAILED_PRECONDITION,
+        "DRIVE_ALREADY_ACTIVE",
+        {"session": s.name},
+    )
 
     async def second_gen():  # type: ignore[no-untyped-def]
         yield cfg(s.name, audio_format(), preempt=True)
@@ -159,8 +177,15 @@ async def test_unknown_vendor_and_avatar(gateway: Gateway) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await gateway.create(avatar_id="no_such_avatar")
     code, reason, md = error_info(err.value)
-    assert (code, reason, md["vendor"], md["vendorCode"]) == (C.NOT_FOUND, "AVATAR_NOT_FOUND", "zegocloud", "400000003")
-    failed = await gateway.stub.ListSessions(pb.ListSessionsRequest(state=pb.SESSION_STATE_FAILED), timeout=5)
+    assert (code, reason, md["vendor"], md["vendorCode"]) == (
+        C.NOT_FOUND,
+        "AVATAR_NOT_FOUND",
+        "zegocloud",
+        "400000003",
+    )
+    failed = await gateway.stub.ListSessions(
+        pb.ListSessionsRequest(state=pb.SESSION_STATE_FAILED), timeout=5
+    )
     assert len(failed.sessions) == 1 and failed.sessions[0].failure.reason == "AVATAR_NOT_FOUND"
     await still_serving(gateway)
 
@@ -173,8 +198,14 @@ async def test_text_rules(gateway: Gateway) -> None:
         pb.DriveRequest(text=pb.TextInput(text="x" * 16385, final=True)),
     ]
     code, reason, md, _ = await drive_error(gateway.stub, reqs)
-    assert (code, reason, md) == (C.INVALID_ARGUMENT, "TEXT_TOO_LONG", {"textLength": "16385", "maxTextLength": "16384"})
-    code, reason, _, _ = await drive_error(gateway.stub, [cfg(s.name), pb.DriveRequest(audio=b"\0\0")])
+    assert (code, reason, md) == (
+        C.INVALID_ARGUMENT,
+        "TEXT_TOO_LONG",
+        {"textLength": "16385", "maxTextLength": "16384"},
+    )
+    code, reason, _, _ = await drive_error(
+        gateway.stub, [cfg(s.name), pb.DriveRequest(audio=b"\0\0")]
+    )
     assert (code, reason) == (C.INVALID_ARGUMENT, "UNSUPPORTED_AUDIO_FORMAT")
     await still_serving(gateway)
 
@@ -188,7 +219,8 @@ async def test_vendor_rejects_credentials_and_vendor_unreachable() -> None:
             ("http://127.0.0.1:9/", (C.UNAVAILABLE, "VENDOR_UNAVAILABLE")),
         ]:
             settings = make_settings(
-                sandbox=False, zegocloud={"app_id": 42, "server_secret": "wrong-secret", "api_url": api_url}
+                sandbox=False,
+                zegocloud={"app_id": 42, "server_secret": "wrong-secret", "api_url": api_url},
             )
             server = GatewayServer(settings)
             await server.start()

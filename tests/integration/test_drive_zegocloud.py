@@ -38,12 +38,16 @@ async def test_resamples_16k_into_24k_session_and_48k_stereo(gateway: Gateway) -
     from avatar.gateway.v1 import vendor_options_pb2
 
     s = await gateway.create(zegocloud=vendor_options_pb2.ZegocloudOptions(sample_rate_hertz=24000))
-    responses = await collect(gateway.stub.Drive(paced_requests(s.name, tone(1.0, 16000), realtime=False), timeout=30))
+    responses = await collect(
+        gateway.stub.Drive(paced_requests(s.name, tone(1.0, 16000), realtime=False), timeout=30)
+    )
     assert responses[0].started.vendor_audio_format.sample_rate_hertz == 24000
     s2 = await gateway.create()
     stereo = tone(1.0, 48000, channels=2)
     await collect(
-        gateway.stub.Drive(paced_requests(s2.name, stereo, rate=48000, channels=2, realtime=False), timeout=30)
+        gateway.stub.Drive(
+            paced_requests(s2.name, stereo, rate=48000, channels=2, realtime=False), timeout=30
+        )
     )
     emulator = gateway.emulator("zegocloud")
     (d1,) = emulator.drives_for_task(s.vendor_session_id)
@@ -110,7 +114,9 @@ async def test_interrupt_stops_the_avatar_and_is_acknowledged(gateway: Gateway) 
             interrupted.set()
     ack = next(r.interrupted for r in responses if r.HasField("interrupted"))
     assert ack.turn_id == "1" and ack.vendor_acknowledged and ack.latency.ToMilliseconds() < 2000
-    ended = {r.speech_ended.turn_id: r.speech_ended for r in responses if r.HasField("speech_ended")}
+    ended = {
+        r.speech_ended.turn_id: r.speech_ended for r in responses if r.HasField("speech_ended")
+    }
     assert ended["1"].interrupted and ended["1"].played_duration.ToMilliseconds() < 2500
     assert not ended["2"].interrupted
     drives = gateway.emulator("zegocloud").drives_for_task(s.vendor_session_id)
@@ -121,7 +127,9 @@ async def test_client_faster_than_real_time_is_paced(gateway: Gateway) -> None:
     s = await gateway.create()
     pcm = tone(4.0)
     t0 = asyncio.get_running_loop().time()
-    responses = await collect(gateway.stub.Drive(paced_requests(s.name, pcm, realtime=False), timeout=30))
+    responses = await collect(
+        gateway.stub.Drive(paced_requests(s.name, pcm, realtime=False), timeout=30)
+    )
     elapsed = asyncio.get_running_loop().time() - t0
     # 4 s of audio pushed at once: the gateway releases at most 2 s ahead of real time.
     assert elapsed >= 2.0

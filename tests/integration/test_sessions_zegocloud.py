@@ -24,14 +24,20 @@ def dur(seconds: float) -> duration_pb2.Duration:
 
 async def test_create_is_idempotent_on_request_id(gateway: Gateway) -> None:
     emulator = gateway.emulator("zegocloud")
-    results = await asyncio.gather(*(gateway.create(request_id="req-1", labels={"team": "a"}) for _ in range(3)))
+    results = await asyncio.gather(
+        *(gateway.create(request_id="req-1", labels={"team": "a"}) for _ in range(3))
+    )
     assert len({s.name for s in results}) == 1
     again = await gateway.create(request_id="req-1", labels={"team": "a"})
     assert again.name == results[0].name
     assert len(emulator.tasks) == 1  # never two vendor sessions
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await gateway.create(request_id="req-1", labels={"team": "b"})
-    assert error_info(err.value) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REUSED", {"requestId": "req-1"})
+    assert error_info(err.value) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "REQUEST_ID_REUSED",
+        {"requestId": "req-1"},
+    )
 
 
 async def test_vendor_backstops_always_set(gateway: Gateway) -> None:
@@ -41,7 +47,12 @@ async def test_vendor_backstops_always_set(gateway: Gateway) -> None:
     assert task.ttl == 660 and task.max_idle_time == 105  # gateway limit + 60 s margin
     s2 = await gateway.create()
     task2 = gateway.emulator("zegocloud").tasks[s2.vendor_session_id]
-    assert task2.ttl_given and task2.max_idle_given and task2.ttl == 3660 and task2.max_idle_time == 360
+    assert (
+        task2.ttl_given
+        and task2.max_idle_given
+        and task2.ttl == 3660
+        and task2.max_idle_time == 360
+    )
 
 
 async def test_session_fields_and_invalid_durations(gateway: Gateway) -> None:
@@ -53,7 +64,11 @@ async def test_session_fields_and_invalid_durations(gateway: Gateway) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await gateway.create(**{field: value})
         code, reason, md = error_info(err.value)
-        assert (code, reason, md["field"]) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field)
+        assert (code, reason, md["field"]) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_ARGUMENT",
+            field,
+        )
 
 
 async def test_close_is_idempotent_and_ends_open_drive(gateway: Gateway) -> None:
@@ -115,13 +130,19 @@ async def test_list_sessions_filters_and_pages(gateway: Gateway) -> None:
     made = [await gateway.create(labels={"team": "x" if i % 2 else "y"}) for i in range(5)]
     await gateway.stub.CloseSession(pb.CloseSessionRequest(name=made[0].name), timeout=10)
     page1 = await gateway.stub.ListSessions(pb.ListSessionsRequest(page_size=2), timeout=5)
-    page2 = await gateway.stub.ListSessions(pb.ListSessionsRequest(page_size=2, page_token=page1.next_page_token), timeout=5)
-    page3 = await gateway.stub.ListSessions(pb.ListSessionsRequest(page_size=2, page_token=page2.next_page_token), timeout=5)
+    page2 = await gateway.stub.ListSessions(
+        pb.ListSessionsRequest(page_size=2, page_token=page1.next_page_token), timeout=5
+    )
+    page3 = await gateway.stub.ListSessions(
+        pb.ListSessionsRequest(page_size=2, page_token=page2.next_page_token), timeout=5
+    )
     names = [s.name for p in (page1, page2, page3) for s in p.sessions]
     assert sorted(names) == sorted(s.name for s in made) and page3.next_page_token == ""
     xs = await gateway.stub.ListSessions(pb.ListSessionsRequest(labels={"team": "x"}), timeout=5)
     assert {s.name for s in xs.sessions} == {made[1].name, made[3].name}
-    ready = await gateway.stub.ListSessions(pb.ListSessionsRequest(state=pb.SESSION_STATE_READY, vendor="zegocloud"), timeout=5)
+    ready = await gateway.stub.ListSessions(
+        pb.ListSessionsRequest(state=pb.SESSION_STATE_READY, vendor="zegocloud"), timeout=5
+    )
     assert len(ready.sessions) == 4
 
 
@@ -131,10 +152,15 @@ async def test_list_vendors_avatars_health(gateway: Gateway) -> None:
     assert zego.name == "vendors/zegocloud" and zego.sandbox
     assert list(zego.capabilities.vendor_sample_rates_hertz) == [16000, 24000]
     assert zego.capabilities.max_text_characters == 1800
-    avatars = await gateway.stub.ListAvatars(pb.ListAvatarsRequest(parent="vendors/zegocloud", page_size=1), timeout=5)
+    avatars = await gateway.stub.ListAvatars(
+        pb.ListAvatarsRequest(parent="vendors/zegocloud", page_size=1), timeout=5
+    )
     assert len(avatars.avatars) == 1 and avatars.next_page_token
     rest = await gateway.stub.ListAvatars(
-        pb.ListAvatarsRequest(parent="vendors/zegocloud", page_size=20, page_token=avatars.next_page_token), timeout=5
+        pb.ListAvatarsRequest(
+            parent="vendors/zegocloud", page_size=20, page_token=avatars.next_page_token
+        ),
+        timeout=5,
     )
     ids = {a.avatar_id for a in list(avatars.avatars) + list(rest.avatars)}
     assert {"zego_emma", "zego_ryan"} <= ids

@@ -10,7 +10,9 @@ from tests.conftest import tone
 pytestmark = pytest.mark.unit
 
 
-def fmt(enc: int = media_pb2.AUDIO_ENCODING_LINEAR16, rate: int = 16000, ch: int = 1) -> media_pb2.AudioFormat:
+def fmt(
+    enc: int = media_pb2.AUDIO_ENCODING_LINEAR16, rate: int = 16000, ch: int = 1
+) -> media_pb2.AudioFormat:
     return media_pb2.AudioFormat(audio_encoding=enc, sample_rate_hertz=rate, audio_channel_count=ch)  # type: ignore[arg-type]
 
 
@@ -22,7 +24,14 @@ def test_accepted_formats(rate: int, ch: int) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [fmt(rate=7999), fmt(rate=48001), fmt(rate=0), fmt(ch=0), fmt(ch=3), fmt(enc=media_pb2.AUDIO_ENCODING_UNSPECIFIED)],
+    [
+        fmt(rate=7999),
+        fmt(rate=48001),
+        fmt(rate=0),
+        fmt(ch=0),
+        fmt(ch=3),
+        fmt(enc=media_pb2.AUDIO_ENCODING_UNSPECIFIED),
+    ],
 )
 def test_rejected_formats(bad: media_pb2.AudioFormat) -> None:
     with pytest.raises(GatewayError) as err:

@@ -9,21 +9,34 @@ pytestmark = pytest.mark.unit
 
 
 def test_status_carries_exactly_one_error_info() -> None:
-    err = GatewayError(grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND", "no such session", {"session": "sessions/x"})
+    err = GatewayError(
+        grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND", "no such session", {"session": "sessions/x"}
+    )
     st = to_rpc_status(err)
     assert st.code == grpc.StatusCode.NOT_FOUND and st.details == "no such session"
-    (key, raw), = [(k, v) for k, v in st.trailing_metadata if k == "grpc-status-details-bin"]
+    ((key, raw),) = [(k, v) for k, v in st.trailing_metadata if k == "grpc-status-details-bin"]
     rich = status_pb2.Status.FromString(raw)
     assert len(rich.details) == 1
     info = error_details_pb2.ErrorInfo()
     rich.details[0].Unpack(info)
-    assert (info.reason, info.domain, dict(info.metadata)) == ("SESSION_NOT_FOUND", DOMAIN, {"session": "sessions/x"})
+    assert (info.reason, info.domain, dict(info.metadata)) == (
+        "SESSION_NOT_FOUND",
+        DOMAIN,
+        {"session": "sessions/x"},
+    )
 
 
 def test_retry_info_added_when_retry_after_set() -> None:
-    err = GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, "VENDOR_RATE_LIMITED", "slow down", retry_after_s=1.5)
-    rich = status_pb2.Status.FromString(dict(to_rpc_status(err).trailing_metadata)["grpc-status-details-bin"])
-    assert [d.type_url.rsplit("/", 1)[1] for d in rich.details] == ["google.rpc.ErrorInfo", "google.rpc.RetryInfo"]
+    err = GatewayError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, "VENDOR_RATE_LIMITED", "slow down", retry_after_s=1.5
+    )
+    rich = status_pb2.Status.FromString(
+        dict(to_rpc_status(err).trailing_metadata)["grpc-status-details-bin"]
+    )
+    assert [d.type_url.rsplit("/", 1)[1] for d in rich.details] == [
+        "google.rpc.ErrorInfo",
+        "google.rpc.RetryInfo",
+    ]
 
 
 def test_split_text_at_sentence_boundaries_within_limit() -> None:

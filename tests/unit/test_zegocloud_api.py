@@ -16,8 +16,12 @@ def test_signature_docs_vector() -> None:
 
 def test_callback_signature_docs_vector() -> None:
     # §1.6: sorted [secret, timestamp, nonce] -> sha1.
-    assert verify_callback_signature("secret", "1470820198", "123412", "5bd59fd62953a8059fb7eaba95720f66d19e4517")
-    assert not verify_callback_signature("other", "1470820198", "123412", "5bd59fd62953a8059fb7eaba95720f66d19e4517")
+    assert verify_callback_signature(
+        "secret", "1470820198", "123412", "5bd59fd62953a8059fb7eaba95720f66d19e4517"
+    )
+    assert not verify_callback_signature(
+        "other", "1470820198", "123412", "5bd59fd62953a8059fb7eaba95720f66d19e4517"
+    )
 
 
 @pytest.mark.parametrize(
@@ -33,7 +37,13 @@ def test_callback_signature_docs_vector() -> None:
     ],
 )
 def test_code_mapping(code: int, status: grpc.StatusCode, reason: str, retryable: bool) -> None:
-    err = vendor_error("zegocloud", CODE_TABLE, code, "msg", credential_setting="AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET")
+    err = vendor_error(
+        "zegocloud",
+        CODE_TABLE,
+        code,
+        "msg",
+        credential_setting="AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET",
+    )
     assert (err.code, err.reason, err.retryable) == (status, reason, retryable)
     assert err.metadata["vendor"] == "zegocloud" and err.metadata["vendorCode"] == str(code)
     if reason == "VENDOR_AUTH_FAILED":

@@ -1,0 +1,128 @@
+"""Replicas sharing a Redis registry: any replica gets, lists, drives and closes any session."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
+
+from emulators.zegocloud import ZegocloudEmulator
+from gateway.server import GatewayServer
+from tests.conftest import collect, make_settings, paced_requests, tone
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A real redis-server on loopback, started for the test and removed after it."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is required (make system-deps installs it)"
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(port=port)
+    for _ in range(100):
+        try:
+            await client.ping()
+            break
+        except Exception:
+            await asyncio.sleep(0.05)
+    await client.aclose()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    await proc.wait()
+
+
+async def test_two_replicas_share_sessions(redis_url: str) -> None:
+    emulator = ZegocloudEmulator(app_id=9, server_secret="x", callback_secret="cb")
+    await emulator.start()
+    replicas, channels = [], []
+    try:
+        for _ in range(2):
+            settings = make_settings(
+                sandbox=False,
+                redis_url=redis_url,
+                zegocloud={
+                    "app_id": 9,
+                    "server_secret": "x",
+                    "callback_secret": "cb",
+                    "api_url": emulator.rest.base_url + "/",
+                },
+            )
+            server = GatewayServer(settings)
+            await server.start()
+            replicas.append(server)
+            channels.append(grpc.aio.insecure_channel(server.grpc_target))
+        a, b = (pb_grpc.AvatarGatewayStub(c) for c in channels)
+        # Callbacks go to replica B, which will hold the drive channel.
+        emulator.callback_url = f"{replicas[1].ops_url}/callbacks/zegocloud"
+        s = await a.CreateSession(
+            pb.CreateSessionRequest(vendor="zegocloud", avatar_id="zego_emma", request_id="r1"),
+            timeout=10,
+        )
+        # Idempotency holds across replicas.
+        again = await b.CreateSession(
+            pb.CreateSessionRequest(vendor="zegocloud", avatar_id="zego_emma", request_id="r1"),
+            timeout=10,
+        )
+        assert again.name == s.name and len(emulator.tasks) == 1
+        assert (
+            await b.GetSession(pb.GetSessionRequest(name=s.name), timeout=5)
+        ).state == pb.SESSION_STATE_READY
+        listed = await b.ListSessions(pb.ListSessionsRequest(), timeout=5)
+        assert [x.name for x in listed.sessions] == [s.name]
+        responses = await collect(
+            b.Drive(paced_requests(s.name, tone(0.3), realtime=False), timeout=20)
+        )
+        assert any(r.HasField("speech_ended") for r in responses)
+        closed = await a.CloseSession(pb.CloseSessionRequest(name=s.name), timeout=10)
+        assert closed.state == pb.SESSION_STATE_CLOSED
+        await asyncio.sleep(0.2)
+        assert emulator.open_tasks() == []
+        # A replica that shuts down releases (not closes) its shared sessions; another reaps them.
+        s2 = await a.CreateSession(
+            pb.CreateSessionRequest(vendor="zegocloud", avatar_id="zego_emma"), timeout=10
+        )
+        await channels[0].close()
+        await replicas[0].stop(grace_s=0.5)
+        assert len(emulator.open_tasks()) == 1
+        manager = replicas[1].manager
+        assert manager is not None
+        record = await manager.registry.get(s2.name.split("/")[1])
+        assert record is not None and record.owner == ""
+        record.last_activity_time -= 10_000
+        await manager.registry.put(record)
+        assert await manager.reap_once() == [record.session_id]
+        await asyncio.sleep(0.2)
+        assert emulator.open_tasks() == []
+    finally:
+        for c in channels:
+            await c.close()
+        for r in replicas:
+            await r.stop(grace_s=0.5)
+        await emulator.stop()
