@@ -32,6 +32,7 @@ from google.protobuf import duration_pb2
 
 from adapters.base import Capabilities, DriveChannel, EventKind, VendorEvent
 from adapters.text import SentenceBuffer, split_text
+from gateway import metrics
 from gateway.audio import (
     MAX_AUDIO_CHUNK_BYTES,
     AudioConverter,
@@ -435,6 +436,9 @@ class DriveStream:
                 elif kind == _END_AUDIO:
                     if turn.first_sent:
                         await channel.end_audio(turn_id)
+                        metrics.AUDIO_SECONDS.labels(self.record.vendor).inc(
+                            duration_s(turn.audio_bytes_sent, self.vendor_rate)
+                        )
                 else:
                     piece: str
                     final: bool
@@ -456,6 +460,7 @@ class DriveStream:
         if not turn.first_sent:
             turn.first_sent = time.monotonic()
             self._pending.add(turn.turn_id)
+            metrics.TURNS.labels(self.record.vendor, turn.mode).inc()
 
     async def _space_text(self, turn: TurnState, piece: str) -> None:
         interval = self.caps.min_text_interval_s
@@ -514,6 +519,9 @@ class DriveStream:
             self._interrupt_waiters.pop(turn_id, None)
         self._pending.discard(turn_id)
         self._pending_changed.set()
+        metrics.INTERRUPT_ACK_LATENCY.labels(
+            self.record.vendor, "vendor" if acknowledged else "gateway"
+        ).observe(time.monotonic() - requested)
         self._emit(
             pb.DriveResponse(
                 interrupted=pb.Interrupted(
@@ -575,6 +583,8 @@ class DriveStream:
         kind = event.kind
         if kind is EventKind.SPEECH_STARTED:
             latency = event.monotonic_time - turn.first_input if turn else 0.0
+            if turn is not None:
+                metrics.SPEECH_START_LATENCY.labels(self.record.vendor).observe(latency)
             self._emit(
                 pb.DriveResponse(
                     speech_started=pb.SpeechStarted(

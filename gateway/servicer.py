@@ -19,6 +19,7 @@ from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from google.protobuf import duration_pb2
 
+from gateway import metrics
 from gateway.drive import DriveStream
 from gateway.errors import (
     GatewayError,
@@ -61,6 +62,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             return await call()
         except GatewayError as exc:
             log.info("rpc_failed", reason=exc.reason, code=exc.code.name, message=exc.message)
+            metrics.RPC_ERRORS.labels("unary", exc.reason).inc()
             await _abort(context, exc)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -211,6 +213,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             )
             channel = await runtime.get_channel()
             self.drives.add(drive)
+            metrics.ACTIVE_DRIVES.labels(record.vendor).inc()
             log.info("drive_started", vendor_rate=drive.vendor_rate)
             yield drive.started_response()
 
@@ -226,6 +229,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             log.info("drive_finished")
         except GatewayError as exc:
             log.info("drive_failed", reason=exc.reason, code=exc.code.name, message=exc.message)
+            metrics.RPC_ERRORS.labels("Drive", exc.reason).inc()
             await _abort(context, exc)
         except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
             raise
@@ -233,8 +237,10 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             log.exception("drive_internal_error")
             await _abort(context, internal_error(exc))
         finally:
-            if drive is not None:
+            if drive is not None and drive in self.drives:
                 self.drives.discard(drive)
+                metrics.ACTIVE_DRIVES.labels(drive.record.vendor).dec()
+            if drive is not None:
                 if runtime is not None:
                     with contextlib.suppress(Exception):
                         await self.manager.detach_drive(runtime, drive)

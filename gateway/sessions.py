@@ -29,6 +29,7 @@ from adapters.base import (
     VendorSessionHandle,
 )
 from adapters.resilience import Backoff, keepalive_loop, poll_until, retry_call
+from gateway import metrics
 from gateway.config import Settings
 from gateway.errors import (
     GatewayError,
@@ -280,6 +281,7 @@ class SessionManager:
             _set_failure(record, exc)
             await self.registry.put(record)
             bound.warning("session_create_failed", reason=exc.reason, message=exc.message)
+            metrics.SESSIONS_CREATED.labels(req.vendor, exc.reason).inc()
             raise
         record.vendor_session_id = handle.vendor_session_id
         record.vendor_data = dict(handle.data)
@@ -311,6 +313,7 @@ class SessionManager:
             _set_failure(record, exc)
             await self.registry.put(record)
             await self.close(record.name, pb.CLOSE_REASON_FAILED)
+            metrics.SESSIONS_CREATED.labels(req.vendor, exc.reason).inc()
             failed = await self.registry.get(session_id)
             assert failed is not None
             return failed.to_proto()
@@ -318,6 +321,7 @@ class SessionManager:
         record.last_activity_time = time.time()
         await self.registry.put(record)
         bound.info("session_ready", vendor_session_id=handle.vendor_session_id)
+        metrics.SESSIONS_CREATED.labels(req.vendor, "READY").inc()
         return record.to_proto()
 
     # ---- read ---------------------------------------------------------------------------
@@ -494,6 +498,10 @@ class SessionManager:
             record.close_time = time.time()
             record.drive_active = False
             await self.registry.put(record)
+            metrics.SESSIONS_CLOSED.labels(
+                record.vendor,
+                pb.CloseReason.Name(reason),  # type: ignore[arg-type]
+            ).inc()
             log.info(
                 "session_closed",
                 session_id=session_id,
