@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 BUF := tools/buf/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps demo test test-unit test-integration lint format protos protos-check buf-lint bench clean
+.PHONY: help venv system-deps livekit demo test test-unit test-interop clients-test lint buf-breaking format protos bench clean
 
 help:
 	@echo "make demo        gateway in sandbox mode driving real speech through every vendor"
@@ -40,11 +40,23 @@ $(BUF): tools/buf/package.json
 	cd tools/buf && npm install --no-audit --no-fund --silent
 	touch $(BUF)
 
-demo: venv system-deps
+# livekit-server for the Akool sandbox and tests, built from its Go module (pinned) into .cache/bin.
+livekit:
+	bash tools/build_livekit.sh
+
+demo: venv system-deps livekit
 	$(VPY) demo/demo.py
 
-test: venv system-deps
+test: venv system-deps livekit
 	$(VPY) -m pytest -q -p no:cacheprovider
+
+test-interop: venv
+	$(VPY) -m pytest -q -p no:cacheprovider tests/interop
+
+clients-test:
+	cd clients/go && go vet ./... && go test ./...
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run build && npm test
+	cd clients/java && mvn -B -q -Dmaven.repo.local=$(CURDIR)/.cache/m2 package
 
 test-unit: venv
 	$(VPY) -m pytest -q -m unit
@@ -56,15 +68,18 @@ lint: venv $(BUF)
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 
+buf-breaking: $(BUF)
+	tools/buf_breaking.sh
+
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 protos: venv
-	tools/gen_python.sh
+	tools/gen_clients.sh
 
 bench: venv
 	$(VPY) bench/run_bench.py
 
 clean:
-	rm -rf $(VENV) .cache tools/buf/node_modules
+	rm -rf $(VENV) .cache tools/buf/node_modules clients/typescript/node_modules clients/typescript/dist clients/java/target

@@ -9,6 +9,7 @@ inside a word, so the avatar never pauses mid-word.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 # Sentence ends in Latin and CJK scripts, keeping the punctuation with the sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?…;])\s+|(?<=[。！？；])")
@@ -94,6 +95,46 @@ def split_text(text: str, max_chars: int, max_bytes: int | None = None) -> list[
     if current.strip():
         parts.append(current.strip())
     return parts
+
+
+def utf8_len(text: str) -> int:
+    """UTF-8 size of ``text`` in bytes."""
+    return len(text.encode("utf-8"))
+
+
+def split_exact(text: str, max_size: int, measure: Callable[[str], int] = utf8_len) -> list[str]:
+    """Split ``text`` into pieces of at most ``max_size`` by ``measure``, keeping every character.
+
+    Unlike :func:`split_text` nothing is stripped or added: the pieces concatenate back to
+    ``text``. For streamed LLM deltas, which vendors join exactly as sent (Akool §3.5,
+    Tencent SEND_STREAMTEXT §2.5). Cuts go after the last whitespace that fits, else
+    mid-word.
+
+    Args:
+        text: the text.
+        max_size: largest piece, in the units of ``measure`` (default UTF-8 bytes).
+        measure: size of a string (e.g. its JSON-escaped byte length).
+    """
+    pieces: list[str] = []
+    start = 0
+    size = 0
+    last_space = -1
+    for i, char in enumerate(text):
+        char_size = measure(char)
+        # A whitespace cut can leave a tail that still does not fit with this character:
+        # then the tail (one word, no whitespace in it) is cut here, mid-word.
+        while size + char_size > max_size and i > start:
+            cut = last_space + 1 if last_space >= start else i
+            pieces.append(text[start:cut])
+            start = cut
+            size = measure(text[start:i])
+            last_space = -1
+        size += char_size
+        if char.isspace():
+            last_space = i
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
 
 
 class SentenceBuffer:

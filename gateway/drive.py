@@ -31,7 +31,7 @@ from avatar.gateway.v1 import media_pb2
 from google.protobuf import duration_pb2
 
 from adapters.base import Capabilities, DriveChannel, EventKind, VendorEvent
-from adapters.text import SentenceBuffer, split_text
+from adapters.text import SentenceBuffer, split_exact, utf8_len
 from gateway import metrics
 from gateway.audio import (
     MAX_AUDIO_CHUNK_BYTES,
@@ -72,6 +72,9 @@ class TurnState:
     text_chars_sent: int = 0
     ended_input: bool = False
     failed: bool = False
+    interrupted: bool = False
+    # When set, the latest time to wait for the vendor's speech-ended (interrupted turns).
+    deadline: float = 0.0
 
 
 def _no_turn_ids() -> str:
@@ -350,9 +353,11 @@ class DriveStream:
             await self._end_turn()
         turn = self._ensure_turn("text")
         if self.caps.streaming_text:
-            pieces = (
-                split_text(text, self.caps.max_text_chars, self.caps.max_text_bytes) if text else []
-            )
+            # Streamed deltas go on exactly as written: vendors join them as sent, so a
+            # stripped "Hello " + "world" would be spoken "Helloworld".
+            limit = self.caps.max_text_bytes or self.caps.max_text_chars
+            measure = utf8_len if self.caps.max_text_bytes else len
+            pieces = split_exact(text, limit, measure) if text else []
         else:
             pieces = self.sentences.push(text)
             if final:
@@ -517,7 +522,14 @@ class DriveStream:
             )
         finally:
             self._interrupt_waiters.pop(turn_id, None)
-        self._pending.discard(turn_id)
+        turn = self._turns.get(turn_id)
+        if playing and turn is not None and turn_id in self._pending:
+            # Keep waiting (briefly) for the vendor's speech_ended(interrupted), so a client
+            # that half-closes right after the ack still gets the played duration.
+            turn.interrupted = True
+            turn.deadline = time.monotonic() + self.caps.interrupt_ack_timeout_s
+        else:
+            self._pending.discard(turn_id)
         self._pending_changed.set()
         metrics.INTERRUPT_ACK_LATENCY.labels(
             self.record.vendor, "vendor" if acknowledged else "gateway"
@@ -539,6 +551,8 @@ class DriveStream:
             deadline = max(self._turn_deadline(self._turns[t]) for t in self._pending)
             if now >= deadline:
                 for turn_id in sorted(self._pending):
+                    if self._turns[turn_id].interrupted:
+                        continue  # acknowledged already; the vendor sent no end for it
                     self._emit(
                         pb.DriveResponse(
                             warning=pb.Warning(
@@ -554,6 +568,8 @@ class DriveStream:
                 await asyncio.wait_for(self._pending_changed.wait(), deadline - now)
 
     def _turn_deadline(self, turn: TurnState) -> float:
+        if turn.deadline:
+            return turn.deadline
         speech = duration_s(turn.audio_bytes_sent, self.vendor_rate)
         speech += turn.text_chars_sent * TEXT_SECONDS_PER_CHAR
         return turn.first_sent + speech + self.caps.speech_end_timeout_s
