@@ -170,6 +170,7 @@ class AkoolOptions(_message.Message):
     BACKGROUND_URL_FIELD_NUMBER: _builtins.int
     KNOWLEDGE_ID_FIELD_NUMBER: _builtins.int
     VOICE_SPEED_FIELD_NUMBER: _builtins.int
+    SCENE_MODE_FIELD_NUMBER: _builtins.int
     voice_id: _builtins.str
     """Voice id."""
     voice_url: _builtins.str
@@ -184,6 +185,12 @@ class AkoolOptions(_message.Message):
     """Knowledge base id (dialogue mode)."""
     voice_speed: _builtins.float
     """Speech speed, 0.8–1.2; default 1.0."""
+    scene_mode: _builtins.str
+    """Akool scene_mode. Default `meeting`: lip-sync, the avatar speaks the audio the gateway
+    streams over LiveKit (Drive audio) and text goes as chat messages. Another value
+    documented by Akool (e.g. `fast_dialogue`) is passed through; audio drive then does
+    not apply.
+    """
     def __init__(
         self,
         *,
@@ -194,10 +201,11 @@ class AkoolOptions(_message.Message):
         background_url: _builtins.str = ...,
         knowledge_id: _builtins.str = ...,
         voice_speed: _builtins.float = ...,
+        scene_mode: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_url", b"background_url", "knowledge_id", b"knowledge_id", "language", b"language", "mode_type", b"mode_type", "voice_id", b"voice_id", "voice_speed", b"voice_speed", "voice_url", b"voice_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["background_url", b"background_url", "knowledge_id", b"knowledge_id", "language", b"language", "mode_type", b"mode_type", "scene_mode", b"scene_mode", "voice_id", b"voice_id", "voice_speed", b"voice_speed", "voice_url", b"voice_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,142 @@
+// Command drive-wav creates an avatar session, drives it with a WAV file at real time,
+// ends the turn, interrupts, prints every event and closes the session.
+//
+//	cd clients/go && go run ./examples/drive-wav -target 127.0.0.1:50051 -wav ../testdata/sample-16k-mono.wav
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"time"
+
+	gatewayv1 "github.com/avatargateway/avatar-gateway/clients/go/avatar/gateway/v1"
+	"github.com/avatargateway/avatar-gateway/clients/go/gatewayclient"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+func main() {
+	target := flag.String("target", envOr("AVATAR_GATEWAY_TARGET", "127.0.0.1:50051"), "gateway address")
+	vendor := flag.String("vendor", "zegocloud", "vendor: zegocloud, tencent or akool")
+	avatar := flag.String("avatar", "zego_emma", "the vendor's avatar id")
+	wavPath := flag.String("wav", "../testdata/sample-16k-mono.wav", "16-bit PCM WAV file to speak")
+	flag.Parse()
+	if err := run(*target, *vendor, *avatar, *wavPath); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(target, vendor, avatar, wavPath string) error {
+	audio, err := gatewayclient.ReadWAV(wavPath)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := gatewayv1.NewAvatarGatewayClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	session, err := client.CreateSession(ctx, &gatewayv1.CreateSessionRequest{Vendor: vendor, AvatarId: avatar})
+	if err != nil {
+		return describe("CreateSession", err)
+	}
+	fmt.Printf("session %s ready: %s\n", session.GetName(), oneLine(session.GetPlayback()))
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		final, err := client.CloseSession(closeCtx, &gatewayv1.CloseSessionRequest{Name: session.GetName()})
+		if err != nil {
+			log.Print(describe("CloseSession", err))
+			return
+		}
+		fmt.Printf("session %s closed: %s\n", final.GetName(), final.GetState())
+	}()
+
+	drive, err := gatewayclient.Drive(ctx, client, session.GetName(), audio.Format())
+	if err != nil {
+		return describe("Drive", err)
+	}
+	fmt.Printf("started: %s\n", oneLine(drive.Started))
+
+	speaking := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := drive.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				done <- err
+				return
+			}
+			fmt.Printf("event: %s\n", oneLine(ev))
+			if ev.GetSpeechStarted() != nil {
+				select {
+				case speaking <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+
+	fmt.Printf("sending %s of audio at real time\n", audio.Duration())
+	if err := drive.SendPaced(ctx, audio, 20*time.Millisecond); err != nil {
+		return describe("send audio", err)
+	}
+	if err := drive.EndTurn(); err != nil {
+		return describe("end_turn", err)
+	}
+	select { // barge in once the avatar speaks (or after a while)
+	case <-speaking:
+	case <-time.After(5 * time.Second):
+	}
+	if err := drive.Interrupt(); err != nil {
+		return describe("interrupt", err)
+	}
+	if err := drive.CloseSend(); err != nil {
+		return err
+	}
+	if err := <-done; err != nil {
+		return describe("Drive", err)
+	}
+	fmt.Println("drive ended: OK")
+	return nil
+}
+
+// describe adds the status code and the gateway's ErrorInfo reason to a call error.
+func describe(what string, err error) error {
+	st := status.Convert(err)
+	if info := gatewayclient.ErrorInfo(err); info != nil {
+		return fmt.Errorf("%s: %s %s (%s %v): %s", what, st.Code(), info.GetReason(), info.GetDomain(), info.GetMetadata(), st.Message())
+	}
+	return fmt.Errorf("%s: %s: %s", what, st.Code(), st.Message())
+}
+
+// oneLine renders a message as single-line JSON.
+func oneLine(m proto.Message) string {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

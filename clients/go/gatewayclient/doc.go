@@ -1,0 +1,19 @@
+// Package gatewayclient is a thin helper over the generated avatar.gateway.v1 stubs
+// (package gatewayv1): a config-first Drive stream, 16-bit PCM WAV reading, real-time
+// pacing of audio in chunks, and decoding the google.rpc.ErrorInfo the gateway puts in
+// every failed call's status.
+//
+// A typical caller:
+//
+//	conn, _ := grpc.NewClient("127.0.0.1:50051", grpc.WithTransportCredentials(insecure.NewCredentials()))
+//	client := gatewayv1.NewAvatarGatewayClient(conn)
+//	session, _ := client.CreateSession(ctx, &gatewayv1.CreateSessionRequest{Vendor: "zegocloud", AvatarId: "zego_emma"})
+//	audio, _ := gatewayclient.ReadWAV("hello.wav")
+//	drive, err := gatewayclient.Drive(ctx, client, session.GetName(), audio.Format())
+//	go func() { for { ev, err := drive.Recv(); ... } }()
+//	_ = drive.SendPaced(ctx, audio, 20*time.Millisecond)
+//	_ = drive.EndTurn()
+//	_ = drive.CloseSend()
+//
+// Errors: gatewayclient.ErrorInfo(err) returns the reason, domain and metadata.
+package gatewayclient

@@ -1,0 +1,111 @@
+package com.avatargateway.examples;
+
+import com.avatargateway.client.Audio;
+import com.avatargateway.client.DriveStream;
+import com.avatargateway.client.ErrorInfos;
+import com.avatargateway.client.Wav;
+import com.avatargateway.gateway.v1.AvatarGatewayGrpc;
+import com.avatargateway.gateway.v1.CloseSessionRequest;
+import com.avatargateway.gateway.v1.CreateSessionRequest;
+import com.avatargateway.gateway.v1.DriveResponse;
+import com.avatargateway.gateway.v1.Session;
+import com.google.protobuf.TextFormat;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * Creates an avatar session, drives it with a WAV file at real time, ends the turn, interrupts,
+ * prints every event and closes the session.
+ *
+ * <pre>
+ * cd clients/java &amp;&amp; mvn -q package
+ * java -cp "target/avatar-gateway-client-0.1.0.jar:target/lib/*" com.avatargateway.examples.DriveWav \
+ *     --target 127.0.0.1:50051 --wav ../testdata/sample-16k-mono.wav
+ * </pre>
+ */
+public final class DriveWav {
+  private DriveWav() {}
+
+  public static void main(String[] args) throws Exception {
+    String target = System.getenv().getOrDefault("AVATAR_GATEWAY_TARGET", "127.0.0.1:50051");
+    String vendor = "zegocloud";
+    String avatar = "zego_emma";
+    String wav = "../testdata/sample-16k-mono.wav";
+    for (int i = 0; i + 1 < args.length; i += 2) {
+      switch (args[i]) {
+        case "--target" -> target = args[i + 1];
+        case "--vendor" -> vendor = args[i + 1];
+        case "--avatar" -> avatar = args[i + 1];
+        case "--wav" -> wav = args[i + 1];
+        default -> throw new IllegalArgumentException("unknown flag " + args[i]);
+      }
+    }
+    Audio audio = Wav.read(Path.of(wav));
+    ManagedChannel channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+    try {
+      run(channel, vendor, avatar, audio);
+    } catch (StatusRuntimeException e) {
+      System.err.println(describe(e));
+      System.exit(1);
+    } finally {
+      channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+    }
+  }
+
+  private static void run(ManagedChannel channel, String vendor, String avatar, Audio audio) throws Exception {
+    var blocking = AvatarGatewayGrpc.newBlockingStub(channel);
+    TextFormat.Printer text = TextFormat.printer();
+    Session session =
+        blocking.withDeadlineAfter(60, TimeUnit.SECONDS)
+            .createSession(CreateSessionRequest.newBuilder().setVendor(vendor).setAvatarId(avatar).build());
+    System.out.println("session " + session.getName() + " ready: " + text.shortDebugString(session.getPlayback()));
+    try (DriveStream drive = DriveStream.open(AvatarGatewayGrpc.newStub(channel), session.getName(), audio.format())) {
+      System.out.println("started: " + text.shortDebugString(drive.started()));
+      CountDownLatch speaking = new CountDownLatch(1);
+      Thread printer =
+          new Thread(
+              () -> {
+                try {
+                  for (DriveResponse ev = drive.next(); ev != null; ev = drive.next()) {
+                    System.out.println("event: " + text.shortDebugString(ev));
+                    if (ev.hasSpeechStarted()) {
+                      speaking.countDown();
+                    }
+                  }
+                  System.out.println("drive ended: OK");
+                } catch (StatusRuntimeException e) {
+                  System.out.println(describe(e));
+                } catch (Exception e) {
+                  System.out.println("drive: " + e);
+                }
+              });
+      printer.start();
+      System.out.println("sending " + audio.duration().toMillis() + " ms of audio at real time");
+      drive.sendPaced(audio, Duration.ofMillis(20));
+      drive.endTurn();
+      speaking.await(5, TimeUnit.SECONDS); // barge in once the avatar speaks (or after a while)
+      drive.interrupt();
+      drive.halfClose();
+      printer.join();
+    } finally {
+      Session closed =
+          blocking.withDeadlineAfter(10, TimeUnit.SECONDS)
+              .closeSession(CloseSessionRequest.newBuilder().setName(session.getName()).build());
+      System.out.println("session " + closed.getName() + " closed: " + closed.getState());
+    }
+  }
+
+  private static String describe(StatusRuntimeException e) {
+    Status s = e.getStatus();
+    return ErrorInfos.fromThrowable(e)
+        .map(i -> s.getCode() + " " + i.getReason() + " (" + i.getDomain() + " " + i.getMetadataMap() + "): "
+            + s.getDescription())
+        .orElse(s.getCode() + ": " + s.getDescription());
+  }
+}

@@ -1,0 +1,90 @@
+"""Creates an avatar session, drives it with a WAV file at real time, ends the turn,
+interrupts, prints every event and closes the session.
+
+    .venv/bin/python clients/python/examples/drive_wav.py --target 127.0.0.1:50051 \
+        --wav clients/testdata/sample-16k-mono.wav
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+import grpc
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
+from avatar_gateway_client import DriveStream, error_info, read_wav
+from google.protobuf import text_format
+
+_DEFAULT_WAV = Path(__file__).resolve().parents[2] / "testdata" / "sample-16k-mono.wav"
+
+
+def describe(what: str, err: grpc.aio.AioRpcError) -> str:
+    info = error_info(err)
+    if info is None:
+        return f"{what}: {err.code().name}: {err.details()}"
+    where = f"{info.domain} {dict(info.metadata)}"
+    return f"{what}: {err.code().name} {info.reason} ({where}): {err.details()}"
+
+
+def one_line(message: object) -> str:
+    return text_format.MessageToString(message, as_one_line=True)  # type: ignore[arg-type]
+
+
+async def run(target: str, vendor: str, avatar: str, wav: str) -> None:
+    audio = read_wav(wav)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.AvatarGatewayStub(channel)
+        session = await stub.CreateSession(
+            pb.CreateSessionRequest(vendor=vendor, avatar_id=avatar), timeout=60
+        )
+        print(f"session {session.name} ready: {one_line(session.playback)}")
+        try:
+            drive = await DriveStream.open(stub, session.name, audio.format)
+            print(f"started: {one_line(drive.started)}")
+            speaking = asyncio.Event()
+
+            async def print_events() -> None:
+                async for event in drive:
+                    print(f"event: {one_line(event)}")
+                    if event.HasField("speech_started"):
+                        speaking.set()
+
+            printer = asyncio.create_task(print_events())
+            print(f"sending {audio.duration_s:.2f} s of audio at real time")
+            await drive.send_paced(audio, chunk_ms=20)
+            await drive.end_turn()
+            with contextlib.suppress(TimeoutError):  # barge in once the avatar speaks
+                await asyncio.wait_for(speaking.wait(), 5)
+            await drive.interrupt()
+            await drive.done_writing()
+            await printer
+            print("drive ended: OK")
+        finally:
+            closed = await stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=10)
+            print(f"session {closed.name} closed: {pb.SessionState.Name(closed.state)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--target", default=os.environ.get("AVATAR_GATEWAY_TARGET", "127.0.0.1:50051")
+    )
+    parser.add_argument("--vendor", default="zegocloud")
+    parser.add_argument("--avatar", default="zego_emma")
+    parser.add_argument("--wav", default=str(_DEFAULT_WAV))
+    args = parser.parse_args()
+    try:
+        asyncio.run(run(args.target, args.vendor, args.avatar, args.wav))
+    except grpc.aio.AioRpcError as err:
+        print(describe("call failed", err), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
