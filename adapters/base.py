@@ -24,7 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
@@ -88,6 +88,10 @@ class Capabilities:
         speech_end_timeout_s: after the last audio of a turn, how long to wait for the
             vendor's speech-ended event before the turn is reported as failed, beyond the
             turn's own duration.
+        sequential_turns: a new drive cuts the one playing (ZEGO: a WS drive interrupts the
+            current broadcast, §1.5; Tencent: switching rules, §2.5), so the gateway holds a
+            turn's first send until the earlier turns finished speaking (bounded by their
+            expected end); an interrupt releases the wait.
     """
 
     vendor: str
@@ -107,6 +111,7 @@ class Capabilities:
     rest_qps: float | None = None
     list_avatars: bool = True
     speech_end_timeout_s: float = 10.0
+    sequential_turns: bool = False
 
     def vendor_rate_for(self, input_rate_hertz: int, preferred_hertz: int = 0) -> int:
         """The vendor rate audio at ``input_rate_hertz`` is converted to (Hz).
@@ -246,8 +251,10 @@ class DriveChannel(ABC):
     One channel per session, opened at the session's first Drive stream and kept until the
     session closes (Tencent allows one command channel per session; Akool's LiveKit room
     lives as long as the session). The gateway calls the methods of one channel from one
-    task at a time, in order. Events go to :meth:`emit`; the gateway consumes them with
-    :meth:`events`.
+    task at a time, in order, with one exception: :meth:`interrupt` may be called while
+    another call is in flight (a barge-in must not wait behind a send that is blocked, e.g.
+    on the vendor's previous turn), and should make such a call return promptly. Events go
+    to :meth:`emit`; the gateway consumes them with :meth:`events`.
 
     Subclasses implement the vendor framing. Shared code around them (not in subclasses):
     pacing, resampling, text splitting and spacing, keepalive scheduling (it calls
@@ -310,7 +317,11 @@ class DriveChannel(ABC):
 
     @abstractmethod
     async def interrupt(self, turn_id: str) -> None:
-        """Stop the avatar now (vendor command). Queued gateway audio is already dropped."""
+        """Stop the avatar now (vendor command). Queued gateway audio is already dropped.
+
+        May run concurrently with one in-flight call of the same channel (see the class
+        docstring); that call may then fail, and its error is ignored by the gateway.
+        """
 
     async def keepalive(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Send the vendor's heartbeat (Tencent SEND_HEARTBEAT). No-op by default."""
@@ -333,7 +344,8 @@ class VendorAdapter(ABC):
     ``VENDOR_TIMEOUT``.
     """
 
-    capabilities: ClassVar[Capabilities]
+    # Declared per class; an instance may replace it (e.g. a configured keepalive interval).
+    capabilities: Capabilities
 
     def __init__(self, *, sandbox: bool = False) -> None:
         self.sandbox = sandbox

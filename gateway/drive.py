@@ -56,7 +56,7 @@ TEXT_SECONDS_PER_CHAR = 0.08
 """Rough speaking time per character, to bound the wait for a text turn's speech end."""
 
 # Work item kinds (tuples are cheaper than objects on the per-chunk path).
-_AUDIO, _END_AUDIO, _TEXT, _INTERRUPT, _EOF = range(5)
+_AUDIO, _END_AUDIO, _TEXT, _EOF = range(4)
 WorkItem = tuple[int, str, int, object]
 
 
@@ -125,6 +125,7 @@ class DriveStream:
         self._pending: set[str] = set()
         self._pending_changed = asyncio.Event()
         self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
+        self._interrupt_task: asyncio.Task[None] | None = None
         self._terminated = False
         self._next_turn_id: Callable[[], str] = _no_turn_ids
         self._on_activity: Callable[[], None] = _no_activity
@@ -205,6 +206,8 @@ class DriveStream:
             await self._shutdown_tasks()
 
     async def _shutdown_tasks(self) -> None:
+        if self._interrupt_task is not None:
+            self._tasks.append(self._interrupt_task)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -392,7 +395,7 @@ class DriveStream:
             await self.work.put((_TEXT, turn.turn_id, gen, ("", True)))
 
     async def _on_interrupt(self) -> None:
-        target = self._open_turn or self._last_turn
+        ack_turn = self._open_turn or self._last_turn
         self._generation += 1
         while not self.work.empty():
             self.work.get_nowait()
@@ -400,12 +403,20 @@ class DriveStream:
         self.chunker.clear()
         self.sentences.clear()
         self._open_turn = None
-        if target is None:
+        self._pending_changed.set()  # release a sender waiting for an earlier turn
+        if ack_turn is None:
             # Nothing to interrupt: acknowledge so the client's barge-in logic never waits.
             self._emit(pb.DriveResponse(interrupted=pb.Interrupted(vendor_acknowledged=False)))
             return
-        target.ended_input = True
-        await self.work.put((_INTERRUPT, target.turn_id, self._generation, time.monotonic()))
+        ack_turn.ended_input = True
+        # The vendor commands run now, beside the sender: a sender blocked in a channel call
+        # (Tencent waits for the previous turn's AudioOver) must not hold up a barge-in
+        # (peer-lessons (b) 3). The sender waits for them before sending anything newer.
+        assert self.channel is not None
+        self._interrupt_task = asyncio.create_task(
+            self._send_interrupt(self.channel, ack_turn.turn_id, time.monotonic()),
+            name="drive-interrupt",
+        )
 
     # ---- sender -------------------------------------------------------------------------
 
@@ -414,16 +425,20 @@ class DriveStream:
         assert channel is not None
         while True:
             kind, turn_id, gen, payload = await self.work.get()
+            interrupting = self._interrupt_task
+            if interrupting is not None and not interrupting.done():
+                await asyncio.wait([interrupting])
             if kind == _EOF:
                 break
-            if kind == _INTERRUPT:
-                await self._send_interrupt(channel, turn_id, payload)  # type: ignore[arg-type]
-                continue
             if gen != self._generation:
                 continue  # queued before an interrupt
             turn = self._turns.get(turn_id)
             if turn is None or turn.failed:
                 continue
+            if not turn.first_sent and kind != _END_AUDIO and self.caps.sequential_turns:
+                await self._wait_for_earlier_turns(turn, gen)
+                if gen != self._generation:
+                    continue
             try:
                 if kind == _AUDIO:
                     frame: bytes = payload  # type: ignore[assignment]
@@ -435,8 +450,8 @@ class DriveStream:
                         await asyncio.sleep(wait)
                         if gen != self._generation:
                             continue
+                    self._mark_sent(turn)  # before the call: an interrupt must see it live
                     await channel.send_audio(turn_id, frame, self.vendor_rate)
-                    self._mark_sent(turn)
                     turn.audio_bytes_sent += len(frame)
                 elif kind == _END_AUDIO:
                     if turn.first_sent:
@@ -450,12 +465,14 @@ class DriveStream:
                     piece, final = payload  # type: ignore[misc]
                     if piece or turn.first_sent:
                         await self._space_text(turn, piece)
-                        await channel.send_text(turn_id, piece, final)
                         self._mark_sent(turn)
+                        await channel.send_text(turn_id, piece, final)
                         turn.text_chars_sent += len(piece)
             except VendorError as exc:
+                if gen != self._generation:
+                    continue  # the call was cut short by an interrupt of this turn
                 self._turn_failed(turn, exc)
-                if exc.reason == "VENDOR_SESSION_LOST":
+                if exc.reason in ("VENDOR_SESSION_LOST", "VENDOR_SESSION_NOT_FOUND"):
                     self._fail(exc)
                     break
         await self._wait_pending()
@@ -492,57 +509,80 @@ class DriveStream:
             )
         )
 
-    async def _send_interrupt(self, channel: DriveChannel, turn_id: str, requested: float) -> None:
+    async def _send_interrupt(self, channel: DriveChannel, ack_turn: str, requested: float) -> None:
+        """Stop every turn the vendor may hold: those playing or queued there, and the newest.
+
+        Newest first, so that a send woken by the interrupt finds its turn already stopped.
+        The ack waits (bounded) for the vendor's acknowledgement of any of them.
+        """
         self.pacer.reset()
-        waiter: asyncio.Future[VendorEvent] = asyncio.get_running_loop().create_future()
-        self._interrupt_waiters[turn_id] = waiter
+        playing = sorted(self._pending, key=int)
+        targets = sorted(set(playing) | {ack_turn}, key=int, reverse=True)
+        loop = asyncio.get_running_loop()
+        waiters = {t: loop.create_future() for t in targets}
+        self._interrupt_waiters.update(waiters)
         acknowledged = False
         try:
-            # Only a turn that reached the vendor and is not finished needs the vendor command;
-            # otherwise the local flush is the whole interrupt and is acknowledged at once.
-            playing = turn_id in self._pending
-            if playing:
-                await channel.interrupt(turn_id)
-            if playing and self.caps.interrupt_ack:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(
-                        asyncio.shield(waiter), self.caps.interrupt_ack_timeout_s
-                    )
-                    acknowledged = True
+            if playing:  # a turn is pending from its first send on, so nothing else is live
+                for turn_id in targets:
+                    await channel.interrupt(turn_id)
+                if self.caps.interrupt_ack:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            asyncio.wait(waiters.values(), return_when=asyncio.FIRST_COMPLETED),
+                            self.caps.interrupt_ack_timeout_s,
+                        )
+                    acknowledged = any(w.done() and not w.cancelled() for w in waiters.values())
         except VendorError as exc:
             self._emit(
                 pb.DriveResponse(
                     warning=pb.Warning(
                         reason="VENDOR_INTERRUPT_FAILED",
                         message=exc.message,
-                        turn_id=turn_id,
+                        turn_id=ack_turn,
                         metadata=exc.metadata,
                     )
                 )
             )
         finally:
-            self._interrupt_waiters.pop(turn_id, None)
-        turn = self._turns.get(turn_id)
-        if playing and turn is not None and turn_id in self._pending:
+            for turn_id, waiter in waiters.items():
+                self._interrupt_waiters.pop(turn_id, None)
+                waiter.cancel()
+        now = time.monotonic()
+        for turn_id in playing:
             # Keep waiting (briefly) for the vendor's speech_ended(interrupted), so a client
             # that half-closes right after the ack still gets the played duration.
-            turn.interrupted = True
-            turn.deadline = time.monotonic() + self.caps.interrupt_ack_timeout_s
-        else:
-            self._pending.discard(turn_id)
+            if turn_id in self._pending:
+                self._turns[turn_id].interrupted = True
+                self._turns[turn_id].deadline = now + self.caps.interrupt_ack_timeout_s
         self._pending_changed.set()
         metrics.INTERRUPT_ACK_LATENCY.labels(
             self.record.vendor, "vendor" if acknowledged else "gateway"
-        ).observe(time.monotonic() - requested)
+        ).observe(now - requested)
         self._emit(
             pb.DriveResponse(
                 interrupted=pb.Interrupted(
-                    turn_id=turn_id,
+                    turn_id=ack_turn,
                     vendor_acknowledged=acknowledged,
-                    latency=_duration(time.monotonic() - requested),
+                    latency=_duration(now - requested),
                 )
             )
         )
+
+    async def _wait_for_earlier_turns(self, turn: TurnState, gen: int) -> None:
+        """``sequential_turns``: hold a turn's first send until earlier turns have ended."""
+        number = int(turn.turn_id)
+        while gen == self._generation:
+            earlier = [t for t in self._pending if int(t) < number]
+            if not earlier:
+                return
+            deadline = max(self._turn_deadline(self._turns[t]) for t in earlier)
+            now = time.monotonic()
+            if now >= deadline:
+                return  # the vendor never said the earlier turn ended: go on regardless
+            self._pending_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._pending_changed.wait(), deadline - now)
 
     async def _wait_pending(self) -> None:
         """After the last input: wait (bounded) until the vendor finished every sent turn."""

@@ -64,6 +64,8 @@ class ZegocloudAdapter(VendorAdapter):
         max_text_chars=1800,  # §1.4 DriveByText
         rest_qps=10.0,  # §1.1, per Action
         list_avatars=True,
+        # A WS drive interrupts the current broadcast (§1.5): play turns one after another.
+        sequential_turns=True,
     )
 
     def __init__(self, settings: ZegocloudSettings, *, sandbox: bool = False) -> None:

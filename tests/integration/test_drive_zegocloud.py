@@ -136,3 +136,27 @@ async def test_client_faster_than_real_time_is_paced(gateway: Gateway) -> None:
     (drive,) = gateway.emulator("zegocloud").drives_for_task(s.vendor_session_id)
     assert drive.sha256 == hashlib.sha256(pcm).hexdigest() and drive.underruns == 0
     assert kinds(responses)[-1] == "speech_ended"
+
+
+async def test_back_to_back_turns_do_not_cut_each_other(gateway: Gateway) -> None:
+    """A ZEGO WS drive interrupts the one playing (§1.5); audio is pushed up to 2 s ahead, so
+    turn 2 must wait for turn 1 to finish speaking instead of cutting its last 2 s."""
+    s = await gateway.create()
+    first, second = tone(1.5), tone(0.5, freq=330)
+
+    async def gen():  # type: ignore[no-untyped-def]
+        yield pb.DriveRequest(config=pb.DriveConfig(session=s.name, audio_format=audio_format()))
+        yield pb.DriveRequest(audio=first)
+        yield pb.DriveRequest(end_turn=pb.EndTurn())
+        yield pb.DriveRequest(audio=second)
+        yield pb.DriveRequest(end_turn=pb.EndTurn())
+
+    responses = await collect(gateway.stub.Drive(gen(), timeout=30))
+    ended = {
+        r.speech_ended.turn_id: r.speech_ended for r in responses if r.HasField("speech_ended")
+    }
+    assert not ended["1"].interrupted and not ended["2"].interrupted
+    assert ended["1"].played_duration.ToMilliseconds() >= 1450
+    d1, d2 = gateway.emulator("zegocloud").drives_for_task(s.vendor_session_id)
+    assert not d1.interrupted and d1.sha256 == hashlib.sha256(first).hexdigest()
+    assert d2.sha256 == hashlib.sha256(second).hexdigest()

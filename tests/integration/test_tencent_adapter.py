@@ -118,9 +118,9 @@ class Events:
         turn_id: str | None = None,
         *,
         reason: str | None = None,
-        timeout: float = 5.0,
+        within: float = 5.0,
     ) -> VendorEvent:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             for event in self.of(kind, turn_id):
                 if reason is None or event.reason == reason:
@@ -345,11 +345,16 @@ async def test_transport_errors_and_unknown_project(emulator: TencentEmulator) -
         with pytest.raises(VendorError) as caught:
             await adapter.session_status(VendorSessionHandle("x"))
         assert caught.value.reason == "VENDOR_UNAVAILABLE"
+        assert caught.value.retryable
+        emulator.faults.fail_next("statsession", http_status=404)
+        with pytest.raises(VendorError) as caught:
+            await adapter.session_status(VendorSessionHandle("x"))
+        assert (caught.value.reason, caught.value.retryable) == ("VENDOR_INTERNAL", False)
         with pytest.raises(VendorError) as caught:
             await adapter.session_status(VendorSessionHandle("x"))
         assert (caught.value.code, caught.value.reason) == (
             grpc.StatusCode.NOT_FOUND,
-            "VENDOR_SESSION_LOST",
+            "VENDOR_SESSION_NOT_FOUND",
         )
         emulator.known_projects = {"project-1"}
         with pytest.raises(VendorError) as caught:
@@ -374,9 +379,7 @@ async def test_transport_errors_and_unknown_project(emulator: TencentEmulator) -
 
 async def test_wrong_credentials_fail_signature_check(emulator: TencentEmulator) -> None:
     adapter = TencentAdapter(
-        TencentSettings(
-            appkey=APPKEY, access_token=SecretStr("wrong"), api_url=emulator.base_url
-        )
+        TencentSettings(appkey=APPKEY, access_token=SecretStr("wrong"), api_url=emulator.base_url)
     )
     try:
         with pytest.raises(VendorError) as caught:
@@ -439,7 +442,8 @@ async def test_one_channel_per_session(emulator: TencentEmulator, adapter: Tence
         await events.aclose()
     session = session_of(emulator, handle)
     assert session.channel_connects == 3
-    assert len(session.refused_connects) == 1
+    # Refused three times: a refusal is retried briefly in case the old channel is closing.
+    assert [r["code"] for r in session.refused_connects] == [110015] * 3
     assert session.heartbeats == 2
 
 
@@ -474,7 +478,7 @@ async def test_paced_10s_utterance_has_no_pacing_violation(
         started = time.monotonic()
         await paced_send(channel, "1", pcm)
         sending = time.monotonic() - started
-        ended = await events.wait(EventKind.SPEECH_ENDED, "1", timeout=8)
+        ended = await events.wait(EventKind.SPEECH_ENDED, "1", within=8)
         record = emulator.drives_of(handle.vendor_session_id, "audio")[0]
         assert record.pacing_violations == []
         assert record.underruns == []
@@ -482,9 +486,12 @@ async def test_paced_10s_utterance_has_no_pacing_violation(
         assert record.duration_s == pytest.approx(10.0)
         assert record.sha256 == hashlib.sha256(pcm).hexdigest()
         assert record.final_type == 1 and record.missing_seqs == []
-        assert record.min_window_ratio is not None and record.min_window_ratio >= 0.7
-        # 63 packets: 6 at once, then one per 120 ms; playback takes the real 10 s.
-        assert 6.5 < sending < 7.5
+        # The 8-packet window ratio is informational: it is measured on arrival times, which
+        # scheduling jitter moves; the policer above (with its jitter tolerance) is the rule.
+        assert record.min_window_ratio is not None and record.min_window_ratio > 0.5
+        # 63 packets: 6 at once, then one per 120 ms (a loaded machine is slower, never
+        # faster); playback takes the real 10 s.
+        assert 6.5 < sending < 8.5
         assert ended.played_s == pytest.approx(10.0, abs=0.4)
         assert len(events.of(EventKind.SPEECH_STARTED, "1")) == 1
         no_violations(emulator, handle)
@@ -506,7 +513,7 @@ async def test_reconnect_mid_utterance_loses_and_duplicates_nothing(
 
     try:
         await paced_send(channel, "1", pcm, on_frame=drop)
-        ended = await events.wait(EventKind.SPEECH_ENDED, "1", timeout=6)
+        ended = await events.wait(EventKind.SPEECH_ENDED, "1", within=6)
         record = emulator.drives_of(handle.vendor_session_id, "audio")[0]
         assert record.sha256 == hashlib.sha256(pcm).hexdigest()
         assert record.duration_s == pytest.approx(3.0, abs=1 / 32000)
@@ -534,11 +541,11 @@ async def test_pause_longer_than_stream_max_interval_continues_under_new_reqid(
     try:
         await paced_send(channel, "1", pcm_of(0.64), end=False)
         warning = await events.wait(
-            EventKind.WARNING, "1", reason="VENDOR_AUTO_FINALIZED", timeout=4
+            EventKind.WARNING, "1", reason="VENDOR_AUTO_FINALIZED", within=4
         )
         assert warning.metadata["reqId"]
         await paced_send(channel, "1", pcm_of(0.32, seed=3))
-        ended = await events.wait(EventKind.SPEECH_ENDED, "1", timeout=4)
+        ended = await events.wait(EventKind.SPEECH_ENDED, "1", within=4)
         drives = emulator.drives_of(handle.vendor_session_id, "audio")
         assert [d.final_type for d in drives] == [2, 1]
         assert [round(d.duration_s, 2) for d in drives] == [0.64, 0.32]
@@ -577,9 +584,9 @@ async def test_heartbeat_keeps_idle_session_alive() -> None:
         keepalive.cancel()
         # Without heartbeats the WS is dropped (the channel reconnects), then the session
         # is closed and the channel reports it lost.
-        await events.wait(EventKind.WARNING, reason="VENDOR_RECONNECTED", timeout=2)
+        await events.wait(EventKind.WARNING, reason="VENDOR_RECONNECTED", within=2)
         assert session.idle_drops >= 1
-        lost = await events.wait(EventKind.SESSION_LOST, timeout=4)
+        lost = await events.wait(EventKind.SESSION_LOST, within=4)
         assert lost.reason == "VENDOR_SESSION_LOST"
         assert channel.closed
         assert emulator.open_sessions() == []
@@ -599,6 +606,7 @@ async def test_heartbeat_keeps_idle_session_alive() -> None:
 async def test_streamed_text_seq_isfinal_and_packet_limit(
     emulator: TencentEmulator, adapter: TencentAdapter
 ) -> None:
+    emulator.text_seconds_per_char = 0.0005
     handle = await ready_session(adapter)
     channel, events = await open_channel(adapter, handle)
     big = "word " * 500  # 2500 bytes: three packets
@@ -606,7 +614,7 @@ async def test_streamed_text_seq_isfinal_and_packet_limit(
         await channel.send_text("1", "Hello, ", False)
         await channel.send_text("1", big, False)
         await channel.send_text("1", "", True)
-        await events.wait(EventKind.SPEECH_ENDED, "1", timeout=8)
+        await events.wait(EventKind.SPEECH_ENDED, "1", within=8)
         (record,) = emulator.drives_of(handle.vendor_session_id)
         assert record.kind == "stream"
         assert record.stream_text == "Hello, " + big
@@ -649,7 +657,7 @@ async def test_text_sends_are_spaced_and_turns_play_in_order(
     try:
         for turn in ("1", "2", "3"):  # no gateway spacing here: the channel still spaces
             await channel.send_text(turn, f"sentence number {turn}", True)
-        await events.wait(EventKind.SPEECH_ENDED, "3", timeout=6)
+        await events.wait(EventKind.SPEECH_ENDED, "3", within=6)
         texts = emulator.drives_of(handle.vendor_session_id, "text")
         assert [t.text for t in texts] == [f"sentence number {n}" for n in "123"]
         assert all(t.statuses[-1] == "TextOver" and not t.interrupted for t in texts)
@@ -675,7 +683,7 @@ async def test_switching_text_to_audio_and_back(
         pcm = pcm_of(0.8)
         await paced_send(channel, "2", pcm)  # waits for TextOver before the first packet
         await channel.send_text("3", "and text again", True)  # waits for AudioOver
-        await events.wait(EventKind.SPEECH_ENDED, "3", timeout=6)
+        await events.wait(EventKind.SPEECH_ENDED, "3", within=6)
         kinds = [d.kind for d in emulator.drives_of(handle.vendor_session_id)]
         assert kinds == ["text", "audio", "text"]
         order = [
@@ -709,7 +717,7 @@ async def test_interrupt_audio(emulator: TencentEmulator, adapter: TencentAdapte
         await paced_send(channel, "1", pcm_of(1.0), end=False)
         await events.wait(EventKind.SPEECH_STARTED, "1")
         await channel.interrupt("1")
-        ack = await events.wait(EventKind.INTERRUPTED, "1", timeout=2)
+        ack = await events.wait(EventKind.INTERRUPTED, "1", within=2)
         assert not ack.metadata
         ended = await events.wait(EventKind.SPEECH_ENDED, "1")
         assert ended.interrupted
@@ -734,7 +742,7 @@ async def test_interrupt_text_waits_for_textstart_and_spacing(
     try:
         await channel.send_text("1", "a long sentence " * 20, True)
         await channel.interrupt("1")  # before TextStart and within 1 s of the text
-        await events.wait(EventKind.INTERRUPTED, "1", timeout=3)
+        await events.wait(EventKind.INTERRUPTED, "1", within=3)
         ended = await events.wait(EventKind.SPEECH_ENDED, "1")
         assert ended.interrupted
         text, control = emulator.drives_of(handle.vendor_session_id)
@@ -754,7 +762,7 @@ async def test_interrupt_streamed_text_and_idle(
         await channel.send_text("1", "streaming a long answer " * 10, False)
         await events.wait(EventKind.SPEECH_STARTED, "1")
         await channel.interrupt("1")
-        await events.wait(EventKind.INTERRUPTED, "1", timeout=2)
+        await events.wait(EventKind.INTERRUPTED, "1", within=2)
         assert (await events.wait(EventKind.SPEECH_ENDED, "1")).interrupted
         await channel.send_text("1", "late piece", False)  # dropped
         (stream,) = emulator.drives_of(handle.vendor_session_id, "stream")
@@ -763,9 +771,54 @@ async def test_interrupt_streamed_text_and_idle(
         assert (command.command, command.seq) == ("SEND_STREAMTEXT", 2)
         # Nothing playing: acknowledged at once, no vendor command.
         await channel.interrupt("2")
-        idle = await events.wait(EventKind.INTERRUPTED, "2", timeout=0.5)
+        idle = await events.wait(EventKind.INTERRUPTED, "2", within=0.5)
         assert idle.metadata == {"vendorIdle": "true"}
         assert len([c for c in emulator.commands if c.interrupt]) == 1
+        no_violations(emulator, handle)
+    finally:
+        await channel.aclose()
+        await events.aclose()
+
+
+async def test_concurrent_interrupt_wakes_a_send_waiting_for_the_switch(
+    emulator: TencentEmulator, adapter: TencentAdapter
+) -> None:
+    handle = await ready_session(adapter)
+    channel, events = await open_channel(adapter, handle)
+    try:
+        await channel.send_text("1", "a sentence long enough to be playing " * 4, True)
+        # Turn 2's audio waits for turn 1's TextOver (§2.5 text → audio) ...
+        blocked = asyncio.create_task(channel.send_audio("2", b"\0" * FRAME, 16000))
+        await events.wait(EventKind.SPEECH_STARTED, "1")
+        assert not blocked.done()
+        # ... until an interrupt arrives from another task: nothing of turn 2 is sent.
+        await channel.interrupt("2")
+        await asyncio.wait_for(blocked, 1.0)
+        await events.wait(EventKind.INTERRUPTED, "2", within=3)
+        assert (await events.wait(EventKind.SPEECH_ENDED, "1")).interrupted
+        assert emulator.drives_of(handle.vendor_session_id, "audio") == []
+        no_violations(emulator, handle)
+    finally:
+        await channel.aclose()
+        await events.aclose()
+
+
+async def test_interrupting_the_playing_turn_lets_the_waiting_turn_go(
+    emulator: TencentEmulator, adapter: TencentAdapter
+) -> None:
+    handle = await ready_session(adapter)
+    channel, events = await open_channel(adapter, handle)
+    try:
+        await paced_send(channel, "1", pcm_of(2.0))  # plays until ~2 s after the start
+        waiting = asyncio.create_task(channel.send_text("2", "after the audio", True))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # audio → text waits for AudioOver
+        await channel.interrupt("1")
+        await asyncio.wait_for(waiting, 2.0)
+        await events.wait(EventKind.SPEECH_ENDED, "2", within=3)
+        assert (await events.wait(EventKind.SPEECH_ENDED, "1")).interrupted
+        assert not events.of(EventKind.WARNING)
+        assert [d.kind for d in emulator.drives_of(handle.vendor_session_id)] == ["audio", "text"]
         no_violations(emulator, handle)
     finally:
         await channel.aclose()
@@ -797,9 +850,9 @@ async def test_events_are_mapped_to_turns(
         assert failed.reason == "VENDOR_DRIVE_FAILED"
         assert failed.metadata["vendorCode"] == "110015"
         # SpeakStatus Error after the start: TURN_FAILED, once.
-        await channel.send_text("9", "will break", True)
+        await channel.send_text("9", "will break", False)
         await events.wait(EventKind.SPEECH_STARTED, "9")
-        nine = emulator.drives_of(sid, "text")[-1]
+        nine = emulator.drives_of(sid, "stream")[-1]
         error = {"Type": 3, "SessionId": sid, "ReqId": nine.req_id, "SpeakStatus": "Error"}
         await emulator.push_downstream(sid, {**error, "ErrorCode": -111005})
         await emulator.push_downstream(sid, {**error, "ErrorCode": -111005})
@@ -830,7 +883,7 @@ async def test_vendor_closing_the_session_loses_the_channel(
     channel, events = await open_channel(adapter, handle)
     try:
         await adapter.close_session(handle)
-        lost = await events.wait(EventKind.SESSION_LOST, timeout=3)
+        lost = await events.wait(EventKind.SESSION_LOST, within=3)
         assert lost.reason == "VENDOR_SESSION_LOST"
         assert lost.metadata["session"] == "sessions/s1"
         assert channel.closed

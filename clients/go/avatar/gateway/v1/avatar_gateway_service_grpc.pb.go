@@ -71,6 +71,7 @@ const (
 // | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
 // | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
 // | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+// | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
 // | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -257,6 +258,7 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
 // | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
 // | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+// | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
 // | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |

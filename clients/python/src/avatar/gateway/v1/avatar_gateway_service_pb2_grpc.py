@@ -63,6 +63,7 @@ class AvatarGatewayStub:
     | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+    | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -150,6 +151,7 @@ class AvatarGatewayServicer:
     | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+    | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -332,6 +334,7 @@ class AvatarGateway:
     | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+    | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |

@@ -64,6 +64,7 @@ class AvatarGatewayStub:
     | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+    | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -174,6 +175,7 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+    | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -280,6 +282,7 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
     | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+    | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |

@@ -5221,6 +5221,7 @@ export const GoAway: MessageFns<GoAway> = {
  * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
  * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
  * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+ * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
  * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |

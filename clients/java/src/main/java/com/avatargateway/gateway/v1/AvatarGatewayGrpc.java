@@ -38,6 +38,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
  * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
  * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+ * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
  * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -364,6 +365,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+   * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -518,6 +520,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+   * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -569,6 +572,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+   * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -741,6 +745,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+   * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -908,6 +913,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+   * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
@@ -1033,6 +1039,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_UNAVAILABLE        | UNAVAILABLE         | vendor                                |
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
+   * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |

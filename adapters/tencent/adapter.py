@@ -1,0 +1,367 @@
+"""The Tencent Cloud IVH (interactive aPaaS, cloud rendering) vendor adapter.
+
+Session lifecycle over the signed REST API (``docs/vendor-protocols.md`` §2.4):
+``createsession`` / ``createsessionbyasset`` → ``statsession`` until ``SessionStatus`` 1 →
+``startsession`` → one command channel (:class:`adapters.tencent.channel.TencentChannel`) →
+``closesession``. Signing, the envelope and the code table live in :mod:`adapters.tencent.api`.
+
+Backstops: Tencent has no max-duration or idle parameter. Its own rule (§2.7) closes a
+session after 10 min without a drive or heartbeat, which is the vendor-side idle backstop;
+the gateway's reaper enforces ``max_duration`` and the shorter ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from avatar.gateway.v1 import vendor_options_pb2
+
+from adapters.base import (
+    Capabilities,
+    DriveChannel,
+    PacingRule,
+    ReadyState,
+    SessionSpec,
+    SessionStatus,
+    VendorAdapter,
+    VendorSessionHandle,
+)
+from adapters.resilience import Backoff, retry_call
+from adapters.tencent.api import (
+    CODE_SESSION_CLOSED,
+    CODE_SESSION_NOT_FOUND,
+    CREATE_OVERRIDES,
+    VENDOR,
+    TencentApi,
+)
+from adapters.tencent.channel import (
+    AUDIO_SAMPLE_RATE_HERTZ,
+    DEFAULT_STREAM_MAX_INTERVAL_S,
+    TEXT_MAX_BYTES,
+    TEXT_SEND_INTERVAL_S,
+    TencentChannel,
+)
+from gateway.config import TencentSettings
+from gateway.errors import VendorError, invalid_argument, vendor_unavailable
+
+PROTOCOLS = ("webrtc", "rtmp", "trtc")
+"""``Protocol`` values createsession takes, lowercase (§2.4); webrtc is our default."""
+
+DRIVER_TEXT_ONLY = 1
+DRIVER_AUDIO_AND_TEXT = 3
+
+STREAM_MAX_INTERVAL_RANGE_MS = (2000, 6000)
+"""Allowed ``StreamMaxInterval`` (ms; §2.4)."""
+
+MAX_VIDEO_LAYERS = 5
+"""``Backgrounds`` + ``Foregrounds`` of createsessionbyasset (§2.4)."""
+
+_STATUS_TO_STATE = {
+    1: ReadyState.READY,
+    2: ReadyState.CLOSED,
+    3: ReadyState.PENDING,
+    4: ReadyState.FAILED,
+    5: ReadyState.FAILED,  # [hist] stream-creation timeout of the old streammanager API
+}
+
+
+USER_ID_PREFIX = "avgw-"
+"""Prefix of the UserIds the adapter derives from gateway session ids."""
+
+
+def user_id_for(session_id: str) -> str:
+    """The avatar ``UserId`` derived from the gateway session id.
+
+    Deterministic on purpose: a new session with the same UserId closes the previous one
+    (§2.4), so a create retried after a lost answer can never leave a second billed session.
+    """
+    return USER_ID_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "-", session_id)[:58]
+
+
+class TencentAdapter(VendorAdapter):
+    """Tencent Cloud IVH adapter (vendor-protocols §2).
+
+    Args:
+        settings: appkey, access token, API URL (https; wss is derived), default project id
+            and heartbeat interval (s).
+        sandbox: the gateway runs against the in-process emulator.
+    """
+
+    capabilities = Capabilities(
+        vendor=VENDOR,
+        display_name="Tencent Cloud IVH",
+        sample_rates_hertz=(AUDIO_SAMPLE_RATE_HERTZ,),
+        # §2.5 SEND_AUDIO: 160 ms / 5120-byte packets, first 6 at once, then one per 120 ms.
+        pacing=PacingRule(160, 6, 120),
+        audio=True,
+        text=True,
+        streaming_text=True,
+        interrupt=True,
+        # The vendor answers an interrupt with the drive's TextOver / AudioOver (§2.5, §2.6);
+        # an audio interrupt may be ignored (§2.5), hence the bounded wait.
+        interrupt_ack=True,
+        # A text interrupt must wait for TextStart and the 1 s SEND_TEXT spacing (§2.5).
+        interrupt_ack_timeout_s=3.0,
+        max_text_chars=4000,
+        max_text_bytes=TEXT_MAX_BYTES,
+        min_text_interval_s=TEXT_SEND_INTERVAL_S,
+        # §2.7: > 30 s and < 1 min (cn) / < 10 min (intl); the vendor SDK uses 45 s.
+        keepalive_interval_s=45.0,
+        list_avatars=False,
+        # Switching rules (§2.5): a new drive waits for the previous one to end; the
+        # vendor-specific switching commands stay in the channel.
+        sequential_turns=True,
+    )
+
+    def __init__(self, settings: TencentSettings, *, sandbox: bool = False) -> None:
+        super().__init__(sandbox=sandbox)
+        self.settings = settings
+        # The gateway reads adapter.capabilities; the heartbeat interval is a setting.
+        self.capabilities = dataclasses.replace(
+            type(self).capabilities, keepalive_interval_s=settings.heartbeat_interval_s
+        )
+        token = settings.access_token.get_secret_value() if settings.access_token else None
+        self.api = TencentApi(appkey=settings.appkey, access_token=token, api_url=settings.api_url)
+        self.backoff = Backoff()
+        self.channel_backoff: Backoff | None = None
+        """Reconnect backoff of channels (``None``: the shared default)."""
+
+    # ---- sessions -----------------------------------------------------------------------
+
+    async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:
+        """Create the vendor session: ``createsession`` or ``createsessionbyasset`` (§2.4).
+
+        ``createsession`` takes ``spec.avatar_id`` (else the configured project id) as the
+        VirtualmanProjectId; ``createsessionbyasset`` is used when
+        ``TencentOptions.asset_virtualman_key`` is set.
+
+        Raises:
+            GatewayError: INVALID_ARGUMENT for options the vendor would refuse.
+            VendorError: from the code table (``AVATAR_NOT_FOUND`` for an unknown project).
+        """
+        options = spec.options
+        if not isinstance(options, vendor_options_pb2.TencentOptions):
+            options = vendor_options_pb2.TencentOptions()
+        payload, data = self._create_payload(spec, options)
+        operation = "createsessionbyasset" if options.asset_virtualman_key else "createsession"
+        avatar = options.asset_virtualman_key or str(payload.get("VirtualmanProjectId", ""))
+
+        async def call() -> dict[str, Any]:
+            return await self.api.call(
+                operation, payload, overrides=CREATE_OVERRIDES, avatar_id=avatar
+            )
+
+        # Safe to repeat: the derived UserId makes the vendor close any earlier attempt.
+        answer = await retry_call(call, backoff=self.backoff, operation=operation)
+        session_id = str(answer.get("SessionId") or "")
+        if not session_id:
+            raise vendor_unavailable(VENDOR, f"{operation} answered without a SessionId")
+        data["session_status"] = int(answer.get("SessionStatus") or 0)
+        playback = pb.Playback(
+            tencent=pb.TencentPlayback(
+                play_stream_addr=str(answer.get("PlayStreamAddr") or ""),
+                protocol=str(data["protocol"]),
+            )
+        )
+        return VendorSessionHandle(vendor_session_id=session_id, playback=playback, data=data)
+
+    def _create_payload(
+        self, spec: SessionSpec, options: vendor_options_pb2.TencentOptions
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        protocol = (options.protocol or "webrtc").lower()
+        if protocol not in PROTOCOLS:
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                f"tencent protocol must be one of {', '.join(PROTOCOLS)}, got {options.protocol!r}",
+                field="vendor_options.tencent.protocol",
+            )
+        driver_type = options.driver_type or DRIVER_AUDIO_AND_TEXT
+        if driver_type not in (DRIVER_TEXT_ONLY, DRIVER_AUDIO_AND_TEXT):
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                f"tencent driver_type must be 1 (text) or 3 (audio and text), got {driver_type}",
+                field="vendor_options.tencent.driver_type",
+            )
+        user_id = options.user_id or user_id_for(spec.session_id)
+        payload: dict[str, Any] = {"UserId": user_id, "Protocol": protocol}
+        payload["DriverType"] = driver_type
+        stream_max_interval_ms = int(DEFAULT_STREAM_MAX_INTERVAL_S * 1000)
+        if options.HasField("stream_max_interval"):
+            stream_max_interval_ms = options.stream_max_interval.ToMilliseconds()
+            low, high = STREAM_MAX_INTERVAL_RANGE_MS
+            if not low <= stream_max_interval_ms <= high:
+                raise invalid_argument(
+                    "INVALID_ARGUMENT",
+                    f"tencent stream_max_interval must be 2 s to 6 s, got "
+                    f"{stream_max_interval_ms} ms",
+                    field="vendor_options.tencent.stream_max_interval",
+                )
+            # Only sent when asked for: older vendor deployments do not know the field.
+            payload["StreamMaxInterval"] = stream_max_interval_ms
+        protocol_option = _protocol_option(options)
+        if protocol_option:
+            payload["ProtocolOption"] = protocol_option
+        if options.alpha_channel_enable:
+            payload["ExtraInfo"] = {"AlphaChannelEnable": True}
+        data: dict[str, Any] = {
+            "protocol": protocol,
+            "driver_type": driver_type,
+            "user_id": user_id,
+            "stream_max_interval_ms": stream_max_interval_ms,
+            "session_name": f"sessions/{spec.session_id}",
+        }
+        if options.asset_virtualman_key:
+            payload["AssetVirtualmanKey"] = options.asset_virtualman_key
+            data["asset_virtualman_key"] = options.asset_virtualman_key
+            if len(options.background_urls) > MAX_VIDEO_LAYERS:
+                raise invalid_argument(
+                    "INVALID_ARGUMENT",
+                    f"tencent allows at most {MAX_VIDEO_LAYERS} background layers, got "
+                    f"{len(options.background_urls)}",
+                    field="vendor_options.tencent.background_urls",
+                )
+            if options.background_urls:
+                # VideoLayer's URL field (inferred; §2.4 names the list, not its fields).
+                payload["Backgrounds"] = [{"Url": url} for url in options.background_urls]
+            return payload, data
+        if options.background_urls:
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                "tencent background_urls need asset_virtualman_key (createsessionbyasset)",
+                field="vendor_options.tencent.background_urls",
+            )
+        project = spec.avatar_id or self.settings.project_id
+        if not project:
+            raise invalid_argument(
+                "INVALID_ARGUMENT",
+                "tencent needs an avatar_id (VirtualmanProjectId) or the setting "
+                "AVATAR_GATEWAY_TENCENT__PROJECT_ID",
+                field="avatar_id",
+            )
+        payload["VirtualmanProjectId"] = project
+        data["project_id"] = project
+        return payload, data
+
+    async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
+        """``statsession``: 1 READY, 3 PENDING, 2 CLOSED, 4 FAILED (§2.4).
+
+        Also refreshes ``handle.playback`` when the vendor reports a (new) PlayStreamAddr.
+        """
+        answer = await self.api.call(
+            "statsession",
+            {"SessionId": handle.vendor_session_id},
+            session=_session_name(handle),
+        )
+        status = int(answer.get("SessionStatus") or 0)
+        addr = str(answer.get("PlayStreamAddr") or "")
+        if addr and handle.playback.tencent.play_stream_addr != addr:
+            handle.playback.tencent.play_stream_addr = addr
+        error_code = int(answer.get("ErrorCode") or 0)
+        detail = str(answer.get("ErrorMessage") or "")
+        state = _STATUS_TO_STATE.get(status, ReadyState.PENDING)
+        return SessionStatus(
+            state=state,
+            detail=detail or f"SessionStatus {status}",
+            vendor_code=str(error_code) if error_code else "",
+        )
+
+    async def start_session(self, handle: VendorSessionHandle) -> None:
+        """``startsession``: required after status 1 and before the command channel (§2.4)."""
+
+        async def call() -> dict[str, Any]:
+            return await self.api.call(
+                "startsession",
+                {"SessionId": handle.vendor_session_id},
+                session=_session_name(handle),
+            )
+
+        await retry_call(call, backoff=self.backoff, operation="startsession")
+
+    async def close_session(self, handle: VendorSessionHandle) -> None:
+        """Close the session with ``closesession``; idempotent.
+
+        "Session closed" (110013) and "does not exist" (110018) count as closed (§2.8).
+        """
+
+        async def call() -> dict[str, Any]:
+            return await self.api.call("closesession", {"SessionId": handle.vendor_session_id})
+
+        try:
+            await retry_call(call, backoff=self.backoff, operation="closesession")
+        except VendorError as exc:
+            if exc.vendor_code in (str(CODE_SESSION_CLOSED), str(CODE_SESSION_NOT_FOUND)):
+                return
+            raise
+
+    async def list_open_vendor_sessions(self) -> list[str]:
+        """Ids of open sessions (status 1 or 3) this gateway created, for leak audits.
+
+        ``listsessionofuin`` lists the whole account (§2.4), whatever project a session
+        uses; only sessions whose ``UserId`` carries the gateway's derived prefix are
+        returned, so an audit never touches other applications' sessions on the account.
+        Sessions created with a caller-chosen ``TencentOptions.user_id`` are not covered.
+        """
+
+        async def call() -> dict[str, Any]:
+            return await self.api.call("listsessionofuin", {})
+
+        answer = await retry_call(call, backoff=self.backoff, operation="listsessionofuin")
+        sessions = answer.get("Sessions") or []
+        return [
+            str(s.get("SessionId"))
+            for s in sessions
+            if isinstance(s, dict)
+            and int(s.get("SessionStatus") or 0) in (1, 3)
+            and str(s.get("UserId") or "").startswith(USER_ID_PREFIX)
+        ]
+
+    # ---- drive --------------------------------------------------------------------------
+
+    async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
+        """Open the session's single command channel (§2.5) and start its receive loop."""
+        data = handle.data
+        name = session_id if session_id.startswith("sessions/") else f"sessions/{session_id}"
+        channel = TencentChannel(
+            self.api,
+            vendor_session_id=handle.vendor_session_id,
+            session_name=name,
+            driver_type=int(data.get("driver_type") or DRIVER_AUDIO_AND_TEXT),
+            stream_max_interval_s=int(
+                data.get("stream_max_interval_ms") or DEFAULT_STREAM_MAX_INTERVAL_S * 1000
+            )
+            / 1000,
+            reconnect_backoff=self.channel_backoff,
+        )
+        await channel.connect()
+        return channel
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.api.aclose()
+
+
+def _protocol_option(options: vendor_options_pb2.TencentOptions) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if options.trtc_use_external_app:
+        out["TrtcUseExternalApp"] = True
+    if options.trtc_app_id:
+        out["TrtcAppId"] = options.trtc_app_id
+    if options.trtc_room_id:
+        out["TrtcRoomId"] = options.trtc_room_id
+    if options.trtc_str_room_id:
+        out["TrtcStrRoomId"] = options.trtc_str_room_id
+    if options.trtc_user_sig:
+        out["TrtcUserSig"] = options.trtc_user_sig
+    if options.trtc_private_map_key:
+        out["TrtcPrivateMapKey"] = options.trtc_private_map_key
+    if options.css_custom_push_url:
+        out["CssCustomPushUrl"] = options.css_custom_push_url
+    return out
+
+
+def _session_name(handle: VendorSessionHandle) -> str:
+    # Error metadata names the gateway session (create_session stored it), else the vendor's.
+    return str(handle.data.get("session_name") or handle.vendor_session_id)

@@ -1,0 +1,141 @@
+"""Full CreateSession / Drive / CloseSession over real gRPC against the Tencent emulator.
+
+The gateway's own pacer, resampler and text path drive the Tencent adapter; the emulator
+checks the vendor rules (pacing window, text spacing, switching) on what arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+
+from tests.conftest import Gateway, audio_format, collect, kinds, paced_requests, tone
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("gateway", [{"sandbox_vendors": "tencent"}], indirect=True),
+]
+
+
+def no_violations(emulator: Any, vendor_session_id: str) -> None:
+    found = emulator.violations(vendor_session_id)
+    assert found == {k: [] for k in found}, found
+
+
+async def test_audio_turn_is_paced_and_reaches_tencent_intact(gateway: Gateway) -> None:
+    session = await gateway.create("tencent", "sandbox-project")
+    assert session.state == pb.SESSION_STATE_READY
+    assert session.playback.tencent.protocol == "webrtc"
+    assert session.playback.tencent.play_stream_addr.startswith("webrtc://")
+    pcm = tone(1.0, 16000)
+    responses = await collect(
+        gateway.stub.Drive(paced_requests(session.name, pcm, realtime=False), timeout=30)
+    )
+    assert kinds(responses)[0] == "started"
+    assert responses[0].started.vendor_audio_format.sample_rate_hertz == 16000
+    ended = [r.speech_ended for r in responses if r.HasField("speech_ended")]
+    assert [e.turn_id for e in ended] == ["1"] and not ended[0].interrupted
+    assert 0.8 <= ended[0].played_duration.ToMilliseconds() / 1000 <= 1.5
+    emulator = gateway.emulator("tencent")
+    (drive,) = emulator.drives_of(session.vendor_session_id, "audio")
+    assert drive.sha256 == hashlib.sha256(pcm).hexdigest()
+    assert drive.final_type == 1
+    no_violations(emulator, session.vendor_session_id)
+
+
+async def test_streamed_text_then_audio_follow_the_switching_rules(gateway: Gateway) -> None:
+    session = await gateway.create("tencent", "sandbox-project")
+    emulator = gateway.emulator("tencent")
+    emulator.text_seconds_per_char = 0.005
+    pcm = tone(0.5, 16000)
+
+    async def requests() -> AsyncIterator[pb.DriveRequest]:
+        yield pb.DriveRequest(
+            config=pb.DriveConfig(session=session.name, audio_format=audio_format())
+        )
+        for delta in ("Hello ", "there, ", "how are you?"):
+            yield pb.DriveRequest(text=pb.TextInput(text=delta))
+        yield pb.DriveRequest(text=pb.TextInput(text="", final=True))
+        async for request in paced_requests(session.name, pcm, realtime=False):
+            if not request.HasField("config"):
+                yield request
+
+    responses = await collect(gateway.stub.Drive(requests(), timeout=30))
+    ended = [r.speech_ended.turn_id for r in responses if r.HasField("speech_ended")]
+    assert ended == ["1", "2"]
+    kinds_sent = [d.kind for d in emulator.drives_of(session.vendor_session_id)]
+    assert kinds_sent == ["stream", "audio"]
+    (stream,) = emulator.drives_of(session.vendor_session_id, "stream")
+    # Streamed deltas reach the vendor exactly as written, spaces included.
+    assert stream.stream_text == "Hello there, how are you?" and stream.final
+    no_violations(emulator, session.vendor_session_id)
+
+
+async def test_interrupt_and_close_leave_nothing_open(gateway: Gateway) -> None:
+    session = await gateway.create("tencent", "sandbox-project")
+    pcm = tone(1.0, 16000)
+
+    async def requests() -> AsyncIterator[pb.DriveRequest]:
+        # 1 s of audio in real time, then barge in while the avatar speaks it.
+        async for request in paced_requests(session.name, pcm):
+            if request.HasField("end_turn"):
+                break
+            yield request
+        yield pb.DriveRequest(interrupt=pb.Interrupt())
+
+    responses = await collect(gateway.stub.Drive(requests(), timeout=30))
+    interrupted = [r.interrupted for r in responses if r.HasField("interrupted")]
+    assert len(interrupted) == 1 and interrupted[0].turn_id == "1"
+    ended = [r.speech_ended for r in responses if r.HasField("speech_ended")]
+    assert [(e.turn_id, e.interrupted) for e in ended] == [("1", True)]
+    emulator = gateway.emulator("tencent")
+    (drive,) = emulator.drives_of(session.vendor_session_id, "audio")
+    assert drive.interrupted
+    closed = await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=10)
+    assert closed.state == pb.SESSION_STATE_CLOSED
+    assert emulator.open_sessions() == []
+
+
+async def test_barge_in_is_not_held_up_by_a_send_waiting_for_the_previous_turn(
+    gateway: Gateway,
+) -> None:
+    """Turn 2's first packet waits for turn 1's AudioOver (switching rule); an interrupt sent
+    meanwhile must still stop the avatar at once, not after turn 1 has played out."""
+    import asyncio
+    import time
+
+    session = await gateway.create("tencent", "sandbox-project")
+    long_turn, next_turn = tone(4.0, 16000), tone(1.0, 16000, freq=330)
+    acked = asyncio.Event()
+    sent_interrupt_at = 0.0
+
+    async def requests() -> AsyncIterator[pb.DriveRequest]:
+        nonlocal sent_interrupt_at
+        config = pb.DriveConfig(session=session.name, audio_format=audio_format())
+        yield pb.DriveRequest(config=config)
+        for i in range(0, len(long_turn), 6400):
+            yield pb.DriveRequest(audio=long_turn[i : i + 6400])
+        yield pb.DriveRequest(end_turn=pb.EndTurn())
+        for i in range(0, len(next_turn), 6400):
+            yield pb.DriveRequest(audio=next_turn[i : i + 6400])
+        await asyncio.sleep(1.0)  # turn 1 is playing; turn 2's first send is waiting
+        sent_interrupt_at = time.monotonic()
+        yield pb.DriveRequest(interrupt=pb.Interrupt())
+        await acked.wait()
+
+    responses = []
+    async for r in gateway.stub.Drive(requests(), timeout=30):
+        responses.append(r)
+        if r.HasField("interrupted"):
+            ack_after = time.monotonic() - sent_interrupt_at
+            acked.set()
+    ack = next(r.interrupted for r in responses if r.HasField("interrupted"))
+    assert ack.turn_id == "2"
+    assert ack_after < 2.0, f"interrupt acknowledged only after {ack_after:.2f} s"
+    ended = {r.speech_ended.turn_id: r.speech_ended for r in responses if r.speech_ended.turn_id}
+    # Turn 1 was cut short well before its 4 s, not played out behind the blocked send.
+    assert ended["1"].played_duration.ToMilliseconds() < 3500
