@@ -197,7 +197,8 @@ def report_received(vendor: str, state: dict[str, Any], session: pb.Session, pcm
     """Print what the emulator received per turn; True if the whole utterance arrived.
 
     ZEGOCLOUD receives the speech resampled to 24 kHz, so its duration is compared (within
-    30 ms); Akool receives it unchanged at 16 kHz, so its SHA-256 must match.
+    30 ms); Akool and Tencent receive it unchanged at 16 kHz, so its SHA-256 must match (and
+    Tencent's paced packets must show no pacing violation).
     """
     sent_s = len(pcm) / 2 / RATE
     if vendor == "zegocloud":
@@ -227,6 +228,24 @@ def report_received(vendor: str, state: dict[str, Any], session: pb.Session, pcm
             print(f"    data-channel violations: {record['violations']}")
         audio = record["audio_turns"]
         return bool(audio) and audio[0]["sha256"] == hashlib.sha256(pcm).hexdigest()
+    if vendor == "tencent":
+        drives = [d for d in state["drives"] if d["sessionId"] == session.vendor_session_id]
+        for n, d in enumerate(drives, 1):
+            if d["kind"] == "audio":
+                what = (
+                    f"{d['durationS']:.3f} s of audio in {d['packets']} SEND_AUDIO packets, "
+                    f"pacing violations {len(d['pacingViolations'])}"
+                )
+            else:
+                what = f"{d['kind']} ({d['textBytes']} bytes)"
+            cut = "  (interrupted)" if d.get("interrupted") else ""
+            print(f"    vendor drive {n}: {what}{cut}")
+        audio = [d for d in drives if d["kind"] == "audio"]
+        return (
+            bool(audio)
+            and audio[0]["sha256"] == hashlib.sha256(pcm).hexdigest()
+            and not audio[0]["pacingViolations"]
+        )
     raise ValueError(f"the demo does not know how to read the {vendor} emulator")
 
 

@@ -366,12 +366,14 @@ class DriveStream:
             if final:
                 pieces += self.sentences.flush()
         gen = self._generation
-        for piece in pieces:
-            await self.work.put((_TEXT, turn.turn_id, gen, (piece, False)))
         if final:
-            await self.work.put((_TEXT, turn.turn_id, gen, ("", True)))
+            # The last piece carries final, so a complete text is one vendor message (Tencent
+            # SEND_TEXT rather than a stream, Akool fin on the part itself).
+            pieces = pieces or [""]
             turn.ended_input = True
             self._open_turn = None
+        for n, piece in enumerate(pieces, 1):
+            await self.work.put((_TEXT, turn.turn_id, gen, (piece, final and n == len(pieces))))
 
     async def _end_turn(self) -> None:
         turn = self._open_turn
@@ -390,9 +392,9 @@ class DriveStream:
                 await self.work.put((_AUDIO, turn.turn_id, gen, frame))
             await self.work.put((_END_AUDIO, turn.turn_id, gen, None))
         else:
-            for piece in self.sentences.flush():
-                await self.work.put((_TEXT, turn.turn_id, gen, (piece, False)))
-            await self.work.put((_TEXT, turn.turn_id, gen, ("", True)))
+            pieces = self.sentences.flush() or [""]
+            for n, piece in enumerate(pieces, 1):
+                await self.work.put((_TEXT, turn.turn_id, gen, (piece, n == len(pieces))))
 
     async def _on_interrupt(self) -> None:
         ack_turn = self._open_turn or self._last_turn
