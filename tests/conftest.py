@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,18 @@ def make_settings(**overrides: Any) -> Settings:
     }
     base.update(overrides)
     return Settings(**base)
+
+
+@pytest.fixture(scope="session")
+def livekit() -> Iterator[Any]:
+    """A real livekit-server on loopback for the whole run (built first if missing)."""
+    from emulators.livekit_server import LiveKitServer
+
+    LiveKitServer.ensure_built()
+    server = LiveKitServer()
+    asyncio.run(server.start())
+    yield server
+    asyncio.run(server.stop())
 
 
 @pytest.fixture

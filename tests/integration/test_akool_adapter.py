@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -47,15 +47,6 @@ pytestmark = [
 API_KEY = "akool-key-" + "k" * 20
 CLIENT_ID = "client-1"
 AVATAR = "dvp_Tristan_cloth2_1080P"
-
-
-@pytest.fixture(scope="module")
-def livekit() -> Iterator[LiveKitServer]:
-    LiveKitServer.ensure_built()
-    server = LiveKitServer()
-    asyncio.run(server.start())
-    yield server
-    asyncio.run(server.stop())
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -36,15 +36,6 @@ CLIENT_ID = "emu-client"
 CLIENT_SECRET = "emu-client-secret"
 AVATAR = "dvp_Tristan_cloth2_1080P"
 BASE = "/api/open/v4/liveAvatar"
-
-
-@pytest.fixture(scope="module")
-def livekit() -> Iterator[LiveKitServer]:
-    LiveKitServer.ensure_built()
-    server = LiveKitServer()
-    asyncio.run(server.start())
-    yield server
-    asyncio.run(server.stop())
 
 
 @pytest.fixture
