@@ -31,5 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         structlog.get_logger("gateway").info(
             "sandbox_mode", message="no vendor credentials configured: serving in-process emulators"
         )
-    asyncio.run(GatewayServer(settings).serve_forever())
+    loop_factory = None
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(GatewayServer(settings).serve_forever())
     return 0

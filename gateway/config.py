@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Which emulators the sandbox starts (comma-separated vendor ids).
     sandbox_vendors: str = "zegocloud,tencent,akool"
     redis_url: str | None = None
+    # Event loop of `avatar-gateway serve`: uvloop (less CPU per chunk, and its TLS does not
+    # preallocate 256 KiB per connection as asyncio's does) or the standard asyncio loop.
+    event_loop: str = "uvloop"
     log_level: str = "info"
     log_format: str = "auto"  # auto | json | console
     shutdown_grace_s: float = 20.0

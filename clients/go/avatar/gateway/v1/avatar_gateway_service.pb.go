@@ -1774,7 +1774,9 @@ type DriveRequest_Audio struct {
 	// Raw audio in the configured format: LINEAR16 little-endian, channels
 	// interleaved, any length up to 65536 bytes (larger: INVALID_ARGUMENT
 	// `CHUNK_TOO_LARGE`). Chunks need not be sample-aligned: a trailing odd
-	// byte is carried into the next chunk. 20–100 ms per chunk is typical.
+	// byte is carried into the next chunk. 40–100 ms per chunk is recommended: the
+	// gateway re-chunks to the vendor's frame anyway, and each request costs ~40–50 µs of
+	// gateway CPU whatever its size (bench/RESULTS.md).
 	Audio []byte `protobuf:"bytes,2,opt,name=audio,proto3,oneof"`
 }
 

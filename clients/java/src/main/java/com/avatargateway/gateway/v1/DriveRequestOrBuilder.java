@@ -42,7 +42,9 @@ public interface DriveRequestOrBuilder extends
    * Raw audio in the configured format: LINEAR16 little-endian, channels
    * interleaved, any length up to 65536 bytes (larger: INVALID_ARGUMENT
    * `CHUNK_TOO_LARGE`). Chunks need not be sample-aligned: a trailing odd
-   * byte is carried into the next chunk. 20–100 ms per chunk is typical.
+   * byte is carried into the next chunk. 40–100 ms per chunk is recommended: the
+   * gateway re-chunks to the vendor's frame anyway, and each request costs ~40–50 µs of
+   * gateway CPU whatever its size (bench/RESULTS.md).
    * </pre>
    *
    * <code>bytes audio = 2 [json_name = "audio"];</code>
@@ -54,7 +56,9 @@ public interface DriveRequestOrBuilder extends
    * Raw audio in the configured format: LINEAR16 little-endian, channels
    * interleaved, any length up to 65536 bytes (larger: INVALID_ARGUMENT
    * `CHUNK_TOO_LARGE`). Chunks need not be sample-aligned: a trailing odd
-   * byte is carried into the next chunk. 20–100 ms per chunk is typical.
+   * byte is carried into the next chunk. 40–100 ms per chunk is recommended: the
+   * gateway re-chunks to the vendor's frame anyway, and each request costs ~40–50 µs of
+   * gateway CPU whatever its size (bench/RESULTS.md).
    * </pre>
    *
    * <code>bytes audio = 2 [json_name = "audio"];</code>
