@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 import structlog
@@ -43,7 +44,13 @@ from gateway.audio import (
     unsupported_audio_format,
     validate_audio_format,
 )
-from gateway.errors import GatewayError, VendorError, failed_precondition, invalid_argument
+from gateway.errors import (
+    GatewayError,
+    VendorError,
+    failed_precondition,
+    internal_error,
+    invalid_argument,
+)
 from gateway.registry import SessionRecord
 
 log = structlog.get_logger("gateway.drive")
@@ -192,9 +199,9 @@ class DriveStream:
                 "stale_vendor_event_dropped", kind=stale.kind.value, turn_id=stale.turn_id
             )
         self._tasks = [
-            asyncio.create_task(self._read(requests), name="drive-reader"),
-            asyncio.create_task(self._send(), name="drive-sender"),
-            asyncio.create_task(self._pump(), name="drive-pump"),
+            asyncio.create_task(self._guard(self._read(requests)), name="drive-reader"),
+            asyncio.create_task(self._guard(self._send()), name="drive-sender"),
+            asyncio.create_task(self._guard(self._pump()), name="drive-pump"),
         ]
         try:
             while True:
@@ -204,6 +211,23 @@ class DriveStream:
                 yield response
         finally:
             await self._shutdown_tasks()
+
+    async def _guard(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one of the stream's tasks; any error it raises ends the stream with a status.
+
+        A task that died silently would leave the call hanging until its deadline.
+        """
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except GatewayError as exc:
+            self._fail(exc)
+            self._finish()
+        except Exception as exc:
+            self.log.exception("drive_task_failed")
+            self._fail(internal_error(exc))
+            self._finish()
 
     async def _shutdown_tasks(self) -> None:
         if self._interrupt_task is not None:
