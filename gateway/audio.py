@@ -38,7 +38,7 @@ def validate_audio_format(fmt: media_pb2.AudioFormat) -> None:
         and fmt.audio_channel_count in (1, 2)
     )
     if not ok:
-        encoding = media_pb2.AudioEncoding.Name(fmt.audio_encoding)
+        encoding = encoding_name(fmt.audio_encoding)
         raise unsupported_audio_format(
             f"unsupported audio format {encoding}, {fmt.sample_rate_hertz} Hz, "
             f"{fmt.audio_channel_count} channel(s); LINEAR16, 8000-48000 Hz, 1 or 2 channels "
@@ -47,12 +47,23 @@ def validate_audio_format(fmt: media_pb2.AudioFormat) -> None:
         )
 
 
+def encoding_name(value: int) -> str:
+    """The enum name of an AudioEncoding, or the number for values the enum does not name.
+
+    Proto3 enums are open: a client may send any number, and ``Name`` would raise.
+    """
+    try:
+        return media_pb2.AudioEncoding.Name(value)  # type: ignore[arg-type]
+    except ValueError:
+        return str(value)
+
+
 def unsupported_audio_format(message: str, fmt: media_pb2.AudioFormat) -> GatewayError:
     """INVALID_ARGUMENT ``UNSUPPORTED_AUDIO_FORMAT`` with the format in metadata."""
     return invalid_argument(
         "UNSUPPORTED_AUDIO_FORMAT",
         message,
-        audioEncoding=media_pb2.AudioEncoding.Name(fmt.audio_encoding),
+        audioEncoding=encoding_name(fmt.audio_encoding),
         sampleRateHertz=str(fmt.sample_rate_hertz),
         audioChannelCount=str(fmt.audio_channel_count),
     )

@@ -80,6 +80,7 @@ class TurnState:
     ended_input: bool = False
     failed: bool = False
     interrupted: bool = False
+    speaking: bool = False
     # When set, the latest time to wait for the vendor's speech-ended (interrupted turns).
     deadline: float = 0.0
 
@@ -576,11 +577,16 @@ class DriveStream:
                 waiter.cancel()
         now = time.monotonic()
         for turn_id in playing:
-            # Keep waiting (briefly) for the vendor's speech_ended(interrupted), so a client
-            # that half-closes right after the ack still gets the played duration.
-            if turn_id in self._pending:
-                self._turns[turn_id].interrupted = True
-                self._turns[turn_id].deadline = now + self.caps.interrupt_ack_timeout_s
+            if turn_id not in self._pending:
+                continue
+            turn = self._turns[turn_id]
+            turn.interrupted = True
+            if turn.speaking:
+                # Keep waiting (briefly) for the vendor's speech_ended(interrupted), so a
+                # client that half-closes right after the ack still gets the played duration.
+                turn.deadline = now + self.caps.interrupt_ack_timeout_s
+            else:
+                self._pending.discard(turn_id)  # never started speaking: no end will come
         self._pending_changed.set()
         metrics.INTERRUPT_ACK_LATENCY.labels(
             self.record.vendor, "vendor" if acknowledged else "gateway"
@@ -664,6 +670,8 @@ class DriveStream:
         turn = self._turns.get(event.turn_id)
         kind = event.kind
         if kind is EventKind.SPEECH_STARTED:
+            if turn is not None:
+                turn.speaking = True
             latency = event.monotonic_time - turn.first_input if turn else 0.0
             if turn is not None:
                 metrics.SPEECH_START_LATENCY.labels(self.record.vendor).observe(latency)

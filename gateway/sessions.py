@@ -301,7 +301,7 @@ class SessionManager:
             )
             if status.state is not ReadyState.READY:
                 raise VendorError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.UNAVAILABLE,
                     "VENDOR_SESSION_FAILED",
                     f"{req.vendor} session failed to start: {status.detail or status.state.value}",
                     vendor=req.vendor,
@@ -353,12 +353,12 @@ class SessionManager:
         if req.page_size < 0:
             raise invalid_argument("INVALID_ARGUMENT", "page_size must be >= 0", field="page_size")
         size = min(req.page_size or 50, 500)
-        try:
-            offset = int(req.page_token) if req.page_token else 0
-        except ValueError:
+        token = req.page_token
+        if token and not (token.isascii() and token.isdigit() and len(token) <= 9):
             raise invalid_argument(
                 "INVALID_ARGUMENT", "page_token is not one this server issued", field="page_token"
-            ) from None
+            )
+        offset = int(token) if token else 0
         flt = SessionFilter(vendor=req.vendor, state=req.state, labels=dict(req.labels))
         records = await self.registry.list_records(flt, offset, size + 1)
         more = len(records) > size

@@ -106,7 +106,12 @@ class ZegocloudAdapter(VendorAdapter):
                 f"zegocloud.sample_rate_hertz must be 16000 or 24000, got {opts.sample_rate_hertz}",
                 field="vendor_options.zegocloud.sample_rate_hertz",
             )
-        data = await self.api.call("CreateDigitalHumanStreamTask", body)
+        try:
+            data = await self.api.call("CreateDigitalHumanStreamTask", body)
+        except VendorError as exc:
+            if exc.reason == "AVATAR_NOT_FOUND":
+                exc.metadata["avatarId"] = spec.avatar_id
+            raise
         tts: dict[str, Any] = {"TimbreId": opts.timbre_id or self.settings.timbre_id}
         if opts.speech_rate:
             tts["SpeechRate"] = opts.speech_rate
@@ -173,7 +178,16 @@ class ZegocloudAdapter(VendorAdapter):
 
     async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:
         """GetDigitalHumanList, offset paging, at most 20 per page (§1.4)."""
-        offset = int(page_token) if page_token.isdigit() else 0
+        offset = 0
+        if page_token:
+            # Tokens are the offsets this method issued: ASCII digits within ZEGO's range.
+            if not (page_token.isascii() and page_token.isdigit() and len(page_token) <= 7):
+                raise invalid_argument(
+                    "INVALID_ARGUMENT",
+                    "page_token is not one this server issued",
+                    field="page_token",
+                )
+            offset = int(page_token)
         limit = max(1, min(20, page_size))
         data = await self.api.call(
             "GetDigitalHumanList",

@@ -72,10 +72,12 @@ const (
 // | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
 // | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
 // | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+// | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
 // | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+// | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayClient interface {
 	// Creates a vendor session and returns once it is ready to drive.
 	//
@@ -259,10 +261,12 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
 // | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
 // | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+// | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
 // | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+// | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayServer interface {
 	// Creates a vendor session and returns once it is ready to drive.
 	//

@@ -64,10 +64,12 @@ class AvatarGatewayStub:
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
     | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+    | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | INTERNAL                  | INTERNAL            | exception                             |
     """
 
     def __init__(self, channel):
@@ -152,10 +154,12 @@ class AvatarGatewayServicer:
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
     | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+    | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | INTERNAL                  | INTERNAL            | exception                             |
     """
 
     def CreateSession(self, request, context):
@@ -335,10 +339,12 @@ class AvatarGateway:
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
     | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+    | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | INTERNAL                  | INTERNAL            | exception                             |
     """
 
     @staticmethod

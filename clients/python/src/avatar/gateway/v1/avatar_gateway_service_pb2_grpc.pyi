@@ -65,10 +65,12 @@ class AvatarGatewayStub:
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
     | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+    | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | INTERNAL                  | INTERNAL            | exception                             |
     """
 
     @_typing.overload
@@ -176,10 +178,12 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
     | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+    | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | INTERNAL                  | INTERNAL            | exception                             |
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -283,10 +287,12 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
     | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
     | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
     | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+    | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
     | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | INTERNAL                  | INTERNAL            | exception                             |
     """
 
     @_abc_1.abstractmethod

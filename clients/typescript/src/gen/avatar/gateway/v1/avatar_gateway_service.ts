@@ -5224,10 +5224,12 @@ export const GoAway: MessageFns<GoAway> = {
  * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
  * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
  * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+ * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
  * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+ * | INTERNAL                  | INTERNAL            | exception                             |
  */
 export type AvatarGatewayService = typeof AvatarGatewayService;
 export const AvatarGatewayService = {

@@ -39,10 +39,12 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
  * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
  * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+ * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
  * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+ * | INTERNAL                  | INTERNAL            | exception                             |
  * </pre>
  */
 @io.grpc.stub.annotations.GrpcGenerated
@@ -366,10 +368,12 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
    * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+   * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
   public interface AsyncService {
@@ -521,10 +525,12 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
    * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+   * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
   public static abstract class AvatarGatewayImplBase
@@ -573,10 +579,12 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
    * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+   * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
   public static final class AvatarGatewayStub
@@ -746,10 +754,12 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
    * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+   * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
   public static final class AvatarGatewayBlockingV2Stub
@@ -914,10 +924,12 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
    * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+   * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
   public static final class AvatarGatewayBlockingStub
@@ -1040,10 +1052,12 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_TIMEOUT            | UNAVAILABLE         | vendor                                |
    * | VENDOR_SESSION_LOST       | UNAVAILABLE         | vendor, session                       |
    * | VENDOR_SESSION_NOT_FOUND  | NOT_FOUND           | vendor, session                       |
+   * | VENDOR_SESSION_FAILED     | UNAVAILABLE         | vendor                                |
    * | VENDOR_REJECTED           | FAILED_PRECONDITION | vendor, vendorCode                    |
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
   public static final class AvatarGatewayFutureStub
