@@ -113,9 +113,13 @@ async def poll_until(
     delay = first_delay_s
     while True:
         try:
-            result = await probe()
+            # One hung probe must not outlive the caller's deadline.
+            remaining = max(0.05, deadline - time.monotonic())
+            result = await asyncio.wait_for(probe(), remaining)
             if done(result):
                 return result
+        except TimeoutError:
+            pass
         except VendorError as exc:
             if not exc.retryable:
                 raise

@@ -135,6 +135,9 @@ class DriveStream:
         self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
         self._interrupt_task: asyncio.Task[None] | None = None
         self._terminated = False
+        # Whether the client's call has ended (set by the servicer): such a stream is only
+        # waiting for its cleanup, and a reconnecting client may take its place at once.
+        self.call_done: Callable[[], bool] = lambda: False
         self._next_turn_id: Callable[[], str] = _no_turn_ids
         self._on_activity: Callable[[], None] = _no_activity
         fmt = config.audio_format
@@ -522,6 +525,8 @@ class DriveStream:
         self._last_text_send = time.monotonic()
 
     def _turn_failed(self, turn: TurnState, exc: GatewayError) -> None:
+        if turn.failed:
+            return  # the failed send and the vendor's own report describe one failure
         turn.failed = True
         self._pending.discard(turn.turn_id)
         self._pending_changed.set()
@@ -669,6 +674,11 @@ class DriveStream:
     def _on_event(self, event: VendorEvent) -> None:
         turn = self._turns.get(event.turn_id)
         kind = event.kind
+        if event.turn_id and turn is None:
+            # A turn of an earlier stream on this session (a client that cancelled while the
+            # avatar still spoke): its late events are not this stream's to report.
+            self.log.debug("foreign_turn_event_dropped", kind=kind.value, turn_id=event.turn_id)
+            return
         if kind is EventKind.SPEECH_STARTED:
             if turn is not None:
                 turn.speaking = True

@@ -40,6 +40,10 @@ GRPC_SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_timeout_ms", 20_000),
     ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
     ("grpc.max_receive_message_length", 1024 * 1024),
+    # BDP probing grows the HTTP/2 window to megabytes, letting a client push tens of
+    # seconds of audio ahead; with fixed default windows flow control holds it near the
+    # documented bound (tests/integration/test_client_faults.py).
+    ("grpc.http2.bdp_probe", 0),
     ("grpc.so_reuseport", 0),
 ]
 

@@ -29,7 +29,7 @@ from gateway.errors import (
     to_rpc_status,
     unknown_vendor,
 )
-from gateway.sessions import SessionManager, parse_session_name
+from gateway.sessions import SessionManager, parse_session_name, session_closed
 
 log = structlog.get_logger("gateway.servicer")
 
@@ -207,11 +207,20 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             record = await self.manager.get_record(config.session)
             adapter = self.manager.adapters[record.vendor]
             drive = DriveStream(record, adapter.capabilities, config)
+            drive.call_done = context.done
             record, runtime = await self.manager.attach_drive(config.session, config.preempt, drive)
             structlog.contextvars.bind_contextvars(
                 session_id=record.session_id, vendor=record.vendor
             )
-            channel = await runtime.get_channel()
+            try:
+                channel = await runtime.get_channel()
+            except GatewayError as exc:
+                if exc.reason in ("VENDOR_SESSION_LOST", "VENDOR_SESSION_NOT_FOUND"):
+                    await self.manager.on_session_lost(record.session_id, exc.message)
+                    # The client asked to drive a session the vendor ended: say so plainly.
+                    closed = await self.manager.get_record(config.session)
+                    raise session_closed(closed) from None
+                raise
             self.drives.add(drive)
             metrics.ACTIVE_DRIVES.labels(record.vendor).inc()
             log.info("drive_started", vendor_rate=drive.vendor_rate)
@@ -225,6 +234,8 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             ):
                 yield response
             if drive.error is not None:
+                if drive.error.reason in ("VENDOR_SESSION_LOST", "VENDOR_SESSION_NOT_FOUND"):
+                    await self.manager.on_session_lost(record.session_id, drive.error.message)
                 raise drive.error
             log.info("drive_finished")
         except GatewayError as exc:

@@ -131,7 +131,8 @@ class SessionManager:
         self.registry = registry
         self.owner = owner or uuid.uuid4().hex[:12]
         self.runtimes: dict[str, SessionRuntime] = {}
-        self._creating: dict[str, asyncio.Future[pb.Session]] = {}
+        self._creating: dict[str, asyncio.Task[pb.Session]] = {}
+        self._background: set[asyncio.Future[None]] = set()
         self._close_locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
 
@@ -203,22 +204,25 @@ class SessionManager:
                 return await self._existing_for_request(req.request_id, earlier, fingerprint)
         else:
             session_id = uuid.uuid4().hex
-        future: asyncio.Future[pb.Session] = asyncio.get_running_loop().create_future()
-        self._creating[session_id] = future
-        try:
-            session = await self._create(
-                req, adapter, session_id, fingerprint, max_duration, idle, deadline
-            )
-            future.set_result(session)
-            return session
-        except BaseException as exc:
-            if req.request_id:
-                await self.registry.release_request_id(req.request_id)
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: a duplicate waiter may not exist
-            raise
-        finally:
+        # The creation runs as its own task, shielded from this call: a caller that gives up
+        # (deadline, cancel) must not abandon a vendor session half made. A retry with the
+        # same request_id joins the same task instead of creating a second vendor session.
+        task = asyncio.create_task(
+            self._create(req, adapter, session_id, fingerprint, max_duration, idle, deadline),
+            name=f"create-{session_id}",
+        )
+        self._creating[session_id] = task
+
+        def settled(done: asyncio.Task[pb.Session]) -> None:
             self._creating.pop(session_id, None)
+            if not done.cancelled() and done.exception() is not None and req.request_id:
+                # No vendor session exists (a failed start returns a FAILED session
+                # instead), so a retry with the same id may try again.
+                task_release = self.registry.release_request_id(req.request_id)
+                self._background.add(asyncio.ensure_future(task_release))
+
+        task.add_done_callback(settled)
+        return await asyncio.shield(task)
 
     async def _existing_for_request(
         self, request_id: str, session_id: str, fingerprint: str
@@ -286,25 +290,54 @@ class SessionManager:
         record.vendor_session_id = handle.vendor_session_id
         record.vendor_data = dict(handle.data)
         record.playback = handle.playback.SerializeToString()
-        await self.registry.put(record)
         runtime = SessionRuntime(session_id, adapter, handle)
         self.runtimes[session_id] = runtime
-        ready_deadline = time.monotonic() + self.settings.create_timeout_s
-        if deadline is not None:
+        try:
+            return await self._until_ready(record, adapter, handle, deadline, bound)
+        except BaseException as exc:
+            # Anything unexpected after the vendor created the session (a bug, a shutdown):
+            # close it rather than leave it billing until its backstop.
+            bound.error("session_start_aborted", error=type(exc).__name__)
+            if not isinstance(exc, GatewayError):
+                _set_failure(
+                    record,
+                    GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", str(type(exc).__name__)),
+                )
+            await self.registry.put(record)
+            await asyncio.shield(self.close(record.name, pb.CLOSE_REASON_FAILED))
+            raise
+
+    async def _until_ready(
+        self,
+        record: SessionRecord,
+        adapter: VendorAdapter,
+        handle: VendorSessionHandle,
+        deadline: float | None,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> pb.Session:
+        """Wait until the vendor session is ready and start it; FAILED (closed) otherwise."""
+        req_vendor, session_id = record.vendor, record.session_id
+        await self.registry.put(record)
+        now = time.monotonic()
+        ready_deadline = now + self.settings.create_timeout_s
+        if deadline is not None and deadline - 0.2 > now:
+            # The caller still waits: answer within its deadline (a FAILED session beats
+            # DEADLINE_EXCEEDED). A caller already gone leaves the server's own bound, so a
+            # retry with the same request_id can join a session that does become ready.
             ready_deadline = min(ready_deadline, deadline - 0.2)
         try:
             status: SessionStatus = await poll_until(
                 lambda: adapter.session_status(handle),
                 _is_settled,
                 deadline=ready_deadline,
-                vendor=req.vendor,
+                vendor=req_vendor,
             )
             if status.state is not ReadyState.READY:
                 raise VendorError(
                     grpc.StatusCode.UNAVAILABLE,
                     "VENDOR_SESSION_FAILED",
-                    f"{req.vendor} session failed to start: {status.detail or status.state.value}",
-                    vendor=req.vendor,
+                    f"{req_vendor} session failed to start: {status.detail or status.state.value}",
+                    vendor=req_vendor,
                     vendor_code=status.vendor_code,
                 )
             await adapter.start_session(handle)
@@ -313,7 +346,7 @@ class SessionManager:
             _set_failure(record, exc)
             await self.registry.put(record)
             await self.close(record.name, pb.CLOSE_REASON_FAILED)
-            metrics.SESSIONS_CREATED.labels(req.vendor, exc.reason).inc()
+            metrics.SESSIONS_CREATED.labels(req_vendor, exc.reason).inc()
             failed = await self.registry.get(session_id)
             assert failed is not None
             return failed.to_proto()
@@ -321,7 +354,7 @@ class SessionManager:
         record.last_activity_time = time.time()
         await self.registry.put(record)
         bound.info("session_ready", vendor_session_id=handle.vendor_session_id)
-        metrics.SESSIONS_CREATED.labels(req.vendor, "READY").inc()
+        metrics.SESSIONS_CREATED.labels(req_vendor, "READY").inc()
         return record.to_proto()
 
     # ---- read ---------------------------------------------------------------------------
@@ -380,7 +413,7 @@ class SessionManager:
         """
         record = await self.get_record(name)
         if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
-            raise _session_closed(record)
+            raise session_closed(record)
         if record.state != pb.SESSION_STATE_READY:
             raise failed_precondition(
                 "SESSION_NOT_READY",
@@ -392,6 +425,14 @@ class SessionManager:
         if runtime is None:
             runtime = await self._adopt(record)
         async with runtime.attach_lock:
+            old = runtime.drive
+            if old is not None and old.call_done():
+                # The old call already ended (a client that cancelled and reconnects): wait
+                # for its cleanup instead of refusing the new stream.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(old.closed.wait(), 5.0)
+                if runtime.drive is old:
+                    runtime.drive = None
             if runtime.drive is not None:
                 if not preempt:
                     raise failed_precondition(
@@ -467,7 +508,7 @@ class SessionManager:
             runtime = self.runtimes.pop(session_id, None)
             if runtime is not None and runtime.drive is not None:
                 record.close_reason = reason
-                await runtime.drive.terminate(_session_closed(record))
+                await runtime.drive.terminate(session_closed(record))
             if runtime is not None:
                 await runtime.aclose()
             adapter = self.adapters.get(record.vendor)
@@ -531,6 +572,13 @@ class SessionManager:
         # Sessions released by a replica that shut down (shared registry) are reaped by anyone.
         candidates = await self.registry.owned_by(self.owner) + await self.registry.owned_by("")
         for record in candidates:
+            if record.state == pb.SESSION_STATE_CREATING:
+                stale = now_wall - record.create_time > self.settings.create_timeout_s + 30
+                if stale and record.session_id not in self._creating:
+                    # A create that never settled (its process died mid-way): close it.
+                    await self.close(record.name, pb.CLOSE_REASON_FAILED)
+                    reaped.append(record.session_id)
+                continue
             if record.state != pb.SESSION_STATE_READY:
                 continue
             runtime = self.runtimes.get(record.session_id)
@@ -594,7 +642,8 @@ def _set_failure(record: SessionRecord, exc: GatewayError) -> None:
     record.failure_vendor_code = exc.metadata.get("vendorCode", "")
 
 
-def _session_closed(record: SessionRecord) -> GatewayError:
+def session_closed(record: SessionRecord) -> GatewayError:
+    """FAILED_PRECONDITION ``SESSION_CLOSED`` for a closed session, with its close reason."""
     reason = pb.CloseReason.Name(record.close_reason)  # type: ignore[arg-type]
     return failed_precondition(
         "SESSION_CLOSED",

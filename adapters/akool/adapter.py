@@ -294,7 +294,16 @@ class AkoolAdapter(VendorAdapter):
         except VendorError as exc:
             if exc.reason == "AVATAR_NOT_FOUND":
                 exc.metadata["avatarId"] = spec.avatar_id
-            raise
+            if exc.reason not in ("VENDOR_UNAVAILABLE", "VENDOR_TIMEOUT"):
+                raise
+            # The answer may be lost after Akool created (and pre-charged) the session. Our
+            # room name is derived from the session id, so find the session by it and adopt
+            # it instead of leaking it until its duration runs out.
+            found = await self._find_session_by_room(room)
+            if found is None:
+                raise
+            log.warning("create_answer_lost_session_adopted", vendor_session_id=found)
+            data = {"_id": found}
         vendor_id = data["_id"]
         playback = pb.Playback(
             akool=pb.AkoolPlayback(
@@ -425,6 +434,23 @@ class AkoolAdapter(VendorAdapter):
         count = int(data.get("count") or 0)
         more = bool(result) and page * size < count
         return AvatarPage(avatars, str(page + 1) if more else "")
+
+    async def _find_session_by_room(self, room: str) -> str | None:
+        """The id of the open session whose LiveKit room is ``room``, if Akool lists one.
+
+        Relies on session/list echoing the bring-your-own ``credentials.livekit_room_name``
+        (§3.4 says the response carries credentials; the echo of BYO ones is inferred).
+        """
+        try:
+            for status in (STATUS_QUEUEING, STATUS_PROCESSING):
+                data = await self.api.list_sessions(1, 100, status)
+                for item in data.get("result") or []:
+                    creds = item.get("credentials") if isinstance(item, dict) else None
+                    if isinstance(creds, dict) and creds.get("livekit_room_name") == room:
+                        return str(item["_id"])
+        except (VendorError, KeyError):
+            return None
+        return None
 
     async def list_open_vendor_sessions(self) -> list[str]:
         """Ids of sessions Akool reports queueing or processing (``session/list``)."""

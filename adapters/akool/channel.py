@@ -149,6 +149,9 @@ class AkoolChannel(DriveChannel):
         # Audio turns streamed and not yet started, in order; the one playing.
         self._audio_queue: deque[str] = deque()
         self._audio_playing = ""
+        # Turns whose streams an interrupt flushed: the avatar may still report their start
+        # or end (its RPCs race the clear), and those reports belong to these turns.
+        self._audio_flushed: deque[str] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # ---- joining ----------------------------------------------------------------------
@@ -308,6 +311,7 @@ class AkoolChannel(DriveChannel):
                 raise session_lost(f"cannot open the audio stream: {exc}") from None
             self._writer_turn = turn_id
             self._audio_queue.append(turn_id)
+            self._audio_flushed.clear()  # reports from before this stream are all in
         try:
             await self._writer.write(pcm)
         except Exception as exc:
@@ -343,6 +347,7 @@ class AkoolChannel(DriveChannel):
             await self._close_writer()
             # Streams not started yet are flushed by the clear too; the one playing answers
             # with playback_finished(interrupted=true).
+            self._audio_flushed.extend(self._audio_queue)
             self._audio_queue.clear()
             try:
                 await self.room.local_participant.perform_rpc(
@@ -484,7 +489,12 @@ class AkoolChannel(DriveChannel):
     def _on_playback_started(self, data: rtc.RpcInvocationData) -> str:
         if not self._from_avatar(data):
             return "reject"
-        turn_id = self._audio_queue.popleft() if self._audio_queue else ""
+        if self._audio_queue:
+            turn_id = self._audio_queue.popleft()
+        elif self._audio_flushed:
+            turn_id = self._audio_flushed.popleft()  # a flushed stream's late start
+        else:
+            return "ok"  # nothing of ours is queued: not a gateway turn, report nothing
         self._audio_playing = turn_id
         self.emit(VendorEvent(EventKind.SPEECH_STARTED, turn_id=turn_id))
         return "ok"
@@ -501,7 +511,11 @@ class AkoolChannel(DriveChannel):
         turn_id = self._audio_playing
         if not turn_id and self._audio_queue:
             turn_id = self._audio_queue.popleft()
+        if not turn_id and self._audio_flushed:
+            turn_id = self._audio_flushed.popleft()
         self._audio_playing = ""
+        if not turn_id:
+            return "ok"  # no turn of ours was playing: report nothing
         self.emit(
             VendorEvent(
                 EventKind.SPEECH_ENDED,

@@ -111,7 +111,16 @@ class ZegocloudAdapter(VendorAdapter):
         except VendorError as exc:
             if exc.reason == "AVATAR_NOT_FOUND":
                 exc.metadata["avatarId"] = spec.avatar_id
-            raise
+            if exc.reason not in ("VENDOR_UNAVAILABLE", "VENDOR_TIMEOUT"):
+                raise
+            # The answer may be lost after ZEGO created the task (billed until its TTL).
+            # Our StreamId is derived from the session id and unique per AppID (§1.4), so
+            # the task can be found and adopted instead of leaked.
+            task_id = await self._find_task(stream_id)
+            if task_id is None:
+                raise
+            log.warning("create_answer_lost_task_adopted", vendor_session_id=task_id)
+            data = {"TaskId": task_id}
         tts: dict[str, Any] = {"TimbreId": opts.timbre_id or self.settings.timbre_id}
         if opts.speech_rate:
             tts["SpeechRate"] = opts.speech_rate
@@ -134,6 +143,17 @@ class ZegocloudAdapter(VendorAdapter):
                 "sample_rate_hertz": opts.sample_rate_hertz,
             },
         )
+
+    async def _find_task(self, stream_id: str) -> str | None:
+        """The TaskId of the live task publishing ``stream_id``, if ZEGO lists one."""
+        try:
+            data = await self.api.call("QueryDigitalHumanStreamTasks", {}, idempotent=True)
+        except VendorError:
+            return None
+        for task in data.get("TaskList") or []:
+            if task.get("StreamId") == stream_id:
+                return str(task.get("TaskId"))
+        return None
 
     async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
         """GetDigitalHumanStreamTaskStatus: 1 initialising, 2 failed, 3 streaming (§1.5)."""
