@@ -3,7 +3,7 @@
 The emulator enforces the vendor rules (signature, pacing, text spacing, mode switches,
 one channel per session, idle limits) and records what it received, so these tests check
 the adapter's behaviour on the wire, not against mocks. A small token-bucket loop stands in
-for the gateway's pacer (``PacingRule(160, 6, 120)``).
+for the gateway's pacer (``gateway.audio.Pacer`` with the adapter's declared rule).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from adapters.resilience import Backoff, keepalive_loop, poll_until
 from adapters.tencent import TencentAdapter
 from adapters.tencent.channel import TencentChannel
 from emulators.tencent import TencentEmulator
+from gateway.audio import Pacer
 from gateway.config import TencentSettings
 from gateway.errors import GatewayError, VendorError
 
@@ -41,7 +42,6 @@ pytestmark = pytest.mark.integration
 
 APPKEY = "0123456789abcdef0123456789abcdef"
 TOKEN = "fedcba9876543210fedcba9876543210"
-RULE = PacingRule(160, 6, 120)
 FRAME = 5120
 
 
@@ -159,17 +159,13 @@ async def paced_send(
     on_frame: Callable[[int], Any] | None = None,
     end: bool = True,
 ) -> None:
-    """The gateway's pacer in miniature: a token bucket per PacingRule(160, 6, 120)."""
-    tokens, last = float(RULE.burst_frames), time.monotonic()
+    """Send ``pcm`` as the gateway does: 160 ms packets released by the gateway's own pacer
+    with the rule the adapter declares."""
+    pacer = Pacer(TencentAdapter.capabilities.pacing)
     for index, start in enumerate(range(0, len(pcm), FRAME)):
-        while True:
-            now = time.monotonic()
-            tokens = min(RULE.burst_frames, tokens + (now - last) * 1000 / RULE.interval_ms)
-            last = now
-            if tokens >= 1:
-                break
-            await asyncio.sleep((1 - tokens) * RULE.interval_ms / 1000)
-        tokens -= 1
+        wait = pacer.reserve()
+        if wait > 0:
+            await asyncio.sleep(wait)
         await channel.send_audio(turn_id, pcm[start : start + FRAME], 16000)
         if on_frame is not None:
             result = on_frame(index)
@@ -407,7 +403,7 @@ def test_capabilities_follow_settings() -> None:
     assert TencentAdapter.capabilities.keepalive_interval_s == 45.0
     assert caps.vendor == "tencent"
     assert caps.sample_rates_hertz == (16000,)
-    assert caps.pacing == PacingRule(160, 6, 120)
+    assert caps.pacing == PacingRule(160, 6, 128)
     assert caps.streaming_text and caps.interrupt and caps.interrupt_ack
     assert (caps.max_text_chars, caps.max_text_bytes) == (4000, 4000)
     assert caps.min_text_interval_s > 1.0
@@ -489,7 +485,7 @@ async def test_paced_10s_utterance_has_no_pacing_violation(
         # The 8-packet window ratio is informational: it is measured on arrival times, which
         # scheduling jitter moves; the policer above (with its jitter tolerance) is the rule.
         assert record.min_window_ratio is not None and record.min_window_ratio > 0.5
-        # 63 packets: 6 at once, then one per 120 ms (a loaded machine is slower, never
+        # 63 packets: 6 at once, then one per 128 ms (a loaded machine is slower, never
         # faster); playback takes the real 10 s.
         assert 6.5 < sending < 8.5
         assert ended.played_s == pytest.approx(10.0, abs=0.4)
