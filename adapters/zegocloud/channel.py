@@ -174,9 +174,13 @@ class ZegoDriveChannel(DriveChannel):
         turn = self._turn(turn_id)
         turn.interrupted = True
         turn.final = True
-        if self._ws_turn == turn_id:
-            await self._close_ws(send_stop=True)
-        await self.api.call("InterruptDriveTask", {"TaskId": self.task_id}, idempotent=True)
+        try:
+            # The vendor command first: a Stop sent before it would let the drive end
+            # normally (not interrupted) when little audio is buffered at the vendor.
+            await self.api.call("InterruptDriveTask", {"TaskId": self.task_id}, idempotent=True)
+        finally:
+            if self._ws_turn == turn_id:
+                await self._close_ws(send_stop=True)
         self.emit(VendorEvent(EventKind.INTERRUPTED, turn_id=turn_id))
         if turn.started_ms is None:
             turn.done = True  # nothing was playing: no speech_ended will come
