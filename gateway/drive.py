@@ -105,11 +105,10 @@ class DriveStream:
     Args:
         record: the session record at attach time.
         capabilities: the vendor's capabilities (pacing, limits).
-        channel: the session's drive channel.
         config: the stream's config request.
-        next_turn_id: allocates session-wide turn ids.
-        on_activity: called on every input (idle tracking).
-        on_session_lost: called when the vendor ends the session.
+
+    :meth:`run` takes the session's drive channel, the session-wide turn-id allocator and
+    the activity callback.
     """
 
     def __init__(
@@ -606,43 +605,50 @@ class DriveStream:
             )
         )
 
-    async def _wait_for_earlier_turns(self, turn: TurnState, gen: int) -> None:
-        """``sequential_turns``: hold a turn's first send until earlier turns have ended."""
-        number = int(turn.turn_id)
-        while gen == self._generation:
-            earlier = [t for t in self._pending if int(t) < number]
-            if not earlier:
-                return
-            deadline = max(self._turn_deadline(self._turns[t]) for t in earlier)
+    async def _wait_for_turns(self, which: Callable[[], list[str]]) -> list[str]:
+        """Wait until ``which()`` is empty or the latest of its turns' deadlines passed.
+
+        Returns the turns still pending at the deadline (``[]`` when all ended). Wakes on
+        every change of the pending set (speech ended, turn failed, interrupt).
+        """
+        while turns := which():
+            deadline = max(self._turn_deadline(self._turns[t]) for t in turns)
             now = time.monotonic()
             if now >= deadline:
-                return  # the vendor never said the earlier turn ended: go on regardless
+                return turns
             self._pending_changed.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._pending_changed.wait(), deadline - now)
+        return []
+
+    async def _wait_for_earlier_turns(self, turn: TurnState, gen: int) -> None:
+        """``sequential_turns``: hold a turn's first send until earlier turns have ended.
+
+        If the vendor never reports their end, the turn goes on after their deadline; an
+        interrupt (a new generation) releases the wait at once.
+        """
+        number = int(turn.turn_id)
+        await self._wait_for_turns(
+            lambda: [t for t in self._pending if int(t) < number] if gen == self._generation else []
+        )
 
     async def _wait_pending(self) -> None:
         """After the last input: wait (bounded) until the vendor finished every sent turn."""
-        while self._pending and self.error is None:
-            now = time.monotonic()
-            deadline = max(self._turn_deadline(self._turns[t]) for t in self._pending)
-            if now >= deadline:
-                for turn_id in sorted(self._pending):
-                    if self._turns[turn_id].interrupted:
-                        continue  # acknowledged already; the vendor sent no end for it
-                    self._emit(
-                        pb.DriveResponse(
-                            warning=pb.Warning(
-                                reason="SPEECH_END_TIMEOUT",
-                                message="the vendor did not report the end of speech in time",
-                                turn_id=turn_id,
-                            )
-                        )
+        late = await self._wait_for_turns(
+            lambda: sorted(self._pending) if self.error is None else []
+        )
+        for turn_id in late:
+            if self._turns[turn_id].interrupted:
+                continue  # acknowledged already; the vendor sent no end for it
+            self._emit(
+                pb.DriveResponse(
+                    warning=pb.Warning(
+                        reason="SPEECH_END_TIMEOUT",
+                        message="the vendor did not report the end of speech in time",
+                        turn_id=turn_id,
                     )
-                return
-            self._pending_changed.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._pending_changed.wait(), deadline - now)
+                )
+            )
 
     def _turn_deadline(self, turn: TurnState) -> float:
         if turn.deadline:
@@ -680,10 +686,10 @@ class DriveStream:
             self.log.debug("foreign_turn_event_dropped", kind=kind.value, turn_id=event.turn_id)
             return
         if kind is EventKind.SPEECH_STARTED:
+            latency = 0.0
             if turn is not None:
                 turn.speaking = True
-            latency = event.monotonic_time - turn.first_input if turn else 0.0
-            if turn is not None:
+                latency = event.monotonic_time - turn.first_input
                 metrics.SPEECH_START_LATENCY.labels(self.record.vendor).observe(latency)
             self._emit(
                 pb.DriveResponse(
