@@ -1126,11 +1126,7 @@ class TencentEmulator(EmulatorServer):
         if record.rejected_code is not None:
             command.outcome = "ignored: drive rejected"
             return
-        if seq in record.seen_seqs:
-            record.duplicates += 1
-            if record.pieces.get(seq, text) != text:
-                record.conflicts.append(seq)
-            command.outcome = "duplicate"
+        if _is_duplicate(record, seq, record.pieces.get(seq, text) != text, command):
             return
         play = self._plays.get(record.req_id)
         if play is None or play.ended or play.final:
@@ -1212,11 +1208,7 @@ class TencentEmulator(EmulatorServer):
         if record.rejected_code is not None:
             command.outcome = "ignored: drive rejected"
             return
-        if seq in record.seen_seqs:
-            record.duplicates += 1
-            if record.packets.get(seq, pcm) != pcm:
-                record.conflicts.append(seq)
-            command.outcome = "duplicate"
+        if _is_duplicate(record, seq, record.packets.get(seq, pcm) != pcm, command):
             return
         play = self._plays.get(record.req_id)
         is_final = bool(data.get("IsFinal"))
@@ -1452,3 +1444,18 @@ class TencentEmulator(EmulatorServer):
                     session.idle_drops += 1
                     session.ws = None
                     self._spawn(ws.close(code=1000, message=b"idle"), "tencent-idle-drop")
+
+
+def _is_duplicate(record: DriveRecord, seq: int, differs: bool, command: CommandRecord) -> bool:
+    """Whether ``seq`` was already received for this ReqId; if so, count it as a duplicate.
+
+    A client resending after a reconnect repeats Seqs; they are ignored, and a resend whose
+    content differs is recorded as a conflict.
+    """
+    if seq not in record.seen_seqs:
+        return False
+    record.duplicates += 1
+    if differs:
+        record.conflicts.append(seq)
+    command.outcome = "duplicate"
+    return True

@@ -963,11 +963,8 @@ class TencentChannel(DriveChannel):
             )
         )
 
-    def _drive_ended(self, drive: _Drive, *, final_type: int) -> None:
-        if drive.ended:
-            return
-        if not drive.started:
-            self._drive_started(drive)  # e.g. only the Over was re-pushed after a reconnect
+    def _mark_ended(self, drive: _Drive) -> float:
+        """Mark ``drive`` over (waiters wake, it stops being the open drive); return the time."""
         now = time.monotonic()
         drive.ended, drive.ended_at = True, now
         drive.end_event.set()
@@ -976,6 +973,14 @@ class TencentChannel(DriveChannel):
             self._open_audio = None
         if self._open_stream is drive:
             self._open_stream = None
+        return now
+
+    def _drive_ended(self, drive: _Drive, *, final_type: int) -> None:
+        if drive.ended:
+            return
+        if not drive.started:
+            self._drive_started(drive)  # e.g. only the Over was re-pushed after a reconnect
+        now = self._mark_ended(drive)
         turn = self._turns.get(drive.turn_id)
         if final_type == 2:
             self.emit(
@@ -996,14 +1001,8 @@ class TencentChannel(DriveChannel):
     def _drive_failed(self, drive: _Drive, code: int, message: str) -> None:
         if drive.ended:
             return
-        drive.failed = drive.ended = True
-        drive.ended_at = time.monotonic()
-        drive.end_event.set()
-        drive.start_event.set()
-        if self._open_audio is drive:
-            self._open_audio = None
-        if self._open_stream is drive:
-            self._open_stream = None
+        drive.failed = True
+        self._mark_ended(drive)
         turn = self._turns.get(drive.turn_id)
         if turn is not None and not turn.failed_emitted and not turn.ended_emitted:
             turn.failed_emitted = True
