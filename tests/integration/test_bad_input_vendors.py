@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
-from avatar.gateway.v1 import media_pb2, vendor_options_pb2
+from avatar.gateway.v1 import media_pb2
 
 from tests.conftest import Gateway, audio_format, drive_error, error_info, tone
 
@@ -168,18 +168,4 @@ async def test_unknown_avatar_and_text_limits(gateway: Gateway) -> None:
     text = pb.DriveRequest(text=pb.TextInput(text="x" * 16385, final=True))
     code, reason, _, _ = await drive_error(gateway.stub, [cfg(s.name), text])
     assert (code, reason) == (C.INVALID_ARGUMENT, "TEXT_TOO_LONG")
-    await serving(gateway)
-
-
-async def test_audio_on_a_text_only_tencent_session(gateway: Gateway) -> None:
-    if vendor_of(gateway) != "tencent":
-        # Akool sessions always take audio in lip-sync mode; assert the capability instead.
-        vendors = await gateway.stub.ListVendors(pb.ListVendorsRequest(), timeout=5)
-        assert vendors.vendors[0].capabilities.audio
-        return
-    s = await create(gateway, tencent=vendor_options_pb2.TencentOptions(driver_type=1))
-    code, reason, md, _ = await drive_error(
-        gateway.stub, [cfg(s.name, audio_format()), pb.DriveRequest(audio=tone(0.2))]
-    )
-    assert (code, reason, md["vendor"]) == (C.FAILED_PRECONDITION, "AUDIO_NOT_SUPPORTED", "tencent")
     await serving(gateway)

@@ -139,3 +139,26 @@ async def test_barge_in_is_not_held_up_by_a_send_waiting_for_the_previous_turn(
     ended = {r.speech_ended.turn_id: r.speech_ended for r in responses if r.speech_ended.turn_id}
     # Turn 1 was cut short well before its 4 s, not played out behind the blocked send.
     assert ended["1"].played_duration.ToMilliseconds() < 3500
+
+
+async def test_audio_on_a_text_only_session_is_refused(gateway: Gateway) -> None:
+    """DriverType 1 sessions take text only (§2.5): audio ends the Drive with
+    FAILED_PRECONDITION AUDIO_NOT_SUPPORTED, and the server keeps serving."""
+    from avatar.gateway.v1 import vendor_options_pb2
+
+    from tests.conftest import drive_error
+
+    session = await gateway.create(
+        "tencent", "sandbox-project", tencent=vendor_options_pb2.TencentOptions(driver_type=1)
+    )
+    config = pb.DriveConfig(session=session.name, audio_format=audio_format())
+    code, reason, md, _ = await drive_error(
+        gateway.stub, [pb.DriveRequest(config=config), pb.DriveRequest(audio=tone(0.2))]
+    )
+    assert (code.name, reason, md["vendor"]) == (
+        "FAILED_PRECONDITION",
+        "AUDIO_NOT_SUPPORTED",
+        "tencent",
+    )
+    again = await gateway.create("tencent", "sandbox-project")
+    assert again.state == pb.SESSION_STATE_READY
