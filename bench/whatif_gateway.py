@@ -20,6 +20,20 @@ Patches:
   collections no longer walk the start-up heap (grpc, protobuf, pydantic...).
 * ``uvloop``: run the gateway's event loop on uvloop (must be importable, e.g. through
   ``PYTHONPATH``; it is not a project dependency).
+* ``mem-probe`` (diagnostic): every 2 s print to stderr ``MEM_PROBE t=… rss_kib=…
+  traced_kib=… malloc_kib=…`` (VmRSS; what ``tracemalloc`` traces; glibc ``mallinfo2``
+  in-use bytes, which hold grpc core, OpenSSL and Python's objects over 512 B; the rest of RSS
+  is pymalloc's arenas, code and fragmentation). The first SIGUSR1 starts ``tracemalloc``
+  (``$MEM_PROBE_FRAMES`` frames, default 1), so only what is allocated afterwards is traced;
+  every later one writes a snapshot to ``$MEM_PROBE_DIR/snap-<n>.pickle``. Send the first
+  after the warm-up and the others during the window to see which code holds a stream's
+  memory.
+* ``malloc-tune``: glibc ``mallopt(M_MMAP_THRESHOLD, 128 KiB)`` (a fixed threshold: every
+  allocation of 128 KiB or more gets its own mapping, returned on free, instead of the
+  dynamic threshold moving up after the first free and such blocks being carved from the
+  heap, where reused pages stay resident; ``$MALLOC_MMAP_THRESHOLD_KIB``, 0 to leave it) and
+  ``M_ARENA_MAX`` = ``$MALLOC_ARENAS`` (default 2, 0 to leave it) so grpc's threads do not
+  each grow a heap of their own.
 * ``tencent-no-deflate``: open the Tencent command channel with ``compression=None``. The
   adapter uses the websockets default, which offers permessage-deflate; the emulator (aiohttp)
   accepts it, so every SEND_AUDIO frame (~7 KB of base64 JSON per 160 ms) is deflated. Pair
@@ -106,6 +120,83 @@ def _tencent_no_deflate() -> None:
     channel.connect = functools.partial(channel.connect, compression=None)  # type: ignore[assignment]
 
 
+def _mem_probe() -> None:
+    import ctypes
+    import os
+    import signal
+    import threading
+    import time
+    import tracemalloc
+
+    class _MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    out_dir = os.environ.get("MEM_PROBE_DIR", "/tmp")
+    count = [0]
+
+    def rss_kib() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def report() -> None:
+        while True:
+            info = libc.mallinfo2()
+            traced, _peak = tracemalloc.get_traced_memory()  # (0, 0) until started
+            print(
+                f"MEM_PROBE t={time.monotonic():.1f} rss_kib={rss_kib()} "
+                f"traced_kib={traced // 1024} malloc_kib={(info.uordblks + info.hblkhd) // 1024}",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(2.0)
+
+    def snapshot(_signum: int, _frame: object) -> None:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(int(os.environ.get("MEM_PROBE_FRAMES", "1")))
+            print("MEM_PROBE tracing", file=sys.stderr, flush=True)
+            return
+        count[0] += 1
+        path = os.path.join(out_dir, f"snap-{count[0]}.pickle")
+        tracemalloc.take_snapshot().dump(path)
+        print(f"MEM_PROBE snapshot {path}", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGUSR1, snapshot)
+    threading.Thread(target=report, daemon=True).start()
+
+
+def _malloc_tune() -> None:
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL("libc.so.6")
+    m_mmap_threshold, m_arena_max = -3, -8
+    threshold_kib = int(os.environ.get("MALLOC_MMAP_THRESHOLD_KIB", "128"))
+    arenas = int(os.environ.get("MALLOC_ARENAS", "2"))
+    if threshold_kib:
+        libc.mallopt(m_mmap_threshold, threshold_kib * 1024)
+    if arenas:
+        libc.mallopt(m_arena_max, arenas)
+
+
 PATCHES: dict[str, Callable[[], None]] = {
     "gc-log": _gc_log,
     "gc-freeze": _gc_freeze,
@@ -113,6 +204,8 @@ PATCHES: dict[str, Callable[[], None]] = {
     "shared-tls": _shared_tls,
     "small-ssl-buffer": _small_ssl_buffer,
     "tencent-no-deflate": _tencent_no_deflate,
+    "mem-probe": _mem_probe,
+    "malloc-tune": _malloc_tune,
 }
 
 

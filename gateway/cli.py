@@ -7,6 +7,7 @@ import asyncio
 
 from gateway.config import Settings
 from gateway.logs import configure_logging
+from gateway.runtime import tune_malloc
 from gateway.server import GatewayServer
 
 
@@ -31,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         structlog.get_logger("gateway").info(
             "sandbox_mode", message="no vendor credentials configured: serving in-process emulators"
         )
+    tuned = tune_malloc()
+    if tuned:
+        import structlog
+
+        structlog.get_logger("gateway").debug("malloc_tuned", **tuned)
     loop_factory = None
     if settings.event_loop == "uvloop":
         import uvloop
