@@ -18,7 +18,6 @@ Shapes and units used throughout:
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 from abc import ABC, abstractmethod
@@ -29,6 +28,7 @@ from typing import Any
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
 from adapters.resilience import RateLimiter
+from gateway.queues import SingleConsumerQueue
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ class DriveChannel(ABC):
     """
 
     def __init__(self) -> None:
-        self._events: asyncio.Queue[VendorEvent] = asyncio.Queue(maxsize=1024)
+        self._events: SingleConsumerQueue[VendorEvent] = SingleConsumerQueue(1024)
         self._last_activity = time.monotonic()
         self.closed = False
 

@@ -51,6 +51,7 @@ from gateway.errors import (
     internal_error,
     invalid_argument,
 )
+from gateway.queues import SingleConsumerQueue
 from gateway.registry import SessionRecord
 
 log = structlog.get_logger("gateway.drive")
@@ -121,7 +122,7 @@ class DriveStream:
         self.caps = capabilities
         self.config = config
         self.channel: DriveChannel | None = None
-        self.out: asyncio.Queue[pb.DriveResponse | None] = asyncio.Queue(maxsize=1024)
+        self.out: SingleConsumerQueue[pb.DriveResponse | None] = SingleConsumerQueue(1024)
         self.error: GatewayError | None = None
         self.closed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -150,7 +151,7 @@ class DriveStream:
         self.chunker = FrameChunker(frame_bytes_for(capabilities.pacing, self.vendor_rate))
         self.pacer = Pacer(capabilities.pacing)
         queue_frames = max(8, int(QUEUE_AHEAD_S * 1000 / capabilities.pacing.frame_ms))
-        self.work: asyncio.Queue[WorkItem] = asyncio.Queue(maxsize=queue_frames)
+        self.work: SingleConsumerQueue[WorkItem] = SingleConsumerQueue(queue_frames)
         max_bytes = capabilities.max_text_bytes
         self.sentences = SentenceBuffer(capabilities.max_text_chars, max_bytes)
         self._last_text_send = 0.0
