@@ -319,6 +319,7 @@ async def _main(conn: Connection, config: dict[str, Any]) -> None:
     gc_pauses = GcPauses()
     config = dict(config)
     vendor = config.pop("vendor", "zegocloud")
+    config.pop("event_loop", None)
     emulator: BenchZegoEmulator | BenchTencentEmulator
     if vendor == "tencent":
         emulator = BenchTencentEmulator(**config)
@@ -367,6 +368,9 @@ async def _main(conn: Connection, config: dict[str, Any]) -> None:
                 reply = emulator.collect() | {"gc": gc_pauses.take()}
             else:
                 reply = {"error": f"unknown command {name!r}"}
+            # uvloop's add_reader leaves the pipe non-blocking; a large reply (``collect``)
+            # must not fail with EAGAIN half-way.
+            os.set_blocking(conn.fileno(), True)
             conn.send(reply)
     finally:
         with contextlib.suppress(Exception):
@@ -377,5 +381,14 @@ async def _main(conn: Connection, config: dict[str, Any]) -> None:
 
 
 def serve(conn: Connection, config: dict[str, Any]) -> None:
-    """Process entry point: run the emulator until the pipe says ``stop`` or closes."""
-    asyncio.run(_main(conn, config))
+    """Process entry point: run the emulator until the pipe says ``stop`` or closes.
+
+    ``config["event_loop"]`` is ``"asyncio"`` (default) or ``"uvloop"``.
+    """
+    loop_factory = None
+    if config.get("event_loop") == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_main(conn, config))

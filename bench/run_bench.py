@@ -109,6 +109,7 @@ from emulator_proc import (  # noqa: E402
     CHUNKS_PER_PACKET,
     PACKET_MS,
     SAMPLE_RATE,
+    TAIL,
     GcPauses,
     make_chunk,
     make_speech_chunk,
@@ -331,6 +332,178 @@ class GatewayProcess:
         self._log.close()
 
 
+class _Digest:
+    """A finished SHA-256 reported by the Go generator, read like ``hashlib``'s object."""
+
+    def __init__(self, hex_digest: str) -> None:
+        self._hex = hex_digest
+
+    def hexdigest(self) -> str:
+        return self._hex
+
+    def update(self, data: bytes) -> None:
+        raise TypeError("the Go generator's digest is final")
+
+
+class GoLoadgen:
+    """``bench/loadgen`` (Go): runs the ZEGOCLOUD streams of both paths for ``--generator go``.
+
+    The Python generator's own cost (~36 µs per chunk on the gRPC path) takes the CPU the
+    gateway needs at 300 streams on a 2-core machine; the Go program sends the same bytes on
+    the same schedule (see its package comment for the JSON-lines protocol on stdin/stdout)
+    at a fraction of the cost. Python still runs the phases, the windows and the accounting.
+    """
+
+    BINARY = REPO / ".cache" / "bin" / "bench-loadgen"
+
+    def __init__(self, proc: asyncio.subprocess.Process, log: Any) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._log = log
+        self._started: dict[str, asyncio.Event] = {}
+        self._done: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read())
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    def build(cls) -> Path:
+        """``go build`` the generator into ``.cache/bin`` (seconds when up to date)."""
+        go = shutil.which("go")
+        if go is None:
+            raise RuntimeError("--generator go needs Go on PATH")
+        cls.BINARY.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [go, "build", "-o", str(cls.BINARY), "."], cwd=BENCH_DIR / "loadgen", check=True
+        )
+        return cls.BINARY
+
+    @classmethod
+    async def start(
+        cls, gw_target: str, rest_url: str, secret: str, channels: int, log_dir: Path
+    ) -> GoLoadgen:
+        binary = await asyncio.get_running_loop().run_in_executor(None, cls.build)
+        log = (log_dir / "loadgen.log").open("wb")  # noqa: ASYNC230, SIM115 - closed in aclose()
+        proc = await asyncio.create_subprocess_exec(
+            str(binary),
+            "-gateway",
+            gw_target,
+            "-zego-api",
+            rest_url + "/",
+            "-app-id",
+            str(APP_ID),
+            "-secret",
+            secret,
+            "-avatar",
+            AVATAR,
+            "-tail-hex",
+            TAIL.hex(),
+            "-grpc-channels",
+            str(channels),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            limit=1 << 28,  # a phase's "done" line carries every lag sample
+        )
+        gen = cls(proc, log)
+        await asyncio.wait_for(gen._ready, 30)
+        return gen
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        failure: BaseException | None = None
+        try:
+            while line := await self.proc.stdout.readline():
+                event = json.loads(line)
+                kind, phase = event.get("event"), event.get("phase", "")
+                if kind == "ready":
+                    self._ready.set_result(None)
+                elif kind == "all_started":
+                    self._started[phase].set()
+                elif kind == "done":
+                    self._done[phase].set_result(event)
+                else:
+                    print(f"loadgen: {event}", file=sys.stderr, flush=True)
+        except Exception as exc:  # a harness bug must fail the run, not hang it
+            failure = exc
+        finally:
+            if failure is None:
+                failure = RuntimeError(f"loadgen exited ({await self.proc.wait()}); see its log")
+            if not self._ready.done():
+                self._ready.set_exception(failure)
+            for future in self._done.values():
+                if not future.done():
+                    future.set_exception(failure)
+
+    async def _send(self, command: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def start_phase(
+        self, name: str, phase: Phase, first_sid: int, ramp_rate: float, t_begin: float
+    ) -> None:
+        """Launch the phase's streams; ``phase.all_started`` is set when the Go side says so."""
+        self._started[name] = phase.all_started
+        self._done[name] = asyncio.get_running_loop().create_future()
+        await self._send(
+            {
+                "op": "start",
+                "phase": name,
+                "path": "gateway" if phase.path == "gateway" else "direct",
+                "n": phase.n,
+                "first_sid": first_sid,
+                "ramp_rate": ramp_rate,
+                "t_begin_ns": int(t_begin * 1e9),
+                "hard_stop_ns": int(phase.hard_stop * 1e9),
+                "timeout_s": max(30.0, phase.hard_stop - time.monotonic() + 60),
+            }
+        )
+
+    async def window(self, name: str, phase: Phase) -> None:
+        await self._send(
+            {
+                "op": "window",
+                "phase": name,
+                "win_start_ns": phase.win_start_ns,
+                "win_end_ns": phase.win_end_ns,
+                "stop_at_ns": int(phase.stop_at * 1e9),
+            }
+        )
+
+    async def finish_phase(
+        self, name: str, phase: Phase, streams: list[Stream], timeout_s: float
+    ) -> None:
+        """Wait for the phase's streams and copy their results into ``phase``/``streams``."""
+        await self._send({"op": "wait", "phase": name, "timeout_s": timeout_s})
+        try:
+            done = await asyncio.wait_for(self._done[name], timeout_s + 60)
+        finally:
+            del self._done[name]
+            self._started.pop(name, None)
+        phase.window_sent = int(done["window_sent"])
+        phase.lag_ns = array("q", done["lag_ns"])
+        by_sid = {int(r["sid"]): r for r in done["streams"]}
+        for stream in streams:
+            r = by_sid.get(stream.sid, {"error": "missing from the loadgen's report"})
+            stream.task_id = str(r.get("task_id", ""))
+            stream.sent = int(r.get("sent", 0))
+            stream.hasher = _Digest(str(r.get("sha256", "")))
+            stream.error = str(r.get("error", ""))[:200]
+            stream.drive_status = str(r.get("drive_status", ""))
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._send({"op": "quit"})
+        try:
+            await asyncio.wait_for(self.proc.wait(), 15)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        self._log.close()
+
+
 # ---- streams -------------------------------------------------------------------------------
 
 
@@ -489,6 +662,7 @@ class LoadGenerator:
         self.tls = ssl.create_default_context()
         self.tls.check_hostname = False
         self.tls.verify_mode = ssl.CERT_NONE
+        self.go: GoLoadgen | None = None
 
     async def open(self, secret: str) -> None:
         if self.vendor == "tencent":
@@ -500,6 +674,14 @@ class LoadGenerator:
             )
         else:
             self.api = ZegoApi(APP_ID, secret, self.emulator.rest_url + "/", None, timeout_s=30)
+            if self.args.generator == "go":
+                self.go = await GoLoadgen.start(
+                    self.gw.target,
+                    self.emulator.rest_url,
+                    secret,
+                    self.args.grpc_channels,
+                    Path(self.args.log_dir),
+                )
         for _ in range(self.args.grpc_channels):
             channel = grpc.aio.insecure_channel(
                 self.gw.target, options=[("grpc.use_local_subchannel_pool", 1)]
@@ -508,6 +690,8 @@ class LoadGenerator:
             self.stubs.append(pb_grpc.AvatarGatewayStub(channel))
 
     async def aclose(self) -> None:
+        if self.go is not None:
+            await self.go.aclose()
         for channel in self.channels:
             await channel.close()
         if self.api is not None:
@@ -782,7 +966,13 @@ class LoadGenerator:
             await asyncio.sleep(max(0.0, t_begin + i / ramp_rate - time.monotonic()))
             await run(phase, stream)
 
-        tasks = [asyncio.create_task(launch(i, s)) for i, s in enumerate(streams)]
+        go = self.go
+        name = f"{path}-{n}-{streams[0].sid}"
+        tasks: list[asyncio.Task[None]] = []
+        if go is None:
+            tasks = [asyncio.create_task(launch(i, s)) for i, s in enumerate(streams)]
+        else:
+            await go.start_phase(name, phase, streams[0].sid, ramp_rate, t_begin)
         # Control: a few direct streams alongside the gateway streams. A spike they share
         # comes from the emulator, the generator or the machine, not from the gateway.
         controls: list[Stream] = []
@@ -790,7 +980,10 @@ class LoadGenerator:
             controls = [Stream(self.next_sid + i, "control") for i in range(args.control_streams)]
             self.next_sid += len(controls)
         control = Phase("control", len(controls), hard_stop, self.vendor)
-        tasks += [asyncio.create_task(direct(control, c)) for c in controls]
+        if go is None:
+            tasks += [asyncio.create_task(direct(control, c)) for c in controls]
+        elif controls:
+            await go.start_phase(name + "-control", control, controls[0].sid, 0.0, time.monotonic())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(phase.all_started.wait(), ramp_s + args.ramp_slack)
         ramp_took = time.monotonic() - t_begin
@@ -802,15 +995,24 @@ class LoadGenerator:
         phase.stop_at = win_end + 0.1
         control.win_start_ns, control.win_end_ns = phase.win_start_ns, phase.win_end_ns
         control.stop_at = phase.stop_at
-        pids = {"gateway": self.gw.pid, "emulator": self.emulator.pid, "generator": os.getpid()}
+        if go is not None:
+            await go.window(name, phase)
+            if controls:
+                await go.window(name + "-control", control)
+        # The generator's CPU is this process plus the Go generator when there is one.
+        pids = {
+            "gateway": (self.gw.pid,),
+            "emulator": (self.emulator.pid,),
+            "generator": (os.getpid(),) if go is None else (os.getpid(), go.pid),
+        }
         await asyncio.sleep(max(0.0, win_start - time.monotonic()))
-        cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
+        cpu0 = {k: sum(cpu_seconds(p) for p in ps) for k, ps in pids.items()}
         cpu0["machine"] = machine_busy_seconds()
         threads0 = thread_cpu_seconds(self.gw.pid)
         t0_ns = time.monotonic_ns()
         profiler = self.start_profiler(path, n)
         await asyncio.sleep(max(0.0, win_end - time.monotonic()))
-        cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+        cpu1 = {k: sum(cpu_seconds(p) for p in ps) for k, ps in pids.items()}
         cpu1["machine"] = machine_busy_seconds()
         threads1 = thread_cpu_seconds(self.gw.pid)
         t1_ns = time.monotonic_ns()
@@ -819,10 +1021,18 @@ class LoadGenerator:
         gw_threads = {k: round((threads1[k] - threads0[k]) / window, 3) for k in threads1}
         streaming = phase.started
         # Streams stop by themselves at stop_at; closes may queue behind the vendor's QPS.
-        done, pending = await asyncio.wait(tasks, timeout=args.seconds + n / 10 + 90)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        finish_s = args.seconds + n / 10 + 90
+        if go is None:
+            done, pending = await asyncio.wait(tasks, timeout=finish_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        else:
+            await go.finish_phase(name, phase, streams, finish_s)
+            if controls:
+                await go.finish_phase(name + "-control", control, controls, finish_s)
+            # Streams that sent at all; the Go side does not report the count at window start.
+            streaming = sum(1 for s in streams if s.sent)
         profile = await self.finish_profiler(profiler)
         gc.enable()
         data = await self.emulator.call("collect")
@@ -1712,7 +1922,9 @@ async def run(args: argparse.Namespace) -> int:
     framing: dict[str, float] | None = None
     started = time.monotonic()
     for vendor in vendors:
-        emulator = EmulatorProcess(emulator_config(vendor, secret, callback_secret))
+        emulator = EmulatorProcess(
+            emulator_config(vendor, secret, callback_secret) | {"event_loop": args.harness_loop}
+        )
         gw: GatewayProcess | None = None
         gen: LoadGenerator | None = None
         try:
@@ -1767,6 +1979,8 @@ async def run(args: argparse.Namespace) -> int:
                 "py_spy",
                 "gateway_event_loop",
                 "tencent_direct_compression",
+                "harness_loop",
+                "generator",
             )
         },
         "results": results,
@@ -1908,6 +2122,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--from-json", default="", help="re-render the report of an earlier run's results.json"
     )
+    parser.add_argument(
+        "--generator",
+        choices=("go", "python"),
+        default="go",
+        help="ZEGOCLOUD streams from bench/loadgen (Go, built with `go build`) or from this "
+        "process; Tencent always uses this process",
+    )
+    parser.add_argument(
+        "--harness-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of this process (the Python generator) and the emulator process; "
+        "uvloop costs the harness less CPU, leaving more of the machine to the gateway",
+    )
     parser.add_argument("--paths", default="direct,gateway", help="phases to run per level")
     parser.add_argument("--dump", default="", help="save raw samples per phase to this dir")
     args = parser.parse_args(argv)
@@ -1922,7 +2150,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.py_spy == "" and "--py-spy" in args.argv:
         parser.error("--py-spy: py-spy not found on PATH; pass its path")
-    return asyncio.run(run(args))
+    loop_factory = None
+    if args.harness_loop == "uvloop":
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(run(args))
 
 
 if __name__ == "__main__":
