@@ -33,18 +33,18 @@ emulator process (``BenchTencentEmulator``) and a fresh gateway process configur
 Tencent only, so its idle RSS is not inflated by the ZEGO phases:
 
 * ``direct``: createsession, statsession until 1, startsession (signed REST), the signed
-  command channel opened as the adapter opens it (websockets defaults, so permessage-deflate
-  is negotiated), then one SEND_AUDIO JSON frame (base64 of 160 ms = 5120 bytes, ``Seq`` from
-  1, one ``ReqId``) per 160 ms, as a real-time source completes it, under the Tencent pacing
-  rule (a token bucket: 6 packets at once, then one per 120 ms), then the empty ``IsFinal``
-  packet, AudioOver, closesession;
+  command channel opened as the adapter opens it (no permessage-deflate, ``compression=None``;
+  ``--tencent-direct-compression deflate`` offers it), then one SEND_AUDIO JSON frame (base64
+  of 160 ms = 5120 bytes, ``Seq`` from 1, one ``ReqId``) per 160 ms, as a real-time source
+  completes it, under the Tencent pacing rule (a token bucket: 6 packets at once, then one
+  per 120 ms), then the empty ``IsFinal`` packet, AudioOver, closesession;
 * ``gateway``: CreateSession(vendor=tencent) and one Drive with the same 20 ms chunks at real
   time; the gateway re-chunks them into 160 ms packets, paces and frames them.
 
 The latency unit is the packet: from the client's send of the 20 ms chunk that completes a
 packet (the last of its eight) to the emulator's receipt of that packet. The emulator decodes
 the base64 again and checks every chunk. Gateway CPU is reported per packet and per 20 ms of
-audio (per packet / 8); it includes base64, JSON and the deflate of each frame.
+audio (per packet / 8); it includes base64 and JSON of each frame.
 
 Usage::
 
@@ -1585,7 +1585,7 @@ def report_tencent(results: list[dict[str, Any]], idle_rss: int) -> str:
     lines += [
         "",
         "Tencent IVH: added by the gateway (gateway − direct, per percentile) and gateway cost "
-        "(base64, JSON and permessage-deflate of every frame included):",
+        "(base64 and JSON of every frame included):",
         "",
         "| streams | added p50 | added p90 | added p99 | added max | added p50 / p99 vs "
         "control | gw µs/packet | gw µs per 20 ms | gw CPU | gw RSS KiB/stream | "
@@ -1709,8 +1709,8 @@ def tencent_notes(
             f"{framing['deflate_ratio_tone'] * 100:.1f}%). The direct client's command channel "
             "negotiated "
             + (", ".join(f"`{k}`" for k in ext) if ext else "no extension")
-            + f" (`--tencent-direct-compression {compression}`); the adapter offers the "
-            "websockets default, permessage-deflate, which the emulator's aiohttp accepts."
+            + f" (`--tencent-direct-compression {compression}`); the adapter's command "
+            "channel offers none (`compression=None`)."
         )
     return out
 
@@ -2076,9 +2076,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tencent-direct-compression",
         choices=("deflate", "none"),
-        default="deflate",
-        help="permessage-deflate offer of the Tencent direct client; 'deflate' is what the "
-        "adapter's command channel offers (websockets default)",
+        default="none",
+        help="permessage-deflate offer of the Tencent direct client; 'none' is what the "
+        "adapter's command channel does (compression=None)",
     )
     parser.add_argument(
         "--gateway-event-loop",

@@ -9,7 +9,7 @@ Vendor rules implemented here (``docs/vendor-protocols.md`` section 2):
   (§2.5); audio is base64 inside JSON;
 * ``SEND_AUDIO``: 16 kHz mono s16le in 5120-byte / 160 ms packets, ``Seq`` from 1, one
   ``ReqId`` per utterance, closed by an empty packet with ``IsFinal`` (§2.5). Pacing is the
-  gateway's job (``PacingRule(160, 6, 120)``), not this module's;
+  gateway's job (``PacingRule(160, 6, 128)``, see adapter.py), not this module's;
 * ``SEND_TEXT``: one ``ReqId`` per send, sends more than 1 s apart (§2.5);
 * ``SEND_STREAMTEXT``: one ``ReqId`` per streamed reply, ``Seq`` from 1, at most 1000 bytes of
   text per packet (the stricter, international limit), always closed by ``IsFinal`` (§2.5);
