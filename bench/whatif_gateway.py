@@ -43,10 +43,9 @@ Since commit 0d51451 ``shared-tls``, ``gc-freeze`` and ``uvloop`` are in the pro
 module-level TLS context, ``gc.freeze()`` after start, ``AVATAR_GATEWAY_EVENT_LOOP=uvloop`` by
 default); ``shared-tls`` patches a function the adapter no longer calls per channel, so it is
 a no-op now, and the other two repeat what the gateway already does.
-``tencent-no-deflate`` is what the Tencent adapter does since it opens its command channel
-with ``compression=None``, and ``malloc-tune`` with its defaults repeats what ``serve`` does
-since commit c17254a (``gateway/runtime.py``); both remain to re-measure the old behaviour's
-opposite or other values.
+``tencent-no-deflate`` repeats what the Tencent adapter does since it opens its command
+channel with ``compression=None``, and ``malloc-tune`` with its defaults what ``serve`` does
+since commit c17254a (``gateway/runtime.py``); ``malloc-tune`` stays to try other values.
 """
 
 from __future__ import annotations

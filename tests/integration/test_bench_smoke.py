@@ -71,3 +71,12 @@ def test_bench_with_the_go_generator() -> None:
 def test_bench_with_the_python_generator() -> None:
     saved = _run_bench("--generator", "python")
     _check(saved)
+
+
+def test_go_generator_vets_and_passes_its_own_tests() -> None:
+    """bench/loadgen's schedule and chunk header against values computed by Python."""
+    for command in (["go", "vet", "./..."], ["go", "test", "./..."]):
+        done = subprocess.run(
+            command, cwd=REPO / "bench" / "loadgen", capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
