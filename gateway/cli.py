@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import structlog
+
 from gateway.config import Settings
 from gateway.logs import configure_logging
 from gateway.runtime import tune_malloc
@@ -27,15 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if settings.sandbox_enabled:
         # The first line says the mode, before anything else happens (issue: sandbox).
-        import structlog
-
         structlog.get_logger("gateway").info(
             "sandbox_mode", message="no vendor credentials configured: serving in-process emulators"
         )
     tuned = tune_malloc()
     if tuned:
-        import structlog
-
         structlog.get_logger("gateway").debug("malloc_tuned", **tuned)
     loop_factory = None
     if settings.event_loop == "uvloop":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -108,3 +109,36 @@ async def test_sigterm_drains_streams_and_closes_owned_sessions() -> None:
             proc.kill()
             await proc.wait()
         await emulator.stop()
+
+
+async def test_sandbox_mode_is_the_first_log_line_and_sigterm_exits_cleanly() -> None:
+    """Without vendor credentials `serve` says it is in sandbox mode before anything else."""
+    port, ops = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
+    env.update(
+        AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
+        AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
+        AVATAR_GATEWAY_SANDBOX_VENDORS="zegocloud",
+        AVATAR_GATEWAY_LOG_FORMAT="json",
+        AVATAR_GATEWAY_LOG_LEVEL="debug",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "serve", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None
+        lines: list[dict[str, object]] = []
+        while not any(line.get("event") == "gateway_started" for line in lines):
+            raw = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert raw, f"serve exited early: {lines}"
+            lines.append(json.loads(raw))
+        assert lines[0]["event"] == "sandbox_mode"
+        # serve's malloc tuning ran (glibc here) and was not refused.
+        events = [line["event"] for line in lines]
+        assert "malloc_tuned" in events and "malloc_tuning_refused" not in events
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
