@@ -196,11 +196,16 @@ class GatewayServer:
         log.info("gateway_stopped")
 
     async def serve_forever(self) -> None:
-        """Start, then run until SIGTERM/SIGINT, then drain and stop."""
-        await self.start()
+        """Start, then run until SIGTERM/SIGINT, then drain and stop.
+
+        The handlers are installed before :meth:`start`, so a SIGTERM that arrives while the
+        server starts (or right after its ``gateway_started`` line) still drains and closes
+        the sessions this process owns instead of killing it.
+        """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        await self.start()
         await stop.wait()
         await self.stop()
