@@ -1392,17 +1392,15 @@ def fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value != value else f"{value:.{digits}f}"  # NaN check
 
 
-def report(results: list[dict[str, Any]], idle_rss: int, args: argparse.Namespace) -> str:
-    by = {(r["path"], r["n"]): r for r in results}
-    levels = sorted({r["n"] for r in results})
-    lines = [
-        "ZEGOCLOUD: latency per 20 ms chunk, client send → emulator receive (ms), chunks sent in "
-        "the window:",
-        "",
-        "| streams | path | chunks | p50 | p90 | p99 | max | send lag p99 | "
-        "CPU gen / emu / gw / others |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
+def gw_us_per_unit(r: dict[str, Any]) -> float:
+    """Gateway CPU µs per chunk (ZEGOCLOUD) or packet (Tencent) the emulator received in the
+    window; NaN when it received none."""
+    return float(r["cpu_s"]["gateway"] * 1e6 / r["relayed"]) if r["relayed"] else float("nan")
+
+
+def _latency_rows(by: dict[tuple[str, int], dict[str, Any]], levels: list[int]) -> list[str]:
+    """Rows of a latency table: each phase of each level, then its control streams."""
+    lines: list[str] = []
     for n in levels:
         for path in ("direct", "gateway"):
             r = by.get((path, n))
@@ -1426,6 +1424,45 @@ def report(results: list[dict[str, Any]], idle_rss: int, args: argparse.Namespac
                     f"{fmt(c['lat']['p90'])} | {fmt(c['lat']['p99'])} | {fmt(c['lat']['max'])} | "
                     f"{fmt(c['lag']['p99'])} | |"
                 )
+    return lines
+
+
+def _added_cells(
+    d: dict[str, Any], g: dict[str, Any], idle_rss: int, n: int
+) -> tuple[str, str, str]:
+    """Cells of an "added by the gateway" row shared by both vendors, as three strings:
+    added p50 | p90 | p99 | max | vs control; gateway CPU | RSS per stream; integrity.
+    """
+    added = [fmt(g["lat"][q] - d["lat"][q]) for q in ("p50", "p90", "p99", "max")]
+    c = g.get("control")
+    vs_control = (
+        f"{fmt(g['lat']['p50'] - c['lat']['p50'])} / {fmt(g['lat']['p99'] - c['lat']['p99'])}"
+        if c
+        else "n/a"
+    )
+    rss = (g["gw_rss_kib"] - idle_rss) / n
+    integ = g["integrity"]
+    intact = integ["bad_size"] + integ["bad_payload"] + integ["seq_errors"] == 0
+    return (
+        " | ".join([*added, vs_control]),
+        f"{g['cpu_share']['gateway'] * 100:.0f}% | {fmt(rss, 0)}",
+        f"{'yes' if intact else 'NO ' + json.dumps(integ)} | "
+        f"{integ['sha_ok']}/{integ['sha_ok'] + integ['sha_bad']}",
+    )
+
+
+def report(results: list[dict[str, Any]], idle_rss: int, args: argparse.Namespace) -> str:
+    by = {(r["path"], r["n"]): r for r in results}
+    levels = sorted({r["n"] for r in results})
+    lines = [
+        "ZEGOCLOUD: latency per 20 ms chunk, client send → emulator receive (ms), chunks sent in "
+        "the window:",
+        "",
+        "| streams | path | chunks | p50 | p90 | p99 | max | send lag p99 | "
+        "CPU gen / emu / gw / others |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    lines += _latency_rows(by, levels)
     lines += [
         "",
         "ZEGOCLOUD: added by the gateway (gateway − direct, per percentile), gateway cost:",
@@ -1439,23 +1476,10 @@ def report(results: list[dict[str, Any]], idle_rss: int, args: argparse.Namespac
         d, g = by.get(("direct", n)), by.get(("gateway", n))
         if d is None or g is None:
             continue
-        added = {q: g["lat"][q] - d["lat"][q] for q in ("p50", "p90", "p99", "max")}
-        us = g["cpu_s"]["gateway"] * 1e6 / g["relayed"] if g["relayed"] else float("nan")
-        rss = (g["gw_rss_kib"] - idle_rss) / n
-        integ = g["integrity"]
-        intact = integ["bad_size"] + integ["bad_payload"] + integ["seq_errors"] == 0
-        c = g.get("control")
-        vs_control = (
-            f"{fmt(g['lat']['p50'] - c['lat']['p50'])} / {fmt(g['lat']['p99'] - c['lat']['p99'])}"
-            if c
-            else "n/a"
-        )
+        us = gw_us_per_unit(g)
+        added, cost, checks = _added_cells(d, g, idle_rss, n)
         lines.append(
-            f"| {n} | {fmt(added['p50'])} | {fmt(added['p90'])} | {fmt(added['p99'])} | "
-            f"{fmt(added['max'])} | {vs_control} | {fmt(us, 0)} | "
-            f"{g['cpu_share']['gateway'] * 100:.0f}% | "
-            f"{fmt(rss, 0)} | {'yes' if intact else 'NO ' + json.dumps(integ)} | "
-            f"{integ['sha_ok']}/{integ['sha_ok'] + integ['sha_bad']} | "
+            f"| {n} | {added} | {fmt(us, 0)} | {cost} | {checks} | "
             f"{g['failed']} gw, {d['failed']} direct |"
         )
     return "\n".join(lines)
@@ -1485,8 +1509,7 @@ def verdict(results: list[dict[str, Any]], idle_rss: int) -> list[str]:
         return float(by[("gateway", n)]["lat"][q] - by[("direct", n)]["lat"][q])
 
     def us_per_chunk(n: int) -> float:
-        g = by[("gateway", n)]
-        return float(g["cpu_s"]["gateway"] * 1e6 / g["relayed"]) if g["relayed"] else float("nan")
+        return gw_us_per_unit(by[("gateway", n)])
 
     if 100 in levels:
         p50, p99 = added(100, "p50"), added(100, "p99")
@@ -1563,29 +1586,7 @@ def report_tencent(results: list[dict[str, Any]], idle_rss: int) -> str:
         "CPU gen / emu / gw / others |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for n in levels:
-        for path in ("direct", "gateway"):
-            r = by.get((path, n))
-            if r is None:
-                continue
-            share = r["cpu_share"]
-            cpu = (
-                f"{share['generator'] * 100:.0f}% / {share['emulator'] * 100:.0f}%"
-                f" / {share['gateway'] * 100:.0f}% / {share['other'] * 100:.0f}%"
-            )
-            lines.append(
-                f"| {n} | {path} | {r['received_in_window']} | {fmt(r['lat']['p50'])} | "
-                f"{fmt(r['lat']['p90'])} | {fmt(r['lat']['p99'])} | {fmt(r['lat']['max'])} | "
-                f"{fmt(r['lag']['p99'])} | {cpu} |"
-            )
-            c = r.get("control")
-            if c:
-                lines.append(
-                    f"| {n} | ↳ control: {c['n']} direct streams during the gateway phase | "
-                    f"{c['received_in_window']} | {fmt(c['lat']['p50'])} | "
-                    f"{fmt(c['lat']['p90'])} | {fmt(c['lat']['p99'])} | {fmt(c['lat']['max'])} | "
-                    f"{fmt(c['lag']['p99'])} | |"
-                )
+    lines += _latency_rows(by, levels)
     lines += [
         "",
         "Tencent IVH: added by the gateway (gateway − direct, per percentile) and gateway cost "
@@ -1601,17 +1602,9 @@ def report_tencent(results: list[dict[str, Any]], idle_rss: int) -> str:
         d, g = by.get(("direct", n)), by.get(("gateway", n))
         if d is None or g is None:
             continue
-        added = {q: g["lat"][q] - d["lat"][q] for q in ("p50", "p90", "p99", "max")}
-        us = g["cpu_s"]["gateway"] * 1e6 / g["relayed"] if g["relayed"] else float("nan")
-        rss = (g["gw_rss_kib"] - idle_rss) / n
-        integ = g["integrity"]
-        intact = integ["bad_size"] + integ["bad_payload"] + integ["seq_errors"] == 0
+        us = gw_us_per_unit(g)
+        added, cost, checks = _added_cells(d, g, idle_rss, n)
         c = g.get("control")
-        vs_control = (
-            f"{fmt(g['lat']['p50'] - c['lat']['p50'])} / {fmt(g['lat']['p99'] - c['lat']['p99'])}"
-            if c
-            else "n/a"
-        )
         pacing = sum(
             r["tencent"]["counts"].get("pacing", 0) for r in (d, g, c) if r and "tencent" in r
         )
@@ -1621,12 +1614,8 @@ def report_tencent(results: list[dict[str, Any]], idle_rss: int) -> str:
             if r and "tencent" in r and r["tencent"]["min_window_ratio"] is not None
         ]
         lines.append(
-            f"| {n} | {fmt(added['p50'])} | {fmt(added['p90'])} | {fmt(added['p99'])} | "
-            f"{fmt(added['max'])} | {vs_control} | {fmt(us, 0)} | "
-            f"{fmt(us / CHUNKS_PER_PACKET, 0)} | {g['cpu_share']['gateway'] * 100:.0f}% | "
-            f"{fmt(rss, 0)} | {'yes' if intact else 'NO ' + json.dumps(integ)} | "
-            f"{integ['sha_ok']}/{integ['sha_ok'] + integ['sha_bad']} | "
-            f"{pacing} ({fmt(min(ratios) if ratios else float('nan'))}) | "
+            f"| {n} | {added} | {fmt(us, 0)} | {fmt(us / CHUNKS_PER_PACKET, 0)} | {cost} | "
+            f"{checks} | {pacing} ({fmt(min(ratios) if ratios else float('nan'))}) | "
             f"{g['failed']} gw, {d['failed']} direct |"
         )
     return "\n".join(lines)
@@ -1645,7 +1634,7 @@ def tencent_notes(
     out: list[str] = []
     for n in levels:
         g = by[("gateway", n)]
-        us = g["cpu_s"]["gateway"] * 1e6 / g["relayed"] if g["relayed"] else float("nan")
+        us = gw_us_per_unit(g)
         line = (
             f"- Gateway CPU at {n} Tencent streams: {us:.0f} µs per 160 ms packet = "
             f"{us / CHUNKS_PER_PACKET:.0f} µs per 20 ms of audio received "
@@ -1655,7 +1644,7 @@ def tencent_notes(
         if z and z["relayed"]:
             line += (
                 f"; ZEGOCLOUD in this run at {n} streams: "
-                f"{z['cpu_s']['gateway'] * 1e6 / z['relayed']:.0f} µs per 20 ms chunk"
+                f"{gw_us_per_unit(z):.0f} µs per 20 ms chunk"
             )
         d = by.get(("direct", n))
         if d is not None:
@@ -1770,8 +1759,7 @@ def saturation_notes(results: list[dict[str, Any]]) -> list[str]:
 
 def profile_block(profile: dict[str, Any], result: dict[str, Any], command: str) -> str:
     n = result["n"]
-    cpu = result["cpu_s"]["gateway"]
-    per_chunk = cpu * 1e6 / max(1, result["relayed"])
+    per_chunk = gw_us_per_unit(result)
     threads = ", ".join(
         f"{name} {share * 100:.0f}%" for name, share in result["gw_thread_share"].items() if share
     )
@@ -1868,7 +1856,7 @@ def write_results(
 def print_phase(r: dict[str, Any], idle_rss: int, started: float) -> None:
     tencent = r.get("vendor") == "tencent"
     unit = "packet" if tencent else "chunk"
-    us = r["cpu_s"]["gateway"] * 1e6 / max(1, r["relayed"])
+    us = gw_us_per_unit(r)
     print(
         f"[{time.monotonic() - started:5.0f} s] {r.get('vendor', 'zegocloud'):9s} {r['n']:4d} "
         f"{r['path']:8s} p50 {fmt(r['lat']['p50'])} p99 {fmt(r['lat']['p99'])} "
