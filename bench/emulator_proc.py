@@ -38,6 +38,7 @@ import struct
 import time
 import wave
 from array import array
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,54 @@ def make_speech_chunk(send_ns: int, stream_id: int, seq: int) -> bytes:
     return HEADER.pack(send_ns, stream_id, seq) + speech_tail(seq)
 
 
+class FrameRecorder:
+    """Latency samples and per-chunk integrity counters of one phase, for either vendor.
+
+    ``check`` verifies one 640-byte chunk (header, payload, sequence +1 per stream);
+    ``sample`` records one latency sample; ``as_dict`` is the part of ``collect`` they share.
+    """
+
+    def __init__(self) -> None:
+        self.send = array("q")
+        self.recv = array("q")
+        self.sid = array("q")
+        self.bad_size = 0
+        self.bad_payload = 0
+        self.seq_errors = 0
+        self._last_seq: dict[int, int] = {}
+
+    def check(
+        self, buf: bytes | memoryview, offset: int, tail: Callable[[int], bytes]
+    ) -> tuple[int, int]:
+        """Check the chunk at ``offset`` against ``tail(seq)``; returns ``(send_ns, sid)``."""
+        send_ns, sid, seq = HEADER.unpack_from(buf, offset)
+        if buf[offset + HEADER.size : offset + CHUNK_BYTES] != tail(seq):
+            self.bad_payload += 1
+        if seq != self._last_seq.get(sid, -1) + 1:
+            self.seq_errors += 1
+        self._last_seq[sid] = seq
+        return send_ns, sid
+
+    def sample(self, send_ns: int, recv_ns: int, sid: int) -> None:
+        self.send.append(send_ns)
+        self.recv.append(recv_ns)
+        self.sid.append(sid)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "send": self.send.tobytes(),
+            "recv": self.recv.tobytes(),
+            "sid": self.sid.tobytes(),
+            "bad_size": self.bad_size,
+            "bad_payload": self.bad_payload,
+            "seq_errors": self.seq_errors,
+        }
+
+
+def _tone_tail(_seq: int) -> bytes:
+    return TAIL
+
+
 class BenchZegoEmulator(ZegocloudEmulator):
     """The real emulator plus a per-frame latency and integrity recorder."""
 
@@ -129,29 +178,16 @@ class BenchZegoEmulator(ZegocloudEmulator):
         self.reset_samples()
 
     def reset_samples(self) -> None:
-        self.s_send = array("q")
-        self.s_recv = array("q")
-        self.s_sid = array("q")
-        self.bad_size = 0
-        self.bad_payload = 0
-        self.seq_errors = 0
-        self._last_seq: dict[int, int] = {}
+        self.frames = FrameRecorder()
 
     def _on_binary(self, session: Any, data: bytes) -> str | None:
         recv_ns = time.monotonic_ns()
         problem = super()._on_binary(session, data)
         if len(data) != CHUNK_BYTES:
-            self.bad_size += 1
+            self.frames.bad_size += 1
             return problem
-        send_ns, sid, seq = HEADER.unpack_from(data)
-        if data[HEADER.size :] != TAIL:
-            self.bad_payload += 1
-        if seq != self._last_seq.get(sid, -1) + 1:
-            self.seq_errors += 1
-        self._last_seq[sid] = seq
-        self.s_send.append(send_ns)
-        self.s_recv.append(recv_ns)
-        self.s_sid.append(sid)
+        send_ns, sid = self.frames.check(data, 0, _tone_tail)
+        self.frames.sample(send_ns, recv_ns, sid)
         return problem
 
     def collect(self) -> dict[str, Any]:
@@ -169,13 +205,7 @@ class BenchZegoEmulator(ZegocloudEmulator):
             for d in self.drives.values()
             if d.kind == "ws"
         ]
-        return {
-            "send": self.s_send.tobytes(),
-            "recv": self.s_recv.tobytes(),
-            "sid": self.s_sid.tobytes(),
-            "bad_size": self.bad_size,
-            "bad_payload": self.bad_payload,
-            "seq_errors": self.seq_errors,
+        return self.frames.as_dict() | {
             "drives": drives,
             "open_tasks": len(self.open_tasks()),
             "callbacks": dict(self.callback_stats),
@@ -202,14 +232,8 @@ class BenchTencentEmulator(TencentEmulator):
         self.reset_samples()
 
     def reset_samples(self) -> None:
-        self.s_send = array("q")
-        self.s_recv = array("q")
-        self.s_sid = array("q")
-        self.bad_size = 0
-        self.bad_payload = 0
-        self.seq_errors = 0
+        self.frames = FrameRecorder()
         self.short_packets = 0
-        self._last_seq: dict[int, int] = {}
         # Forget the closed sessions of earlier phases and their drives (the PCM they hold).
         for session_id, session in list(self.sessions.items()):
             self._refresh(session)
@@ -239,27 +263,20 @@ class BenchTencentEmulator(TencentEmulator):
         try:
             pcm = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
-            self.bad_payload += 1
+            self.frames.bad_payload += 1
             return
         size = len(pcm)
         if size % CHUNK_BYTES or size > PACKET_BYTES:
-            self.bad_size += 1
+            self.frames.bad_size += 1
             return
         view = memoryview(pcm)
         send_ns = sid = 0
         for offset in range(0, size, CHUNK_BYTES):
-            send_ns, sid, seq = HEADER.unpack_from(pcm, offset)
-            if view[offset + HEADER.size : offset + CHUNK_BYTES] != speech_tail(seq):
-                self.bad_payload += 1
-            if seq != self._last_seq.get(sid, -1) + 1:
-                self.seq_errors += 1
-            self._last_seq[sid] = seq
+            send_ns, sid = self.frames.check(view, offset, speech_tail)
         if size < PACKET_BYTES:
             self.short_packets += 1  # the remainder of a turn: not a latency sample
             return
-        self.s_send.append(send_ns)
-        self.s_recv.append(recv_ns)
-        self.s_sid.append(sid)
+        self.frames.sample(send_ns, recv_ns, sid)
 
     def collect(self) -> dict[str, Any]:
         drives = []
@@ -301,12 +318,7 @@ class BenchTencentEmulator(TencentEmulator):
                 key = command.outcome.split(":")[0][:40]
                 outcomes[key] = outcomes.get(key, 0) + 1
         return {
-            "send": self.s_send.tobytes(),
-            "recv": self.s_recv.tobytes(),
-            "sid": self.s_sid.tobytes(),
-            "bad_size": self.bad_size,
-            "bad_payload": self.bad_payload,
-            "seq_errors": self.seq_errors,
+            **self.frames.as_dict(),
             "short_packets": self.short_packets,
             "drives": drives,
             "sessions": sessions,

@@ -1,8 +1,9 @@
 """``bench/run_bench.py`` end to end at a tiny scale, so the benchmark cannot rot unnoticed.
 
 Runs the real harness (emulator process, gateway process, load generator) for ZEGOCLOUD
-with the Go generator (``bench/loadgen``, the default) and with the Python one, 3 streams,
-a 2 s window, without touching bench/RESULTS.md; then checks from the run's results.json
+with the Go generator (``bench/loadgen``, the default) and with the Python one, and for
+Tencent (Python generator), 3 streams, a 2 s window, without touching bench/RESULTS.md;
+then checks from the run's results.json
 that every stream of every phase delivered every chunk intact (per-drive SHA-256 equal to
 what the generator sent) and that latencies were measured.
 """
@@ -19,12 +20,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run_bench(*extra: str) -> dict[str, Any]:
+def _run_bench(*extra: str, vendor: str = "zegocloud") -> dict[str, Any]:
     command = [
         sys.executable,
         str(REPO / "bench" / "run_bench.py"),
         "--vendor",
-        "zegocloud",
+        vendor,
         "--streams",
         "3",
         "--seconds",
@@ -71,6 +72,22 @@ def test_bench_with_the_go_generator() -> None:
 def test_bench_with_the_python_generator() -> None:
     saved = _run_bench("--generator", "python")
     _check(saved)
+
+
+def test_bench_tencent() -> None:
+    """The Tencent phases: every packet's chunks intact, one SHA-256 match per drive, no
+    pacing violation; ~6 packets/s per stream over the 2 s window."""
+    results = _run_bench(vendor="tencent")["results"]
+    assert [(r["path"], r["n"]) for r in results] == [("direct", 3), ("gateway", 3)]
+    for r in results:
+        assert r["failed"] == 0, r["errors"]
+        integrity = r["integrity"]
+        assert integrity["sha_ok"] == 3 and integrity["sha_bad"] == 0, integrity
+        assert integrity["bad_size"] == integrity["bad_payload"] == integrity["seq_errors"] == 0
+        assert 30 <= r["received_in_window"] <= 45, r["received_in_window"]
+        assert r["tencent"]["counts"]["pacing"] == 0
+        assert r["open_tasks_after"] == 0
+    assert results[1]["control"]["integrity"]["sha_ok"] == 2
 
 
 def test_go_generator_vets_and_passes_its_own_tests() -> None:
