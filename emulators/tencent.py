@@ -1018,6 +1018,25 @@ class TencentEmulator(EmulatorServer):
         playing = session.playing
         return playing if playing is not None and playing.kind != "audio" else None
 
+    async def _switch_to_text(self, session: SessionRecord, req_id: str) -> None:
+        """Switching rules before a new text drive (SEND_TEXT or SEND_STREAMTEXT, §2.5).
+
+        Audio queued or playing refuses it (the client must wait for AudioOver; recorded as
+        a switch violation); a text drive playing is stopped, as new text interrupts it (§2.5,
+        cn 2025-07).
+
+        Raises:
+            _Fail: CODE_WRONG_TIME (110015) while audio is queued or playing.
+        """
+        if self._audio_busy(session):
+            session.switch_violations.append(
+                {"reqId": req_id, "rule": "audio -> text before AudioOver"}
+            )
+            raise _Fail(CODE_WRONG_TIME, "wait for AudioOver before sending text")
+        current = self._text_playing(session)
+        if current is not None:
+            await self._stop(current)
+
     async def _send_text(
         self, session: SessionRecord, command: CommandRecord, data: dict[str, Any]
     ) -> None:
@@ -1050,15 +1069,7 @@ class TencentEmulator(EmulatorServer):
         if not text:
             await self._interrupt_to_silence(session, record)
             return
-        if self._audio_busy(session):
-            session.switch_violations.append(
-                {"reqId": command.req_id, "rule": "audio -> text before AudioOver"}
-            )
-            raise _Fail(CODE_WRONG_TIME, "wait for AudioOver before sending text")
-        current = self._text_playing(session)
-        if current is not None:
-            # Non-empty text always interrupts the text playing, then plays (§2.5, cn 2025-07).
-            await self._stop(current)
+        await self._switch_to_text(session, command.req_id)
         play = self._new_play(session, record, "text")
         play.final = True
         play.chars = len(text)
@@ -1113,14 +1124,7 @@ class TencentEmulator(EmulatorServer):
             raise _Fail(CODE_BAD_PARAMS, "stream text packets carry at most 1000 bytes")
         if record is None:
             record = self._new_drive(session, command.req_id, "stream")
-            if self._audio_busy(session):
-                session.switch_violations.append(
-                    {"reqId": command.req_id, "rule": "audio -> text before AudioOver"}
-                )
-                raise _Fail(CODE_WRONG_TIME, "wait for AudioOver before sending text")
-            current = self._text_playing(session)
-            if current is not None:
-                await self._stop(current)
+            await self._switch_to_text(session, command.req_id)
             self._begin(self._new_play(session, record, "stream"))
         record.connections.add(connection)
         if record.rejected_code is not None:
