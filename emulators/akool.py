@@ -46,6 +46,7 @@ from livekit import api as lkapi
 from livekit import rtc
 
 from emulators._base import EmulatorServer
+from emulators.livekit_server import LiveKitServer
 
 __all__ = ["AkoolEmulator", "AudioTurn", "SessionRecord", "TextTurn"]
 
@@ -746,6 +747,27 @@ class AkoolEmulator(EmulatorServer):
         self._verifier = lkapi.TokenVerifier(livekit_api_key, livekit_api_secret)
 
     # ---- routes -----------------------------------------------------------------------
+
+    @classmethod
+    def on_livekit(
+        cls,
+        livekit: LiveKitServer,
+        *,
+        api_key: str,
+        client_id: str,
+        client_secret: str,
+        time_scale: float = 1.0,
+    ) -> AkoolEmulator:
+        """An emulator whose avatars join ``livekit`` (its URL and API key pair)."""
+        return cls(
+            api_key=api_key,
+            client_id=client_id,
+            client_secret=client_secret,
+            livekit_url=livekit.url,
+            livekit_api_key=livekit.api_key,
+            livekit_api_secret=livekit.api_secret,
+            time_scale=time_scale,
+        )
 
     def build_routes(self, app: web.Application) -> None:
         """Akool's REST paths (§3.3)."""

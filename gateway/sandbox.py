@@ -99,13 +99,11 @@ class Sandbox:
             return {}
         self._livekit = livekit
         api_key = secrets.token_hex(16)
-        emulator = AkoolEmulator(
+        emulator = AkoolEmulator.on_livekit(
+            livekit,
             api_key=api_key,
             client_id="sandbox-client",
             client_secret=api_key,
-            livekit_url=livekit.url,
-            livekit_api_key=livekit.api_key,
-            livekit_api_secret=livekit.api_secret,
         )
         await emulator.start()
         self.emulators["akool"] = emulator

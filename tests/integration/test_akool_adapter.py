@@ -51,13 +51,11 @@ AVATAR = "dvp_Tristan_cloth2_1080P"
 
 @pytest.fixture
 async def emu(livekit: LiveKitServer) -> AsyncIterator[AkoolEmulator]:
-    emulator = AkoolEmulator(
+    emulator = AkoolEmulator.on_livekit(
+        livekit,
         api_key=API_KEY,
         client_id=CLIENT_ID,
         client_secret=API_KEY,  # Akool: the API key is the legacy clientSecret (§3.1)
-        livekit_url=livekit.url,
-        livekit_api_key=livekit.api_key,
-        livekit_api_secret=livekit.api_secret,
         time_scale=0.2,
     )
     await emulator.start()

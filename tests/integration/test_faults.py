@@ -213,13 +213,11 @@ async def proxied_gateway(
         from emulators.akool import AkoolEmulator
 
         key = secrets.token_hex(16)
-        emulator = AkoolEmulator(
+        emulator = AkoolEmulator.on_livekit(
+            livekit,
             api_key=key,
             client_id="faults",
             client_secret=key,
-            livekit_url=livekit.url,
-            livekit_api_key=livekit.api_key,
-            livekit_api_secret=livekit.api_secret,
         )
         await emulator.start()
         proxy = FaultProxy("127.0.0.1", emulator.port)

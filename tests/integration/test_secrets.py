@@ -329,13 +329,11 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
         appkey=TENCENT_APPKEY, access_token=TENCENT_TOKEN, session_ready_delay_s=0.1
     )
     tencent.text_seconds_per_char = 0.005
-    akool = AkoolEmulator(
+    akool = AkoolEmulator.on_livekit(
+        livekit,
         api_key=AKOOL_API_KEY,
         client_id="secrets-suite-client",
         client_secret=AKOOL_CLIENT_SECRET,
-        livekit_url=livekit.url,
-        livekit_api_key=livekit.api_key,
-        livekit_api_secret=livekit.api_secret,
         time_scale=0.2,
     )
     for emulator in (zego, tencent, akool):
@@ -558,13 +556,11 @@ async def test_no_secret_leaks_when_credentials_are_wrong_or_vendors_unreachable
 ) -> None:
     zego = ZegocloudEmulator(app_id=ZEGO_APP_ID, server_secret=ZEGO_SECRET)
     tencent = TencentEmulator(appkey=TENCENT_APPKEY, access_token=TENCENT_TOKEN)
-    akool = AkoolEmulator(
+    akool = AkoolEmulator.on_livekit(
+        livekit,
         api_key=AKOOL_API_KEY,
         client_id="secrets-suite-client",
         client_secret=AKOOL_CLIENT_SECRET,
-        livekit_url=livekit.url,
-        livekit_api_key=livekit.api_key,
-        livekit_api_secret=livekit.api_secret,
     )
     for emulator in (zego, tencent, akool):
         await emulator.start()

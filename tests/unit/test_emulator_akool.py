@@ -40,13 +40,11 @@ BASE = "/api/open/v4/liveAvatar"
 
 @pytest.fixture
 async def emu(livekit: LiveKitServer) -> AsyncIterator[AkoolEmulator]:
-    emulator = AkoolEmulator(
+    emulator = AkoolEmulator.on_livekit(
+        livekit,
         api_key=API_KEY,
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
-        livekit_url=livekit.url,
-        livekit_api_key=livekit.api_key,
-        livekit_api_secret=livekit.api_secret,
         time_scale=0.2,
     )
     await emulator.start()
