@@ -345,9 +345,6 @@ class _Digest:
     def hexdigest(self) -> str:
         return self._hex
 
-    def update(self, data: bytes) -> None:
-        raise TypeError("the Go generator's digest is final")
-
 
 class GoLoadgen:
     """``bench/loadgen`` (Go): runs the ZEGOCLOUD streams of both paths for ``--generator go``.

@@ -14,10 +14,11 @@ class SingleConsumerQueue(Generic[T]):
 
     Why not ``asyncio.Queue``: it allocates four deques up front (items, getters, putters and
     the ``join`` event's waiters), ~3.3 KiB per queue, and each Drive stream holds three
-    queues (responses, paced work, vendor events). Measured in bench/RESULTS.md as part of
-    the gateway's memory per stream. This one keeps the items in one deque and wakes its
-    one consumer through a future made only while it waits; producers that find it full
-    wait on futures made only then. No ``task_done``/``join``.
+    queues (responses, paced work, vendor events). This one keeps the items in one deque and
+    wakes its one consumer through a future made only while it waits; producers that find
+    it full wait on futures made only then: ~0.8 KiB per queue (tracemalloc over 1000 empty
+    queues of each kind; the effect per stream is in bench/RESULTS.md). No
+    ``task_done``/``join``.
 
     Semantics as ``asyncio.Queue``: FIFO; ``maxsize`` items at most (``<= 0``: unbounded);
     ``put`` waits while full, ``put_nowait`` raises ``asyncio.QueueFull``; ``get_nowait``
