@@ -1,1 +1,1 @@
-"""Vendor adapters: the shared contract (base.py) and one thin package per vendor."""
+"""Vendor plugins: one package per vendor, each importing only ``core`` and declaring ``SPEC``."""

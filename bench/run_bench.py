@@ -129,7 +129,7 @@ APP_ID = 1234567890
 AVATAR = "zego_emma"
 TENCENT_APPKEY = "bench-appkey"
 TENCENT_PROJECT = "bench-project"
-TENCENT_BURST = 6  # §2.5: the first 6 packets at once...
+TENCENT_BURST = 6  # tencent.md §5: the first 6 packets at once...
 TENCENT_INTERVAL_S = 0.120  # ...then one every 120 ms
 VENDORS = ("zegocloud", "tencent")
 RESULTS = BENCH_DIR / "RESULTS.md"
@@ -1676,8 +1676,8 @@ def tencent_notes(
     waits = sum(r["tencent"]["counts"].get("pacer_waits", 0) for r in rows)
     auto = sum(r["tencent"]["counts"].get("auto_finalized", 0) for r in rows)
     out.append(
-        "- Emulator pacing policer (§2.5: after the first 6 packets, wall time ≥ 0.75 × the "
-        "audio sent; a GCRA with a 6-packet burst and 0.1 s jitter allowance): "
+        "- Emulator pacing policer (tencent.md §5: after the first 6 packets, wall time ≥ "
+        "0.75 × the audio sent; a GCRA with a 6-packet burst and 0.1 s jitter allowance): "
         f"**{pacing} violations** over every Tencent phase and control stream (must be 0); "
         "smallest wall/audio ratio over 8 packets "
         f"{fmt(min(ratios) if ratios else float('nan'))} (informational: a sender that fell "

@@ -1,23 +1,26 @@
 """A faithful local emulator of the Akool Streaming Avatar API, with a real avatar in LiveKit.
 
 The sandbox the gateway runs against when no Akool credentials exist, and the test double of
-the Akool adapter. It implements ``docs/vendor-protocols.md`` section 3:
+the Akool adapter. It implements docs/vendors/akool.md:
 
 * REST (plain HTTP, the gateway's ``API_URL``): ``x-api-key`` or the legacy clientId/secret →
-  ``getToken`` → ``Authorization: Bearer`` flow (§3.1), the ``{code, msg, data}`` envelope
-  (§3.2), avatar list/detail and session create/detail/close/list (§3.3–3.4) with Akool's
-  codes (§3.8). Sessions have Akool's status (1 queueing, 2 processing, 3 completed, 4 failed)
+  ``getToken`` → ``Authorization: Bearer`` flow (akool.md §1), the ``{code, msg, data}`` envelope
+  (akool.md §2), avatar list/detail and session create/detail/close/list (akool.md §3–4) with
+  Akool's
+  codes (akool.md §8). Sessions have Akool's status (1 queueing, 2 processing, 3 completed, 4
+  failed)
   and end when their ``duration`` runs out (× ``time_scale``).
 * The avatar: on create, a real LiveKit participant joins the session's room with the
   credentials the caller brought (or ones the emulator mints, when none are given) and
   publishes a small video track, as Akool's avatar does. In the room it
 
-  - answers stream messages (§3.5): acks commands (``set-params``, ``interrupt``,
+  - answers stream messages (akool.md §5): acks commands (``set-params``, ``interrupt``,
     ``set-action``) with code 1000 or 1003; speaks chat text: ``event audio_start``, a ``bot``
     chat echo per part, speech time proportional to the text, ``event audio_end``;
   - enforces the documented data-channel limits: at most 1024 B per message and 6000 B/s
     (violations are recorded; oversized messages are dropped);
-  - receives lip-sync audio over LiveKit's avatar data-stream protocol (§3.6): byte streams on
+  - receives lip-sync audio over LiveKit's avatar data-stream protocol (akool.md §6): byte streams
+  on
     ``lk.audio_stream`` with ``sample_rate`` / ``num_channels`` attributes, played in real time
     in 100 ms frames, ``lk.playback_started`` / ``lk.playback_finished`` RPCs back to the
     sender, ``lk.clear_buffer`` honoured;
@@ -78,10 +81,10 @@ STATUS_PROCESSING = 2
 STATUS_COMPLETED = 3
 STATUS_FAILED = 4
 
-MAX_DURATION_S = 3600  # §3.4
+MAX_DURATION_S = 3600  # akool.md §4
 DEFAULT_DURATION_S = 600  # (inferred) the docs do not give the default of the optional field
-MAX_MESSAGE_BYTES = 1024  # §3.5 "≤1 KB per message"
-MAX_BYTES_PER_SECOND = 6000  # §3.5 "≤6 KB/s"
+MAX_MESSAGE_BYTES = 1024  # akool.md §5 "≤1 KB per message"
+MAX_BYTES_PER_SECOND = 6000  # akool.md §5 "≤6 KB/s"
 # (inferred) arrival times jitter on a busy machine even when the sender paces exactly (and in
 # tests the emulator shares the sender's event loop): the rate bucket holds one full message
 # plus 0.5 s of rate before a burst counts as a violation. Sustained over-rate sending and
@@ -90,7 +93,7 @@ _RATE_BUCKET_BYTES = MAX_MESSAGE_BYTES + MAX_BYTES_PER_SECOND // 2
 CHARS_PER_SECOND = 15.0  # (inferred) speaking rate for chat text, about 150 words a minute
 _TURN_IDLE_END_S = 30.0  # (inferred) a chat turn without fin ends after this long (× time_scale)
 AUDIO_FRAME_S = 0.1  # the avatar plays data-stream audio in 100 ms frames (LK receiver default)
-AUDIO_SAMPLE_RATE = 16000  # §3.6 "16 kHz mono"
+AUDIO_SAMPLE_RATE = 16000  # akool.md §6 "16 kHz mono"
 AUDIO_STREAM_TOPIC = "lk.audio_stream"
 RPC_CLEAR_BUFFER = "lk.clear_buffer"
 RPC_PLAYBACK_STARTED = "lk.playback_started"
@@ -112,7 +115,7 @@ _DEFAULT_AVATARS: list[dict[str, Any]] = [
 
 
 def _object_id() -> str:
-    """A 24-hex id like Akool's (Mongo ObjectId-looking, §3.9)."""
+    """A 24-hex id like Akool's (Mongo ObjectId-looking, akool.md §9)."""
     return secrets.token_hex(12)
 
 
@@ -120,7 +123,7 @@ def _envelope(code: int, data: Any = None, msg: str | None = None) -> web.Respon
     body: dict[str, Any] = {"code": code, "msg": msg or _MESSAGES.get(code, "error")}
     if data is not None:
         body["data"] = data
-    # (inferred) business errors come back with HTTP 200 (§3.2).
+    # (inferred) business errors come back with HTTP 200 (akool.md §2).
     return web.json_response(body)
 
 
@@ -217,7 +220,7 @@ class SessionRecord:
     Attributes:
         id: the session ``_id``.
         avatar_id: the avatar.
-        status: 1 queueing, 2 processing, 3 completed, 4 failed (§3.4).
+        status: 1 queueing, 2 processing, 3 completed, 4 failed (akool.md §4).
         duration_s: the requested ``duration`` (s, unscaled).
         request: the create body, with the LiveKit token removed.
         room_name / avatar_identity / client_identity: the LiveKit room and identities.
@@ -377,7 +380,7 @@ class _Avatar:
         if self._bucket < 0:
             self._violation("rate", bytes=size, limit_bytes_per_s=MAX_BYTES_PER_SECOND)
         if size > MAX_MESSAGE_BYTES:
-            # Akool's transports refuse messages over 1 KB (§3.5): the message is lost.
+            # Akool's transports refuse messages over 1 KB (akool.md §5): the message is lost.
             self._violation("message_too_large", bytes=size, limit_bytes=MAX_MESSAGE_BYTES)
             return
         try:
@@ -390,7 +393,7 @@ class _Avatar:
             {"at": time.time(), "bytes": size, "sender": sender, "message": message}
         )
         if not isinstance(message, dict) or message.get("v") != 2:
-            return  # v1 and unknown messages are ignored, as Akool's clients do (§3.5)
+            return  # v1 and unknown messages are ignored, as Akool's clients do (akool.md §5)
         pld = message.get("pld")
         if not isinstance(pld, dict):
             self._violation("invalid_message", reason="pld missing")
@@ -575,7 +578,8 @@ class _Avatar:
             num_channels=channels,
         )
         if rate != AUDIO_SAMPLE_RATE or channels != 1:
-            # Akool lip-syncs 16 kHz mono (§3.6); the LK receiver refuses streams without them.
+            # Akool lip-syncs 16 kHz mono (akool.md §6); the LK receiver refuses streams without
+            # them.
             self._violation("audio_format", sample_rate=rate, num_channels=channels)
         self.record.audio_turns.append(turn)
         self._streams.append(turn)
@@ -674,7 +678,7 @@ class _Avatar:
 
 
 def _check_params(data: dict[str, Any]) -> str:
-    """Why ``set-params`` data is invalid ("" when it is fine), §3.5."""
+    """Why ``set-params`` data is invalid ("" when it is fine), akool.md §5."""
     if "mode" in data and data["mode"] not in (1, 2):
         return "mode must be 1 or 2"
     vparams = data.get("vparams", {})
@@ -693,11 +697,11 @@ class AkoolEmulator(EmulatorServer):
     """Akool Streaming Avatar API emulator: REST + an avatar participant per session in LiveKit.
 
     Args:
-        api_key: the API key ``x-api-key`` must carry (§3.1).
+        api_key: the API key ``x-api-key`` must carry (akool.md §1).
         client_id: the legacy clientId ``getToken`` accepts.
         client_secret: the legacy clientSecret ``getToken`` accepts.
         livekit_url: the LiveKit server used when a create brings no credentials (the
-            emulator then mints tokens itself, as Akool issues credentials, §3.4).
+            emulator then mints tokens itself, as Akool issues credentials, akool.md §4).
         livekit_api_key: that server's API key (also used to verify brought tokens).
         livekit_api_secret: that server's API secret.
         time_scale: multiplies simulated time: session ``duration`` and speaking time of chat
@@ -770,7 +774,7 @@ class AkoolEmulator(EmulatorServer):
         )
 
     def build_routes(self, app: web.Application) -> None:
-        """Akool's REST paths (§3.3)."""
+        """Akool's REST paths (akool.md §3)."""
         routes: list[tuple[str, str, str, Callable[[web.Request], Awaitable[web.Response]]]] = [
             ("POST", "/api/open/v3/getToken", "getToken", self._get_token),
             ("GET", "/api/open/v4/liveAvatar/avatar/list", "avatar/list", self._avatar_list),
@@ -809,7 +813,7 @@ class AkoolEmulator(EmulatorServer):
         return run
 
     def _authenticate(self, request: web.Request, entry: dict[str, Any]) -> int:
-        """§3.1: ``Authorization: Bearer`` wins over ``x-api-key``; none at all is 1102."""
+        """akool.md §1: ``Authorization: Bearer`` wins over ``x-api-key``; none at all is 1102."""
         authorization = request.headers.get("Authorization")
         if authorization is not None:
             entry["auth"] = "bearer"
@@ -841,7 +845,7 @@ class AkoolEmulator(EmulatorServer):
             return _envelope(CODE_TOKEN_INVALID)
         token = "ey" + secrets.token_urlsafe(32)
         self.tokens.add(token)
-        # getToken is the one answer with the token at the top level, not in data (§3.1).
+        # getToken is the one answer with the token at the top level, not in data (akool.md §1).
         return web.json_response({"code": CODE_OK, "msg": "OK", "token": token})
 
     def _page(self, request: web.Request) -> tuple[int, int] | None:
@@ -909,7 +913,8 @@ class AkoolEmulator(EmulatorServer):
             client_identity = str(credentials.get("livekit_client_identity") or "")
             client_credentials = {"livekit_url": url, "livekit_room_name": room}
         else:
-            # No BYO credentials: Akool issues them (§3.4); the emulator mints for its server.
+            # No BYO credentials: Akool issues them (akool.md §4); the emulator mints for its
+            # server.
             url = self.livekit_url
             room = f"akool-{session_id}"
             avatar_identity = DEFAULT_AVATAR_IDENTITY
@@ -988,7 +993,7 @@ class AkoolEmulator(EmulatorServer):
             await avatar.leave()
             return
         record.status = STATUS_PROCESSING
-        # Credits are pre-charged for the whole duration, which counts from creation (§3.4).
+        # Credits are pre-charged for the whole duration, which counts from creation (akool.md §4).
         remaining = record.created_at + record.duration_s * self.time_scale - time.time()
         await asyncio.sleep(max(0.0, remaining))
         if record.open:
@@ -1016,7 +1021,8 @@ class AkoolEmulator(EmulatorServer):
 
     async def _close(self, request: web.Request) -> web.Response:
         body = await self._json(request) or {}
-        # The docs send {"id"}; Akool's LiveKit plugin sends {"session_id"}: accept both (§3.3).
+        # The docs send {"id"}; Akool's LiveKit plugin sends {"session_id"}: accept both
+        # (akool.md §3).
         key = "id" if "id" in body else "session_id"
         record = self.sessions.get(str(body.get(key, "")))
         if record is None:

@@ -1,6 +1,6 @@
 """A real LiveKit SFU on loopback, for the Akool emulator, the sandbox and the tests.
 
-Akool streams through "bring your own" LiveKit rooms (vendor-protocols §3.4, §3.6): the gateway
+Akool streams through "bring your own" LiveKit rooms (akool.md §4, §6): the gateway
 and the avatar are both participants of a room on a LiveKit server the gateway is configured
 with. Locally that server is ``livekit-server`` built from its Go module by
 ``tools/build_livekit.sh`` (pinned version below) and run by :class:`LiveKitServer` with a

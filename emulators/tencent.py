@@ -1,49 +1,51 @@
 """A faithful local emulator of Tencent Cloud IVH interactive aPaaS (cloud rendering).
 
 The sandbox the gateway runs against without Tencent credentials, and the test double of
-``adapters.tencent``. It implements ``docs/vendor-protocols.md`` section 2 on one aiohttp
-server (HTTP and WebSocket on the same host:port, as Tencent serves both from one host, §2.1):
+``adapters.tencent``. It implements docs/vendors/tencent.md on one aiohttp
+server (HTTP and WebSocket on the same host:port, as Tencent serves both from one host,
+tencent.md §1):
 
 * ``POST /v2/ivh/sessionmanager/sessionmanagerservice/<op>`` with the signed query and the
   ``{Header, Payload}`` envelope; errors are HTTP 200 with a non-zero ``Header.Code``
-  (§2.2-2.4, §2.10). Sessions report ``SessionStatus`` 3 and turn 1 after
+  (tencent.md §2–4, §10). Sessions report ``SessionStatus`` 3 and turn 1 after
   ``session_ready_delay_s``; a new session with the same ``UserId`` closes the old one
   (code 110022);
-* ``GET /v2/ws/ivh/interactdriver/interactdriverservice/commandchannel`` (§2.5), signed with
+* ``GET /v2/ws/ivh/interactdriver/interactdriverservice/commandchannel`` (tencent.md §5), signed
+with
   ``requestid=<SessionId>``; refused unless the session is ready and started, and while
   another channel of the session is open (one channel per session). Refusals are HTTP
   errors whose body is the usual envelope (the vendor's exact behaviour is undocumented,
-  §2.10; inferred);
+  tencent.md §10; inferred);
 * ``SEND_TEXT`` / ``SEND_STREAMTEXT`` / ``SEND_AUDIO`` / ``SEND_HEARTBEAT`` with the
   documented rules, and downstream ``Type`` 3 SpeakStatus sequences with playback in real
   time: ``AudioOver`` when the received audio has played, text at
-  ``text_seconds_per_char`` (§2.5, §2.6).
+  ``text_seconds_per_char`` (tencent.md §5, §6).
 
 Rules enforced and recorded (violations never pass silently):
 
-* signature (exact §2.2 algorithm, ``requestid`` included on WS) and a 5-minute timestamp
+* signature (exact tencent.md §2 algorithm, ``requestid`` included on WS) and a 5-minute timestamp
   window → 100005;
 * ``SEND_TEXT`` more than 1 s apart: a closer one is rejected with a Type 9 ``100012`` and
   recorded in ``text_spacing_violations``;
 * text ≤ 4000 bytes, stream-text packets ≤ 1000 bytes, audio packets ≤ 5120 bytes with only
   the last (by Seq) shorter (``size_violations``);
 * pacing of ``SEND_AUDIO``: after the first 6 packets of a drive, the wall time between
-  packets must be at least 0.75 × the audio they carry (§2.5, real-time factor ≤ 1/0.75).
+  packets must be at least 0.75 × the audio they carry (tencent.md §5, real-time factor ≤ 1/0.75).
   It is checked as a policer (GCRA with a 6-packet burst allowance and
   ``PACING_JITTER_S`` tolerance), which is the same as checking every sliding window of
   recent packets; the minimum 8-packet window ratio is also recorded. A packet that comes
   too early is recorded in ``pacing_violations`` and throttled: the emulator stops reading
   the socket until the packet conforms (TCP backpressure), as rate limiting would;
-  too slow shows up as playback ``underruns`` (the picture stalls, §2.5);
-* mode switches (§2.5): audio while text plays, or text while audio plays (before
+  too slow shows up as playback ``underruns`` (the picture stalls, tencent.md §5);
+* mode switches (tencent.md §5): audio while text plays, or text while audio plays (before
   ``AudioOver``), is rejected with Type 9 ``110015`` and recorded in ``switch_violations``;
 * interrupts: an empty ``SEND_TEXT`` interrupt before ``TextStart`` and a stream interrupt
-  without a non-zero ``Seq`` are ineffective (§2.5) and recorded;
+  without a non-zero ``Seq`` are ineffective (tencent.md §5) and recorded;
 * ``StreamMaxInterval``: no packet for that long finalises an audio drive (``AudioOver``
-  with ``FinalType`` 2) or a text stream (§2.4, §2.6);
-* idle (§2.7): the WS is dropped after 3 min and the session closed after 10 min without
+  with ``FinalType`` 2) or a text stream (tencent.md §4, §6);
+* idle (tencent.md §7): the WS is dropped after 3 min and the session closed after 10 min without
   upstream commands (heartbeats included) or downstream statuses, both × ``time_scale``;
-* ``DriverType`` 1 sessions reject ``SEND_AUDIO`` with Type 9 ``110015`` (§2.5).
+* ``DriverType`` 1 sessions reject ``SEND_AUDIO`` with Type 9 ``110015`` (tencent.md §5).
 
 Dedupe and ordering (chosen here and documented, the vendor does not say; inferred): audio
 and stream-text packets are keyed by ``(ReqId, Seq)``. A Seq already received is ignored
@@ -51,7 +53,7 @@ and stream-text packets are keyed by ``(ReqId, Seq)``. A Seq already received is
 is accepted (``out_of_order``) and the audio is assembled in Seq order, so
 :attr:`DriveRecord.sha256` is the sha256 of the decoded PCM in Seq order. A ``SEND_TEXT``
 whose ReqId is known is ignored as a re-send. On reconnect the last status of each of the
-last 3 drives is re-pushed (§2.5), and the pacing measurement of a drive restarts (the
+last 3 drives is re-pushed (tencent.md §5), and the pacing measurement of a drive restarts (the
 vendor's buffer refills after the gap; inferred).
 
 Faults (``faults``): operations are the REST path's last segment, ``"commandchannel"`` (the
@@ -87,7 +89,7 @@ __all__ = ["CommandRecord", "DriveRecord", "SessionRecord", "TencentEmulator"]
 SESSION_PREFIX = "/v2/ivh/sessionmanager/sessionmanagerservice/"
 COMMAND_CHANNEL_PATH = "/v2/ws/ivh/interactdriver/interactdriverservice/commandchannel"
 
-# Codes (§2.8).
+# Codes (tencent.md §8).
 CODE_OK = 0
 CODE_SYSTEM = 100000
 CODE_BAD_PARAMS = 100001
@@ -102,34 +104,34 @@ CODE_SESSION_NOT_FOUND = 110018
 CODE_REPLACED = 110022
 CODE_STREAM_CREATE_TIMEOUT = -111004
 
-# Session status (§2.4).
+# Session status (tencent.md §4).
 STATUS_READY = 1
 STATUS_CLOSED = 2
 STATUS_PREPARING = 3
 STATUS_FAILED = 4
 
 TIMESTAMP_SKEW_S = 300.0
-"""Largest |server clock - timestamp| accepted (s; §2.2)."""
+"""Largest |server clock - timestamp| accepted (s; tencent.md §2)."""
 TEXT_INTERVAL_S = 1.0
-"""SEND_TEXT must arrive more than this apart (s; §2.5)."""
+"""SEND_TEXT must arrive more than this apart (s; tencent.md §5)."""
 TEXT_MAX_BYTES = 4000
 STREAM_TEXT_MAX_BYTES = 1000
 AUDIO_PACKET_BYTES = 5120
-"""160 ms of 16 kHz mono s16le (bytes; §2.5)."""
+"""160 ms of 16 kHz mono s16le (bytes; tencent.md §5)."""
 AUDIO_BYTES_PER_SECOND = 32000
 PACKET_S = AUDIO_PACKET_BYTES / AUDIO_BYTES_PER_SECOND
 BURST_PACKETS = 6
 MIN_INTERVAL_RATIO = 0.75
-"""Least wall time per second of audio after the burst (§2.5: real-time factor 0.75-1)."""
+"""Least wall time per second of audio after the burst (tencent.md §5: real-time factor 0.75-1)."""
 PACING_JITTER_S = 0.1
 """Arrival jitter tolerated by the pacing policer (s; inferred). A sender 10 % too fast is
 still caught within about 10 packets."""
 WINDOW_PACKETS = 8
 UNDERRUN_TOLERANCE_S = 0.05
 WS_IDLE_S = 180.0
-"""WS dropped after this long without traffic (s, × time_scale; §2.7)."""
+"""WS dropped after this long without traffic (s, × time_scale; tencent.md §7)."""
 SESSION_IDLE_S = 600.0
-"""Session closed after this long without traffic (s, × time_scale; §2.7)."""
+"""Session closed after this long without traffic (s, × time_scale; tencent.md §7)."""
 REPUSH_DRIVES = 3
 TICK_S = 0.02
 
@@ -149,7 +151,7 @@ def _now() -> float:
 
 
 def sign(params: dict[str, str], access_token: str) -> str:
-    """Tencent's signature (§2.2), written independently of the adapter's on purpose."""
+    """Tencent's signature (tencent.md §2), written independently of the adapter's on purpose."""
     text = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
     mac = hmac.new(access_token.encode(), text.encode(), hashlib.sha256).digest()
     return base64.b64encode(mac).decode()
@@ -157,7 +159,7 @@ def sign(params: dict[str, str], access_token: str) -> str:
 
 @dataclass
 class CommandRecord:
-    """One upstream command frame as received (§2.5)."""
+    """One upstream command frame as received (tencent.md §5)."""
 
     at: float
     session_id: str
@@ -398,7 +400,7 @@ class TencentEmulator(EmulatorServer):
         appkey: the appkey clients must sign with.
         access_token: the HMAC key.
         session_ready_delay_s: SessionStatus goes 3 → 1 after this long (s; 0 = at once).
-        time_scale: multiplies the 3-min WS idle and 10-min session idle limits (§2.7).
+        time_scale: multiplies the 3-min WS idle and 10-min session idle limits (tencent.md §7).
         host: listen address.
 
     Attributes tests may set: ``known_projects`` (``None`` = any project id exists),
@@ -533,7 +535,7 @@ class TencentEmulator(EmulatorServer):
     async def drop_channels(self, session_id: str | None = None) -> int:
         """Drop open command channels (all, or one session's) as a network fault; return how many.
 
-        The session stays open, so a client should reconnect (§2.5).
+        The session stays open, so a client should reconnect (tencent.md §5).
         """
         victims = {
             ws for ws, sid in self._ws_sessions.items() if session_id is None or sid == session_id
@@ -571,7 +573,7 @@ class TencentEmulator(EmulatorServer):
             return CODE_UNAUTHORIZED, "timestamp expired"
         params = {k: v for k, v in query.items() if k != "signature"}
         # The query arrives URL-decoded: a client that did not URL-encode the base64 value
-        # sees its '+' turned into a space here and fails, as the docs warn (§2.2).
+        # sees its '+' turned into a space here and fails, as the docs warn (tencent.md §2).
         if not hmac.compare_digest(sign(params, self.access_token), signature):
             return CODE_UNAUTHORIZED, "signature mismatch"
         return CODE_OK, ""
@@ -678,7 +680,7 @@ class TencentEmulator(EmulatorServer):
         if not isinstance(interval, int) or not 2000 <= interval <= 6000:
             raise _Fail(CODE_BAD_PARAMS, "StreamMaxInterval must be 2000-6000 ms")
         open_sessions = [s for s in self.sessions.values() if s.open]
-        # A new session with the same UserId closes the previous one (§2.4).
+        # A new session with the same UserId closes the previous one (tencent.md §4).
         for other in open_sessions:
             if other.user_id == user_id:
                 self._close(other, "another session was created with the same UserId", 110022)
@@ -711,7 +713,7 @@ class TencentEmulator(EmulatorServer):
 
     @staticmethod
     def _play_addr(protocol: str, session_id: str, user_id: str, payload: dict[str, Any]) -> str:
-        # The forms of §2.4 (doc examples and the SDK's TRTC parser).
+        # The forms of tencent.md §4 (doc examples and the SDK's TRTC parser).
         if protocol == "rtmp":
             return f"rtmp://live.qq.com/live/{session_id}"
         if protocol == "trtc":
@@ -784,7 +786,9 @@ class TencentEmulator(EmulatorServer):
         return self._listing(lambda s: s.project_id == project)
 
     def _op_list_asset(self, payload: dict[str, Any]) -> dict[str, Any]:
-        key = str(payload.get("AssetVirtualmanKey") or "")  # field name not verified (§2.4)
+        key = str(
+            payload.get("AssetVirtualmanKey") or ""
+        )  # field name not verified (tencent.md §4)
         return self._listing(lambda s: s.asset_key == key)
 
     def _op_trtc_sign(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -837,7 +841,8 @@ class TencentEmulator(EmulatorServer):
         elif not session.started:
             refusal = (409, CODE_NOT_STARTED, "call startsession before the command channel")
         elif session.ws is not None:
-            # One channel per session (§2.5); the refusal code is not documented (inferred).
+            # One channel per session (tencent.md §5); the refusal code is not documented
+            # (inferred).
             refusal = (409, CODE_WRONG_TIME, "only one command channel per session")
         if refusal is not None:
             session.refused_connects.append(
@@ -882,7 +887,7 @@ class TencentEmulator(EmulatorServer):
             session.ws = None
 
     async def _repush(self, session: SessionRecord) -> None:
-        # §2.5: after a reconnect the cloud re-pushes the status of the last 3 drives.
+        # tencent.md §5: after a reconnect the cloud re-pushes the status of the last 3 drives.
         recent = [r for r in session.drives if r in session.last_status][-REPUSH_DRIVES:]
         for req_id in recent:
             await self._push(session, session.last_status[req_id])
@@ -901,7 +906,7 @@ class TencentEmulator(EmulatorServer):
             or {"Code": 0, "Message": "", "RequestID": str(payload.get("ReqId", ""))},
             "Payload": payload,
         }
-        session.last_activity = _now()  # downstream traffic counts (§2.7)
+        session.last_activity = _now()  # downstream traffic counts (tencent.md §7)
         async with session.send_lock:
             with contextlib.suppress(Exception):  # a socket closing under us
                 await ws.send_str(json.dumps(message, ensure_ascii=False))
@@ -1019,10 +1024,11 @@ class TencentEmulator(EmulatorServer):
         return playing if playing is not None and playing.kind != "audio" else None
 
     async def _switch_to_text(self, session: SessionRecord, req_id: str) -> None:
-        """Switching rules before a new text drive (SEND_TEXT or SEND_STREAMTEXT, §2.5).
+        """Switching rules before a new text drive (SEND_TEXT or SEND_STREAMTEXT, tencent.md §5).
 
         Audio queued or playing refuses it (the client must wait for AudioOver; recorded as
-        a switch violation); a text drive playing is stopped, as new text interrupts it (§2.5,
+        a switch violation); a text drive playing is stopped, as new text interrupts it
+        (tencent.md §5,
         cn 2025-07).
 
         Raises:
@@ -1081,7 +1087,7 @@ class TencentEmulator(EmulatorServer):
             record.statuses.append("NothingToInterrupt")
             return
         if current.kind != "audio" and not current.started:
-            # §2.5: wait for TextStart before sending an interrupt.
+            # tencent.md §5: wait for TextStart before sending an interrupt.
             session.ineffective_interrupts.append(
                 {"reqId": record.req_id, "reason": "interrupt before TextStart"}
             )
@@ -1176,7 +1182,7 @@ class TencentEmulator(EmulatorServer):
         if record is not None and record.kind != "audio":
             raise _Fail(CODE_BAD_PARAMS, "ReqId already used by another command")
         if data.get("Interrupt"):
-            # The vendor SDK's audio stop() (§2.5); the drive ends now.
+            # The vendor SDK's audio stop() (tencent.md §5); the drive ends now.
             play = self._plays.get(command.req_id)
             if play is not None and not play.ended:
                 for queued in [p for p in session.audio_queue if p is play]:
@@ -1245,7 +1251,7 @@ class TencentEmulator(EmulatorServer):
     def _pace(
         self, play: _Play, record: DriveRecord, connection: int, seq: int, size: int
     ) -> float:
-        """GCRA policer for §2.5 pacing; returns how long to throttle this packet (s)."""
+        """GCRA policer for tencent.md §5 pacing; returns how long to throttle this packet (s)."""
         now = _now()
         if play.pace_connection != connection:
             # A new connection (reconnect): the measurement restarts with a fresh burst.
@@ -1289,7 +1295,7 @@ class TencentEmulator(EmulatorServer):
             if size != AUDIO_PACKET_BYTES and not any(
                 v["seq"] == seq for v in record.size_violations
             ):
-                # Only the last packet may be shorter than 160 ms (§2.5).
+                # Only the last packet may be shorter than 160 ms (tencent.md §5).
                 record.size_violations.append({"seq": seq, "bytes": size, "rule": "short"})
 
     # ---- playback -----------------------------------------------------------------------
@@ -1393,7 +1399,8 @@ class TencentEmulator(EmulatorServer):
                 await play.new_data.wait()
                 last = _now()
                 if play.received_s - played > 1e-9 and last - stalled_at > UNDERRUN_TOLERANCE_S:
-                    # Audio ran out mid-utterance: the picture stalls (sent too slowly, §2.5).
+                    # Audio ran out mid-utterance: the picture stalls (sent too slowly,
+                    # tencent.md §5).
                     record.underruns.append(
                         {"atPlayedS": round(played, 3), "stallS": round(last - stalled_at, 3)}
                     )
@@ -1409,7 +1416,7 @@ class TencentEmulator(EmulatorServer):
         self._ended(play)
 
     async def _watch_final(self, play: _Play) -> None:
-        """Auto-finalise after ``StreamMaxInterval`` without a packet (§2.4, §2.6)."""
+        """Auto-finalise after ``StreamMaxInterval`` without a packet (tencent.md §4, §6)."""
         limit = play.session.stream_max_interval_ms / 1000
         while not play.final and not play.ended:
             wait = play.last_packet_at + limit - _now()
@@ -1428,7 +1435,7 @@ class TencentEmulator(EmulatorServer):
     # ---- idle rules ---------------------------------------------------------------------
 
     async def _watch_idle(self) -> None:
-        """§2.7: drop the WS after 3 min and close the session after 10 min of silence."""
+        """tencent.md §7: drop the WS after 3 min and close the session after 10 min of silence."""
         ws_limit = WS_IDLE_S * self.time_scale
         session_limit = SESSION_IDLE_S * self.time_scale
         tick = max(0.005, min(1.0, ws_limit / 40))

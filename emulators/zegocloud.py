@@ -1,16 +1,16 @@
 """A faithful local emulator of the ZEGOCLOUD Digital Human streaming API.
 
 This is the sandbox the gateway runs against when no ZEGOCLOUD credentials exist, and the test
-double of the ZEGOCLOUD adapter. It implements ``docs/vendor-protocols.md`` section 1 and, like
+double of the ZEGOCLOUD adapter. It implements docs/vendors/zegocloud.md and, like
 the real service, rejects what the vendor rejects with the documented codes:
 
 * a REST server (plain HTTP, the gateway's ``API_URL``) answering
   ``POST /?Action=...&AppId=&SignatureNonce=&Timestamp=&Signature=&SignatureVersion=2.0``
-  with the common envelope ``{"Code","Message","RequestId","Data"}`` (sections 1.1 to 1.4);
+  with the common envelope ``{"Code","Message","RequestId","Data"}`` (zegocloud.md §1–4);
 * a WSS drive server (TLS with a self-signed certificate, clients must skip verification as
-  ZEGO says, section 1.8) that receives ``Start`` / raw s16le PCM / ``Stop`` and plays the
+  ZEGO says, zegocloud.md §8) that receives ``Start`` / raw s16le PCM / ``Stop`` and plays the
   audio back in real time;
-* signed HTTP callbacks (section 1.6) for task status (EventType 3) and drive status
+* signed HTTP callbacks (zegocloud.md §6) for task status (EventType 3) and drive status
   (EventType 4), delivered in order per task, with the documented retry schedule.
 
 Everything the emulator received is kept in :class:`TaskRecord` / :class:`DriveRecord` and
@@ -51,8 +51,8 @@ __all__ = [
 ]
 
 # --- Return codes ------------------------------------------------------------------------------
-# Gateway-level codes: vendor-protocols.md 1.2 (shared ZEGO AIGC gateway page, applicability
-# inferred). Business codes: vendor-protocols.md 1.10 (return-codes.mdx).
+# Gateway-level codes: zegocloud.md §2 (shared ZEGO AIGC gateway page, applicability
+# inferred). Business codes: zegocloud.md §10 (return-codes.mdx).
 CODE_OK = 0
 CODE_BAD_APP_ID = 100000001
 CODE_TIMESTAMP_EMPTY = 100000002
@@ -103,47 +103,53 @@ _MESSAGES: dict[int, str] = {
     CODE_RATE_LIMITED: "rate limited",
 }
 
-# Task status (1.5): 1 initialising, 2 init failed, 3 streaming, 4 stopping, 5 stopped.
+# Task status (zegocloud.md §5): 1 initialising, 2 init failed, 3 streaming, 4 stopping, 5 stopped.
 TASK_INITIALISING = 1
 TASK_INIT_FAILED = 2
 TASK_STREAMING = 3
 TASK_STOPPING = 4
 TASK_STOPPED = 5
 
-# Drive status (1.5, 1.6): 1 queued, 2 driving (started speaking), 3 failed, 4 ended.
+# Drive status (zegocloud.md §5, §6): 1 queued, 2 driving (started speaking), 3 failed, 4 ended.
 DRIVE_QUEUED = 1
 DRIVE_DRIVING = 2
 DRIVE_FAILED = 3
 DRIVE_ENDED = 4
 
-# Callback EventType (1.6).
+# Callback EventType (zegocloud.md §6).
 EVENT_TASK_STATUS = 3
 EVENT_DRIVE_STATUS = 4
 
-_SIGNATURE_MAX_SKEW_S = 600  # 1.2 / 1.9: "Allowed skew is at most 10 min".
-_TTL_RANGE = (10, 86400)  # 1.4 / 1.9, seconds, default 86400.
-_MAX_IDLE_RANGE = (30, 86400)  # 1.4 / 1.9, seconds, default 900.
+_SIGNATURE_MAX_SKEW_S = 600  # zegocloud.md §2 / §9: "Allowed skew is at most 10 min".
+_TTL_RANGE = (10, 86400)  # zegocloud.md §4 / §9, seconds, default 86400.
+_MAX_IDLE_RANGE = (30, 86400)  # zegocloud.md §4 / §9, seconds, default 900.
 _TTL_DEFAULT = 86400
 _MAX_IDLE_DEFAULT = 900
-_TEXT_MAX_CHARS = 1800  # 1.4 DriveByText / 1.9.
-_LIST_LIMIT_RANGE = (1, 20)  # 1.4 GetDigitalHumanList / GetTimbreList.
-_OFFSET_RANGE = (0, 1_000_000)  # 1.4 GetDigitalHumanList.
-_RTC_ID_MAX_BYTES = 128  # 1.4 CreateDigitalHumanStreamTask RTCConfig.
-_STREAM_ID_RE = re.compile(r"^[0-9A-Za-z_-]+$")  # 1.4 StreamId charset.
-_COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")  # 1.4 BackgroundColor "#RRGGBB".
-_UINT32_RE = re.compile(r"^[0-9]{1,10}$")  # 1.2 AppId is uint32.
-_INT64_RE = re.compile(r"^-?[0-9]{1,19}$")  # 1.2 Timestamp is int64.
-_SAMPLE_RATES = (16000, 24000)  # 1.8 [hist]: "only 16000 or 24000 are supported".
-_CHANNELS = (1, 2)  # 1.8: 1 mono, 2 stereo interleaved.
-_VOICE_CHANNELS = (0, 1, 2)  # 1.8: 0 mixed, 1 left, 2 right.
-_CALLBACK_RETRY_DELAYS_S = (2.0, 4.0, 8.0, 16.0, 32.0)  # 1.6: "up to 5 times, at 2,4,8,16,32 s".
+_TEXT_MAX_CHARS = 1800  # zegocloud.md §4 DriveByText / 1.9.
+_LIST_LIMIT_RANGE = (1, 20)  # zegocloud.md §4 GetDigitalHumanList / GetTimbreList.
+_OFFSET_RANGE = (0, 1_000_000)  # zegocloud.md §4 GetDigitalHumanList.
+_RTC_ID_MAX_BYTES = 128  # zegocloud.md §4 CreateDigitalHumanStreamTask RTCConfig.
+_STREAM_ID_RE = re.compile(r"^[0-9A-Za-z_-]+$")  # zegocloud.md §4 StreamId charset.
+_COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")  # zegocloud.md §4 BackgroundColor "#RRGGBB".
+_UINT32_RE = re.compile(r"^[0-9]{1,10}$")  # zegocloud.md §2 AppId is uint32.
+_INT64_RE = re.compile(r"^-?[0-9]{1,19}$")  # zegocloud.md §2 Timestamp is int64.
+_SAMPLE_RATES = (16000, 24000)  # zegocloud.md §8 [hist]: "only 16000 or 24000 are supported".
+_CHANNELS = (1, 2)  # zegocloud.md §8: 1 mono, 2 stereo interleaved.
+_VOICE_CHANNELS = (0, 1, 2)  # zegocloud.md §8: 0 mixed, 1 left, 2 right.
+_CALLBACK_RETRY_DELAYS_S = (
+    2.0,
+    4.0,
+    8.0,
+    16.0,
+    32.0,
+)  # zegocloud.md §6: "up to 5 times, at 2,4,8,16,32 s".
 _NO_STOP_GRACE_S = 2.0  # (inferred) how long a drive lingers after its socket closed sans Stop.
 _STOPPING_TO_STOPPED_S = 0.05  # (inferred) how long a task shows Status 4 before 5.
 _PLAYBACK_EPSILON_S = 0.002  # slack so "ended" is never reported a hair before the audio ends.
 _CALLBACK_TIMEOUT_S = 5.0  # (inferred) per-attempt timeout of a callback POST.
 
 # WebSocket close codes used by the drive server. 1008 (policy violation) for protocol errors is
-# (inferred): section 1.8 says error signalling is undocumented and "most likely it closes".
+# (inferred): zegocloud.md §8 says error signalling is undocumented and "most likely it closes".
 _WS_CLOSE_POLICY = 1008
 _WS_CLOSE_NORMAL = 1000
 
@@ -168,7 +174,7 @@ _ACTIONS = (
 def request_signature(
     app_id: int | str, nonce: str, server_secret: str, timestamp: int | str
 ) -> str:
-    """Return the REST request signature of vendor-protocols.md section 1.2.
+    """Return the REST request signature of zegocloud.md §2.
 
     ``md5_hex(str(AppId) + SignatureNonce + ServerSecret + str(Timestamp))``, plain
     concatenation, no separators.
@@ -187,7 +193,7 @@ def request_signature(
 
 
 def callback_signature(callback_secret: str, timestamp: str, nonce: str) -> str:
-    """Return the callback ``Signature`` of vendor-protocols.md section 1.6.
+    """Return the callback ``Signature`` of zegocloud.md §6.
 
     Sort ``[callback_secret, timestamp, nonce]`` lexicographically, concatenate, SHA-1 hex.
 
@@ -211,7 +217,8 @@ class DriveRecord:
     """Everything the emulator knows about one drive (a ``DriveId``).
 
     Byte, hash and violation fields accumulate over the drive's life, including a second
-    Start/Stop cycle on the same socket (which vendor example code does, section 1.8); status and
+    Start/Stop cycle on the same socket (which vendor example code does, zegocloud.md §8); status
+    and
     time fields describe the latest cycle.
 
     Attributes:
@@ -235,7 +242,7 @@ class DriveRecord:
         end_time: monotonic s the drive reached status 3 or 4.
         stopped: a Stop frame was received for the latest cycle.
         interrupted: the drive was cut short (InterruptDriveTask, a newer drive, task stop).
-        status: 1 queued, 2 driving, 3 failed, 4 ended (section 1.5).
+        status: 1 queued, 2 driving, 3 failed, 4 ended (zegocloud.md §5).
         violations: protocol violations the client committed, human readable.
         underruns: times playback caught up with the received audio before Stop, i.e. the
             sender was slower than real time and the avatar would have stuttered.
@@ -275,7 +282,7 @@ class TaskRecord:
         digital_human_id: ``DigitalHumanConfig.DigitalHumanId``.
         room_id: ``RTCConfig.RoomId`` (RTC room the avatar publishes into).
         stream_id: ``RTCConfig.StreamId`` (the avatar's stream in that room).
-        status: 1 initialising, 2 init failed, 3 streaming, 4 stopping, 5 stopped (1.5).
+        status: 1 initialising, 2 init failed, 3 streaming, 4 stopping, 5 stopped (zegocloud.md §5).
         ttl: ``TTL`` in s (the request's value or the 86400 s default).
         max_idle_time: ``MaxIdleTime`` in s (the request's value or the 900 s default).
         ttl_given: ``TTL`` was present in the request (the gateway must always set backstops).
@@ -285,9 +292,9 @@ class TaskRecord:
         last_drive_time: monotonic s of the last drive activity, ``None`` if never driven.
         stop_reason: ``"api"``, ``"ttl"`` or ``"idle"`` once stopping.
         background_color: ``DigitalHumanConfig.BackgroundColor``.
-        output_mode: ``ExtraConfig.OutputMode`` if sent ([hist] field, section 1.4 notes).
+        output_mode: ``ExtraConfig.OutputMode`` if sent ([hist] field, zegocloud.md §4 notes).
         max_parallel_sockets: most drive sockets open at once for this task; the docs ask for
-            one connection per task (section 1.8), so anything above 1 is suspect.
+            one connection per task (zegocloud.md §8), so anything above 1 is suspect.
     """
 
     task_id: str
@@ -328,7 +335,7 @@ class _Avatar:
     actions: tuple[str, ...]
 
 
-# Section 1.4: GetDigitalHumanInfo sample action names include idle_action and mute_action.
+# zegocloud.md §4: GetDigitalHumanInfo sample action names include idle_action and mute_action.
 _AVATARS: tuple[_Avatar, ...] = (
     _Avatar("zego_emma", "Emma", True, ("idle_action", "mute_action", "wave_hand")),
     _Avatar("zego_lily", "Lily", True, ("idle_action", "mute_action")),
@@ -404,7 +411,7 @@ class _RestServer(EmulatorServer):
         self._emulator = emulator
 
     def build_routes(self, app: web.Application) -> None:
-        """Route ``POST /`` (every Action, section 1.1) to the emulator."""
+        """Route ``POST /`` (every Action, zegocloud.md §1) to the emulator."""
         app.router.add_post("/", self._emulator._handle_rest)
 
     def snapshot(self) -> dict[str, Any]:
@@ -413,7 +420,7 @@ class _RestServer(EmulatorServer):
 
 
 class _DriveServer(EmulatorServer):
-    """The TLS WebSocket drive endpoint (``WssAddress``, section 1.8)."""
+    """The TLS WebSocket drive endpoint (``WssAddress``, zegocloud.md §8)."""
 
     def __init__(self, emulator: ZegocloudEmulator, host: str) -> None:
         super().__init__(host=host, tls=True)
@@ -432,7 +439,8 @@ def _mono() -> float:
     return time.monotonic()
 
 
-# --- Body field helpers (every type/range failure is 400000001, section 1.10) -------------------
+# --- Body field helpers (every type/range failure is 400000001, zegocloud.md §10)
+# -------------------
 
 
 def _opt_int(body: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:
@@ -477,15 +485,17 @@ class ZegocloudEmulator:
     """ZEGOCLOUD Digital Human API emulator: REST + WSS drive server + signed callbacks.
 
     Args:
-        app_id: the AppID requests must carry (uint32, section 1.2).
-        server_secret: the ServerSecret request signatures are checked against (section 1.2).
-        callback_url: where task/drive callbacks are POSTed (section 1.6); ``None`` disables
+        app_id: the AppID requests must carry (uint32, zegocloud.md §2).
+        server_secret: the ServerSecret request signatures are checked against (zegocloud.md §2).
+        callback_url: where task/drive callbacks are POSTed (zegocloud.md §6); ``None`` disables
             them. Settable later through :attr:`callback_url`.
-        callback_secret: secret the callback ``Signature`` is computed with (section 1.6).
+        callback_secret: secret the callback ``Signature`` is computed with (zegocloud.md §6).
         task_ready_delay_s: seconds a task stays in Status 1 (initialising) before Status 3.
             Emulator choice, not scaled by ``time_scale``.
-        qps_per_action: calls admitted per Action per sliding second, per AppId (1.9: 10/s).
-        concurrency_limit: live tasks (Status 1 or 3) allowed at once (1.9, code 400000008).
+        qps_per_action: calls admitted per Action per sliding second, per AppId (zegocloud.md §9:
+        10/s).
+        concurrency_limit: live tasks (Status 1 or 3) allowed at once (zegocloud.md §9, code
+        400000008).
         text_seconds_per_char: emulated speech length of DriveByText, s per character.
         time_scale: multiplier on vendor-documented durations (TTL, MaxIdleTime, callback
             retry delays, the no-Stop grace) so tests can exercise them quickly.
@@ -664,7 +674,7 @@ class ZegocloudEmulator:
     def _reply(
         self, code: int, data: dict[str, Any] | None = None, message: str | None = None
     ) -> web.Response:
-        # Section 1.3: always HTTP 200; Data omitted by APIs that return none, and on errors.
+        # zegocloud.md §3: always HTTP 200; Data omitted by APIs that return none, and on errors.
         body: dict[str, Any] = {
             "Code": code,
             "Message": message or _MESSAGES.get(code, "error"),
@@ -677,12 +687,12 @@ class ZegocloudEmulator:
         return web.json_response(body)
 
     def _check_common(self, query: Mapping[str, str]) -> None:
-        """Validate the common query parameters in the gateway's order (section 1.2)."""
+        """Validate the common query parameters in the gateway's order (zegocloud.md §2)."""
         action = query.get("Action", "")
         if not action:
             raise ZegoApiError(CODE_ACTION_EMPTY)
         if action not in self._handlers:
-            # DriveByAudio / DriveByRTCStream (1.4) need a media fetcher / RTC stack the
+            # DriveByAudio / DriveByRTCStream (zegocloud.md §4) need a media fetcher / RTC stack the
             # emulator does not have; answering "unsupported" is honest about that.
             raise ZegoApiError(CODE_ACTION_UNSUPPORTED)
         app_id = query.get("AppId", "")
@@ -712,7 +722,7 @@ class ZegocloudEmulator:
         # The docs specify lowercase hex; compare exactly, in constant time.
         if not hmac.compare_digest(expected, signature):
             raise ZegoApiError(CODE_SIGNATURE_INVALID)
-        # Section 1.2 asks for a fresh signature per request. The vendor's reaction to a replay
+        # zegocloud.md §2 asks for a fresh signature per request. The vendor's reaction to a replay
         # is undocumented, so count it for audits instead of rejecting.
         # Only signatures inside the +-600 s window can be replayed successfully, so older
         # ones are forgotten.
@@ -728,7 +738,7 @@ class ZegocloudEmulator:
             self._signature_order.append((now, signature))
 
     def _admit_qps(self, action: str) -> bool:
-        """Sliding one-second window per (AppId, Action); section 1.1 / 1.9: 10 QPS per Action."""
+        """A sliding one-second window per (AppId, Action): 10 QPS (zegocloud.md §1, §9)."""
         now = _mono()
         window = self._qps.setdefault((self.app_id, action), deque())
         while window and now - window[0] >= 1.0:
@@ -771,10 +781,11 @@ class ZegocloudEmulator:
             return self._reply(err.code, message=err.message)
         return self._reply(CODE_OK, data)
 
-    # ---- catalogue Actions (section 1.4) -------------------------------------------------------
+    # ---- catalogue Actions (zegocloud.md §4)
+    # -------------------------------------------------------
 
     def _avatar_json(self, avatar: _Avatar) -> dict[str, Any]:
-        expires = int(time.time()) + 86400  # AvatarUrl is valid 24 h (1.4 / 1.9).
+        expires = int(time.time()) + 86400  # AvatarUrl is valid 24 h (zegocloud.md §4 / §9).
         base = f"{_MEDIA_BASE}/{avatar.digital_human_id}"
         return {
             "DigitalHumanId": avatar.digital_human_id,
@@ -824,7 +835,7 @@ class ZegocloudEmulator:
             ],
         }
 
-    # ---- task Actions (sections 1.4, 1.5) ------------------------------------------------------
+    # ---- task Actions (zegocloud.md §4, §5) ------------------------------------------------------
 
     def _task(self, body: dict[str, Any]) -> TaskRecord:
         task = self.tasks.get(_req_str(body, "TaskId"))
@@ -836,7 +847,7 @@ class ZegocloudEmulator:
         return [t for t in self.tasks.values() if t.status in (TASK_INITIALISING, TASK_STREAMING)]
 
     def _create_task(self, body: dict[str, Any]) -> dict[str, Any]:
-        """CreateDigitalHumanStreamTask (1.4): validate, then Status 1 -> 3 with callbacks."""
+        """CreateDigitalHumanStreamTask (zegocloud.md §4): validate; Status 1 -> 3, callbacks."""
         dh_cfg = _opt_obj(body, "DigitalHumanConfig")
         dh_id = _req_str(dh_cfg, "DigitalHumanId", CODE_DIGITAL_HUMAN_NOT_FOUND)
         color = _opt_str(dh_cfg, "BackgroundColor") or "#000000"
@@ -899,7 +910,7 @@ class ZegocloudEmulator:
         self._task_event(task)
 
     async def _watchdog(self, task: TaskRecord) -> None:
-        """Vendor-side backstops (1.5): stop after TTL s, or MaxIdleTime s without any drive.
+        """Vendor backstops (zegocloud.md §5): stop after TTL s, or MaxIdleTime s without a drive.
 
         Both are measured from creation (inferred) and scaled by ``time_scale``. A drive that is
         still playing counts as activity: an avatar mid-sentence is not idle.
@@ -921,10 +932,11 @@ class ZegocloudEmulator:
             await asyncio.sleep(min(ttl_deadline, idle_deadline) - now)
 
     def _get_task_status(self, body: dict[str, Any]) -> dict[str, Any]:
-        """GetDigitalHumanStreamTaskStatus (1.4); Status 5 is callback-only, reported as 4."""
+        """GetDigitalHumanStreamTaskStatus (zegocloud.md §4); callback-only Status 5 reads as 4."""
         task = self._task(body)
         data: dict[str, Any] = {
-            # (inferred) 1.5 says 5 appears only in callbacks, so a stopped task reads as 4.
+            # (inferred) zegocloud.md §5 says 5 appears only in callbacks, so a stopped task reads
+            # as 4.
             "Status": min(task.status, TASK_STOPPING),
             "RoomId": task.room_id,
             "StreamId": task.stream_id,
@@ -935,7 +947,7 @@ class ZegocloudEmulator:
         return data
 
     def _query_tasks(self, body: dict[str, Any]) -> dict[str, Any]:
-        """QueryDigitalHumanStreamTasks (1.4): live tasks only, Status 1 or 3."""
+        """QueryDigitalHumanStreamTasks (zegocloud.md §4): live tasks only, Status 1 or 3."""
         return {
             "TaskList": [
                 {
@@ -950,7 +962,7 @@ class ZegocloudEmulator:
         }
 
     def _stop_task_api(self, body: dict[str, Any]) -> None:
-        """StopDigitalHumanStreamTask (1.4, 1.11): 3 -> 4 -> 5; a second Stop is 400000007."""
+        """StopDigitalHumanStreamTask (zegocloud.md §4, §11): 3 -> 4 -> 5; again: 400000007."""
         task = self._task(body)
         if task.status not in (TASK_INITIALISING, TASK_STREAMING):
             raise ZegoApiError(CODE_STREAM_STOPPED)
@@ -986,10 +998,11 @@ class ZegocloudEmulator:
     async def _close_ws(ws: web.WebSocketResponse, code: int, message: str) -> None:
         await ws.close(code=code, message=message.encode())
 
-    # ---- drive Actions (sections 1.4, 1.5, 1.8) ------------------------------------------------
+    # ---- drive Actions (zegocloud.md §4, §5, §8) ------------------------------------------------
 
     def _require_streaming(self, task: TaskRecord) -> None:
-        # 1.5: whether a drive during Status 1 is queued or rejected is undocumented; 400000006
+        # zegocloud.md §5: whether a drive during Status 1 is queued or rejected is undocumented;
+        # 400000006
         # "video stream not started" is the likely answer (inferred), and for 2 (never started).
         if task.status in (TASK_INITIALISING, TASK_INIT_FAILED):
             raise ZegoApiError(CODE_STREAM_NOT_STARTED)
@@ -1010,7 +1023,7 @@ class ZegocloudEmulator:
         return drive
 
     def _drive_by_text(self, body: dict[str, Any]) -> dict[str, Any]:
-        """DriveByText (1.4): Text 1..1800 chars, TTSConfig.TimbreId, InterruptMode 0/1."""
+        """DriveByText (zegocloud.md §4): Text 1..1800 chars, TTSConfig.TimbreId, InterruptMode."""
         task = self._task(body)
         text = _opt_str(body, "Text")
         if not 1 <= len(text) <= _TEXT_MAX_CHARS:
@@ -1032,14 +1045,15 @@ class ZegocloudEmulator:
         drive.duration_s = len(text) * self.text_seconds_per_char
         rt = self._task_rt[task.task_id]
         if mode == 1:
-            # 1.4: InterruptMode 1 interrupts now (and, like InterruptDriveTask, drops the queue).
+            # zegocloud.md §4: InterruptMode 1 interrupts now (and, like InterruptDriveTask, drops
+            # the queue).
             self._interrupt(task, advance=False)
         rt.queue.append(drive)
         self._advance(task)
         return {"DriveId": drive.drive_id}
 
     def _drive_by_ws_stream(self, body: dict[str, Any]) -> dict[str, Any]:
-        """DriveByWsStream (1.4): a DriveId and a WssAddress whose Token is bound to it."""
+        """DriveByWsStream (zegocloud.md §4): a DriveId and a WssAddress, its Token bound to it."""
         task = self._task(body)
         self._require_streaming(task)
         self._touch(task)
@@ -1053,7 +1067,7 @@ class ZegocloudEmulator:
         }
 
     def _do_action(self, body: dict[str, Any]) -> None:
-        """DoAction (1.4): Action must be one of the avatar's actions; counts as a drive."""
+        """DoAction (zegocloud.md §4): one of the avatar's actions; it counts as a drive."""
         task = self._task(body)
         action = _req_str(body, "Action")
         avatar = self._find_avatar(task.digital_human_id)
@@ -1064,7 +1078,7 @@ class ZegocloudEmulator:
         return None
 
     def _interrupt_drive_task(self, body: dict[str, Any]) -> None:
-        """InterruptDriveTask (1.4): end the current drive as interrupted, discard the queue."""
+        """InterruptDriveTask (zegocloud.md §4): end the drive as interrupted, discard the queue."""
         task = self._task(body)
         self._require_streaming(task)
         self._touch(task)
@@ -1074,7 +1088,7 @@ class ZegocloudEmulator:
     # ---- drive scheduling ----------------------------------------------------------------------
 
     def _interrupt(self, task: TaskRecord, *, advance: bool) -> None:
-        """End the current drive as interrupted and discard queued ones (1.4, 1.5).
+        """End the current drive as interrupted and discard queued ones (zegocloud.md §4, §5).
 
         Discarded queued drives are reported as status 4 with ``interrupted`` set (inferred:
         the docs say they are "discarded" without naming the status they end in).
@@ -1133,7 +1147,8 @@ class ZegocloudEmulator:
             if advance:
                 self._advance(task)
 
-    # ---- WSS drive server (section 1.8) --------------------------------------------------------
+    # ---- WSS drive server (zegocloud.md §8)
+    # --------------------------------------------------------
 
     async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("Token", "")
@@ -1213,7 +1228,7 @@ class ZegocloudEmulator:
         return self._protocol_error(session, f"unknown Action {action!r}")
 
     def _on_start(self, session: _WsSession, payload: dict[str, Any]) -> str | None:
-        """Start (1.8): SampleRate 16000|24000 Hz, Channel 1|2, VoiceChannel 0|1|2."""
+        """Start (zegocloud.md §8): SampleRate 16000|24000 Hz, Channel 1|2, VoiceChannel 0|1|2."""
         drive = session.drive
         fail = self._protocol_error
         rate = payload.get("SampleRate")
@@ -1256,14 +1271,15 @@ class ZegocloudEmulator:
             drive.interrupted = False
             drive.end_time = None
         if trt.current is not drive:
-            # 1.5 / drive-by-ws-stream.mdx: a WS drive interrupts the current drive and drops the
+            # zegocloud.md §5 / drive-by-ws-stream.mdx: a WS drive interrupts the current drive and
+            # drops the
             # queue when it starts.
             self._interrupt(task, advance=False)
             trt.current = drive
         return None
 
     def _on_stop(self, session: _WsSession) -> None:
-        """Stop (1.8): the drive ends once everything received has been played."""
+        """Stop (zegocloud.md §8): the drive ends once everything received has been played."""
         drive = session.drive
         drt = self._drive_rt[drive.drive_id]
         if not drt.in_cycle:
@@ -1281,7 +1297,7 @@ class ZegocloudEmulator:
         drt.changed.set()
 
     def _on_binary(self, session: _WsSession, data: bytes) -> str | None:
-        """Binary frame (1.8): raw s16le PCM, interleaved when stereo, no header."""
+        """Binary frame (zegocloud.md §8): raw s16le PCM, interleaved when stereo, no header."""
         drive = session.drive
         if not session.saw_start:
             return self._protocol_error(session, "binary frame before Start")
@@ -1381,12 +1397,14 @@ class ZegocloudEmulator:
         self._spawn(self._end_after_grace(drive))
 
     async def _end_after_grace(self, drive: DriveRecord) -> None:
-        # 1.8: without Stop "the backend assumes more PCM is coming, waits". The wait length is
+        # zegocloud.md §8: without Stop "the backend assumes more PCM is coming, waits". The wait
+        # length is
         # undocumented; 2 s (x time_scale) is the emulator's choice.
         await asyncio.sleep(_NO_STOP_GRACE_S * self.time_scale)
         self._end_drive(drive, DRIVE_ENDED)
 
-    # ---- callbacks (section 1.6) ---------------------------------------------------------------
+    # ---- callbacks (zegocloud.md §6)
+    # ---------------------------------------------------------------
 
     def _task_event(self, task: TaskRecord) -> None:
         self._queue_event(
@@ -1408,7 +1426,7 @@ class ZegocloudEmulator:
     def _queue_event(self, task_id: str, event_type: int, detail: dict[str, Any]) -> None:
         if not self.callback_url or self._closing:
             return
-        timestamp = str(int(time.time()))  # 1.6 example: 10-digit seconds, as a string
+        timestamp = str(int(time.time()))  # zegocloud.md §6 example: 10-digit seconds, as a string
         nonce = str(secrets.randbelow(10**9))
         event = {
             "AppId": self.app_id,
@@ -1435,7 +1453,7 @@ class ZegocloudEmulator:
             rt.outbox.popleft()
 
     async def _deliver(self, event: dict[str, Any]) -> None:
-        """POST one event; on non-2xx or connection error retry after 2,4,8,16,32 s (1.6)."""
+        """POST one event; non-2xx or no connection: retry after 2,4,8,16,32 s (zegocloud.md §6)."""
         delays = (*_CALLBACK_RETRY_DELAYS_S, None)
         for delay in delays:
             url = self.callback_url

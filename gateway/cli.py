@@ -11,6 +11,7 @@ from gateway.config import Settings
 from gateway.logs import configure_logging
 from gateway.runtime import tune_malloc
 from gateway.server import GatewayServer
+from gateway.vendors import VendorRegistry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sandbox:
         settings = settings.model_copy(update={"sandbox": True})
     configure_logging(settings.log_level, settings.log_format)
-    if settings.sandbox_enabled:
+    vendors = VendorRegistry.discover(settings.plugin_modules)
+    if vendors.sandbox_enabled(settings):
         # The first line says the mode, before anything else happens (issue: sandbox).
         structlog.get_logger("gateway").info(
             "sandbox_mode", message="no vendor credentials configured: serving in-process emulators"
@@ -41,5 +43,5 @@ def main(argv: list[str] | None = None) -> int:
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(GatewayServer(settings).serve_forever())
+        runner.run(GatewayServer(settings, vendors=vendors).serve_forever())
     return 0

@@ -2,7 +2,7 @@
 
 A record is everything a replica needs to get, list, drive or close a session: the
 vendor handle included, so a session created on one replica can be closed by another.
-Records are recorded *before* the vendor create call returns (design.md §3 "Sessions"):
+Records are recorded *before* the vendor create call returns (architecture.md §4):
 the record exists in state CREATING with the vendor-side ids the adapter will use, so a
 crash between the vendor's answer and ours still leaves a trace to clean up.
 """

@@ -1,6 +1,6 @@
 """Process assembly: gRPC server (health, reflection), ops HTTP listener, sandbox, SIGTERM.
 
-Graceful shutdown (conventions §3.4): health goes NOT_SERVING, every open Drive stream gets
+Graceful shutdown (architecture.md §6): health goes NOT_SERVING, every open Drive stream gets
 ``go_away``, ``server.stop(grace)`` lets streams finish within the grace period, then the
 vendor sessions this process owns are closed (in-memory registry) and the emulators stop.
 """
@@ -22,13 +22,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters.base import VendorAdapter
+from core.contract import VendorAdapter
 from gateway.config import Settings
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
 from gateway.servicer import AvatarGatewayServicer
 from gateway.sessions import SessionManager
-from gateway.vendors import build_adapters
+from gateway.vendors import VendorRegistry
 
 log = structlog.get_logger("gateway.server")
 
@@ -59,10 +59,17 @@ class GatewayServer:
     Args:
         settings: configuration; listen addresses may use port 0 (tests).
         registry: session registry (default: in memory).
+        vendors: the vendor plugins (default: discovered, plus ``settings.plugins``).
     """
 
-    def __init__(self, settings: Settings, registry: SessionRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: SessionRegistry | None = None,
+        vendors: VendorRegistry | None = None,
+    ) -> None:
         self.settings = settings
+        self.vendors = vendors or VendorRegistry.discover(settings.plugin_modules)
         if registry is None:
             registry = RedisRegistry(settings.redis_url) if settings.redis_url else MemoryRegistry()
         self.registry = registry
@@ -96,16 +103,20 @@ class GatewayServer:
         settings = self.settings
         ops_app = web.Application()
         await self._start_ops(ops_app)
-        sandbox = settings.sandbox_enabled
+        sandbox = self.vendors.sandbox_enabled(settings)
+        vendor_settings = self.vendors.vendor_settings(settings)
         if sandbox:
             self.sandbox = Sandbox(settings.public_url or self.ops_url)
-            settings = await self.sandbox.start(settings)
+            vendor_settings = await self.sandbox.start(
+                self.vendors, settings.sandbox_vendor_ids, vendor_settings
+            )
+            settings = settings.model_copy(update={"vendors": vendor_settings})
             self.settings = settings
-        self.adapters = build_adapters(settings, sandbox=sandbox)
+        self.adapters = self.vendors.build_adapters(vendor_settings, sandbox=sandbox)
         for adapter in self.adapters.values():
             for method, path, handler in adapter.http_routes():
                 self._callback_routes[(method.upper(), path)] = handler
-        self.manager = SessionManager(settings, self.adapters, self.registry)
+        self.manager = SessionManager(settings, self.adapters, self.registry, self.vendors)
         self.servicer = AvatarGatewayServicer(self.manager)
         self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
         pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)

@@ -1,7 +1,7 @@
 """``avatar.gateway.v1.AvatarGateway`` servicer: thin translation between gRPC and the core.
 
 Every handler runs under :func:`_rpc_errors`, the single point where a
-:class:`gateway.errors.GatewayError` becomes a status with an ErrorInfo, and where any other
+:class:`core.errors.GatewayError` becomes a status with an ErrorInfo, and where any other
 exception becomes INTERNAL (logged with its traceback, never leaked to the client).
 """
 
@@ -19,16 +19,17 @@ from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from google.protobuf import duration_pb2
 
-from gateway import metrics
-from gateway.drive import DriveStream
-from gateway.errors import (
+from core.errors import (
     GatewayError,
+    Reason,
     internal_error,
     invalid_argument,
     server_draining,
     to_rpc_status,
     unknown_vendor,
 )
+from gateway import metrics
+from gateway.drive import DriveStream
 from gateway.sessions import SessionManager, parse_session_name, session_closed
 
 log = structlog.get_logger("gateway.servicer")
@@ -117,7 +118,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             prefix, _, vendor = request.parent.partition("/")
             if prefix != "vendors" or not vendor:
                 raise invalid_argument(
-                    "INVALID_ARGUMENT",
+                    Reason.INVALID_ARGUMENT,
                     f"parent {request.parent!r} is not of the form vendors/{{vendor}}",
                     field="parent",
                 )
@@ -126,7 +127,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 raise unknown_vendor(vendor, sorted(self.manager.adapters))
             if request.page_size < 0:
                 raise invalid_argument(
-                    "INVALID_ARGUMENT", "page_size must be >= 0", field="page_size"
+                    Reason.INVALID_ARGUMENT, "page_size must be >= 0", field="page_size"
                 )
             page = await adapter.list_avatars(request.page_size or 20, request.page_token)
             return pb.ListAvatarsResponse(
@@ -197,44 +198,51 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             kind = first.WhichOneof("request")
             if kind != "config":
                 raise invalid_argument(
-                    "CONFIG_NOT_FIRST",
+                    Reason.CONFIG_NOT_FIRST,
                     f"the first Drive request must be config, got {kind or 'an empty request'}",
                     received=kind or "none",
                 )
             config = first.config
             parse_session_name(config.session)
             DriveStream.validate_config(config)
-            record = await self.manager.get_record(config.session)
-            adapter = self.manager.adapters[record.vendor]
-            drive = DriveStream(record, adapter.capabilities, config)
-            drive.call_done = context.done
-            record, runtime = await self.manager.attach_drive(config.session, config.preempt, drive)
+            record, runtime = await self.manager.prepare_drive(config.session)
             structlog.contextvars.bind_contextvars(
                 session_id=record.session_id, vendor=record.vendor
             )
             try:
                 channel = await runtime.get_channel()
             except GatewayError as exc:
-                if exc.reason in ("VENDOR_SESSION_LOST", "VENDOR_SESSION_NOT_FOUND"):
+                if exc.session_gone:
                     await self.manager.on_session_lost(record.session_id, exc.message)
                     # The client asked to drive a session the vendor ended: say so plainly.
                     closed = await self.manager.get_record(config.session)
                     raise session_closed(closed) from None
                 raise
-            self.drives.add(drive)
-            metrics.ACTIVE_DRIVES.labels(record.vendor).inc()
-            log.info("drive_started", vendor_rate=drive.vendor_rate)
-            yield drive.started_response()
 
             def on_activity() -> None:
                 runtime.last_activity = time.monotonic()
 
-            async for response in drive.run(
-                request_iterator, channel, runtime.next_turn_id, on_activity
-            ):
+            drive = DriveStream(
+                record,
+                runtime.adapter.capabilities,
+                config,
+                channel=channel,
+                next_turn_id=runtime.next_turn_id,
+                on_activity=on_activity,
+                call_done=context.done,
+            )
+            await self.manager.attach_drive(runtime, config.session, config.preempt, drive)
+            self.drives.add(drive)
+            metrics.ACTIVE_DRIVES.labels(record.vendor).inc()
+            log.info("drive_started", vendor_rate=drive.vendor_rate)
+            yield drive.started_response()
+            async for response in drive.run(request_iterator):
                 yield response
             if drive.error is not None:
-                if drive.error.reason in ("VENDOR_SESSION_LOST", "VENDOR_SESSION_NOT_FOUND"):
+                if drive.error.reason in (
+                    Reason.VENDOR_SESSION_LOST,
+                    Reason.VENDOR_SESSION_NOT_FOUND,
+                ):
                     await self.manager.on_session_lost(record.session_id, drive.error.message)
                 raise drive.error
             log.info("drive_finished")

@@ -20,7 +20,7 @@ import grpc
 import structlog
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
-from adapters.base import (
+from core.contract import (
     DriveChannel,
     ReadyState,
     SessionSpec,
@@ -28,18 +28,20 @@ from adapters.base import (
     VendorAdapter,
     VendorSessionHandle,
 )
-from adapters.resilience import Backoff, keepalive_loop, poll_until, retry_call
-from gateway import metrics
-from gateway.config import Settings
-from gateway.errors import (
+from core.errors import (
     GatewayError,
+    Reason,
     VendorError,
     failed_precondition,
     invalid_argument,
     session_not_found,
     unknown_vendor,
 )
+from core.resilience import Backoff, keepalive_loop, poll_until, retry_call
+from gateway import metrics
+from gateway.config import Settings
 from gateway.registry import SessionFilter, SessionRecord, SessionRegistry
+from gateway.vendors import VendorRegistry
 
 if TYPE_CHECKING:
     from gateway.drive import DriveStream
@@ -48,7 +50,6 @@ log = structlog.get_logger("gateway.sessions")
 
 MIN_IDLE_TIMEOUT_S = 30.0
 MAX_DURATION_S = 86400.0
-_OPTIONS_FIELD = {"zegocloud": "zegocloud", "tencent": "tencent", "akool": "akool"}
 
 
 def parse_session_name(name: str) -> str:
@@ -60,7 +61,7 @@ def parse_session_name(name: str) -> str:
     prefix, _, session_id = name.partition("/")
     if prefix != "sessions" or not session_id or "/" in session_id:
         raise invalid_argument(
-            "INVALID_SESSION_NAME",
+            Reason.INVALID_SESSION_NAME,
             f"session name {name!r} is not of the form sessions/{{session_id}}",
             name=name,
         )
@@ -116,6 +117,7 @@ class SessionManager:
         settings: gateway settings (timeouts, defaults).
         adapters: configured adapters by vendor id.
         registry: where records are stored.
+        vendors: the vendor plugins (their option fields).
         owner: this replica's id.
     """
 
@@ -124,9 +126,11 @@ class SessionManager:
         settings: Settings,
         adapters: dict[str, VendorAdapter],
         registry: SessionRegistry,
+        vendors: VendorRegistry,
         owner: str | None = None,
     ) -> None:
         self.settings = settings
+        self.vendors = vendors
         self.adapters = adapters
         self.registry = registry
         self.owner = owner or uuid.uuid4().hex[:12]
@@ -143,11 +147,14 @@ class SessionManager:
         if adapter is None:
             raise unknown_vendor(req.vendor, sorted(self.adapters))
         if not req.avatar_id:
-            raise invalid_argument("INVALID_ARGUMENT", "avatar_id is required", field="avatar_id")
-        chosen = req.WhichOneof("vendor_options")
-        if chosen is not None and chosen != _OPTIONS_FIELD.get(req.vendor):
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT, "avatar_id is required", field="avatar_id"
+            )
+        chosen = req.WhichOneof("vendor_options")
+        spec = self.vendors.get(req.vendor)
+        if chosen is not None and (spec is None or chosen != spec.options_field):
+            raise invalid_argument(
+                Reason.INVALID_ARGUMENT,
                 f"vendor_options.{chosen} does not match vendor {req.vendor!r}",
                 field=f"vendor_options.{chosen}",
             )
@@ -163,20 +170,22 @@ class SessionManager:
         )
         if not 0 < max_duration <= MAX_DURATION_S:
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"max_duration must be in (0, {MAX_DURATION_S:.0f}] s, got {max_duration:g} s",
                 field="max_duration",
             )
         if not MIN_IDLE_TIMEOUT_S <= idle <= MAX_DURATION_S:
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"idle_timeout must be in [{MIN_IDLE_TIMEOUT_S:.0f}, {MAX_DURATION_S:.0f}] s, "
                 f"got {idle:g} s",
                 field="idle_timeout",
             )
         if len(req.labels) > 32 or any(len(k) > 63 or len(v) > 63 for k, v in req.labels.items()):
             raise invalid_argument(
-                "INVALID_ARGUMENT", "at most 32 labels of at most 63 characters", field="labels"
+                Reason.INVALID_ARGUMENT,
+                "at most 32 labels of at most 63 characters",
+                field="labels",
             )
         return adapter, max_duration, idle
 
@@ -236,7 +245,7 @@ class SessionManager:
         record = await self.registry.get(session_id)
         if record is None:
             raise failed_precondition(
-                "SESSION_NOT_READY",
+                Reason.SESSION_NOT_READY,
                 f"a CreateSession with request_id {request_id} is still in progress; retry",
                 session=f"sessions/{session_id}",
                 state="SESSION_STATE_CREATING",
@@ -301,7 +310,9 @@ class SessionManager:
             if not isinstance(exc, GatewayError):
                 _set_failure(
                     record,
-                    GatewayError(grpc.StatusCode.INTERNAL, "INTERNAL", str(type(exc).__name__)),
+                    GatewayError(
+                        grpc.StatusCode.INTERNAL, Reason.INTERNAL, str(type(exc).__name__)
+                    ),
                 )
             await self.registry.put(record)
             await asyncio.shield(self.close(record.name, pb.CLOSE_REASON_FAILED))
@@ -335,7 +346,7 @@ class SessionManager:
             if status.state is not ReadyState.READY:
                 raise VendorError(
                     grpc.StatusCode.UNAVAILABLE,
-                    "VENDOR_SESSION_FAILED",
+                    Reason.VENDOR_SESSION_FAILED,
                     f"{req_vendor} session failed to start: {status.detail or status.state.value}",
                     vendor=req_vendor,
                     vendor_code=status.vendor_code,
@@ -384,12 +395,16 @@ class SessionManager:
             GatewayError: INVALID_ARGUMENT for a negative page size or a bad page token.
         """
         if req.page_size < 0:
-            raise invalid_argument("INVALID_ARGUMENT", "page_size must be >= 0", field="page_size")
+            raise invalid_argument(
+                Reason.INVALID_ARGUMENT, "page_size must be >= 0", field="page_size"
+            )
         size = min(req.page_size or 50, 500)
         token = req.page_token
         if token and not (token.isascii() and token.isdigit() and len(token) <= 9):
             raise invalid_argument(
-                "INVALID_ARGUMENT", "page_token is not one this server issued", field="page_token"
+                Reason.INVALID_ARGUMENT,
+                "page_token is not one this server issued",
+                field="page_token",
             )
         offset = int(token) if token else 0
         flt = SessionFilter(vendor=req.vendor, state=req.state, labels=dict(req.labels))
@@ -402,21 +417,20 @@ class SessionManager:
 
     # ---- drive attach -------------------------------------------------------------------
 
-    async def attach_drive(
-        self, name: str, preempt: bool, drive: DriveStream
-    ) -> tuple[SessionRecord, SessionRuntime]:
-        """Make ``drive`` the session's one active Drive stream.
+    async def prepare_drive(self, name: str) -> tuple[SessionRecord, SessionRuntime]:
+        """The record and this process's runtime of a session a Drive stream wants to drive.
+
+        Adopts a session another replica created (shared registry).
 
         Raises:
-            GatewayError: SESSION_NOT_FOUND, SESSION_CLOSED, SESSION_NOT_READY,
-                DRIVE_ALREADY_ACTIVE.
+            GatewayError: SESSION_NOT_FOUND, SESSION_CLOSED, SESSION_NOT_READY.
         """
         record = await self.get_record(name)
         if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
             raise session_closed(record)
         if record.state != pb.SESSION_STATE_READY:
             raise failed_precondition(
-                "SESSION_NOT_READY",
+                Reason.SESSION_NOT_READY,
                 f"session {name} is not ready to drive",
                 session=name,
                 state=pb.SessionState.Name(record.state),  # type: ignore[arg-type]
@@ -424,6 +438,16 @@ class SessionManager:
         runtime = self.runtimes.get(record.session_id)
         if runtime is None:
             runtime = await self._adopt(record)
+        return record, runtime
+
+    async def attach_drive(
+        self, runtime: SessionRuntime, name: str, preempt: bool, drive: DriveStream
+    ) -> None:
+        """Make ``drive`` the session's one active Drive stream.
+
+        Raises:
+            GatewayError: DRIVE_ALREADY_ACTIVE (``preempt`` unset and another stream is open).
+        """
         async with runtime.attach_lock:
             old = runtime.drive
             if old is not None and old.call_done():
@@ -436,7 +460,7 @@ class SessionManager:
             if runtime.drive is not None:
                 if not preempt:
                     raise failed_precondition(
-                        "DRIVE_ALREADY_ACTIVE",
+                        Reason.DRIVE_ALREADY_ACTIVE,
                         f"session {name} already has an open Drive stream "
                         "(set preempt to take it over)",
                         session=name,
@@ -445,14 +469,13 @@ class SessionManager:
                 await old.terminate(
                     GatewayError(
                         grpc.StatusCode.ABORTED,
-                        "DRIVE_PREEMPTED",
+                        Reason.DRIVE_PREEMPTED,
                         f"another Drive stream took over session {name}",
                         {"session": name},
                     )
                 )
             runtime.drive = drive
         runtime.last_activity = time.monotonic()
-        return record, runtime
 
     async def _adopt(self, record: SessionRecord) -> SessionRuntime:
         """Build a runtime for a session created by another replica (shared registry)."""
@@ -646,7 +669,7 @@ def session_closed(record: SessionRecord) -> GatewayError:
     """FAILED_PRECONDITION ``SESSION_CLOSED`` for a closed session, with its close reason."""
     reason = pb.CloseReason.Name(record.close_reason)  # type: ignore[arg-type]
     return failed_precondition(
-        "SESSION_CLOSED",
+        Reason.SESSION_CLOSED,
         f"session {record.name} is closed ({reason})",
         session=record.name,
         closeReason=reason,
@@ -655,7 +678,7 @@ def session_closed(record: SessionRecord) -> GatewayError:
 
 def _request_id_reused(request_id: str) -> GatewayError:
     return invalid_argument(
-        "REQUEST_ID_REUSED",
+        Reason.REQUEST_ID_REUSED,
         f"request_id {request_id} was used for a different CreateSession request",
         requestId=request_id,
     )

@@ -1,34 +1,108 @@
-"""Which adapters a gateway process runs, built from settings.
+"""The vendor registry: which vendor plugins exist, their settings, and their adapters.
 
-Vendor ids are strings (AIP-126: vendors are added often). A vendor is enabled when it has
-credentials, or in sandbox mode, where every vendor points at its in-process emulator.
+Vendor ids are strings (AIP-126: vendors are added often). Plugins are found through the
+``avatar_gateway.vendors`` entry-point group (``pyproject.toml`` registers the shipped
+vendors) and through ``AVATAR_GATEWAY_PLUGINS`` (modules exporting ``SPEC``). The server
+imports no vendor package by name (docs/architecture.md §2).
 """
 
 from __future__ import annotations
 
-from adapters.base import VendorAdapter
+import importlib
+from collections.abc import Iterable, Iterator
+from importlib.metadata import entry_points
+
+from core.contract import VendorAdapter
+from core.plugin import VendorSettings, VendorSpec
 from gateway.config import Settings
 
+ENTRY_POINT_GROUP = "avatar_gateway.vendors"
 
-def build_adapters(settings: Settings, *, sandbox: bool) -> dict[str, VendorAdapter]:
-    """Instantiate the adapters of every configured vendor, keyed by vendor id."""
-    adapters: dict[str, VendorAdapter] = {}
-    if settings.zegocloud.configured:
-        from adapters.zegocloud import ZegocloudAdapter
 
-        adapters["zegocloud"] = ZegocloudAdapter(settings.zegocloud, sandbox=sandbox)
-    if settings.tencent.configured:
-        try:
-            from adapters.tencent import TencentAdapter
-        except ImportError:  # pragma: no cover - the Tencent adapter is being added
-            pass
-        else:
-            adapters["tencent"] = TencentAdapter(settings.tencent, sandbox=sandbox)
-    if settings.akool.configured:
-        try:
-            from adapters.akool import AkoolAdapter
-        except ImportError:  # pragma: no cover - the Akool adapter is being added
-            pass
-        else:
-            adapters["akool"] = AkoolAdapter(settings.akool, sandbox=sandbox)
-    return adapters
+class PluginError(Exception):
+    """A plugin could not be loaded, or two plugins claim one vendor id."""
+
+
+def _load_module_spec(module_name: str) -> VendorSpec:
+    module_name, _, attr = module_name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PluginError(f"vendor plugin {module_name!r} cannot be imported: {exc}") from exc
+    spec = getattr(module, attr or "SPEC", None)
+    if not isinstance(spec, VendorSpec):
+        raise PluginError(f"vendor plugin {module_name!r} has no VendorSpec {attr or 'SPEC'!r}")
+    return spec
+
+
+class VendorRegistry:
+    """The registered vendor specs of one process, by vendor id.
+
+    Args:
+        specs: the specs; vendor ids must be unique.
+
+    Raises:
+        PluginError: two specs share a vendor id.
+    """
+
+    def __init__(self, specs: Iterable[VendorSpec]) -> None:
+        self.specs: dict[str, VendorSpec] = {}
+        for spec in specs:
+            if spec.vendor in self.specs:
+                raise PluginError(f"two vendor plugins claim the vendor id {spec.vendor!r}")
+            self.specs[spec.vendor] = spec
+
+    @classmethod
+    def discover(cls, extra_modules: Iterable[str] = ()) -> VendorRegistry:
+        """Specs from the entry-point group, then from ``extra_modules`` (``module[:attr]``).
+
+        Raises:
+            PluginError: a plugin cannot be loaded, or a vendor id is claimed twice.
+        """
+        specs: list[VendorSpec] = []
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            spec = ep.load()
+            if not isinstance(spec, VendorSpec):
+                raise PluginError(f"entry point {ep.name!r} is not a VendorSpec")
+            specs.append(spec)
+        specs.extend(_load_module_spec(name) for name in extra_modules)
+        return cls(specs)
+
+    def __iter__(self) -> Iterator[VendorSpec]:
+        return iter(self.specs.values())
+
+    def __contains__(self, vendor: object) -> bool:
+        return vendor in self.specs
+
+    def get(self, vendor: str) -> VendorSpec | None:
+        """The spec of ``vendor``, or ``None``."""
+        return self.specs.get(vendor)
+
+    def vendor_settings(self, settings: Settings) -> dict[str, VendorSettings]:
+        """Every vendor's settings: given in ``settings.vendors``, else read from the env."""
+        out: dict[str, VendorSettings] = {}
+        for spec in self:
+            given = settings.vendors.get(spec.vendor)
+            if given is None:
+                given = spec.settings_type()
+            elif not isinstance(given, spec.settings_type):
+                given = spec.settings_type.model_validate(given)
+            out[spec.vendor] = given
+        return out
+
+    def sandbox_enabled(self, settings: Settings) -> bool:
+        """Sandbox when asked, or by default when no vendor has credentials."""
+        if settings.sandbox is not None:
+            return settings.sandbox
+        return not any(vs.configured for vs in self.vendor_settings(settings).values())
+
+    def build_adapters(
+        self, vendor_settings: dict[str, VendorSettings], *, sandbox: bool
+    ) -> dict[str, VendorAdapter]:
+        """Instantiate the adapter of every configured vendor, keyed by vendor id."""
+        adapters: dict[str, VendorAdapter] = {}
+        for spec in self:
+            vs = vendor_settings.get(spec.vendor)
+            if vs is not None and vs.configured:
+                adapters[spec.vendor] = spec.create_adapter(vs, sandbox)
+        return adapters

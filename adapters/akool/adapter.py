@@ -1,16 +1,17 @@
 """Akool Streaming Avatar adapter: sessions over REST, driving in a LiveKit room we own.
 
-vendor-protocols §3. The session is created with ``stream_type: "livekit"`` and
-bring-your-own credentials (§3.4) for the LiveKit server the gateway is configured with, so
+docs/vendors/akool.md. The session is created with ``stream_type: "livekit"`` and
+bring-your-own credentials (akool.md §4) for the LiveKit server the gateway is configured with, so
 the gateway can join the room itself (:mod:`adapters.akool.channel`). The gateway mints three
 LiveKit tokens per session:
 
 * the avatar's (handed to Akool): kind ``agent``, may publish, with attribute
-  ``lk.publish_on_behalf`` = the gateway's identity, as Akool's LiveKit plugin mints it (§3.6);
+  ``lk.publish_on_behalf`` = the gateway's identity, as Akool's LiveKit plugin mints it
+  (akool.md §6);
 * the gateway's own (minted when the drive channel opens);
 * a viewer's, subscribe-only, returned in ``Session.playback.akool`` for a front end.
 
-Lip-sync audio drive needs ``scene_mode: "meeting"`` and audio from the data stream (§3.6,
+Lip-sync audio drive needs ``scene_mode: "meeting"`` and audio from the data stream (akool.md §6,
 Akool's LiveKit plugin); the adapter sets both by default (see :class:`AkoolAdapter`).
 """
 
@@ -34,7 +35,8 @@ from adapters.akool.api import (
     vendor_code_of,
 )
 from adapters.akool.channel import MAX_TEXT_BYTES, AkoolChannel, RoomAccess, session_lost
-from adapters.base import (
+from adapters.akool.settings import AkoolSettings
+from core.contract import (
     AvatarInfo,
     AvatarPage,
     Capabilities,
@@ -46,15 +48,19 @@ from adapters.base import (
     VendorAdapter,
     VendorSessionHandle,
 )
-from gateway.config import AkoolSettings
-from gateway.errors import GatewayError, VendorError, invalid_argument
+from core.errors import (
+    GatewayError,
+    Reason,
+    VendorError,
+    invalid_argument,
+)
 
 log = structlog.get_logger("adapters.akool")
 
 MAX_DURATION_S = 3600
-"""Longest session Akool accepts (``duration``, §3.4, §3.7)."""
+"""Longest session Akool accepts (``duration``, akool.md §4, §7)."""
 SCENE_MODE_MEETING = "meeting"
-"""Lip-sync scene: Akool takes our audio from the data stream and only lip-syncs (§3.6)."""
+"""Lip-sync scene: Akool takes our audio from the data stream and only lip-syncs (akool.md §6)."""
 AVATAR_IDENTITY = "akool-avatar-agent"
 """The avatar's identity in the room (the one Akool's LiveKit plugin uses)."""
 GATEWAY_IDENTITY = "avatar-gateway"
@@ -62,7 +68,7 @@ TOKEN_MARGIN_S = 600
 """Tokens outlive the session's duration by this much (s), for late joins and reconnects."""
 ATTRIBUTE_PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
 
-# Akool session status (§3.4): 1 queueing, 2 processing (running), 3 completed, 4 failed.
+# Akool session status (akool.md §4): 1 queueing, 2 processing (running), 3 completed, 4 failed.
 STATUS_QUEUEING = 1
 STATUS_PROCESSING = 2
 STATUS_COMPLETED = 3
@@ -72,7 +78,7 @@ STATUS_FAILED = 4
 def _setting_missing(setting: str) -> VendorError:
     return VendorError(
         grpc.StatusCode.INTERNAL,
-        "VENDOR_AUTH_FAILED",
+        Reason.VENDOR_AUTH_FAILED,
         f"the LiveKit server for Akool is not configured; set the gateway setting {setting}",
         vendor=VENDOR,
         metadata={"setting": setting},
@@ -80,14 +86,14 @@ def _setting_missing(setting: str) -> VendorError:
 
 
 class AkoolAdapter(VendorAdapter):
-    """Akool Streaming Avatar over a LiveKit room the gateway joins (vendor-protocols §3).
+    """Akool Streaming Avatar over a LiveKit room the gateway joins (docs/vendors/akool.md).
 
     Args:
         settings: Akool credentials (API key or client id/secret), base URL, and the LiveKit
             server (URL, API key and secret) the sessions use.
         sandbox: the gateway runs against the in-process emulators.
         scene_mode: ``scene_mode`` sent at create. ``"meeting"`` (default) is Akool's
-            lip-sync scene, needed for audio drive (§3.6); ``None`` leaves Akool's default
+            lip-sync scene, needed for audio drive (akool.md §6); ``None`` leaves Akool's default
             scene. ``AkoolOptions`` has no field for it yet, so it is per adapter.
     """
 
@@ -195,13 +201,13 @@ class AkoolAdapter(VendorAdapter):
             return out
         if opts.mode_type not in (0, 1, 2):
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"akool.mode_type must be 1 (retelling) or 2 (dialogue), got {opts.mode_type}",
                 field="akool.mode_type",
             )
         if opts.voice_speed and not 0.8 <= opts.voice_speed <= 1.2:
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"akool.voice_speed must be between 0.8 and 1.2, got {opts.voice_speed}",
                 field="akool.voice_speed",
             )
@@ -222,7 +228,7 @@ class AkoolAdapter(VendorAdapter):
 
     @staticmethod
     def _set_params(fields: dict[str, Any]) -> dict[str, Any]:
-        """``set-params`` data (§3.5) carrying the session's voice, language, mode, background."""
+        """``set-params`` data (akool.md §5): the session's voice, language, mode, background."""
         vparams: dict[str, Any] = {}
         if "voice_id" in fields:
             vparams["vid"] = fields["voice_id"]
@@ -240,7 +246,7 @@ class AkoolAdapter(VendorAdapter):
         return data
 
     async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:
-        """``session/create`` with LiveKit BYO credentials (§3.4); ``duration`` always set.
+        """``session/create`` with LiveKit BYO credentials (akool.md §4); ``duration`` always set.
 
         Raises:
             GatewayError: INVALID_ARGUMENT for options Akool would reject (``max_duration``
@@ -249,7 +255,7 @@ class AkoolAdapter(VendorAdapter):
         """
         if spec.max_duration_s > MAX_DURATION_S:
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"akool sessions last at most {MAX_DURATION_S} s; "
                 f"max_duration was {spec.max_duration_s:g} s",
                 field="max_duration",
@@ -278,7 +284,7 @@ class AkoolAdapter(VendorAdapter):
                 "livekit_room_name": room,
                 "livekit_server_identity": AVATAR_IDENTITY,
                 "livekit_client_identity": GATEWAY_IDENTITY,
-                # Both spellings of "take audio from the data stream" (§3.6: HEAD and later
+                # Both spellings of "take audio from the data stream" (akool.md §6: HEAD and later
                 # versions of Akool's LiveKit plugin).
                 "audio_only_from_data_stream": True,
                 "audio_input_source": "data_stream",
@@ -292,9 +298,9 @@ class AkoolAdapter(VendorAdapter):
         try:
             data = await self.api.create_session(body)
         except VendorError as exc:
-            if exc.reason == "AVATAR_NOT_FOUND":
+            if exc.reason == Reason.AVATAR_NOT_FOUND:
                 exc.metadata["avatarId"] = spec.avatar_id
-            if exc.reason not in ("VENDOR_UNAVAILABLE", "VENDOR_TIMEOUT"):
+            if exc.reason not in (Reason.VENDOR_UNAVAILABLE, Reason.VENDOR_TIMEOUT):
                 raise
             # The answer may be lost after Akool created (and pre-charged) the session. Our
             # room name is derived from the session id, so find the session by it and adopt
@@ -334,14 +340,17 @@ class AkoolAdapter(VendorAdapter):
         try:
             return await self.api.session_detail(handle.vendor_session_id)
         except VendorError as exc:
-            if exc.reason == "SESSION_NOT_FOUND" or vendor_code_of(exc) == CODE_SESSION_NOT_FOUND:
+            if (
+                exc.reason == Reason.SESSION_NOT_FOUND
+                or vendor_code_of(exc) == CODE_SESSION_NOT_FOUND
+            ):
                 return None
             raise
 
     async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
         """Ready when Akool reports the session processing and its avatar is in the room.
 
-        Akool does not say which status means joinable (§3.4); the avatar's presence in our
+        Akool does not say which status means joinable (akool.md §4); the avatar's presence in our
         own LiveKit room is the fact that matters for driving, so it is checked too.
         """
         detail = await self._detail(handle)
@@ -406,16 +415,16 @@ class AkoolAdapter(VendorAdapter):
         return channel
 
     async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:
-        """``avatar/list`` (§3.3); the page token is the next page number."""
+        """``avatar/list`` (akool.md §3); the page token is the next page number."""
         try:
             page = int(page_token) if page_token else 1
         except ValueError:
             raise invalid_argument(
-                "INVALID_ARGUMENT", f"invalid page_token {page_token!r}", field="page_token"
+                Reason.INVALID_ARGUMENT, f"invalid page_token {page_token!r}", field="page_token"
             ) from None
         if page < 1:
             raise invalid_argument(
-                "INVALID_ARGUMENT", f"invalid page_token {page_token!r}", field="page_token"
+                Reason.INVALID_ARGUMENT, f"invalid page_token {page_token!r}", field="page_token"
             )
         size = min(max(page_size or 100, 1), 100)
         data = await self.api.list_avatars(page, size)
@@ -425,7 +434,7 @@ class AkoolAdapter(VendorAdapter):
                 avatar_id=str(item.get("avatar_id", "")),
                 display_name=str(item.get("name") or item.get("avatar_id", "")),
                 preview_url=str(item.get("thumbnailUrl") or item.get("url") or ""),
-                # "from": 2 official avatars, 3 the account's own (§3.3).
+                # "from": 2 official avatars, 3 the account's own (akool.md §3).
                 public=item.get("from") == 2,
             )
             for item in result
@@ -439,7 +448,7 @@ class AkoolAdapter(VendorAdapter):
         """The id of the open session whose LiveKit room is ``room``, if Akool lists one.
 
         Relies on session/list echoing the bring-your-own ``credentials.livekit_room_name``
-        (§3.4 says the response carries credentials; the echo of BYO ones is inferred).
+        (akool.md §4 says the response carries credentials; the echo of BYO ones is inferred).
         """
         try:
             for status in (STATUS_QUEUEING, STATUS_PROCESSING):

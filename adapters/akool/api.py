@@ -1,15 +1,15 @@
 """Akool Streaming Avatar REST client: authentication, the envelope, the code table.
 
-vendor-protocols §3.1–3.3 and §3.8. Every answer is ``{"code", "msg", "data"}`` with
+akool.md §1–3 and §8. Every answer is ``{"code", "msg", "data"}`` with
 ``code == 1000`` on success (getToken puts ``token`` at the top level instead of ``data``).
-Two ways to authenticate (§3.1):
+Two ways to authenticate (akool.md §1):
 
 * ``x-api-key: <API key>`` (recommended; the key is the console's "API Key", which is the same
   value as the legacy clientSecret);
 * the legacy flow: ``POST /api/open/v3/getToken {clientId, clientSecret}`` returns a bearer
   token valid for more than a year. It is cached and fetched again once when a call answers
   1101 (illegal or expired token), so a revoked token heals without a restart (the Akool
-  LiveKit plugin caches it forever: peer-lessons (c) 13).
+  LiveKit plugin caches it forever: architecture.md §5).
 
 Only one of the two headers is ever sent: with both, Akool lets ``Authorization`` win.
 """
@@ -22,15 +22,16 @@ from typing import Any
 import grpc
 import httpx
 
-from adapters.resilience import Backoff, retry_call
-from gateway.config import AkoolSettings
-from gateway.errors import (
+from adapters.akool.settings import AkoolSettings
+from core.errors import (
+    Reason,
     VendorCodeRule,
     VendorError,
     vendor_error,
     vendor_timeout,
     vendor_unavailable,
 )
+from core.resilience import Backoff, retry_call
 
 VENDOR = "akool"
 API_KEY_SETTING = "AVATAR_GATEWAY_AKOOL__API_KEY"
@@ -42,7 +43,7 @@ CODE_NOT_FOUND = 1008
 CODE_SESSION_NOT_FOUND = 1216
 CODE_SESSION_CLOSED = 1219
 
-# Paths (§3.3), relative to the configured base URL.
+# Paths (akool.md §3), relative to the configured base URL.
 PATH_GET_TOKEN = "/api/open/v3/getToken"
 PATH_AVATAR_LIST = "/api/open/v4/liveAvatar/avatar/list"
 PATH_SESSION_CREATE = "/api/open/v4/liveAvatar/session/create"
@@ -54,23 +55,23 @@ _C = grpc.StatusCode
 
 
 def _rule(
-    code: grpc.StatusCode, reason: str, meaning: str, retryable: bool = False
+    code: grpc.StatusCode, reason: Reason, meaning: str, retryable: bool = False
 ) -> VendorCodeRule:
     return VendorCodeRule(code, reason, retryable, meaning)
 
 
-_REJECTED = "VENDOR_REJECTED"
-_QUOTA = "VENDOR_QUOTA_EXCEEDED"
-_AUTH = "VENDOR_AUTH_FAILED"
+_REJECTED = Reason.VENDOR_REJECTED
+_QUOTA = Reason.VENDOR_QUOTA_EXCEEDED
+_AUTH = Reason.VENDOR_AUTH_FAILED
 
 CODE_TABLE: dict[int, VendorCodeRule] = {
-    # §3.8 ai-tools-suite/error-code.mdx. A rejected call did nothing on Akool's side, so the
+    # akool.md §8 ai-tools-suite/error-code.mdx. A rejected call did nothing on Akool's side, so the
     # retryable ones (1005) may be repeated even for session/create.
-    1003: _rule(_C.INVALID_ARGUMENT, "VENDOR_INVALID_ARGUMENT", "parameter error"),
+    1003: _rule(_C.INVALID_ARGUMENT, Reason.VENDOR_INVALID_ARGUMENT, "parameter error"),
     1004: _rule(_C.FAILED_PRECONDITION, _REJECTED, "needs verification"),
-    1005: _rule(_C.RESOURCE_EXHAUSTED, "VENDOR_RATE_LIMITED", "too frequent", retryable=True),
+    1005: _rule(_C.RESOURCE_EXHAUSTED, Reason.VENDOR_RATE_LIMITED, "too frequent", retryable=True),
     1006: _rule(_C.RESOURCE_EXHAUSTED, _QUOTA, "insufficient quota"),
-    1008: _rule(_C.NOT_FOUND, "AVATAR_NOT_FOUND", "content does not exist"),
+    1008: _rule(_C.NOT_FOUND, Reason.AVATAR_NOT_FOUND, "content does not exist"),
     1009: _rule(_C.FAILED_PRECONDITION, _REJECTED, "permission denied"),
     1010: _rule(_C.FAILED_PRECONDITION, _REJECTED, "cannot operate"),
     1011: _rule(_C.FAILED_PRECONDITION, _REJECTED, "already operated"),
@@ -85,22 +86,23 @@ CODE_TABLE: dict[int, VendorCodeRule] = {
     1213: _rule(_C.FAILED_PRECONDITION, _REJECTED, "subscription required"),
     1214: _rule(_C.FAILED_PRECONDITION, _REJECTED, "liveAvatar in processing"),
     # Busy is transient but session/create is not repeated blindly: the caller decides.
-    1215: _rule(_C.UNAVAILABLE, "VENDOR_UNAVAILABLE", "liveAvatar busy"),
-    1216: _rule(_C.NOT_FOUND, "SESSION_NOT_FOUND", "liveAvatar session does not exist"),
-    1217: _rule(_C.INTERNAL, "VENDOR_INTERNAL", "liveAvatar callback error"),
-    1218: _rule(_C.UNAVAILABLE, "VENDOR_UNAVAILABLE", "liveAvatar processing error"),
+    1215: _rule(_C.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, "liveAvatar busy"),
+    1216: _rule(_C.NOT_FOUND, Reason.SESSION_NOT_FOUND, "liveAvatar session does not exist"),
+    1217: _rule(_C.INTERNAL, Reason.VENDOR_INTERNAL, "liveAvatar callback error"),
+    1218: _rule(_C.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, "liveAvatar processing error"),
     1219: _rule(_C.FAILED_PRECONDITION, _REJECTED, "liveAvatar closed"),
     1220: _rule(_C.FAILED_PRECONDITION, _REJECTED, "upload avatar error"),
     1221: _rule(_C.FAILED_PRECONDITION, _REJECTED, "not subscribed"),
     1222: _rule(_C.FAILED_PRECONDITION, _REJECTED, "resource already exists"),
     1223: _rule(_C.RESOURCE_EXHAUSTED, _QUOTA, "liveAvatar upload exceeded"),
 }
-"""Akool business codes (§3.8) → gRPC. Undocumented codes (e.g. 1201–1212) → VENDOR_INTERNAL."""
+"""Akool business codes (akool.md §8) → gRPC. Undocumented codes (e.g. 1201–1212) →
+VENDOR_INTERNAL."""
 
 SESSION_CODE_TABLE: dict[int, VendorCodeRule] = {
     **CODE_TABLE,
     # On session/detail and session/close the missing "content" is the session itself.
-    1008: _rule(_C.NOT_FOUND, "SESSION_NOT_FOUND", "content does not exist"),
+    1008: _rule(_C.NOT_FOUND, Reason.SESSION_NOT_FOUND, "content does not exist"),
 }
 """The code table for calls about one session (detail, close)."""
 
@@ -227,7 +229,7 @@ class AkoolApi:
             envelope = response.json()
         except ValueError:
             envelope = None
-        # The demo accepts an answer only when code is a number and msg a string (§3.2).
+        # The demo accepts an answer only when code is a number and msg a string (akool.md §2).
         well_formed = (
             isinstance(envelope, dict)
             and isinstance(envelope.get("code"), int)
@@ -239,7 +241,7 @@ class AkoolApi:
         raise self._http_error(path, response.status_code, idempotent)
 
     def _http_error(self, path: str, status: int, idempotent: bool) -> VendorError:
-        """An answer without the envelope: judge by the HTTP status (undocumented, §3.2)."""
+        """An answer without the envelope: judge by the HTTP status (undocumented, akool.md §2)."""
         detail = f"{path}: HTTP {status} without the {{code,msg,data}} envelope"
         if status in (401, 403):
             setting = self.credential_setting
@@ -254,7 +256,7 @@ class AkoolApi:
         if status == 429:
             return VendorError(
                 _C.RESOURCE_EXHAUSTED,
-                "VENDOR_RATE_LIMITED",
+                Reason.VENDOR_RATE_LIMITED,
                 f"{VENDOR} is rate limiting the gateway ({detail})",
                 vendor=VENDOR,
                 retryable=True,
@@ -288,7 +290,7 @@ class AkoolApi:
             method, path, headers=headers, params=params, body=body, idempotent=idempotent
         )
         if token is not None and envelope.get("code") == CODE_TOKEN_INVALID:
-            # §3.1: the cached token was revoked or expired. One fresh token, one more try;
+            # akool.md §1: the cached token was revoked or expired. One fresh token, one more try;
             # a second 1101 is a real credential problem and surfaces as VENDOR_AUTH_FAILED.
             await self.token(stale=token)
             headers, _ = await self._auth_headers()
@@ -324,28 +326,28 @@ class AkoolApi:
         )
 
     async def list_avatars(self, page: int, size: int) -> dict[str, Any]:
-        """``GET avatar/list`` (§3.3): ``{count, result[Avatar]}``; ``size`` ≤ 100."""
+        """``GET avatar/list`` (akool.md §3): ``{count, result[Avatar]}``; ``size`` ≤ 100."""
         data = await self.call(
             "GET", PATH_AVATAR_LIST, params={"page": page, "size": size, "platform": "open"}
         )
         return data if isinstance(data, dict) else {}
 
     async def create_session(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``POST session/create`` (§3.4); returns ``data`` (``_id``, ``status``, ...)."""
+        """``POST session/create`` (akool.md §4); returns ``data`` (``_id``, ``status``, ...)."""
         data = await self.call("POST", PATH_SESSION_CREATE, body=body, idempotent=False)
         if not isinstance(data, dict) or not isinstance(data.get("_id"), str):
             raise vendor_unavailable(VENDOR, "session/create answered without data._id")
         return data
 
     async def session_detail(self, session_id: str) -> dict[str, Any]:
-        """``GET session/detail?id=`` (§3.3); same shape as create."""
+        """``GET session/detail?id=`` (akool.md §3); same shape as create."""
         data = await self.call(
             "GET", PATH_SESSION_DETAIL, params={"id": session_id}, table=SESSION_CODE_TABLE
         )
         return data if isinstance(data, dict) else {}
 
     async def close_session(self, session_id: str) -> bool:
-        """``POST session/close {"id": ...}`` (§3.3, the documented key).
+        """``POST session/close {"id": ...}`` (akool.md §3, the documented key).
 
         Returns:
             ``True`` if this call closed it, ``False`` if it was already closed or unknown.
@@ -361,7 +363,7 @@ class AkoolApi:
         return True
 
     async def list_sessions(self, page: int, size: int, status: int) -> dict[str, Any]:
-        """``GET session/list?page&size&status`` (§3.3): ``{count, result[Session]}``."""
+        """``GET session/list?page&size&status`` (akool.md §3): ``{count, result[Session]}``."""
         data = await self.call(
             "GET", PATH_SESSION_LIST, params={"page": page, "size": size, "status": status}
         )

@@ -1,15 +1,15 @@
 """The Akool drive channel: the gateway's own participant in the session's LiveKit room.
 
-Akool has no drive socket (vendor-protocols §3.5): the gateway joins the room it created the
+Akool has no drive socket (akool.md §5): the gateway joins the room it created the
 session with and talks to the avatar participant there.
 
-* **Stream messages** (§3.5): JSON ``{"v": 2, "type": "chat" | "command", "mid", ...}`` sent
+* **Stream messages** (akool.md §5): JSON ``{"v": 2, "type": "chat" | "command", "mid", ...}`` sent
   with reliable ``publishData`` to the avatar. A text is sent as parts sharing one ``mid``
   with ``idx`` counting from 0 and ``fin`` on the last; each message stays within
   :data:`MAX_MESSAGE_BYTES` and messages are spaced to :data:`BYTES_PER_SECOND` (the sender
   waits ``size / rate`` after each message, as Akool's own sender does). Downstream: ``event``
   ``audio_start`` / ``audio_end``, ``chat`` from ``bot`` / ``user``, command acks.
-* **Audio** (§3.6, lip-sync ``scene_mode: "meeting"``): LiveKit's avatar data-stream
+* **Audio** (akool.md §6, lip-sync ``scene_mode: "meeting"``): LiveKit's avatar data-stream
   protocol, as livekit-agents' ``DataStreamAudioOutput`` speaks it: one byte stream per turn
   on topic ``lk.audio_stream`` to the avatar, with attributes ``sample_rate`` and
   ``num_channels``, closed at the end of the turn; RPC ``lk.clear_buffer`` to the avatar on
@@ -38,20 +38,26 @@ import grpc
 import structlog
 from livekit import rtc
 
-from adapters.base import DriveChannel, EventKind, VendorEvent
-from adapters.text import split_exact
-from gateway.errors import VendorError, vendor_timeout, vendor_unavailable
+from core.contract import DriveChannel, EventKind, VendorEvent
+from core.errors import (
+    EventReason,
+    Reason,
+    VendorError,
+    vendor_timeout,
+    vendor_unavailable,
+)
+from core.text import split_exact
 
 log = structlog.get_logger("adapters.akool.channel")
 
 VENDOR = "akool"
 
 MAX_MESSAGE_BYTES = 950
-"""Largest encoded stream message we send (B): the docs' MAX_ENCODED_SIZE (§3.5), under the
+"""Largest encoded stream message we send (B): the docs' MAX_ENCODED_SIZE (akool.md §5), under the
 documented 1 KB message cap and the React demo's 960 B."""
 BYTES_PER_SECOND = 5760
 """Data-channel byte rate we keep to (B/s): the vendor demo's LiveKit value, under the
-documented 6 KB/s (§3.5)."""
+documented 6 KB/s (akool.md §5)."""
 MAX_TEXT_BYTES = 800
 """UTF-8 bytes of text that always fit one chat message with its envelope (declared as
 ``Capabilities.max_text_bytes``); longer or escape-heavy text is split into more parts."""
@@ -79,7 +85,7 @@ def session_lost(detail: str) -> VendorError:
     """UNAVAILABLE ``VENDOR_SESSION_LOST``: the avatar or the room is gone."""
     return VendorError(
         grpc.StatusCode.UNAVAILABLE,
-        "VENDOR_SESSION_LOST",
+        Reason.VENDOR_SESSION_LOST,
         f"the Akool session is gone: {detail}",
         vendor=VENDOR,
     )
@@ -210,13 +216,13 @@ class AkoolChannel(DriveChannel):
             raise session_lost("the channel is closed")
 
     async def _publish(self, message: dict[str, Any]) -> None:
-        """Send one stream message, keeping to the size and byte-rate rules (§3.5)."""
+        """Send one stream message, keeping to the size and byte-rate rules (akool.md §5)."""
         payload = encode(message)
         if len(payload) > MAX_MESSAGE_BYTES:  # split_exact guarantees this; a bug otherwise
             raise ValueError(f"stream message of {len(payload)} B exceeds {MAX_MESSAGE_BYTES}")
         async with self._send_lock:
             self._check_open()
-            # Akool's sender waits ceil(1000*size/rate) ms after each message (§3.5): the
+            # Akool's sender waits ceil(1000*size/rate) ms after each message (akool.md §5): the
             # next message may leave once the previous one's share of the rate has passed.
             now = time.monotonic()
             if self._next_send > now:
@@ -287,7 +293,7 @@ class AkoolChannel(DriveChannel):
         return mid
 
     async def set_action(self, action: str = "", expression: str = "") -> None:
-        """Play a gesture and/or an expression (``set-action``, §3.5), e.g. ``"nod"``."""
+        """Play a gesture and/or an expression (``set-action``, akool.md §5), e.g. ``"nod"``."""
         data = {k: v for k, v in (("action", action), ("expression", expression)) if v}
         await self.send_command("set-action", data)
 
@@ -361,7 +367,7 @@ class AkoolChannel(DriveChannel):
                     VendorEvent(
                         EventKind.WARNING,
                         turn_id=turn_id,
-                        reason="VENDOR_CLEAR_BUFFER_FAILED",
+                        reason=EventReason.VENDOR_CLEAR_BUFFER_FAILED,
                         message=f"the avatar did not clear its audio buffer: {exc}",
                     )
                 )
@@ -392,7 +398,7 @@ class AkoolChannel(DriveChannel):
             VendorEvent(
                 EventKind.SESSION_LOST,
                 turn_id=self._text_speaking[0] if self._text_speaking else self._audio_playing,
-                reason="VENDOR_SESSION_LOST",
+                reason=Reason.VENDOR_SESSION_LOST,
                 message=detail,
             )
         )
@@ -414,7 +420,7 @@ class AkoolChannel(DriveChannel):
         except ValueError:
             return
         if not isinstance(message, dict) or message.get("v") != 2:
-            return  # the demo ignores anything but v2 (§3.5)
+            return  # the demo ignores anything but v2 (akool.md §5)
         pld = message.get("pld")
         if not isinstance(pld, dict):
             return
@@ -477,7 +483,7 @@ class AkoolChannel(DriveChannel):
             VendorEvent(
                 EventKind.WARNING,
                 turn_id=turn_id,
-                reason="VENDOR_COMMAND_FAILED",
+                reason=EventReason.VENDOR_COMMAND_FAILED,
                 message=f"akool answered {cmd} with code {code}: {pld.get('msg', '')}",
                 metadata={"command": cmd, "vendorCode": str(code)},
             )

@@ -1,11 +1,11 @@
 """The Tencent Cloud IVH (interactive aPaaS, cloud rendering) vendor adapter.
 
-Session lifecycle over the signed REST API (``docs/vendor-protocols.md`` §2.4):
+Session lifecycle over the signed REST API (tencent.md §4):
 ``createsession`` / ``createsessionbyasset`` → ``statsession`` until ``SessionStatus`` 1 →
 ``startsession`` → one command channel (:class:`adapters.tencent.channel.TencentChannel`) →
 ``closesession``. Signing, the envelope and the code table live in :mod:`adapters.tencent.api`.
 
-Backstops: Tencent has no max-duration or idle parameter. Its own rule (§2.7) closes a
+Backstops: Tencent has no max-duration or idle parameter. Its own rule (tencent.md §7) closes a
 session after 10 min without a drive or heartbeat, which is the vendor-side idle backstop;
 the gateway's reaper enforces ``max_duration`` and the shorter ``idle_timeout``.
 """
@@ -19,17 +19,6 @@ from typing import Any
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import vendor_options_pb2
 
-from adapters.base import (
-    Capabilities,
-    DriveChannel,
-    PacingRule,
-    ReadyState,
-    SessionSpec,
-    SessionStatus,
-    VendorAdapter,
-    VendorSessionHandle,
-)
-from adapters.resilience import Backoff, retry_call
 from adapters.tencent.api import (
     CODE_SESSION_CLOSED,
     CODE_SESSION_NOT_FOUND,
@@ -44,20 +33,36 @@ from adapters.tencent.channel import (
     TEXT_SEND_INTERVAL_S,
     TencentChannel,
 )
-from gateway.config import TencentSettings
-from gateway.errors import VendorError, invalid_argument, vendor_unavailable
+from adapters.tencent.settings import TencentSettings
+from core.contract import (
+    Capabilities,
+    DriveChannel,
+    PacingRule,
+    ReadyState,
+    SessionSpec,
+    SessionStatus,
+    VendorAdapter,
+    VendorSessionHandle,
+)
+from core.errors import (
+    Reason,
+    VendorError,
+    invalid_argument,
+    vendor_unavailable,
+)
+from core.resilience import Backoff, retry_call
 
 PROTOCOLS = ("webrtc", "rtmp", "trtc")
-"""``Protocol`` values createsession takes, lowercase (§2.4); webrtc is our default."""
+"""``Protocol`` values createsession takes, lowercase (tencent.md §4); webrtc is our default."""
 
 DRIVER_TEXT_ONLY = 1
 DRIVER_AUDIO_AND_TEXT = 3
 
 STREAM_MAX_INTERVAL_RANGE_MS = (2000, 6000)
-"""Allowed ``StreamMaxInterval`` (ms; §2.4)."""
+"""Allowed ``StreamMaxInterval`` (ms; tencent.md §4)."""
 
 MAX_VIDEO_LAYERS = 5
-"""``Backgrounds`` + ``Foregrounds`` of createsessionbyasset (§2.4)."""
+"""``Backgrounds`` + ``Foregrounds`` of createsessionbyasset (tencent.md §4)."""
 
 _STATUS_TO_STATE = {
     1: ReadyState.READY,
@@ -76,13 +81,14 @@ def user_id_for(session_id: str) -> str:
     """The avatar ``UserId`` derived from the gateway session id.
 
     Deterministic on purpose: a new session with the same UserId closes the previous one
-    (§2.4), so a create retried after a lost answer can never leave a second billed session.
+    (tencent.md §4), so a create retried after a lost answer can never leave a second billed
+    session.
     """
     return USER_ID_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "-", session_id)[:58]
 
 
 class TencentAdapter(VendorAdapter):
-    """Tencent Cloud IVH adapter (vendor-protocols §2).
+    """Tencent Cloud IVH adapter (docs/vendors/tencent.md).
 
     Args:
         settings: appkey, access token, API URL (https; wss is derived), default project id
@@ -94,7 +100,7 @@ class TencentAdapter(VendorAdapter):
         vendor=VENDOR,
         display_name="Tencent Cloud IVH",
         sample_rates_hertz=(AUDIO_SAMPLE_RATE_HERTZ,),
-        # §2.5 SEND_AUDIO: 160 ms / 5120-byte packets, first 6 at once, then one per 120 ms
+        # tencent.md §5 SEND_AUDIO: 160 ms / 5120-byte packets, first 6 at once, then one per 120 ms
         # at most (interval/duration ratio in [0.75, 1]). A backlogged sender paced at
         # exactly 120 ms sits on the edge of that window and network jitter tips it over
         # (bench/RESULTS.md), so packets go at 128 ms (ratio 0.8), inside the window.
@@ -103,18 +109,18 @@ class TencentAdapter(VendorAdapter):
         text=True,
         streaming_text=True,
         interrupt=True,
-        # The vendor answers an interrupt with the drive's TextOver / AudioOver (§2.5, §2.6);
-        # an audio interrupt may be ignored (§2.5), hence the bounded wait.
+        # The vendor answers an interrupt with the drive's TextOver / AudioOver (tencent.md §5, §6);
+        # an audio interrupt may be ignored (tencent.md §5), hence the bounded wait.
         interrupt_ack=True,
-        # A text interrupt must wait for TextStart and the 1 s SEND_TEXT spacing (§2.5).
+        # A text interrupt must wait for TextStart and the 1 s SEND_TEXT spacing (tencent.md §5).
         interrupt_ack_timeout_s=3.0,
         max_text_chars=4000,
         max_text_bytes=TEXT_MAX_BYTES,
         min_text_interval_s=TEXT_SEND_INTERVAL_S,
-        # §2.7: > 30 s and < 1 min (cn) / < 10 min (intl); the vendor SDK uses 45 s.
+        # tencent.md §7: > 30 s and < 1 min (cn) / < 10 min (intl); the vendor SDK uses 45 s.
         keepalive_interval_s=45.0,
         list_avatars=False,
-        # Switching rules (§2.5): a new drive waits for the previous one to end; the
+        # Switching rules (tencent.md §5): a new drive waits for the previous one to end; the
         # vendor-specific switching commands stay in the channel.
         sequential_turns=True,
     )
@@ -135,7 +141,7 @@ class TencentAdapter(VendorAdapter):
     # ---- sessions -----------------------------------------------------------------------
 
     async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:
-        """Create the vendor session: ``createsession`` or ``createsessionbyasset`` (§2.4).
+        """Create the vendor session: ``createsession`` or ``createsessionbyasset`` (tencent.md §4).
 
         ``createsession`` takes ``spec.avatar_id`` (else the configured project id) as the
         VirtualmanProjectId; ``createsessionbyasset`` is used when
@@ -177,14 +183,14 @@ class TencentAdapter(VendorAdapter):
         protocol = (options.protocol or "webrtc").lower()
         if protocol not in PROTOCOLS:
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"tencent protocol must be one of {', '.join(PROTOCOLS)}, got {options.protocol!r}",
                 field="vendor_options.tencent.protocol",
             )
         driver_type = options.driver_type or DRIVER_AUDIO_AND_TEXT
         if driver_type not in (DRIVER_TEXT_ONLY, DRIVER_AUDIO_AND_TEXT):
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"tencent driver_type must be 1 (text) or 3 (audio and text), got {driver_type}",
                 field="vendor_options.tencent.driver_type",
             )
@@ -197,7 +203,7 @@ class TencentAdapter(VendorAdapter):
             low, high = STREAM_MAX_INTERVAL_RANGE_MS
             if not low <= stream_max_interval_ms <= high:
                 raise invalid_argument(
-                    "INVALID_ARGUMENT",
+                    Reason.INVALID_ARGUMENT,
                     f"tencent stream_max_interval must be 2 s to 6 s, got "
                     f"{stream_max_interval_ms} ms",
                     field="vendor_options.tencent.stream_max_interval",
@@ -221,25 +227,25 @@ class TencentAdapter(VendorAdapter):
             data["asset_virtualman_key"] = options.asset_virtualman_key
             if len(options.background_urls) > MAX_VIDEO_LAYERS:
                 raise invalid_argument(
-                    "INVALID_ARGUMENT",
+                    Reason.INVALID_ARGUMENT,
                     f"tencent allows at most {MAX_VIDEO_LAYERS} background layers, got "
                     f"{len(options.background_urls)}",
                     field="vendor_options.tencent.background_urls",
                 )
             if options.background_urls:
-                # VideoLayer's URL field (inferred; §2.4 names the list, not its fields).
+                # VideoLayer's URL field (inferred; tencent.md §4 names the list, not its fields).
                 payload["Backgrounds"] = [{"Url": url} for url in options.background_urls]
             return payload, data
         if options.background_urls:
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 "tencent background_urls need asset_virtualman_key (createsessionbyasset)",
                 field="vendor_options.tencent.background_urls",
             )
         project = spec.avatar_id or self.settings.project_id
         if not project:
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 "tencent needs an avatar_id (VirtualmanProjectId) or the setting "
                 "AVATAR_GATEWAY_TENCENT__PROJECT_ID",
                 field="avatar_id",
@@ -249,7 +255,7 @@ class TencentAdapter(VendorAdapter):
         return payload, data
 
     async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
-        """``statsession``: 1 READY, 3 PENDING, 2 CLOSED, 4 FAILED (§2.4).
+        """``statsession``: 1 READY, 3 PENDING, 2 CLOSED, 4 FAILED (tencent.md §4).
 
         Also refreshes ``handle.playback`` when the vendor reports a (new) PlayStreamAddr.
         """
@@ -272,7 +278,7 @@ class TencentAdapter(VendorAdapter):
         )
 
     async def start_session(self, handle: VendorSessionHandle) -> None:
-        """``startsession``: required after status 1 and before the command channel (§2.4)."""
+        """``startsession``: needed after status 1, before the command channel (tencent.md §4)."""
 
         async def call() -> dict[str, Any]:
             return await self.api.call(
@@ -286,7 +292,7 @@ class TencentAdapter(VendorAdapter):
     async def close_session(self, handle: VendorSessionHandle) -> None:
         """Close the session with ``closesession``; idempotent.
 
-        "Session closed" (110013) and "does not exist" (110018) count as closed (§2.8).
+        "Session closed" (110013) and "does not exist" (110018) count as closed (tencent.md §8).
         """
 
         async def call() -> dict[str, Any]:
@@ -302,7 +308,7 @@ class TencentAdapter(VendorAdapter):
     async def list_open_vendor_sessions(self) -> list[str]:
         """Ids of open sessions (status 1 or 3) this gateway created, for leak audits.
 
-        ``listsessionofuin`` lists the whole account (§2.4), whatever project a session
+        ``listsessionofuin`` lists the whole account (tencent.md §4), whatever project a session
         uses; only sessions whose ``UserId`` carries the gateway's derived prefix are
         returned, so an audit never touches other applications' sessions on the account.
         Sessions created with a caller-chosen ``TencentOptions.user_id`` are not covered.
@@ -324,7 +330,7 @@ class TencentAdapter(VendorAdapter):
     # ---- drive --------------------------------------------------------------------------
 
     async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
-        """Open the session's single command channel (§2.5) and start its receive loop."""
+        """Open the session's single command channel (tencent.md §5) and start its receive loop."""
         data = handle.data
         name = session_id if session_id.startswith("sessions/") else f"sessions/{session_id}"
         channel = TencentChannel(

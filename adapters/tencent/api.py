@@ -1,18 +1,19 @@
 """Tencent Cloud IVH REST client: signing, the ``{Header, Payload}`` envelope and the code table.
 
-Vendor facts (``docs/vendor-protocols.md`` section 2):
+Vendor facts (docs/vendors/tencent.md):
 
 * every HTTP and WS call carries ``appkey``, ``timestamp`` (Unix s, within 5 min of the
   server clock) and ``signature`` in the query; the WS command channel adds
-  ``requestid=<SessionId>`` (§2.2);
+  ``requestid=<SessionId>`` (tencent.md §2);
 * the signature is ``base64(HMAC-SHA256(key=accesstoken, msg=k1=v1&k2=v2...))`` over the query
   parameters sorted by key with raw (not URL-encoded) values; the base64 value itself must be
-  URL-encoded in the URL, otherwise a ``+`` in it turns into a space (§2.2);
+  URL-encoded in the URL, otherwise a ``+`` in it turns into a space (tencent.md §2);
 * requests are ``{"Header": {}, "Payload": {...}}``; answers carry ``Header.Code`` (0 = ok)
-  and the business fields in ``Payload`` (§2.3); ``ReqId`` is a 32-character hex UUID, fresh
-  per request (§2.3);
-* the business codes are listed in §2.8 and mapped below with
-  :class:`gateway.errors.VendorCodeRule`.
+  and the business fields in ``Payload`` (tencent.md §3); ``ReqId`` is a 32-character hex UUID,
+  fresh
+  per request (tencent.md §3);
+* the business codes are listed in tencent.md §8 and mapped below with
+  :class:`core.errors.VendorCodeRule`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 import grpc
 import httpx
 
-from gateway.errors import (
+from core.errors import (
+    Reason,
     VendorCodeRule,
     VendorError,
     vendor_error,
@@ -45,12 +47,12 @@ ACCESS_TOKEN_SETTING = "AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN"
 """The setting an operator fixes when the vendor rejects our credentials."""
 
 SESSION_PATH = "/v2/ivh/sessionmanager/sessionmanagerservice/"
-"""Base path of the session-management endpoints (§2.4)."""
+"""Base path of the session-management endpoints (tencent.md §4)."""
 
 COMMAND_CHANNEL_PATH = "/v2/ws/ivh/interactdriver/interactdriverservice/commandchannel"
-"""Path of the WebSocket command channel (§2.5)."""
+"""Path of the WebSocket command channel (tencent.md §5)."""
 
-# --- Business codes (§2.8) ---------------------------------------------------------------
+# --- Business codes (tencent.md §8) ---------------------------------------------------------------
 CODE_OK = 0
 CODE_INTERNAL = -101000
 CODE_NO_COMPUTE = -101001
@@ -83,102 +85,108 @@ as success; a reconnect stops on any of them)."""
 _SC = grpc.StatusCode
 
 CODE_TABLE: dict[int, VendorCodeRule] = {
-    # Vendor-side failures: 5xx-like, retryable with backoff (conventions §3.6).
-    CODE_INTERNAL: VendorCodeRule(_SC.UNAVAILABLE, "VENDOR_UNAVAILABLE", True, "internal error"),
+    # Vendor-side failures: 5xx-like, retryable with backoff (architecture.md §6).
+    CODE_INTERNAL: VendorCodeRule(
+        _SC.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, True, "internal error"
+    ),
     CODE_SYSTEM_ERROR: VendorCodeRule(
-        _SC.UNAVAILABLE, "VENDOR_UNAVAILABLE", True, "internal system error"
+        _SC.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, True, "internal system error"
     ),
     CODE_SYSTEM_ERROR_NEG: VendorCodeRule(
-        _SC.UNAVAILABLE, "VENDOR_UNAVAILABLE", True, "internal system error"
+        _SC.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, True, "internal system error"
     ),
     CODE_NO_COMPUTE: VendorCodeRule(
-        _SC.RESOURCE_EXHAUSTED, "VENDOR_QUOTA_EXCEEDED", False, "insufficient compute"
+        _SC.RESOURCE_EXHAUSTED, Reason.VENDOR_QUOTA_EXCEEDED, False, "insufficient compute"
     ),
     CODE_IMAGE_DOWNLOAD: VendorCodeRule(
-        _SC.INVALID_ARGUMENT, "VENDOR_INVALID_ARGUMENT", False, "image download failed"
+        _SC.INVALID_ARGUMENT, Reason.VENDOR_INVALID_ARGUMENT, False, "image download failed"
     ),
     CODE_STREAM_PARAMS: VendorCodeRule(
-        _SC.INTERNAL, "VENDOR_INTERNAL", False, "update stream params failed"
+        _SC.INTERNAL, Reason.VENDOR_INTERNAL, False, "update stream params failed"
     ),
     CODE_CONNECTION_DROPPED: VendorCodeRule(
-        _SC.UNAVAILABLE, "VENDOR_SESSION_LOST", False, "connection dropped abnormally"
+        _SC.UNAVAILABLE, Reason.VENDOR_SESSION_LOST, False, "connection dropped abnormally"
     ),
-    CODE_MODEL_LOAD: VendorCodeRule(_SC.INTERNAL, "VENDOR_INTERNAL", False, "model load error"),
+    CODE_MODEL_LOAD: VendorCodeRule(
+        _SC.INTERNAL, Reason.VENDOR_INTERNAL, False, "model load error"
+    ),
     CODE_STREAM_CREATE_TIMEOUT: VendorCodeRule(
-        _SC.UNAVAILABLE, "VENDOR_TIMEOUT", True, "internal stream-creation timeout"
+        _SC.UNAVAILABLE, Reason.VENDOR_TIMEOUT, True, "internal stream-creation timeout"
     ),
     CODE_DRIVE_ERROR: VendorCodeRule(
-        _SC.INTERNAL, "VENDOR_INTERNAL", False, "error while driving with text/audio"
+        _SC.INTERNAL, Reason.VENDOR_INTERNAL, False, "error while driving with text/audio"
     ),
     CODE_BAD_PARAMS: VendorCodeRule(
-        _SC.INVALID_ARGUMENT, "VENDOR_INVALID_ARGUMENT", False, "bad request parameters"
+        _SC.INVALID_ARGUMENT, Reason.VENDOR_INVALID_ARGUMENT, False, "bad request parameters"
     ),
-    # Our own credentials: the caller cannot fix it, so INTERNAL (conventions §3.6).
-    CODE_UNAUTHORIZED: VendorCodeRule(_SC.INTERNAL, "VENDOR_AUTH_FAILED", False, "unauthorized"),
+    # Our own credentials: the caller cannot fix it, so INTERNAL (architecture.md §6).
+    CODE_UNAUTHORIZED: VendorCodeRule(
+        _SC.INTERNAL, Reason.VENDOR_AUTH_FAILED, False, "unauthorized"
+    ),
     CODE_CONCURRENCY_LIMIT: VendorCodeRule(
-        _SC.RESOURCE_EXHAUSTED, "VENDOR_QUOTA_EXCEEDED", False, "over the concurrency limit"
+        _SC.RESOURCE_EXHAUSTED, Reason.VENDOR_QUOTA_EXCEEDED, False, "over the concurrency limit"
     ),
     # The only rate limit Tencent documents; retry_call backs off and repeats it.
     CODE_TOO_FREQUENT: VendorCodeRule(
-        _SC.RESOURCE_EXHAUSTED, "VENDOR_RATE_LIMITED", True, "requests too frequent"
+        _SC.RESOURCE_EXHAUSTED, Reason.VENDOR_RATE_LIMITED, True, "requests too frequent"
     ),
     CODE_QUOTA: VendorCodeRule(
         _SC.RESOURCE_EXHAUSTED,
-        "VENDOR_QUOTA_EXCEEDED",
+        Reason.VENDOR_QUOTA_EXCEEDED,
         False,
         "concurrency quota insufficient or expired",
     ),
     CODE_AVATAR_EXPIRED: VendorCodeRule(
-        _SC.FAILED_PRECONDITION, "VENDOR_REJECTED", False, "avatar expired"
+        _SC.FAILED_PRECONDITION, Reason.VENDOR_REJECTED, False, "avatar expired"
     ),
     CODE_SESSION_CLOSED: VendorCodeRule(
-        _SC.UNAVAILABLE, "VENDOR_SESSION_LOST", False, "session closed"
+        _SC.UNAVAILABLE, Reason.VENDOR_SESSION_LOST, False, "session closed"
     ),
     # Not ready yet: a short retry (startsession racing statsession) can succeed.
     CODE_SESSION_NOT_READY: VendorCodeRule(
-        _SC.FAILED_PRECONDITION, "VENDOR_REJECTED", True, "session not ready"
+        _SC.FAILED_PRECONDITION, Reason.VENDOR_REJECTED, True, "session not ready"
     ),
     CODE_WRONG_TIME: VendorCodeRule(
-        _SC.FAILED_PRECONDITION, "VENDOR_REJECTED", False, "command sent at the wrong time"
+        _SC.FAILED_PRECONDITION, Reason.VENDOR_REJECTED, False, "command sent at the wrong time"
     ),
     CODE_SESSION_NOT_STARTED: VendorCodeRule(
-        _SC.FAILED_PRECONDITION, "VENDOR_REJECTED", False, "session not started"
+        _SC.FAILED_PRECONDITION, Reason.VENDOR_REJECTED, False, "session not started"
     ),
     # The issue asks for NOT_FOUND here: the vendor session does not exist (any more). Its
     # own reason keeps the proto's rule of one status code per reason.
     CODE_SESSION_NOT_FOUND: VendorCodeRule(
-        _SC.NOT_FOUND, "VENDOR_SESSION_NOT_FOUND", False, "session does not exist"
+        _SC.NOT_FOUND, Reason.VENDOR_SESSION_NOT_FOUND, False, "session does not exist"
     ),
     CODE_TRTC_ARREARS: VendorCodeRule(
-        _SC.RESOURCE_EXHAUSTED, "VENDOR_QUOTA_EXCEEDED", False, "TRTC in arrears"
+        _SC.RESOURCE_EXHAUSTED, Reason.VENDOR_QUOTA_EXCEEDED, False, "TRTC in arrears"
     ),
     CODE_SESSION_REPLACED: VendorCodeRule(
         _SC.UNAVAILABLE,
-        "VENDOR_SESSION_LOST",
+        Reason.VENDOR_SESSION_LOST,
         False,
         "closed because another session was created with the same UserId",
     ),
 }
-"""§2.8 codes → gRPC code, ErrorInfo reason, retryability. Codes not listed become
-INTERNAL ``VENDOR_INTERNAL`` (``gateway.errors.vendor_error``)."""
+"""tencent.md §8 codes → gRPC code, ErrorInfo reason, retryability. Codes not listed become
+INTERNAL ``VENDOR_INTERNAL`` (``core.errors.vendor_error``)."""
 
 CREATE_OVERRIDES: dict[int, VendorCodeRule] = {
     # On createsession the "missing" thing is the project / asset, not a session (inferred:
     # the vendor documents no dedicated "project not found" code).
     CODE_SESSION_NOT_FOUND: VendorCodeRule(
-        _SC.NOT_FOUND, "AVATAR_NOT_FOUND", False, "avatar project or asset not found"
+        _SC.NOT_FOUND, Reason.AVATAR_NOT_FOUND, False, "avatar project or asset not found"
     ),
 }
 """Code-table overrides for ``createsession`` / ``createsessionbyasset``."""
 
 
 def new_req_id() -> str:
-    """Return a fresh ``ReqId``: a UUID4 as 32 lowercase hex characters, no hyphens (§2.3)."""
+    """Return a fresh ``ReqId``: a UUID4 as 32 lowercase hex digits, no hyphens (tencent.md §3)."""
     return uuid.uuid4().hex
 
 
 def string_to_sign(params: Mapping[str, str]) -> str:
-    """The string Tencent signs: ``k=v`` pairs sorted by key, ``&``-joined, raw values (§2.2).
+    """The string Tencent signs (tencent.md §2): ``k=v`` sorted by key, ``&``-joined, raw values.
 
     ``signature`` itself is excluded; body parameters never take part.
     """
@@ -186,7 +194,7 @@ def string_to_sign(params: Mapping[str, str]) -> str:
 
 
 def sign(params: Mapping[str, str], access_token: str) -> str:
-    """Return ``base64(HMAC-SHA256(access_token, string_to_sign(params)))`` (§2.2).
+    """Return ``base64(HMAC-SHA256(access_token, string_to_sign(params)))`` (tencent.md §2).
 
     The result is standard base64 with padding and is *not* URL-encoded; use
     :func:`signed_query` to build a URL.
@@ -204,14 +212,16 @@ def signed_query(
     timestamp: int | None = None,
     requestid: str | None = None,
 ) -> str:
-    """Return the query string ``appkey=..[&requestid=..]&timestamp=..&signature=..`` (§2.2).
+    """Return the signed query ``appkey=..[&requestid=..]&timestamp=..&signature=..``.
+
+    See tencent.md §2.
 
     Args:
         appkey: the project's appkey.
         access_token: the project's access token (HMAC key).
         timestamp: Unix time in seconds; default now. The vendor rejects values more than
             5 minutes from its clock, so a query must be built per request.
-        requestid: ``SessionId`` for the WS command channel (§2.5); omitted for HTTP calls.
+        requestid: ``SessionId`` for the WS command channel (tencent.md §5); omitted for HTTP calls.
     """
     when = int(time.time()) if timestamp is None else timestamp
     params = {"appkey": appkey, "timestamp": str(when)}
@@ -231,7 +241,9 @@ def map_code(
     session: str = "",
     avatar_id: str = "",
 ) -> VendorError:
-    """Build the :class:`VendorError` for a non-zero ``Header.Code`` / ``ErrorCode`` (§2.8).
+    """Build the :class:`VendorError` for a non-zero ``Header.Code`` / ``ErrorCode``.
+
+    See tencent.md §8.
 
     Adds the metadata the API contract promises for the reason: ``session`` for
     ``VENDOR_SESSION_LOST`` / ``VENDOR_SESSION_NOT_FOUND`` and ``avatarId`` for
@@ -241,9 +253,9 @@ def map_code(
     if overrides:
         table.update(overrides)
     error = vendor_error(VENDOR, table, code, message, credential_setting=ACCESS_TOKEN_SETTING)
-    if error.reason in ("VENDOR_SESSION_LOST", "VENDOR_SESSION_NOT_FOUND") and session:
+    if error.session_gone and session:
         error.metadata["session"] = session
-    if error.reason == "AVATAR_NOT_FOUND":
+    if error.reason == Reason.AVATAR_NOT_FOUND:
         error.metadata["avatarId"] = avatar_id
     return error
 
@@ -252,7 +264,7 @@ def missing_credentials() -> VendorError:
     """INTERNAL ``VENDOR_AUTH_FAILED``: appkey or access token is not configured."""
     return VendorError(
         grpc.StatusCode.INTERNAL,
-        "VENDOR_AUTH_FAILED",
+        Reason.VENDOR_AUTH_FAILED,
         f"tencent credentials are not configured; check the gateway setting {ACCESS_TOKEN_SETTING}"
         " and AVATAR_GATEWAY_TENCENT__APPKEY",
         vendor=VENDOR,
@@ -295,7 +307,7 @@ class TencentApi:
 
     @property
     def ws_base_url(self) -> str:
-        """``wss://host`` for an ``https`` API URL, ``ws://host`` for ``http`` (§2.1)."""
+        """``wss://host`` for an ``https`` API URL, ``ws://host`` for ``http`` (tencent.md §1)."""
         if self.api_url.startswith("https://"):
             return "wss://" + self.api_url[len("https://") :]
         if self.api_url.startswith("http://"):
@@ -303,7 +315,7 @@ class TencentApi:
         return self.api_url
 
     def command_channel_url(self, session_id: str) -> str:
-        """A freshly signed command-channel URL for ``session_id`` (§2.5).
+        """A freshly signed command-channel URL for ``session_id`` (tencent.md §5).
 
         Build one per connection attempt: the timestamp in it expires after 5 minutes.
         """
@@ -320,10 +332,10 @@ class TencentApi:
         session: str = "",
         avatar_id: str = "",
     ) -> dict[str, Any]:
-        """POST one session-management ``operation`` (the path's last segment, §2.4).
+        """POST one session-management ``operation`` (the path's last segment, tencent.md §4).
 
         A fresh ``ReqId``, timestamp and signature are made per call, so the call can be
-        repeated by :func:`adapters.resilience.retry_call`.
+        repeated by :func:`core.resilience.retry_call`.
 
         Returns:
             The answer's ``Payload``.
@@ -354,7 +366,7 @@ class TencentApi:
                 # Not the vendor's envelope: a wrong URL or a proxy; repeating will not help.
                 raise VendorError(
                     grpc.StatusCode.INTERNAL,
-                    "VENDOR_INTERNAL",
+                    Reason.VENDOR_INTERNAL,
                     f"{VENDOR} answered {operation} with HTTP {response.status_code}",
                     vendor=VENDOR,
                 ) from exc

@@ -1,28 +1,28 @@
 """The Tencent IVH WebSocket command channel: framing, reconnect/resume and status events.
 
-Vendor rules implemented here (``docs/vendor-protocols.md`` section 2):
+Vendor rules implemented here (docs/vendors/tencent.md):
 
 * one command channel per session, signed with ``requestid=<SessionId>``; it may drop at any
-  time and must be re-opened while the session is open (§2.5). Reconnects use
-  :func:`adapters.resilience.reconnect` with a fresh signature per attempt;
+  time and must be re-opened while the session is open (tencent.md §5). Reconnects use
+  :func:`core.resilience.reconnect` with a fresh signature per attempt;
 * upstream frames are JSON ``{"Header": {}, "Payload": {ReqId, SessionId, Command, Data}}``
-  (§2.5); audio is base64 inside JSON;
+  (tencent.md §5); audio is base64 inside JSON;
 * ``SEND_AUDIO``: 16 kHz mono s16le in 5120-byte / 160 ms packets, ``Seq`` from 1, one
-  ``ReqId`` per utterance, closed by an empty packet with ``IsFinal`` (§2.5). Pacing is the
+  ``ReqId`` per utterance, closed by an empty packet with ``IsFinal`` (tencent.md §5). Pacing is the
   gateway's job (``PacingRule(160, 6, 128)``, see adapter.py), not this module's;
-* ``SEND_TEXT``: one ``ReqId`` per send, sends more than 1 s apart (§2.5);
+* ``SEND_TEXT``: one ``ReqId`` per send, sends more than 1 s apart (tencent.md §5);
 * ``SEND_STREAMTEXT``: one ``ReqId`` per streamed reply, ``Seq`` from 1, at most 1000 bytes of
-  text per packet (the stricter, international limit), always closed by ``IsFinal`` (§2.5);
+  text per packet (the stricter, international limit), always closed by ``IsFinal`` (tencent.md §5);
 * the vendor finalises a drive by itself when no packet arrives for ``StreamMaxInterval``
-  (default 2 s, §2.4); after that the ``ReqId`` is spent, so a turn that pauses that long
+  (default 2 s, tencent.md §4); after that the ``ReqId`` is spent, so a turn that pauses that long
   continues under a new ``ReqId``;
-* switching modes (§2.5): text → audio waits for ``TextOver``; audio → text finishes the
+* switching modes (tencent.md §5): text → audio waits for ``TextOver``; audio → text finishes the
   audio with ``IsFinal`` and waits for ``AudioOver``. Every new drive waits (bounded) for
   the previous one, so gateway turns play in order (a new text would cut the one playing);
-* interrupt as the vendor SDK 2.3.3 ``stop()`` does it (§2.5);
-* ``SEND_HEARTBEAT`` ``{"Text": "PING"}`` keeps an idle link (§2.7);
-* downstream ``Type`` 3 (``SpeakStatus``), 4 (LLM text) and 9 (drive failed) (§2.6) become
-  :class:`adapters.base.VendorEvent` s correlated to gateway turns by ``ReqId``.
+* interrupt as the vendor SDK 2.3.3 ``stop()`` does it (tencent.md §5);
+* ``SEND_HEARTBEAT`` ``{"Text": "PING"}`` keeps an idle link (tencent.md §7);
+* downstream ``Type`` 3 (``SpeakStatus``), 4 (LLM text) and 9 (drive failed) (tencent.md §6) become
+  :class:`core.contract.VendorEvent` s correlated to gateway turns by ``ReqId``.
 
 Resume after a reconnect (no audio lost or duplicated). The protocol has no per-packet ack,
 so the channel cannot know which of the packets written just before a drop the vendor
@@ -32,7 +32,7 @@ drive anyway) and re-sends them, in order, on the new socket before anything els
 relies on the vendor ignoring a ``(ReqId, Seq)`` it already has (and a ``SEND_TEXT``
 ``ReqId`` it already has): the wire format carries ``Seq`` for exactly that, but the
 documentation does not say so explicitly (inferred; the emulator implements that rule).
-The vendor re-pushes the last statuses of its last 3 drives on reconnect (§2.5); the
+The vendor re-pushes the last statuses of its last 3 drives on reconnect (tencent.md §5); the
 per-drive state below makes those re-pushes idempotent.
 """
 
@@ -53,8 +53,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.http11 import Response
 
-from adapters.base import DriveChannel, EventKind, VendorEvent
-from adapters.resilience import Backoff, reconnect, retry_call
 from adapters.tencent.api import (
     CODE_WRONG_TIME,
     SESSION_GONE_CODES,
@@ -63,37 +61,42 @@ from adapters.tencent.api import (
     map_code,
     new_req_id,
 )
-from gateway.errors import (
+from core.contract import DriveChannel, EventKind, VendorEvent
+from core.errors import (
+    EventReason,
     GatewayError,
+    Reason,
     VendorError,
     failed_precondition,
     invalid_argument,
     vendor_timeout,
     vendor_unavailable,
 )
+from core.resilience import Backoff, reconnect, retry_call
 
 log = structlog.get_logger("adapters.tencent.channel")
 
 AUDIO_SAMPLE_RATE_HERTZ = 16000
-"""The only input rate SEND_AUDIO takes (Hz, mono s16le; §2.5)."""
+"""The only input rate SEND_AUDIO takes (Hz, mono s16le; tencent.md §5)."""
 
 AUDIO_PACKET_BYTES = 5120
-"""One SEND_AUDIO packet: 160 ms of 16 kHz mono s16le (bytes; §2.5)."""
+"""One SEND_AUDIO packet: 160 ms of 16 kHz mono s16le (bytes; tencent.md §5)."""
 
 AUDIO_BYTES_PER_SECOND = AUDIO_SAMPLE_RATE_HERTZ * 2
 
 STREAM_TEXT_PACKET_BYTES = 1000
-"""Largest ``Text`` of one SEND_STREAMTEXT packet (UTF-8 bytes; §2.5, intl 1000, cn 2000)."""
+"""Largest ``Text`` of one SEND_STREAMTEXT packet (UTF-8 bytes; tencent.md §5, intl 1000, cn
+2000)."""
 
 TEXT_MAX_BYTES = 4000
-"""Largest ``Text`` of one SEND_TEXT (UTF-8 bytes; §2.5)."""
+"""Largest ``Text`` of one SEND_TEXT (UTF-8 bytes; tencent.md §5)."""
 
 TEXT_SEND_INTERVAL_S = 1.1
 """Least spacing of two SEND_TEXT (s). The vendor wants strictly more than 1 s between
-arrivals (§2.5); 0.1 s of margin absorbs network jitter."""
+arrivals (tencent.md §5); 0.1 s of margin absorbs network jitter."""
 
 DEFAULT_STREAM_MAX_INTERVAL_S = 2.0
-"""The vendor's default ``StreamMaxInterval`` (s; §2.4)."""
+"""The vendor's default ``StreamMaxInterval`` (s; tencent.md §4)."""
 
 STALE_MARGIN_S = 0.25
 """A drive idle for ``StreamMaxInterval - STALE_MARGIN_S`` is treated as auto-finalised: the
@@ -104,7 +107,7 @@ TEXT_SECONDS_PER_CHAR_MAX = 0.3
 bounds waits for ``TextOver``; real waits end at the vendor's status."""
 
 TEXT_START_WAIT_S = 3.0
-"""Bounded wait for ``TextStart`` before an interrupt (§2.5: interrupt after TextStart)."""
+"""Bounded wait for ``TextStart`` before an interrupt (tencent.md §5: interrupt after TextStart)."""
 
 _TEXT_KINDS = ("text", "stream")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -194,7 +197,7 @@ class TencentChannel(DriveChannel):
     turn's SEND_STREAMTEXT stream, and the next ``final=True`` call (its text may be empty),
     ``end_audio``, a new turn or :meth:`aclose` closes it with ``IsFinal``.
 
-    Blocking: the first send of a new drive waits until the previous drive ended (§2.5 mode
+    Blocking: the first send of a new drive waits until the previous drive ended (tencent.md §5 mode
     switches; turn order), bounded by the previous drive's expected remaining time plus
     ``switch_grace_s``. A concurrent :meth:`interrupt` wakes such a wait, and a send for
     the interrupted turn then returns without sending.
@@ -203,7 +206,7 @@ class TencentChannel(DriveChannel):
         api: the adapter's REST client (signing, URLs).
         vendor_session_id: Tencent ``SessionId``.
         session_name: the gateway session (``sessions/{id}``), for error metadata.
-        driver_type: 1 text only, 3 audio and text (§2.4).
+        driver_type: 1 text only, 3 audio and text (tencent.md §4).
         stream_max_interval_s: the session's ``StreamMaxInterval`` (s).
         switch_grace_s: slack added to the bounded mode-switch waits (s).
         reconnect_backoff: backoff of automatic reconnects.
@@ -266,7 +269,7 @@ class TencentChannel(DriveChannel):
                 return await self._connect_once()
             except VendorError as exc:
                 # The channel this one replaces may have closed an instant ago and still
-                # hold the single slot (§2.5 one channel per session): worth a short retry.
+                # hold the single slot (tencent.md §5 one channel per session): worth a short retry.
                 if exc.vendor_code == str(CODE_WRONG_TIME):
                     exc.retryable = True
                 raise
@@ -290,7 +293,7 @@ class TencentChannel(DriveChannel):
                 open_timeout=self._api.timeout_s,
                 max_size=4 * 1024 * 1024,
                 close_timeout=2.0,
-                # permessage-deflate is the library default, not a vendor requirement (§2.5
+                # permessage-deflate is the library default, not a vendor requirement (tencent.md §5
                 # documents plain JSON frames): on base64 speech it cost ~380 µs and ~165 KiB
                 # per stream for a 44 % saving (bench/RESULTS.md).
                 compression=None,
@@ -306,7 +309,7 @@ class TencentChannel(DriveChannel):
             raise vendor_unavailable(VENDOR, f"command channel: {type(exc).__name__}") from exc
 
     def _refusal_error(self, response: Response) -> VendorError:
-        # Refusals are undocumented (§2.10); Tencent-style servers answer with the HTTP
+        # Refusals are undocumented (tencent.md §10); Tencent-style servers answer with the HTTP
         # envelope, so read Header.Code when there is one.
         try:
             data = json.loads(bytes(response.body).decode("utf-8"))
@@ -366,7 +369,7 @@ class TencentChannel(DriveChannel):
                 self.emit(
                     VendorEvent(
                         EventKind.WARNING,
-                        reason="VENDOR_RECONNECTED",
+                        reason=EventReason.VENDOR_RECONNECTED,
                         message="the Tencent command channel dropped and was re-opened",
                         metadata={"reconnects": str(self.reconnects)},
                     )
@@ -381,7 +384,7 @@ class TencentChannel(DriveChannel):
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
                 if isinstance(raw, bytes):
-                    continue  # the protocol has no binary frames (§2.5)
+                    continue  # the protocol has no binary frames (tencent.md §5)
                 try:
                     message = json.loads(raw)
                 except ValueError:
@@ -507,7 +510,7 @@ class TencentChannel(DriveChannel):
             return turn
         previous = self._current_turn
         if previous is not None and not previous.input_done:
-            # The gateway moved on without closing the turn: §2.5 wants every drive closed.
+            # The gateway moved on without closing the turn: tencent.md §5 wants every drive closed.
             await self._close_turn_input(previous)
         turn = _Turn(turn_id)
         self._turns[turn_id] = turn
@@ -534,7 +537,7 @@ class TencentChannel(DriveChannel):
         return drive
 
     def _new_control(self, turn_id: str) -> _Drive:
-        # Interrupt commands have their own ReqId (§2.5) but are not speech of any turn.
+        # Interrupt commands have their own ReqId (tencent.md §5) but are not speech of any turn.
         drive = _Drive(new_req_id(), turn_id, "control")
         self._drives[drive.req_id] = drive
         self._controls.append(drive.req_id)
@@ -589,9 +592,9 @@ class TencentChannel(DriveChannel):
     async def _switch_mode(self, turn: _Turn, kind: DriveKind) -> None:
         """Let the previous drive finish before a new one starts (bounded).
 
-        Required by §2.5 for text → audio (wait for ``TextOver``) and audio → text (close
+        Required by tencent.md §5 for text → audio (wait for ``TextOver``) and audio → text (close
         with ``IsFinal``, wait for ``AudioOver``). Also done for text → text, because a new
-        text interrupts the one playing (§2.5) and would cut the previous gateway turn, and
+        text interrupts the one playing (tencent.md §5) and would cut the previous gateway turn, and
         for audio → audio, whose vendor behaviour is undocumented: waiting costs one round
         trip between turns and keeps turns in order whatever the vendor does.
         """
@@ -606,7 +609,8 @@ class TencentChannel(DriveChannel):
         if turn.turn_id in self._dropped_turns or self._failure is not None:
             return
         if prev.kind in _TEXT_KINDS and kind == "audio":
-            # §2.5: "send an empty-text interrupt and wait for TextOver before sending audio".
+            # tencent.md §5: "send an empty-text interrupt and wait for TextOver before sending
+            # audio".
             await self._send_text_interrupt(turn.turn_id)
             if await self._wait_end(prev, 2.0, turn.turn_id):
                 return
@@ -614,7 +618,7 @@ class TencentChannel(DriveChannel):
             VendorEvent(
                 EventKind.WARNING,
                 turn_id=turn.turn_id,
-                reason="VENDOR_SWITCH_TIMEOUT",
+                reason=EventReason.VENDOR_SWITCH_TIMEOUT,
                 message=f"Tencent did not report the end of the previous {prev.kind} drive "
                 "in time; sending anyway",
                 metadata={"reqId": prev.req_id, "previousTurnId": prev.turn_id},
@@ -622,7 +626,7 @@ class TencentChannel(DriveChannel):
         )
 
     async def _finish_drive(self, drive: _Drive) -> None:
-        """Close an audio or streamed-text drive with ``IsFinal`` (§2.5)."""
+        """Close an audio or streamed-text drive with ``IsFinal`` (tencent.md §5)."""
         if drive.final_sent or drive.ended or drive.kind not in ("audio", "stream"):
             drive.final_sent = True
             return
@@ -653,7 +657,7 @@ class TencentChannel(DriveChannel):
         self._last_text_sent_at = time.monotonic()
 
     async def _send_text_interrupt(self, turn_id: str) -> None:
-        """SEND_TEXT with empty text and ``Interrupt``: stop to silence (§2.5)."""
+        """SEND_TEXT with empty text and ``Interrupt``: stop to silence (tencent.md §5)."""
         control = self._new_control(turn_id)
         await self._space_send_text()
         await self._send_command(control, "SEND_TEXT", {"Text": "", "Interrupt": True})
@@ -664,7 +668,7 @@ class TencentChannel(DriveChannel):
         """Send one frame of 16 kHz mono s16le PCM (normally 5120 bytes = 160 ms).
 
         The first frame of a turn opens a new ReqId (``Seq`` 1). Frames above 5120 bytes are
-        split into packets of 5120 bytes (§2.5).
+        split into packets of 5120 bytes (tencent.md §5).
 
         Raises:
             GatewayError: FAILED_PRECONDITION ``AUDIO_NOT_SUPPORTED`` on a DriverType 1
@@ -673,7 +677,7 @@ class TencentChannel(DriveChannel):
         """
         if self.driver_type != 3:
             raise failed_precondition(
-                "AUDIO_NOT_SUPPORTED",
+                Reason.AUDIO_NOT_SUPPORTED,
                 f"Tencent session {self.session_name} was created with DriverType "
                 f"{self.driver_type} (text only); create it with driver_type 3 to drive audio",
                 vendor=VENDOR,
@@ -681,7 +685,7 @@ class TencentChannel(DriveChannel):
             )
         if sample_rate_hertz != AUDIO_SAMPLE_RATE_HERTZ or len(pcm) % 2:
             raise invalid_argument(
-                "UNSUPPORTED_AUDIO_FORMAT",
+                Reason.UNSUPPORTED_AUDIO_FORMAT,
                 f"Tencent takes 16000 Hz mono s16le audio, got {sample_rate_hertz} Hz and "
                 f"{len(pcm)} bytes",
                 audioEncoding="LINEAR16",
@@ -703,7 +707,7 @@ class TencentChannel(DriveChannel):
             drive = None
         if drive is not None and self._stale(drive):
             # The vendor has (or is about to have) finalised this ReqId after a pause of
-            # StreamMaxInterval (§2.4): close it and continue the turn under a new ReqId.
+            # StreamMaxInterval (tencent.md §4): close it and continue the turn under a new ReqId.
             await self._finish_drive(drive)
             drive = None
         if drive is None:
@@ -719,7 +723,7 @@ class TencentChannel(DriveChannel):
         await self._send_command(drive, "SEND_AUDIO", data)
 
     async def end_audio(self, turn_id: str) -> None:
-        """The turn's input is complete: close its open drives with ``IsFinal`` (§2.5)."""
+        """The turn's input is complete: close its open drives with ``IsFinal`` (tencent.md §5)."""
         turn = self._turns.get(turn_id)
         if turn is None or self._failure is not None:
             return
@@ -729,7 +733,7 @@ class TencentChannel(DriveChannel):
         """Send text for ``turn_id``: SEND_TEXT for a whole text, SEND_STREAMTEXT for pieces.
 
         Streamed pieces above 1000 UTF-8 bytes are split into several packets; a SEND_TEXT
-        above 4000 bytes is sent as a stream instead (§2.5). SEND_TEXT sends are spaced by
+        above 4000 bytes is sent as a stream instead (tencent.md §5). SEND_TEXT sends are spaced by
         more than 1 s here too, because the interrupt command is a SEND_TEXT as well.
 
         Raises:
@@ -794,13 +798,13 @@ class TencentChannel(DriveChannel):
         self._maybe_end_turn(turn)
 
     async def interrupt(self, turn_id: str) -> None:
-        """Stop the avatar now, per mode as the vendor SDK 2.3.3 ``stop()`` does (§2.5).
+        """Stop the avatar now, per mode as the vendor SDK 2.3.3 ``stop()`` does (tencent.md §5).
 
         Audio: ``SEND_AUDIO`` with the drive's ReqId and ``{"Interrupt": true}`` (then the
         closing ``IsFinal`` packet, because the vendor may ignore an audio interrupt);
         streamed text: ``SEND_STREAMTEXT`` with the ReqId, ``Interrupt`` and the next
         ``Seq``; text: an empty ``SEND_TEXT`` with ``Interrupt``, after the drive's
-        ``TextStart`` (§2.5) and the 1 s spacing. An ``INTERRUPTED`` event follows when the
+        ``TextStart`` (tencent.md §5) and the 1 s spacing. An ``INTERRUPTED`` event follows when the
         vendor reports every interrupted drive over, or at once when nothing was playing.
         """
         self._dropped_turns.add(turn_id)
@@ -856,7 +860,7 @@ class TencentChannel(DriveChannel):
                 await self._send_text_interrupt(text_drives[-1].turn_id)
 
     async def keepalive(self) -> None:
-        """Send ``SEND_HEARTBEAT`` ``{"Text": "PING"}`` (§2.7). Skipped while reconnecting."""
+        """``SEND_HEARTBEAT`` ``{"Text": "PING"}`` (tencent.md §7); skipped while reconnecting."""
         if self.closed or not self._connected.is_set():
             return
         frame = self._frame("SEND_HEARTBEAT", new_req_id(), {"Text": "PING"})
@@ -897,13 +901,14 @@ class TencentChannel(DriveChannel):
         msg_type = _as_int(payload.get("Type"))
         header_code = _as_int(header.get("Code"))
         if header_code and not msg_type:
-            # A channel-level error (undocumented shape, §2.6): report it; a session that is
+            # A channel-level error (undocumented shape, tencent.md §6): report it; a session that
+            # is
             # gone shows up as a refused reconnect right after.
             self.emit(
                 VendorEvent(
                     EventKind.WARNING,
                     turn_id=drive.turn_id if drive else "",
-                    reason="VENDOR_CHANNEL_ERROR",
+                    reason=EventReason.VENDOR_CHANNEL_ERROR,
                     message=f"Tencent command channel error {header_code}: "
                     f"{header.get('Message') or ''}",
                     metadata={"vendorCode": str(header_code)},
@@ -928,7 +933,7 @@ class TencentChannel(DriveChannel):
                 )
         elif msg_type == 9:
             self._on_drive_failed(drive, payload)
-        # Type 5 ("thinking") and the old 2/7 are not ours to surface (§2.6).
+        # Type 5 ("thinking") and the old 2/7 are not ours to surface (tencent.md §6).
 
     def _on_status(self, drive: _Drive, payload: dict[str, Any]) -> None:
         status = str(payload.get("SpeakStatus") or "")
@@ -946,7 +951,7 @@ class TencentChannel(DriveChannel):
 
     def _drive_started(self, drive: _Drive) -> None:
         if drive.started:
-            return  # re-pushed after a reconnect (§2.5)
+            return  # re-pushed after a reconnect (tencent.md §5)
         now = time.monotonic()
         drive.started, drive.started_at = True, now
         drive.start_event.set()
@@ -987,7 +992,7 @@ class TencentChannel(DriveChannel):
                 VendorEvent(
                     EventKind.WARNING,
                     turn_id=drive.turn_id,
-                    reason="VENDOR_AUTO_FINALIZED",
+                    reason=EventReason.VENDOR_AUTO_FINALIZED,
                     message="Tencent finalised the drive itself: no packet arrived within "
                     f"StreamMaxInterval ({self.stream_max_interval_s:g} s)",
                     metadata={"reqId": drive.req_id},
@@ -1010,7 +1015,7 @@ class TencentChannel(DriveChannel):
                 VendorEvent(
                     EventKind.TURN_FAILED,
                     turn_id=turn.turn_id,
-                    reason="VENDOR_DRIVE_FAILED",
+                    reason=EventReason.VENDOR_DRIVE_FAILED,
                     message=f"Tencent failed the {drive.kind} drive: code {code} {message}".strip(),
                     metadata={"vendorCode": str(code), "reqId": drive.req_id},
                 )
@@ -1025,7 +1030,7 @@ class TencentChannel(DriveChannel):
                 VendorEvent(
                     EventKind.WARNING,
                     turn_id=drive.turn_id,
-                    reason="VENDOR_INTERRUPT_FAILED",
+                    reason=EventReason.VENDOR_INTERRUPT_FAILED,
                     message=f"Tencent rejected the interrupt: code {code} {message}".strip(),
                     metadata={"vendorCode": str(code)},
                 )
@@ -1041,7 +1046,7 @@ class TencentChannel(DriveChannel):
             VendorEvent(
                 EventKind.WARNING,
                 turn_id=drive.turn_id if drive else "",
-                reason="VENDOR_DRIVE_ERROR",
+                reason=EventReason.VENDOR_DRIVE_ERROR,
                 message=f"Tencent reported a drive error: code {code} {message}".strip(),
                 metadata={"vendorCode": str(code), "reqId": str(payload.get("ReqId") or "")},
             )

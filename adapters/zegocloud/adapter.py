@@ -1,4 +1,4 @@
-"""ZEGOCLOUD Digital Human adapter: stream tasks as sessions (vendor-protocols §1)."""
+"""ZEGOCLOUD Digital Human adapter: stream tasks as sessions (docs/vendors/zegocloud.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from aiohttp import web
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import vendor_options_pb2
 
-from adapters.base import (
+from adapters.zegocloud.api import VENDOR, ZegoApi, is_already_closed, verify_callback_signature
+from adapters.zegocloud.channel import ZegoDriveChannel
+from adapters.zegocloud.settings import ZegocloudSettings
+from core.contract import (
     AvatarInfo,
     AvatarPage,
     Capabilities,
@@ -23,16 +26,17 @@ from adapters.base import (
     VendorAdapter,
     VendorSessionHandle,
 )
-from adapters.zegocloud.api import VENDOR, ZegoApi, is_already_closed, verify_callback_signature
-from adapters.zegocloud.channel import ZegoDriveChannel
-from gateway.config import ZegocloudSettings
-from gateway.errors import VendorError, invalid_argument
+from core.errors import (
+    Reason,
+    VendorError,
+    invalid_argument,
+)
 
 log = structlog.get_logger("adapters.zegocloud")
 
 CALLBACK_PATH = "/callbacks/zegocloud"
-TTL_RANGE_S = (10, 86400)  # §1.4 CreateDigitalHumanStreamTask TTL
-MAX_IDLE_RANGE_S = (30, 86400)  # §1.4 MaxIdleTime
+TTL_RANGE_S = (10, 86400)  # zegocloud.md §4 CreateDigitalHumanStreamTask TTL
+MAX_IDLE_RANGE_S = (30, 86400)  # zegocloud.md §4 MaxIdleTime
 BACKSTOP_MARGIN_S = 60
 """Vendor backstops sit this far beyond the gateway's own limits, so the gateway's reaper
 closes first and the vendor only acts if the gateway is gone."""
@@ -53,18 +57,19 @@ class ZegocloudAdapter(VendorAdapter):
     capabilities = Capabilities(
         vendor=VENDOR,
         display_name="ZEGOCLOUD Digital Human",
-        sample_rates_hertz=(16000, 24000),  # §1.8 Start.SampleRate
-        # Push ahead of real time, bounded at 2 s (§1.8: examples send unpaced; the
+        sample_rates_hertz=(16000, 24000),  # zegocloud.md §8 Start.SampleRate
+        # Push ahead of real time, bounded at 2 s (zegocloud.md §8: examples send unpaced; the
         # backend buffers). 20 ms frames keep the added latency of re-chunking low.
         pacing=PacingRule(frame_ms=20, burst_frames=100, interval_ms=20),
         text=True,
         streaming_text=False,
         interrupt=True,
         interrupt_ack=True,  # InterruptDriveTask's Code 0 is the vendor's acknowledgement
-        max_text_chars=1800,  # §1.4 DriveByText
-        rest_qps=10.0,  # §1.1, per Action
+        max_text_chars=1800,  # zegocloud.md §4 DriveByText
+        rest_qps=10.0,  # zegocloud.md §1, per Action
         list_avatars=True,
-        # A WS drive interrupts the current broadcast (§1.5): play turns one after another.
+        # A WS drive interrupts the current broadcast (zegocloud.md §5): play turns one after
+        # another.
         sequential_turns=True,
     )
 
@@ -84,7 +89,7 @@ class ZegocloudAdapter(VendorAdapter):
         self._channels: dict[str, ZegoDriveChannel] = {}
 
     async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:
-        """CreateDigitalHumanStreamTask with TTL and MaxIdleTime always set (§1.4)."""
+        """CreateDigitalHumanStreamTask with TTL and MaxIdleTime always set (zegocloud.md §4)."""
         opts = spec.options or vendor_options_pb2.ZegocloudOptions()
         room_id = opts.room_id or f"ag-{spec.session_id[:20]}"
         stream_id = opts.stream_id or f"ag_{spec.session_id}"
@@ -102,19 +107,19 @@ class ZegocloudAdapter(VendorAdapter):
             and opts.sample_rate_hertz not in self.capabilities.sample_rates_hertz
         ):
             raise invalid_argument(
-                "INVALID_ARGUMENT",
+                Reason.INVALID_ARGUMENT,
                 f"zegocloud.sample_rate_hertz must be 16000 or 24000, got {opts.sample_rate_hertz}",
                 field="vendor_options.zegocloud.sample_rate_hertz",
             )
         try:
             data = await self.api.call("CreateDigitalHumanStreamTask", body)
         except VendorError as exc:
-            if exc.reason == "AVATAR_NOT_FOUND":
+            if exc.reason == Reason.AVATAR_NOT_FOUND:
                 exc.metadata["avatarId"] = spec.avatar_id
-            if exc.reason not in ("VENDOR_UNAVAILABLE", "VENDOR_TIMEOUT"):
+            if exc.reason not in (Reason.VENDOR_UNAVAILABLE, Reason.VENDOR_TIMEOUT):
                 raise
             # The answer may be lost after ZEGO created the task (billed until its TTL).
-            # Our StreamId is derived from the session id and unique per AppID (§1.4), so
+            # Our StreamId is derived from the session id and unique per AppID (zegocloud.md §4), so
             # the task can be found and adopted instead of leaked.
             task_id = await self._find_task(stream_id)
             if task_id is None:
@@ -156,7 +161,7 @@ class ZegocloudAdapter(VendorAdapter):
         return None
 
     async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
-        """GetDigitalHumanStreamTaskStatus: 1 initialising, 2 failed, 3 streaming (§1.5)."""
+        """GetDigitalHumanStreamTaskStatus: 1 initialising, 2 failed, 3 live (zegocloud.md §5)."""
         data = await self.api.call(
             "GetDigitalHumanStreamTaskStatus", {"TaskId": handle.vendor_session_id}, idempotent=True
         )
@@ -197,13 +202,13 @@ class ZegocloudAdapter(VendorAdapter):
         return channel
 
     async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:
-        """GetDigitalHumanList, offset paging, at most 20 per page (§1.4)."""
+        """GetDigitalHumanList, offset paging, at most 20 per page (zegocloud.md §4)."""
         offset = 0
         if page_token:
             # Tokens are the offsets this method issued: ASCII digits within ZEGO's range.
             if not (page_token.isascii() and page_token.isdigit() and len(page_token) <= 7):
                 raise invalid_argument(
-                    "INVALID_ARGUMENT",
+                    Reason.INVALID_ARGUMENT,
                     "page_token is not one this server issued",
                     field="page_token",
                 )
@@ -229,12 +234,12 @@ class ZegocloudAdapter(VendorAdapter):
         return AvatarPage(avatars, str(nxt) if avatars and nxt < total else "")
 
     async def list_open_vendor_sessions(self) -> list[str]:
-        """QueryDigitalHumanStreamTasks: tasks initialising or streaming (§1.4)."""
+        """QueryDigitalHumanStreamTasks: tasks initialising or streaming (zegocloud.md §4)."""
         data = await self.api.call("QueryDigitalHumanStreamTasks", {}, idempotent=True)
         return [str(t.get("TaskId")) for t in data.get("TaskList") or []]
 
     def http_routes(self) -> list[HttpRoute]:
-        """The drive-status callback endpoint (§1.6)."""
+        """The drive-status callback endpoint (zegocloud.md §6)."""
         return [("POST", CALLBACK_PATH, self._on_callback)]
 
     async def _on_callback(self, request: web.Request) -> web.Response:

@@ -1,8 +1,8 @@
 """ZEGOCLOUD Digital Human REST client: signing, the envelope, the code table.
 
-vendor-protocols §1.1–1.3, §1.10. Every call is ``POST {api_url}?Action=<name>&<common
+zegocloud.md §1–3, §10. Every call is ``POST {api_url}?Action=<name>&<common
 params>`` with a JSON body; the answer is ``{Code, Message, RequestId, Data}`` with Code 0 on
-success. Each request carries a fresh MD5 signature (§1.2).
+success. Each request carries a fresh MD5 signature (zegocloud.md §2).
 """
 
 from __future__ import annotations
@@ -15,62 +15,74 @@ from typing import Any
 import grpc
 import httpx
 
-from adapters.resilience import Backoff, RateLimiter, retry_call
-from gateway.errors import (
+from core.errors import (
+    Reason,
     VendorCodeRule,
     VendorError,
     vendor_error,
     vendor_timeout,
     vendor_unavailable,
 )
+from core.resilience import Backoff, RateLimiter, retry_call
 
 VENDOR = "zegocloud"
 SECRET_SETTING = "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET"
 
 _C = grpc.StatusCode
 CODE_TABLE: dict[int, VendorCodeRule] = {
-    # §1.2 gateway and signature codes: our configuration is wrong; the caller cannot fix it.
-    100000001: VendorCodeRule(_C.INTERNAL, "VENDOR_AUTH_FAILED", False, "bad AppId format"),
-    100000004: VendorCodeRule(_C.INTERNAL, "VENDOR_AUTH_FAILED", False, "signature expired"),
-    100000005: VendorCodeRule(_C.INTERNAL, "VENDOR_AUTH_FAILED", False, "invalid signature"),
-    100000010: VendorCodeRule(_C.INTERNAL, "VENDOR_AUTH_FAILED", False, "unknown AppId"),
-    100000011: VendorCodeRule(_C.INTERNAL, "VENDOR_AUTH_FAILED", False, "no app config"),
-    100000015: VendorCodeRule(_C.UNAVAILABLE, "VENDOR_UNAVAILABLE", True, "gateway internal error"),
+    # zegocloud.md §2 gateway and signature codes: our configuration is wrong; the caller cannot fix
+    # it.
+    100000001: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_AUTH_FAILED, False, "bad AppId format"),
+    100000004: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_AUTH_FAILED, False, "signature expired"),
+    100000005: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_AUTH_FAILED, False, "invalid signature"),
+    100000010: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_AUTH_FAILED, False, "unknown AppId"),
+    100000011: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_AUTH_FAILED, False, "no app config"),
+    100000015: VendorCodeRule(
+        _C.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, True, "gateway internal error"
+    ),
     100000017: VendorCodeRule(
-        _C.FAILED_PRECONDITION, "VENDOR_REJECTED", False, "service not enabled"
+        _C.FAILED_PRECONDITION, Reason.VENDOR_REJECTED, False, "service not enabled"
     ),
-    # §1.10 business codes.
+    # zegocloud.md §10 business codes.
     400000001: VendorCodeRule(
-        _C.INVALID_ARGUMENT, "VENDOR_INVALID_ARGUMENT", False, "invalid params"
+        _C.INVALID_ARGUMENT, Reason.VENDOR_INVALID_ARGUMENT, False, "invalid params"
     ),
-    400000002: VendorCodeRule(_C.FAILED_PRECONDITION, "VENDOR_REJECTED", False, "API not enabled"),
-    400000003: VendorCodeRule(_C.NOT_FOUND, "AVATAR_NOT_FOUND", False, "digital human not found"),
+    400000002: VendorCodeRule(
+        _C.FAILED_PRECONDITION, Reason.VENDOR_REJECTED, False, "API not enabled"
+    ),
+    400000003: VendorCodeRule(
+        _C.NOT_FOUND, Reason.AVATAR_NOT_FOUND, False, "digital human not found"
+    ),
     400000004: VendorCodeRule(
-        _C.INVALID_ARGUMENT, "VENDOR_INVALID_ARGUMENT", False, "timbre not found"
+        _C.INVALID_ARGUMENT, Reason.VENDOR_INVALID_ARGUMENT, False, "timbre not found"
     ),
-    400000005: VendorCodeRule(_C.UNAVAILABLE, "VENDOR_SESSION_LOST", False, "task not found"),
+    400000005: VendorCodeRule(_C.UNAVAILABLE, Reason.VENDOR_SESSION_LOST, False, "task not found"),
     400000006: VendorCodeRule(
-        _C.FAILED_PRECONDITION, "SESSION_NOT_READY", False, "stream not started"
+        _C.FAILED_PRECONDITION, Reason.SESSION_NOT_READY, False, "stream not started"
     ),
     400000007: VendorCodeRule(
-        _C.UNAVAILABLE, "VENDOR_SESSION_LOST", False, "stream already stopped"
+        _C.UNAVAILABLE, Reason.VENDOR_SESSION_LOST, False, "stream already stopped"
     ),
     400000008: VendorCodeRule(
-        _C.RESOURCE_EXHAUSTED, "VENDOR_QUOTA_EXCEEDED", False, "concurrency limit"
+        _C.RESOURCE_EXHAUSTED, Reason.VENDOR_QUOTA_EXCEEDED, False, "concurrency limit"
     ),
     400000009: VendorCodeRule(
-        _C.INVALID_ARGUMENT, "VENDOR_INVALID_ARGUMENT", False, "timbre not supported by avatar"
+        _C.INVALID_ARGUMENT, Reason.VENDOR_INVALID_ARGUMENT, False, "timbre not supported by avatar"
     ),
-    400000010: VendorCodeRule(_C.INTERNAL, "VENDOR_INTERNAL", False, "internal config error"),
-    400000015: VendorCodeRule(_C.FAILED_PRECONDITION, "VENDOR_REJECTED", False, "StreamId exists"),
-    400000016: VendorCodeRule(_C.INTERNAL, "VENDOR_INTERNAL", False, "model version error"),
-    400010000: VendorCodeRule(_C.UNAVAILABLE, "VENDOR_UNAVAILABLE", True, "system error"),
-    400010001: VendorCodeRule(_C.INTERNAL, "VENDOR_AUTH_FAILED", False, "no API permission"),
-    400010002: VendorCodeRule(_C.UNAVAILABLE, "VENDOR_UNAVAILABLE", True, "system busy"),
+    400000010: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_INTERNAL, False, "internal config error"),
+    400000015: VendorCodeRule(
+        _C.FAILED_PRECONDITION, Reason.VENDOR_REJECTED, False, "StreamId exists"
+    ),
+    400000016: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_INTERNAL, False, "model version error"),
+    400010000: VendorCodeRule(_C.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, True, "system error"),
+    400010001: VendorCodeRule(_C.INTERNAL, Reason.VENDOR_AUTH_FAILED, False, "no API permission"),
+    400010002: VendorCodeRule(_C.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, True, "system busy"),
     400010007: VendorCodeRule(
-        _C.RESOURCE_EXHAUSTED, "VENDOR_QUOTA_EXCEEDED", False, "insufficient resources"
+        _C.RESOURCE_EXHAUSTED, Reason.VENDOR_QUOTA_EXCEEDED, False, "insufficient resources"
     ),
-    400010009: VendorCodeRule(_C.RESOURCE_EXHAUSTED, "VENDOR_RATE_LIMITED", True, "rate limited"),
+    400010009: VendorCodeRule(
+        _C.RESOURCE_EXHAUSTED, Reason.VENDOR_RATE_LIMITED, True, "rate limited"
+    ),
 }
 
 ALREADY_CLOSED_CODES = frozenset({400000005, 400000007})
@@ -78,7 +90,7 @@ ALREADY_CLOSED_CODES = frozenset({400000005, 400000007})
 
 
 def sign(app_id: int, nonce: str, server_secret: str, timestamp: int) -> str:
-    """ZEGO request signature (§1.2): ``md5_hex(str(AppId) + nonce + secret + str(ts))``.
+    """ZEGO request signature (zegocloud.md §2): ``md5_hex(str(AppId) + nonce + secret + str(ts))``.
 
     Args:
         app_id: AppID.
@@ -93,7 +105,7 @@ def sign(app_id: int, nonce: str, server_secret: str, timestamp: int) -> str:
 def verify_callback_signature(
     callback_secret: str, timestamp: str, nonce: str, signature: str
 ) -> bool:
-    """Check a ZEGO callback (§1.6): sha1 hex of the sorted, concatenated [secret, ts, nonce]."""
+    """Check a ZEGO callback (zegocloud.md §6): sha1 hex of sorted, joined [secret, ts, nonce]."""
     joined = "".join(sorted([callback_secret, timestamp, nonce]))
     expected = hashlib.sha1(joined.encode(), usedforsecurity=False).hexdigest()
     return secrets.compare_digest(expected, signature)
@@ -106,7 +118,7 @@ class ZegoApi:
         app_id: AppID.
         server_secret: ServerSecret.
         api_url: base URL (``https://aigc-digitalhuman-api.zegotech.cn/``).
-        rate_limiter: per-Action limiter (10 QPS, §1.1).
+        rate_limiter: per-Action limiter (10 QPS, zegocloud.md §1).
         timeout_s: per-request timeout (s).
     """
 
@@ -146,7 +158,8 @@ class ZegoApi:
         except httpx.HTTPError as exc:
             raise vendor_unavailable(VENDOR, f"{action}: {type(exc).__name__}") from None
         if response.status_code != 200:
-            # The vendor's own Go example treats any non-200 as a transport failure (§1.3).
+            # The vendor's own Go example treats any non-200 as a transport failure
+            # (zegocloud.md §3).
             raise vendor_unavailable(VENDOR, f"{action}: HTTP {response.status_code}")
         try:
             envelope = response.json()

@@ -1,10 +1,10 @@
 """ZEGOCLOUD drive channel: WebSocket PCM drives per audio turn, DriveByText per text segment.
 
-vendor-protocols §1.8: each audio turn gets a fresh ``DriveByWsStream`` (new DriveId and
+zegocloud.md §8: each audio turn gets a fresh ``DriveByWsStream`` (new DriveId and
 token, as the docs say), a ``wss://`` connection whose certificate must not be verified, a
 JSON ``Start``, binary s16le PCM frames, and a prompt JSON ``Stop`` (a late Stop makes the
 avatar stutter). Text turns use ``DriveByText`` per segment (≤ 1800 characters, queued with
-InterruptMode 0). Speaking status comes from drive-status callbacks (§1.6, EventType 4),
+InterruptMode 0). Speaking status comes from drive-status callbacks (zegocloud.md §6, EventType 4),
 which the adapter routes here: status 2 → speech started, 4 → ended, 3 → failed.
 """
 
@@ -20,16 +20,20 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from adapters.base import DriveChannel, EventKind, VendorEvent
 from adapters.zegocloud.api import VENDOR, ZegoApi
-from gateway.errors import vendor_unavailable
+from core.contract import DriveChannel, EventKind, VendorEvent
+from core.errors import (
+    EventReason,
+    vendor_unavailable,
+)
 
 DRIVE_QUEUED, DRIVE_DRIVING, DRIVE_FAILED, DRIVE_ENDED = 1, 2, 3, 4
 
 
 def _insecure_tls() -> ssl.SSLContext:
     # ZEGO's drive socket is an IP literal with a certificate clients are told not to verify
-    # (§1.8, every vendor example sets InsecureSkipVerify). Only this socket skips it. A bare
+    # (zegocloud.md §8, every vendor example sets InsecureSkipVerify). Only this socket skips it. A
+    # bare
     # client context loads no CA bundle (create_default_context would load ~150 CAs, ~860 KiB
     # and ~20 ms of event-loop time per context, only to switch verification off).
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -117,7 +121,7 @@ class ZegoDriveChannel(DriveChannel):
         return ws
 
     async def send_audio(self, turn_id: str, pcm: bytes, sample_rate_hertz: int) -> None:
-        """Send one PCM frame; the first frame of a turn opens its WS drive (§1.8)."""
+        """Send one PCM frame; the first frame of a turn opens its WS drive (zegocloud.md §8)."""
         ws = self._ws
         if ws is None or self._ws_turn != turn_id:
             await self._close_ws(send_stop=True)
@@ -126,13 +130,14 @@ class ZegoDriveChannel(DriveChannel):
             await ws.send(pcm)
         except websockets.WebSocketException as exc:
             await self._close_ws(send_stop=False)
-            # ZEGO cannot resume a WS drive (a new drive interrupts the old one, §1.5), so
+            # ZEGO cannot resume a WS drive (a new drive interrupts the old one, zegocloud.md §5),
+            # so
             # the turn fails; the next turn opens a fresh drive.
             raise vendor_unavailable(VENDOR, f"drive socket closed: {exc}") from None
         self.mark_activity()
 
     async def end_audio(self, turn_id: str) -> None:
-        """Send Stop at once and close the socket (§1.8)."""
+        """Send Stop at once and close the socket (zegocloud.md §8)."""
         self._turn(turn_id).final = True
         if self._ws_turn == turn_id:
             await self._close_ws(send_stop=True)
@@ -170,7 +175,7 @@ class ZegoDriveChannel(DriveChannel):
     # ---- interrupt ----------------------------------------------------------------------
 
     async def interrupt(self, turn_id: str) -> None:
-        """InterruptDriveTask: stops the current drive and drops queued ones (§1.4)."""
+        """InterruptDriveTask: stops the current drive and drops queued ones (zegocloud.md §4)."""
         turn = self._turn(turn_id)
         turn.interrupted = True
         turn.final = True
@@ -209,7 +214,7 @@ class ZegoDriveChannel(DriveChannel):
                 VendorEvent(
                     EventKind.TURN_FAILED,
                     turn_id=turn_id,
-                    reason="VENDOR_DRIVE_FAILED",
+                    reason=EventReason.VENDOR_DRIVE_FAILED,
                     message=f"ZEGOCLOUD reported drive {drive_id} failed",
                     metadata={"driveId": drive_id},
                 )

@@ -23,7 +23,8 @@ from pydantic import SecretStr
 
 from adapters.akool import AkoolAdapter
 from adapters.akool.channel import MAX_MESSAGE_BYTES, AkoolChannel, escaped_len
-from adapters.base import (
+from adapters.akool.settings import AkoolSettings
+from core.contract import (
     DriveChannel,
     EventKind,
     ReadyState,
@@ -31,12 +32,11 @@ from adapters.base import (
     VendorEvent,
     VendorSessionHandle,
 )
-from adapters.resilience import Backoff, poll_until
-from adapters.text import split_exact
+from core.errors import GatewayError, VendorError
+from core.resilience import Backoff, poll_until
+from core.text import split_exact
 from emulators.akool import AkoolEmulator
 from emulators.livekit_server import LiveKitServer
-from gateway.config import AkoolSettings
-from gateway.errors import GatewayError, VendorError
 
 # The first run on a fresh machine builds livekit-server (about 2 min) inside a fixture.
 pytestmark = [
@@ -55,7 +55,7 @@ async def emu(livekit: LiveKitServer) -> AsyncIterator[AkoolEmulator]:
         livekit,
         api_key=API_KEY,
         client_id=CLIENT_ID,
-        client_secret=API_KEY,  # Akool: the API key is the legacy clientSecret (§3.1)
+        client_secret=API_KEY,  # Akool: the API key is the legacy clientSecret (akool.md §1)
         time_scale=0.2,
     )
     await emulator.start()
@@ -365,7 +365,7 @@ async def test_long_text_is_split_paced_and_spoken(
     assert len(mids) == 1
     assert [m["message"]["idx"] for m in chats] == list(range(len(chats)))
     assert [m["message"]["fin"] for m in chats] == [False] * (len(chats) - 1) + [True]
-    # Paced to the byte rate: every message but the last waited its share (§3.5).
+    # Paced to the byte rate: every message but the last waited its share (akool.md §5).
     total = sum(m["bytes"] for m in chats[:-1])
     assert elapsed >= total / 6000 - 0.05
     assert record.text_turns[0].text == text  # nothing lost or added between parts

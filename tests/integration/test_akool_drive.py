@@ -81,7 +81,7 @@ async def test_text_turns_speak_with_transcripts(gateway: Gateway) -> None:
     transcript = "".join(r.transcript.text for r in responses if r.HasField("transcript"))
     record = akool(gateway).sessions[session.vendor_session_id]
     (turn,) = record.text_turns
-    # One mid, the streamed pieces as idx 0.. and an empty fin part (§3.5).
+    # One mid, the streamed pieces as idx 0.. and an empty fin part (akool.md §5).
     assert turn.parts == len(deltas) + 1 and turn.fin
     # Streamed deltas reach the vendor exactly as written, spaces included.
     assert turn.text == "".join(deltas)

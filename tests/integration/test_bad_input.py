@@ -220,7 +220,9 @@ async def test_vendor_rejects_credentials_and_vendor_unreachable() -> None:
         ]:
             settings = make_settings(
                 sandbox=False,
-                zegocloud={"app_id": 42, "server_secret": "wrong-secret", "api_url": api_url},
+                vendors={
+                    "zegocloud": {"app_id": 42, "server_secret": "wrong-secret", "api_url": api_url}
+                },
             )
             server = GatewayServer(settings)
             await server.start()

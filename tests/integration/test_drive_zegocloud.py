@@ -139,7 +139,8 @@ async def test_client_faster_than_real_time_is_paced(gateway: Gateway) -> None:
 
 
 async def test_back_to_back_turns_do_not_cut_each_other(gateway: Gateway) -> None:
-    """A ZEGO WS drive interrupts the one playing (§1.5); audio is pushed up to 2 s ahead, so
+    """A ZEGO WS drive interrupts the one playing (zegocloud.md §5); audio is pushed up to 2 s
+    ahead, so
     turn 2 must wait for turn 1 to finish speaking instead of cutting its last 2 s."""
     s = await gateway.create()
     first, second = tone(1.5), tone(0.5, freq=330)

@@ -33,7 +33,9 @@ from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from pydantic import SecretStr
 
-from gateway.config import AkoolSettings, TencentSettings, ZegocloudSettings
+from adapters.akool.settings import AkoolSettings
+from adapters.tencent.settings import TencentSettings
+from adapters.zegocloud.settings import ZegocloudSettings
 from gateway.server import GatewayServer
 from tests.conftest import (
     Gateway,
@@ -231,7 +233,7 @@ async def proxied_gateway(
                 livekit_api_secret=SecretStr(livekit.api_secret),
             )
         }
-    server = GatewayServer(make_settings(sandbox=False, **settings, **overrides))
+    server = GatewayServer(make_settings(sandbox=False, vendors=settings, **overrides))
     await server.start()
     if vendor == "zegocloud":
         emulator.callback_url = f"{server.ops_url}/callbacks/zegocloud"
@@ -265,7 +267,7 @@ def only(vendor: str) -> dict[str, str]:
 async def test_tencent_channel_dropped_twice_mid_turn_resumes_without_loss(
     gateway: Gateway,
 ) -> None:
-    """Tencent's command channel may drop at any time (§2.5): the gateway reconnects and
+    """Tencent's command channel may drop at any time (tencent.md §5): the gateway reconnects and
     re-sends what the vendor may have missed; the vendor dedupes by (ReqId, Seq)."""
     s = await gateway.create("tencent", AVATARS["tencent"])
     emulator = gateway.emulator("tencent")
@@ -345,7 +347,8 @@ async def test_tencent_connection_reset_latency_and_blackhole_lose_nothing() -> 
 
 
 async def test_zegocloud_drive_dropped_mid_turn_fails_that_turn_once_and_the_next_plays() -> None:
-    """A ZEGO WS drive cannot be resumed (a new drive interrupts the old one, §1.5): the turn
+    """A ZEGO WS drive cannot be resumed (a new drive interrupts the old one, zegocloud.md §5):
+    the turn
     fails with one clear ``turn_failed``; the same stream's next turn plays intact. The
     vendor's drive-status callbacks arrive 300 ms late (a slow callback path), so the
     gateway learns of the failure twice: from the socket and from the vendor."""

@@ -67,11 +67,13 @@ async def test_two_replicas_share_sessions(redis_url: str) -> None:
             settings = make_settings(
                 sandbox=False,
                 redis_url=redis_url,
-                zegocloud={
-                    "app_id": 9,
-                    "server_secret": "x",
-                    "callback_secret": "cb",
-                    "api_url": emulator.rest.base_url + "/",
+                vendors={
+                    "zegocloud": {
+                        "app_id": 9,
+                        "server_secret": "x",
+                        "callback_secret": "cb",
+                        "api_url": emulator.rest.base_url + "/",
+                    }
                 },
             )
             server = GatewayServer(settings)

@@ -90,7 +90,7 @@ async def test_close_is_idempotent_and_ends_open_drive(gateway: Gateway) -> None
     again = await gateway.stub.CloseSession(pb.CloseSessionRequest(name=s.name), timeout=10)
     assert again == closed
     assert emulator.tasks[s.vendor_session_id].stop_reason == "api"
-    await asyncio.sleep(0.2)  # the vendor moves a stopped task 4 -> 5 (§1.5)
+    await asyncio.sleep(0.2)  # the vendor moves a stopped task 4 -> 5 (zegocloud.md §5)
     assert not emulator.open_tasks()
     hold.set()
 

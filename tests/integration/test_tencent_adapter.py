@@ -3,7 +3,7 @@
 The emulator enforces the vendor rules (signature, pacing, text spacing, mode switches,
 one channel per session, idle limits) and records what it received, so these tests check
 the adapter's behaviour on the wire, not against mocks. A small token-bucket loop stands in
-for the gateway's pacer (``gateway.audio.Pacer`` with the adapter's declared rule).
+for the gateway's pacer (``core.audio.Pacer`` with the adapter's declared rule).
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ from avatar.gateway.v1 import vendor_options_pb2
 from google.protobuf import duration_pb2
 from pydantic import SecretStr
 
-from adapters.base import (
+from adapters.tencent import TencentAdapter
+from adapters.tencent.channel import TencentChannel
+from adapters.tencent.settings import TencentSettings
+from core.audio import Pacer
+from core.contract import (
     EventKind,
     PacingRule,
     ReadyState,
@@ -30,13 +34,9 @@ from adapters.base import (
     VendorEvent,
     VendorSessionHandle,
 )
-from adapters.resilience import Backoff, keepalive_loop, poll_until
-from adapters.tencent import TencentAdapter
-from adapters.tencent.channel import TencentChannel
+from core.errors import GatewayError, VendorError
+from core.resilience import Backoff, keepalive_loop, poll_until
 from emulators.tencent import TencentEmulator
-from gateway.audio import Pacer
-from gateway.config import TencentSettings
-from gateway.errors import GatewayError, VendorError
 
 pytestmark = pytest.mark.integration
 
@@ -783,7 +783,7 @@ async def test_concurrent_interrupt_wakes_a_send_waiting_for_the_switch(
     channel, events = await open_channel(adapter, handle)
     try:
         await channel.send_text("1", "a sentence long enough to be playing " * 4, True)
-        # Turn 2's audio waits for turn 1's TextOver (§2.5 text → audio) ...
+        # Turn 2's audio waits for turn 1's TextOver (tencent.md §5 text → audio) ...
         blocked = asyncio.create_task(channel.send_audio("2", b"\0" * FRAME, 16000))
         await events.wait(EventKind.SPEECH_STARTED, "1")
         assert not blocked.done()

@@ -142,7 +142,7 @@ async def test_barge_in_is_not_held_up_by_a_send_waiting_for_the_previous_turn(
 
 
 async def test_audio_on_a_text_only_session_is_refused(gateway: Gateway) -> None:
-    """DriverType 1 sessions take text only (§2.5): audio ends the Drive with
+    """DriverType 1 sessions take text only (tencent.md §5): audio ends the Drive with
     FAILED_PRECONDITION AUDIO_NOT_SUPPORTED, and the server keeps serving."""
     from avatar.gateway.v1 import vendor_options_pb2
 

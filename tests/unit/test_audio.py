@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from avatar.gateway.v1 import media_pb2
 
-from adapters.base import PacingRule
-from gateway.audio import AudioConverter, FrameChunker, Pacer, validate_audio_format
-from gateway.errors import GatewayError
+from core.audio import AudioConverter, FrameChunker, Pacer, validate_audio_format
+from core.contract import PacingRule
+from core.errors import GatewayError
 from tests.conftest import tone
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""Tests of the Akool Streaming Avatar emulator (docs/vendor-protocols.md section 3).
+"""Tests of the Akool Streaming Avatar emulator (docs/vendors/akool.md).
 
 Everything runs over real sockets: httpx against the REST server, and a raw LiveKit
 participant (the livekit rtc SDK) in a real ``livekit-server`` on loopback, playing the part
@@ -176,7 +176,7 @@ async def test_api_key_and_token_auth(emu: AkoolEmulator) -> None:
                 "/api/open/v3/getToken", json={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}
             )
         ).json()
-        assert got["code"] == 1000 and "data" not in got  # the token is top-level (§3.1)
+        assert got["code"] == 1000 and "data" not in got  # the token is top-level (akool.md §1)
         bearer = {"Authorization": f"Bearer {got['token']}"}
         assert (await c.get(url, headers=bearer)).json()["code"] == 1000
         # Authorization wins over x-api-key when both are sent.
@@ -234,7 +234,7 @@ async def test_session_lifecycle_close_keys_and_list(
     claims = emu.sessions[a["_id"]].token_claims
     assert claims["identity"] == "akool-avatar-agent" and claims["kind"] == "agent"
     assert "livekit_token" not in emu.sessions[a["_id"]].request["credentials"]
-    # The docs' {"id"} and the LiveKit plugin's {"session_id"} both close (§3.3).
+    # The docs' {"id"} and the LiveKit plugin's {"session_id"} both close (akool.md §3).
     assert (await http.post(f"{BASE}/session/close", json={"id": a["_id"]})).json()["code"] == 1000
     closed = (await http.post(f"{BASE}/session/close", json={"session_id": b["_id"]})).json()
     assert closed["code"] == 1000

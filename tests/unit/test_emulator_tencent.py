@@ -1,6 +1,6 @@
 """The Tencent IVH emulator on its own, driven by raw HTTP and WebSocket clients.
 
-Checks that the emulator enforces and records the rules of vendor-protocols §2 whatever the
+Checks that the emulator enforces and records the rules of docs/vendors/tencent.md whatever the
 client does, so that the adapter tests against it mean something.
 """
 
@@ -259,7 +259,7 @@ async def test_audio_dedupe_ordering_sizes_and_sha(emulator: TencentEmulator) ->
     assert record.duration_s == pytest.approx((len(p1) + len(p2) + len(p3)) / 32000)
     assert (record.duplicates, record.conflicts, record.out_of_order) == (2, [3], 2)
     assert record.missing_seqs == []
-    # Packet 2 is short but not the last one (§2.5: only the last may be shorter).
+    # Packet 2 is short but not the last one (tencent.md §5: only the last may be shorter).
     assert record.size_violations == [{"seq": 2, "bytes": 2000, "rule": "short"}]
     assert record.statuses == ["WaitingAudioStart", "AudioStart", "AudioOver"]
     assert record.played_s == pytest.approx(record.duration_s, abs=0.1)
@@ -317,7 +317,7 @@ async def test_switch_rules_interrupts_and_driver_type(emulator: TencentEmulator
         await receive_until(ws, status_is(text, "TextOver"))  # new text replaces old text
         await ws.send(frame(sid, "SEND_STREAMTEXT", stream, {"Text": "", "Interrupt": True}))
         await asyncio.sleep(0.1)
-        assert not emulator.records[stream].interrupted  # no Seq: ineffective (§2.5)
+        assert not emulator.records[stream].interrupted  # no Seq: ineffective (tencent.md §5)
         interrupt = {"Text": "", "Interrupt": True, "Seq": 2}
         await ws.send(frame(sid, "SEND_STREAMTEXT", stream, interrupt))
         await receive_until(ws, status_is(stream, "TextOver"))

@@ -1,4 +1,4 @@
-"""Tests of the ZEGOCLOUD Digital Human emulator (docs/vendor-protocols.md section 1).
+"""Tests of the ZEGOCLOUD Digital Human emulator (docs/vendors/zegocloud.md).
 
 Everything runs over real loopback sockets: httpx against the REST server, a `websockets`
 client (TLS verification off, as ZEGO instructs) against the WSS drive server, and a small

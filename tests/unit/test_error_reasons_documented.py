@@ -1,11 +1,12 @@
 """Every ErrorInfo reason the code can emit is in the proto's error table, with its code.
 
-The proto's service comment is the contract (``| REASON | CODE | metadata |``). This scans the
-source of ``gateway/`` and ``adapters/`` for the places a status reason is chosen (the error
-constructors of ``gateway.errors`` and the vendor code tables) and checks each constant reason
-against the table: a reason added in code without documenting it fails here, before any client
-sees it. Reasons of ``warning`` and ``turn_failed`` events are not status reasons and are not
-built with these constructors.
+The proto's service comment is the contract (``| REASON | CODE | metadata |``). The
+``core.errors.Reason`` enum must be exactly that table. This scans the source of ``core/``,
+``gateway/`` and ``adapters/`` for the places a status reason is chosen (the error constructors
+of ``core.errors`` and the vendor code tables) and checks each reason against the table with
+its code: a reason added in code without documenting it fails here, before any client sees
+it. Reasons of ``warning`` and ``turn_failed`` events are ``core.errors.EventReason`` and are
+not built with these constructors.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from core.errors import EventReason, Reason
 
 pytestmark = pytest.mark.unit
 
@@ -38,17 +41,30 @@ def documented() -> dict[str, str]:
     return dict(rows)
 
 
+def reason_of(node: ast.expr) -> str | None:
+    """The reason a literal or ``Reason.X`` expression names, else ``None``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in ("Reason", "EventReason")
+    ):
+        return node.attr
+    return None
+
+
 def emitted() -> list[tuple[str, int, str, str | None]]:
     """(file, line, reason, code) for every constant reason passed to an error constructor."""
     found = []
-    for path in sorted([*ROOT.glob("gateway/*.py"), *ROOT.glob("adapters/**/*.py")]):
+    for path in sorted(
+        p for d in ("core", "gateway", "adapters") for p in ROOT.glob(f"{d}/**/*.py")
+    ):
         tree = ast.parse(path.read_text())
         constants = {
-            target.id: node.value.value
+            target.id: reason
             for node in tree.body
-            if isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
+            if isinstance(node, ast.Assign) and (reason := reason_of(node.value)) is not None
             for target in node.targets
             if isinstance(target, ast.Name)
         }
@@ -67,8 +83,8 @@ def emitted() -> list[tuple[str, int, str, str | None]]:
                 continue
             index, code = CONSTRUCTORS[name]
             arg = node.args[index]
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                reason = arg.value
+            if (constant := reason_of(arg)) is not None:
+                reason = constant
             elif isinstance(arg, ast.Name) and arg.id in constants:
                 reason = constants[arg.id]
             else:
@@ -96,3 +112,24 @@ def test_every_emitted_reason_is_documented_with_its_code() -> None:
         elif code is not None and table[reason] != code:
             problems.append(f"{path}:{line}: {reason} is {code}, the table says {table[reason]}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_reason_enum_is_the_table() -> None:
+    assert {r.value for r in Reason} == set(documented())
+    assert not {r.value for r in EventReason} & set(documented()), "event reasons are not statuses"
+
+
+def test_no_reason_is_spelled_as_a_string_literal() -> None:
+    # Reasons are compared and passed as enum members, so a typo is an AttributeError at
+    # import time (and a mypy error) rather than a silently wrong status.
+    names = {r.value for r in Reason} | {r.value for r in EventReason}
+    found = []
+    for path in sorted(
+        p for d in ("core", "gateway", "adapters") for p in ROOT.glob(f"{d}/**/*.py")
+    ):
+        if path.name == "errors.py" and path.parent.name == "core":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not found, "\n".join(found)

@@ -2,8 +2,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from adapters.text import SentenceBuffer, split_text
-from gateway.errors import DOMAIN, GatewayError, to_rpc_status
+from core.errors import DOMAIN, GatewayError, to_rpc_status
+from core.text import SentenceBuffer, split_text
 
 pytestmark = pytest.mark.unit
 

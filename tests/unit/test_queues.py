@@ -1,4 +1,4 @@
-"""gateway.queues.SingleConsumerQueue: FIFO, bounds, back-pressure and cancellation."""
+"""core.queues.SingleConsumerQueue: FIFO, bounds, back-pressure and cancellation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.queues import SingleConsumerQueue
+from core.queues import SingleConsumerQueue
 
 
 @settings(max_examples=200, deadline=None)

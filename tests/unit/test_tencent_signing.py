@@ -1,4 +1,4 @@
-"""Tencent IVH signing, envelope ids, code table and text splitting (vendor-protocols §2.2-2.8)."""
+"""Tencent IVH signing, envelope ids, code table and text splitting (tencent.md §2–8)."""
 
 from __future__ import annotations
 

@@ -2,20 +2,20 @@ import grpc
 import pytest
 
 from adapters.zegocloud.api import CODE_TABLE, sign, verify_callback_signature
-from gateway.errors import vendor_error
+from core.errors import vendor_error
 
 pytestmark = pytest.mark.unit
 
 
 def test_signature_docs_vector() -> None:
-    # vendor-protocols §1.2 worked example.
+    # zegocloud.md §2 worked example.
     assert sign(12345, "4fd24687296dd9f3", "9193cc662a4c0ec135ec71fb57194b38", 1615186943) == (
         "43e5cfcca828314675f91b001390566a"
     )
 
 
 def test_callback_signature_docs_vector() -> None:
-    # §1.6: sorted [secret, timestamp, nonce] -> sha1.
+    # zegocloud.md §6: sorted [secret, timestamp, nonce] -> sha1.
     assert verify_callback_signature(
         "secret", "1470820198", "123412", "5bd59fd62953a8059fb7eaba95720f66d19e4517"
     )

@@ -2,10 +2,10 @@
 
 An adapter is thin: request signing, REST calls and drive-channel framing for one vendor.
 Everything that is not a vendor fact lives in shared code driven by the adapter's declared
-:class:`Capabilities`: audio conversion and pacing (``gateway.audio``, ``gateway.drive``),
+:class:`Capabilities`: audio conversion and pacing (``core.audio``, ``gateway.drive``),
 retries, polling, rate limits, keepalive scheduling and reconnect backoff
-(``adapters.resilience``), text splitting (``adapters.text``), and the mapping of errors to
-gRPC (``gateway.errors``). See ``docs/design.md`` §3 and ``peer-lessons.md`` (c) 20.
+(``core.resilience``), text splitting (``core.text``), and the mapping of errors to
+gRPC (``core.errors``). See docs/architecture.md §1 and §5.
 
 Shapes and units used throughout:
 
@@ -27,8 +27,8 @@ from typing import Any
 
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
-from adapters.resilience import RateLimiter
-from gateway.queues import SingleConsumerQueue
+from core.queues import SingleConsumerQueue
+from core.resilience import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,10 @@ class PacingRule:
     ``interval_ms`` and holds at most ``burst_frames``; each frame sent takes one. So a
     turn's first ``burst_frames`` frames go at once and the rest one per ``interval_ms``.
 
-    * Tencent (vendor-protocols §2.5 SEND_AUDIO): 160 ms frames, first 6 at once, then one
+    * Tencent (tencent.md §5 SEND_AUDIO): 160 ms frames, first 6 at once, then one
       every 120 ms: ``PacingRule(160, 6, 120)``.
-    * Push ahead of real time, bounded (ZEGO §1.8, Akool §3.6): ``frame_ms`` frames, up to
+    * Push ahead of real time, bounded (ZEGO zegocloud.md §8, Akool akool.md §6): ``frame_ms``
+    frames, up to
       ``burst_frames * frame_ms`` ahead, then real time: ``PacingRule(20, 100, 20)``.
 
     Attributes:
@@ -89,7 +90,8 @@ class Capabilities:
             vendor's speech-ended event before the turn is reported as failed, beyond the
             turn's own duration.
         sequential_turns: a new drive cuts the one playing (ZEGO: a WS drive interrupts the
-            current broadcast, §1.5; Tencent: switching rules, §2.5), so the gateway holds a
+            current broadcast, zegocloud.md §5; Tencent: switching rules, tencent.md §5), so the
+            gateway holds a
             turn's first send until the earlier turns finished speaking (bounded by their
             expected end); an interrupt releases the wait.
     """
@@ -203,7 +205,7 @@ class AvatarPage:
 
 
 class EventKind(enum.Enum):
-    """Kinds of normalised vendor events (design.md §2 item 4)."""
+    """Kinds of normalised vendor events (architecture.md §3)."""
 
     SPEECH_STARTED = "speech_started"
     SPEECH_ENDED = "speech_ended"
@@ -299,7 +301,7 @@ class DriveChannel(ABC):
         """Send one frame of mono s16le PCM at ``sample_rate_hertz`` for turn ``turn_id``.
 
         The first frame of a new turn id starts the vendor drive (ZEGO DriveByWsStream +
-        Start, Tencent a new ReqId). Raises :class:`gateway.errors.VendorError`.
+        Start, Tencent a new ReqId). Raises :class:`core.errors.VendorError`.
         """
 
     @abstractmethod
@@ -339,7 +341,7 @@ class VendorAdapter(ABC):
     """Session lifecycle and drive channels for one vendor; one instance per process.
 
     Subclasses set :attr:`capabilities` and implement the abstract methods with the
-    vendor's REST calls. Calls must raise :class:`gateway.errors.VendorError` built from
+    vendor's REST calls. Calls must raise :class:`core.errors.VendorError` built from
     the vendor's code table; transport errors become ``VENDOR_UNAVAILABLE`` /
     ``VENDOR_TIMEOUT``.
     """

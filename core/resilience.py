@@ -1,7 +1,7 @@
 """Retries, polling, rate limits, keepalive and reconnect backoff shared by every adapter.
 
-Vendor packages must not grow their own loops for these (design.md §3): they declare
-numbers in :class:`adapters.base.Capabilities` and call these helpers.
+Vendor packages must not grow their own loops for these (architecture.md §5): they declare
+numbers in :class:`core.contract.Capabilities` and call these helpers.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
-from gateway.errors import VendorError, vendor_timeout
+from core.errors import VendorError, vendor_timeout
 
 if TYPE_CHECKING:
-    from adapters.base import DriveChannel
+    from core.contract import DriveChannel
 
 T = TypeVar("T")
-log = structlog.get_logger("adapters.resilience")
+log = structlog.get_logger("core.resilience")
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ async def poll_until(
 
 
 class RateLimiter:
-    """At most ``rate`` calls per sliding second per key (ZEGO: 10 QPS per Action, §1.1).
+    """At most ``rate`` calls per sliding second per key (ZEGO: 10 QPS per Action, zegocloud.md §1).
 
     :meth:`acquire` waits until a call is allowed instead of failing, so a burst of
     CreateSession calls is smoothed rather than rejected by the vendor.
@@ -163,7 +163,7 @@ async def keepalive_loop(channel: DriveChannel, interval_s: float) -> None:
     """Call ``channel.keepalive()`` whenever the channel has been idle for ``interval_s``.
 
     Runs until cancelled or the channel closes. Traffic resets the timer
-    (``DriveChannel.mark_activity``), so a busy channel sends no heartbeats (Tencent §2.7:
+    (``DriveChannel.mark_activity``), so a busy channel sends no heartbeats (Tencent tencent.md §7:
     any valid traffic keeps the link, a heartbeat renews an idle one).
     """
     while not channel.closed:
@@ -207,6 +207,6 @@ async def reconnect(
             await asyncio.sleep(wait)
     if isinstance(last, VendorError):
         raise last
-    from gateway.errors import vendor_unavailable
+    from core.errors import vendor_unavailable
 
     raise vendor_unavailable(vendor, f"could not reconnect the drive channel: {last}")

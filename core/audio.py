@@ -2,8 +2,8 @@
 
 Input is LINEAR16 (s16le) PCM, 1 or 2 interleaved channels, 8000–48000 Hz, in chunks of any
 size. The vendor receives mono s16le at one of its native rates, in frames of its declared
-duration, released on a monotonic clock by its declared :class:`adapters.base.PacingRule`.
-Resampling is done once, statefully, with soxr (peer-lessons (c) 3): a stream resampler
+duration, released on a monotonic clock by its declared :class:`core.contract.PacingRule`.
+Resampling is done once, statefully, with soxr (architecture.md §3): a stream resampler
 keeps its filter state across chunks, so chunk boundaries leave no clicks; its tail is
 flushed at end of turn and dropped on interrupt.
 """
@@ -16,8 +16,12 @@ import numpy as np
 import soxr
 from avatar.gateway.v1 import media_pb2
 
-from adapters.base import PacingRule
-from gateway.errors import GatewayError, invalid_argument
+from core.contract import PacingRule
+from core.errors import (
+    GatewayError,
+    Reason,
+    invalid_argument,
+)
 
 MIN_SAMPLE_RATE_HERTZ = 8000
 MAX_SAMPLE_RATE_HERTZ = 48000
@@ -61,7 +65,7 @@ def encoding_name(value: int) -> str:
 def unsupported_audio_format(message: str, fmt: media_pb2.AudioFormat) -> GatewayError:
     """INVALID_ARGUMENT ``UNSUPPORTED_AUDIO_FORMAT`` with the format in metadata."""
     return invalid_argument(
-        "UNSUPPORTED_AUDIO_FORMAT",
+        Reason.UNSUPPORTED_AUDIO_FORMAT,
         message,
         audioEncoding=encoding_name(fmt.audio_encoding),
         sampleRateHertz=str(fmt.sample_rate_hertz),

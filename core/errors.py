@@ -14,6 +14,7 @@ mapping to gRPC stays here.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import grpc
@@ -25,6 +26,67 @@ DOMAIN = "avatargateway.dev"
 """``ErrorInfo.domain`` of every error this service emits."""
 
 _CODE_TO_PB: dict[grpc.StatusCode, int] = {sc: sc.value[0] for sc in grpc.StatusCode}
+
+
+class Reason(enum.StrEnum):
+    """``ErrorInfo`` reasons of statuses: exactly the proto's error table.
+
+    ``tests/unit/test_error_reasons_documented.py`` checks this enum against the table both
+    ways, and every reason the code passes to an error constructor against its code there.
+    """
+
+    CONFIG_NOT_FIRST = "CONFIG_NOT_FIRST"
+    CONFIG_ALREADY_SENT = "CONFIG_ALREADY_SENT"
+    INVALID_SESSION_NAME = "INVALID_SESSION_NAME"
+    UNSUPPORTED_AUDIO_FORMAT = "UNSUPPORTED_AUDIO_FORMAT"
+    CHUNK_TOO_LARGE = "CHUNK_TOO_LARGE"
+    TEXT_TOO_LONG = "TEXT_TOO_LONG"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    UNKNOWN_VENDOR = "UNKNOWN_VENDOR"
+    AVATAR_NOT_FOUND = "AVATAR_NOT_FOUND"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    SESSION_CLOSED = "SESSION_CLOSED"
+    SESSION_NOT_READY = "SESSION_NOT_READY"
+    DRIVE_ALREADY_ACTIVE = "DRIVE_ALREADY_ACTIVE"
+    DRIVE_PREEMPTED = "DRIVE_PREEMPTED"
+    AUDIO_NOT_SUPPORTED = "AUDIO_NOT_SUPPORTED"
+    TEXT_NOT_SUPPORTED = "TEXT_NOT_SUPPORTED"
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    VENDOR_AUTH_FAILED = "VENDOR_AUTH_FAILED"
+    VENDOR_RATE_LIMITED = "VENDOR_RATE_LIMITED"
+    VENDOR_QUOTA_EXCEEDED = "VENDOR_QUOTA_EXCEEDED"
+    VENDOR_UNAVAILABLE = "VENDOR_UNAVAILABLE"
+    VENDOR_TIMEOUT = "VENDOR_TIMEOUT"
+    VENDOR_SESSION_LOST = "VENDOR_SESSION_LOST"
+    VENDOR_SESSION_NOT_FOUND = "VENDOR_SESSION_NOT_FOUND"
+    VENDOR_SESSION_FAILED = "VENDOR_SESSION_FAILED"
+    VENDOR_REJECTED = "VENDOR_REJECTED"
+    VENDOR_INVALID_ARGUMENT = "VENDOR_INVALID_ARGUMENT"
+    VENDOR_INTERNAL = "VENDOR_INTERNAL"
+    SERVER_DRAINING = "SERVER_DRAINING"
+    INTERNAL = "INTERNAL"
+
+
+class EventReason(enum.StrEnum):
+    """Reasons of ``warning`` and ``turn_failed`` responses: events, not statuses.
+
+    A vendor event may also carry a :class:`Reason` (e.g. ``VENDOR_SESSION_LOST``).
+    """
+
+    SPEECH_END_TIMEOUT = "SPEECH_END_TIMEOUT"
+    VENDOR_AUTO_FINALIZED = "VENDOR_AUTO_FINALIZED"
+    VENDOR_CHANNEL_ERROR = "VENDOR_CHANNEL_ERROR"
+    VENDOR_CLEAR_BUFFER_FAILED = "VENDOR_CLEAR_BUFFER_FAILED"
+    VENDOR_COMMAND_FAILED = "VENDOR_COMMAND_FAILED"
+    VENDOR_DRIVE_ERROR = "VENDOR_DRIVE_ERROR"
+    VENDOR_DRIVE_FAILED = "VENDOR_DRIVE_FAILED"
+    VENDOR_INTERRUPT_FAILED = "VENDOR_INTERRUPT_FAILED"
+    VENDOR_RECONNECTED = "VENDOR_RECONNECTED"
+    VENDOR_SWITCH_TIMEOUT = "VENDOR_SWITCH_TIMEOUT"
+
+
+SESSION_GONE = frozenset({Reason.VENDOR_SESSION_LOST, Reason.VENDOR_SESSION_NOT_FOUND})
+"""Reasons that mean the vendor session no longer exists: the gateway closes it."""
 
 
 class GatewayError(Exception):
@@ -42,7 +104,7 @@ class GatewayError(Exception):
     def __init__(
         self,
         code: grpc.StatusCode,
-        reason: str,
+        reason: Reason,
         message: str,
         metadata: dict[str, str] | None = None,
         *,
@@ -54,6 +116,11 @@ class GatewayError(Exception):
         self.message = message
         self.metadata = dict(metadata or {})
         self.retry_after_s = retry_after_s
+
+    @property
+    def session_gone(self) -> bool:
+        """Whether the error means the vendor session no longer exists (see ``SESSION_GONE``)."""
+        return self.reason in SESSION_GONE
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code.name}, {self.reason}, {self.message!r})"
@@ -73,7 +140,7 @@ class VendorError(GatewayError):
     def __init__(
         self,
         code: grpc.StatusCode,
-        reason: str,
+        reason: Reason,
         message: str,
         *,
         vendor: str,
@@ -104,7 +171,7 @@ class VendorCodeRule:
     """
 
     code: grpc.StatusCode
-    reason: str
+    reason: Reason
     retryable: bool
     meaning: str
 
@@ -124,13 +191,13 @@ def vendor_error(
     an operator must fix (the caller cannot fix it).
     """
     rule = table.get(vendor_code) or VendorCodeRule(
-        grpc.StatusCode.INTERNAL, "VENDOR_INTERNAL", False, "undocumented vendor error"
+        grpc.StatusCode.INTERNAL, Reason.VENDOR_INTERNAL, False, "undocumented vendor error"
     )
     message = f"{vendor} returned code {vendor_code} ({rule.meaning})"
     if vendor_message:
         message += f": {vendor_message}"
     metadata: dict[str, str] = {}
-    if rule.reason == "VENDOR_AUTH_FAILED":
+    if rule.reason == Reason.VENDOR_AUTH_FAILED:
         message += f"; check the gateway setting {credential_setting}"
         metadata["setting"] = credential_setting
     return VendorError(
@@ -148,7 +215,7 @@ def vendor_unavailable(vendor: str, detail: str) -> VendorError:
     """UNAVAILABLE ``VENDOR_UNAVAILABLE``: the vendor could not be reached (retryable)."""
     return VendorError(
         grpc.StatusCode.UNAVAILABLE,
-        "VENDOR_UNAVAILABLE",
+        Reason.VENDOR_UNAVAILABLE,
         f"{vendor} is unreachable: {detail}",
         vendor=vendor,
         retryable=True,
@@ -159,19 +226,19 @@ def vendor_timeout(vendor: str, detail: str) -> VendorError:
     """UNAVAILABLE ``VENDOR_TIMEOUT``: the vendor did not answer in time (retryable)."""
     return VendorError(
         grpc.StatusCode.UNAVAILABLE,
-        "VENDOR_TIMEOUT",
+        Reason.VENDOR_TIMEOUT,
         f"{vendor} did not answer in time: {detail}",
         vendor=vendor,
         retryable=True,
     )
 
 
-def invalid_argument(reason: str, message: str, **metadata: str) -> GatewayError:
+def invalid_argument(reason: Reason, message: str, **metadata: str) -> GatewayError:
     """INVALID_ARGUMENT with ``reason`` (e.g. ``CONFIG_NOT_FIRST``)."""
     return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, reason, message, metadata)
 
 
-def failed_precondition(reason: str, message: str, **metadata: str) -> GatewayError:
+def failed_precondition(reason: Reason, message: str, **metadata: str) -> GatewayError:
     """FAILED_PRECONDITION with ``reason`` (e.g. ``SESSION_CLOSED``)."""
     return GatewayError(grpc.StatusCode.FAILED_PRECONDITION, reason, message, metadata)
 
@@ -180,7 +247,7 @@ def session_not_found(session: str) -> GatewayError:
     """NOT_FOUND ``SESSION_NOT_FOUND`` for session name ``session``."""
     return GatewayError(
         grpc.StatusCode.NOT_FOUND,
-        "SESSION_NOT_FOUND",
+        Reason.SESSION_NOT_FOUND,
         f"session {session} does not exist",
         {"session": session},
     )
@@ -189,7 +256,7 @@ def session_not_found(session: str) -> GatewayError:
 def unknown_vendor(vendor: str, known: list[str]) -> GatewayError:
     """INVALID_ARGUMENT ``UNKNOWN_VENDOR``; the message lists the configured vendors."""
     return invalid_argument(
-        "UNKNOWN_VENDOR",
+        Reason.UNKNOWN_VENDOR,
         f"unknown vendor {vendor!r}; configured vendors: {', '.join(known)}",
         vendor=vendor,
     )
@@ -198,7 +265,7 @@ def unknown_vendor(vendor: str, known: list[str]) -> GatewayError:
 def server_draining() -> GatewayError:
     """UNAVAILABLE ``SERVER_DRAINING``: the server is shutting down; retry on another replica."""
     return GatewayError(
-        grpc.StatusCode.UNAVAILABLE, "SERVER_DRAINING", "the server is shutting down; retry"
+        grpc.StatusCode.UNAVAILABLE, Reason.SERVER_DRAINING, "the server is shutting down; retry"
     )
 
 
@@ -206,7 +273,7 @@ def internal_error(exc: BaseException) -> GatewayError:
     """INTERNAL ``INTERNAL``: a bug; the message names the exception type only."""
     return GatewayError(
         grpc.StatusCode.INTERNAL,
-        "INTERNAL",
+        Reason.INTERNAL,
         f"internal error ({type(exc).__name__}); see the gateway logs",
         {"exception": type(exc).__name__},
     )

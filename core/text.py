@@ -1,7 +1,8 @@
 """Text splitting for vendor text drives, shared by every adapter.
 
-Vendors cap one text request: ZEGO DriveByText 1800 characters (§1.4), Tencent SEND_TEXT
-4000 bytes (§2.5), Akool data-channel messages ~950 encoded bytes (§3.5). Long text is split
+Vendors cap one text request: ZEGO DriveByText 1800 characters (zegocloud.md §4), Tencent SEND_TEXT
+4000 bytes (tencent.md §5), Akool data-channel messages ~950 encoded bytes (akool.md §5). Long text
+is split
 at sentence boundaries, then at clause boundaries, then at spaces, and only as a last resort
 inside a word, so the avatar never pauses mid-word.
 """
@@ -106,8 +107,8 @@ def split_exact(text: str, max_size: int, measure: Callable[[str], int] = utf8_l
     """Split ``text`` into pieces of at most ``max_size`` by ``measure``, keeping every character.
 
     Unlike :func:`split_text` nothing is stripped or added: the pieces concatenate back to
-    ``text``. For streamed LLM deltas, which vendors join exactly as sent (Akool §3.5,
-    Tencent SEND_STREAMTEXT §2.5). Cuts go after the last whitespace that fits, else
+    ``text``. For streamed LLM deltas, which vendors join exactly as sent (Akool akool.md §5,
+    Tencent SEND_STREAMTEXT tencent.md §5). Cuts go after the last whitespace that fits, else
     mid-word.
 
     Args:

@@ -1,0 +1,34 @@
+"""ZEGOCLOUD settings: ``AVATAR_GATEWAY_ZEGOCLOUD__*`` (zegocloud.md §2)."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from core.plugin import VendorSettings, vendor_settings_config
+
+
+class ZegocloudSettings(VendorSettings):
+    """ZEGOCLOUD Digital Human credentials (zegocloud.md §2).
+
+    Attributes:
+        app_id: the project's AppId.
+        server_secret: the ServerSecret that signs REST calls.
+        api_url: REST base URL.
+        callback_secret: the secret ZEGO support configured for drive-status callbacks
+            (zegocloud.md §6).
+        timbre_id: default TTS timbre of text drives (DriveByText ``TTSConfig.TimbreId`` is
+            required).
+    """
+
+    model_config = vendor_settings_config("zegocloud")
+
+    app_id: int | None = None
+    server_secret: SecretStr | None = None
+    api_url: str = "https://aigc-digitalhuman-api.zegotech.cn/"
+    callback_secret: SecretStr | None = None
+    timbre_id: str = "zego_timbre_en_female"
+
+    @property
+    def configured(self) -> bool:
+        """Whether credentials are set."""
+        return self.app_id is not None and self.server_secret is not None

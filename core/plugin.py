@@ -1,0 +1,117 @@
+"""What a vendor plugin declares: one :class:`VendorSpec` per vendor package.
+
+The server finds specs through the ``avatar_gateway.vendors`` entry-point group (the
+packages this distribution ships) and through ``AVATAR_GATEWAY_PLUGINS`` (extra modules,
+each exporting ``SPEC``). Configuration, the sandbox, ``ListVendors`` and the check of
+``CreateSessionRequest.vendor_options`` all loop over the registered specs, so adding a
+vendor adds a package (and its proto options message) and touches no shared file
+(docs/architecture.md §2).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.contract import Capabilities, VendorAdapter
+
+T = TypeVar("T")
+
+
+class VendorSettings(BaseSettings):
+    """Base of every vendor's settings model.
+
+    Each vendor subclasses it with its credentials and URLs and sets
+    ``model_config = vendor_settings_config("<vendor>")``, so its variables are
+    ``AVATAR_GATEWAY_<VENDOR>__<FIELD>`` (the configuration contract of the README).
+    Secrets are ``pydantic.SecretStr`` so they never reach logs or reprs.
+    """
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    @property
+    @abstractmethod
+    def configured(self) -> bool:
+        """Whether the vendor's credentials are set (the vendor is then enabled)."""
+
+
+def vendor_settings_config(vendor: str) -> SettingsConfigDict:
+    """The pydantic-settings config of vendor ``vendor``: prefix ``AVATAR_GATEWAY_<VENDOR>__``."""
+    return SettingsConfigDict(env_prefix=f"AVATAR_GATEWAY_{vendor.upper()}__", extra="ignore")
+
+
+class SandboxContext(ABC):
+    """What the gateway's sandbox offers a vendor's emulator factory.
+
+    Attributes:
+        callback_base_url: base URL of the gateway's ops listener, where vendor callbacks
+            go (``{callback_base_url}/callbacks/<vendor>``).
+    """
+
+    callback_base_url: str
+
+    @abstractmethod
+    async def shared(
+        self,
+        key: str,
+        start: Callable[[], Awaitable[T]],
+        stop: Callable[[T], Awaitable[None]],
+    ) -> T:
+        """One resource shared by the vendors of a sandbox (e.g. one LiveKit server).
+
+        The first caller of ``key`` starts it with ``start``; later callers get the same
+        object; the sandbox calls ``stop`` once, after every emulator stopped. Exceptions of
+        ``start`` propagate (the vendor is then left out of the sandbox, with a warning).
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxVendor:
+    """A vendor's emulator running for the sandbox.
+
+    Attributes:
+        settings: the vendor's settings pointing at the emulator (fresh credentials).
+        emulator: the emulator object (tests read its records).
+        admin_url: base URL of the emulator's HTTP API (its ``/_emulator/state``).
+        stop: stops the emulator.
+    """
+
+    settings: VendorSettings
+    emulator: Any
+    admin_url: str
+    stop: Callable[[], Awaitable[None]]
+
+
+AdapterFactory = Callable[[Any, bool], VendorAdapter]
+"""``(settings, sandbox) -> adapter``: ``settings`` is an instance of the spec's settings
+type; ``sandbox`` is true when the vendor is an emulator (self-signed TLS is accepted)."""
+
+EmulatorFactory = Callable[[SandboxContext, Any], Awaitable[SandboxVendor]]
+"""``(context, current settings) -> running emulator``, for the sandbox only."""
+
+
+@dataclass(frozen=True, slots=True)
+class VendorSpec:
+    """One vendor plugin.
+
+    Attributes:
+        vendor: the vendor id, ``CreateSessionRequest.vendor`` (lower case, ``[a-z0-9_]``).
+        capabilities: what the vendor can do (``ListVendors``; shared code acts on it).
+        settings_type: the vendor's settings model (a :class:`VendorSettings` subclass).
+        create_adapter: builds the adapter from its settings.
+        options_field: the field of ``CreateSessionRequest.vendor_options`` that carries the
+            vendor's typed options, or ``None`` when the vendor takes none.
+        emulator: ``"module:function"`` of the :data:`EmulatorFactory` the sandbox runs, or
+            ``None``. A string, so that emulators are imported only when a sandbox asks.
+    """
+
+    vendor: str
+    capabilities: Capabilities
+    settings_type: type[VendorSettings]
+    create_adapter: AdapterFactory
+    options_field: str | None = None
+    emulator: str | None = None

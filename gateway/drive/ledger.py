@@ -1,0 +1,223 @@
+"""The turn ledger of one Drive stream: turn states, pending turns, deadlines.
+
+A turn is *pending* from its first send to the vendor until the vendor reports its end
+(speech ended, failed) or an interrupt makes clear no end will come. The ledger owns that
+set and the bounded waits on it: ``sequential_turns`` vendors hold a turn's first send until
+earlier turns ended, and a half-closed stream waits for every sent turn before it ends with
+OK (docs/architecture.md §3). It also owns the interrupt generation: an interrupt starts a
+new one, and work queued in an older one is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.audio import duration_s
+from core.contract import Capabilities
+from core.errors import GatewayError
+from core.pipeline import TurnMode
+from gateway import metrics
+
+TEXT_SECONDS_PER_CHAR = 0.08
+"""Rough speaking time per character, to bound the wait for a text turn's speech end."""
+
+
+@dataclass(slots=True)
+class TurnState:
+    """What the stream knows of one turn.
+
+    Attributes:
+        turn_id: the gateway turn ("1", "2", ...).
+        mode: audio or text.
+        first_input: ``time.monotonic()`` of the turn's first input.
+        first_sent: ``time.monotonic()`` of its first send to the vendor (0: not yet).
+        audio_bytes_sent: vendor-rate PCM bytes sent.
+        text_chars_sent: characters of text sent.
+        ended_input: the client ended the turn (end_turn, final text, interrupt).
+        failed: the turn failed (one ``turn_failed`` was reported).
+        interrupted: an interrupt stopped the turn.
+        speaking: the vendor reported speech started.
+        deadline: when set, the latest time to wait for the vendor's speech-ended
+            (interrupted turns), else derived from what was sent.
+    """
+
+    turn_id: str
+    mode: TurnMode
+    first_input: float = field(default_factory=time.monotonic)
+    first_sent: float = 0.0
+    audio_bytes_sent: int = 0
+    text_chars_sent: int = 0
+    ended_input: bool = False
+    failed: bool = False
+    interrupted: bool = False
+    speaking: bool = False
+    deadline: float = 0.0
+
+
+@dataclass(slots=True)
+class DriveOutcome:
+    """How the stream ends: ``error`` is the first fatal error, or ``None`` for OK."""
+
+    error: GatewayError | None = None
+
+    def fail(self, error: GatewayError) -> None:
+        """Record ``error`` unless an earlier one is already the outcome."""
+        if self.error is None:
+            self.error = error
+
+
+class TurnLedger:
+    """Turns of one Drive stream.
+
+    Args:
+        vendor: vendor id (metrics label).
+        capabilities: the vendor's capabilities (speech-end timeout, ack timeout).
+        vendor_rate_hertz: the stream's vendor sample rate (Hz), to turn bytes into time.
+        next_turn_id: the session-wide turn-id allocator ("1", "2", ...).
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        capabilities: Capabilities,
+        vendor_rate_hertz: int,
+        next_turn_id: Callable[[], str],
+    ) -> None:
+        self.vendor = vendor
+        self.caps = capabilities
+        self.vendor_rate = vendor_rate_hertz
+        self._next_turn_id = next_turn_id
+        self.turns: dict[str, TurnState] = {}
+        self.open_turn: TurnState | None = None
+        self.last_turn: TurnState | None = None
+        self.pending: set[str] = set()
+        self.generation = 0
+        self._changed = asyncio.Event()
+
+    # ---- turns --------------------------------------------------------------------------
+
+    def ensure_turn(self, mode: TurnMode) -> TurnState:
+        """The open turn if it has ``mode``, else a new open turn of ``mode``."""
+        turn = self.open_turn
+        if turn is not None and turn.mode == mode:
+            return turn
+        turn = TurnState(self._next_turn_id(), mode)
+        self.turns[turn.turn_id] = turn
+        self.open_turn = turn
+        self.last_turn = turn
+        return turn
+
+    def close_open_turn(self) -> TurnState | None:
+        """End the client's input of the open turn; return it (``None`` when none is open)."""
+        turn = self.open_turn
+        if turn is None:
+            return None
+        self.open_turn = None
+        turn.ended_input = True
+        return turn
+
+    def get(self, turn_id: str) -> TurnState | None:
+        """The turn ``turn_id`` of this stream, or ``None`` (e.g. an earlier stream's)."""
+        return self.turns.get(turn_id)
+
+    def mark_sent(self, turn: TurnState) -> None:
+        """The turn's first send to the vendor happens now: it becomes pending."""
+        if not turn.first_sent:
+            turn.first_sent = time.monotonic()
+            self.pending.add(turn.turn_id)
+            metrics.TURNS.labels(self.vendor, turn.mode).inc()
+
+    def resolve(self, turn_id: str) -> None:
+        """The vendor reported the end of ``turn_id``."""
+        self.pending.discard(turn_id)
+        self._changed.set()
+
+    def mark_failed(self, turn: TurnState) -> bool:
+        """Mark ``turn`` failed; ``False`` when it already was (one failure, one report)."""
+        if turn.failed:
+            return False
+        turn.failed = True
+        self.resolve(turn.turn_id)
+        return True
+
+    # ---- interrupts ---------------------------------------------------------------------
+
+    def interrupt(self) -> TurnState | None:
+        """Start a new generation; return the turn an ack names (open, else last), if any.
+
+        Releases a sender waiting for earlier turns.
+        """
+        ack_turn = self.open_turn or self.last_turn
+        self.generation += 1
+        self.open_turn = None
+        self._changed.set()
+        if ack_turn is not None:
+            ack_turn.ended_input = True
+        return ack_turn
+
+    def playing(self) -> list[str]:
+        """Pending turns in order: those the vendor may be playing or holding."""
+        return sorted(self.pending, key=int)
+
+    def interrupted(self, turn_ids: list[str], now: float) -> None:
+        """An interrupt stopped ``turn_ids`` at ``now``.
+
+        A turn that was speaking keeps a brief deadline for the vendor's
+        speech_ended(interrupted), so a client that half-closes right after the ack still gets
+        the played duration; one that never spoke is no longer pending (no end will come).
+        """
+        for turn_id in turn_ids:
+            if turn_id not in self.pending:
+                continue
+            turn = self.turns[turn_id]
+            turn.interrupted = True
+            if turn.speaking:
+                turn.deadline = now + self.caps.interrupt_ack_timeout_s
+            else:
+                self.pending.discard(turn_id)
+        self._changed.set()
+
+    # ---- bounded waits ------------------------------------------------------------------
+
+    def deadline(self, turn: TurnState) -> float:
+        """Latest ``time.monotonic()`` to wait for ``turn``'s end (s)."""
+        if turn.deadline:
+            return turn.deadline
+        speech = duration_s(turn.audio_bytes_sent, self.vendor_rate)
+        speech += turn.text_chars_sent * TEXT_SECONDS_PER_CHAR
+        return turn.first_sent + speech + self.caps.speech_end_timeout_s
+
+    async def wait_for(self, which: Callable[[], list[str]]) -> list[str]:
+        """Wait until ``which()`` is empty or the latest of its turns' deadlines passed.
+
+        Returns the turns still pending at the deadline (``[]`` when all ended). Wakes on
+        every change of the pending set (speech ended, turn failed, interrupt).
+        """
+        while turns := which():
+            deadline = max(self.deadline(self.turns[t]) for t in turns)
+            now = time.monotonic()
+            if now >= deadline:
+                return turns
+            self._changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), deadline - now)
+        return []
+
+    async def wait_for_earlier_turns(self, turn: TurnState, generation: int) -> None:
+        """``sequential_turns``: hold ``turn``'s first send until earlier turns have ended.
+
+        If the vendor never reports their end, the turn goes on after their deadline; an
+        interrupt (a new generation) releases the wait at once.
+        """
+        number = int(turn.turn_id)
+        await self.wait_for(
+            lambda: (
+                [t for t in self.pending if int(t) < number]
+                if generation == self.generation
+                else []
+            )
+        )

@@ -1,0 +1,233 @@
+"""The sender of one Drive stream: the only caller of the vendor drive channel.
+
+It takes work in order, skips what an interrupt made stale, holds a turn's first send while
+earlier turns still play (``sequential_turns``), paces audio frames by the vendor's rule on
+a monotonic clock, spaces text sends (``min_text_interval_s``), and sends the vendor's
+interrupt commands beside a blocked call (docs/architecture.md §3, §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import structlog
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+
+from core.audio import Pacer, duration_s
+from core.contract import Capabilities, DriveChannel, VendorEvent
+from core.errors import EventReason, VendorError
+from core.pipeline import AudioFrame, EndAudio, EndOfInput, WorkItem
+from core.queues import SingleConsumerQueue
+from gateway import metrics
+from gateway.drive import translator
+from gateway.drive.ledger import DriveOutcome, TurnLedger, TurnState
+
+
+class DriveSender:
+    """Sends one stream's work to the vendor channel.
+
+    Args:
+        vendor: vendor id (metrics label).
+        capabilities: the vendor's capabilities (pacing, spacing, interrupt ack).
+        channel: the session's drive channel.
+        vendor_rate_hertz: the stream's vendor sample rate (Hz).
+        ledger: the stream's turns.
+        work: the queue from the input.
+        outcome: the stream's outcome (a lost vendor session is fatal).
+        emit: queues a response to the client.
+        log: the stream's bound logger.
+    """
+
+    def __init__(
+        self,
+        *,
+        vendor: str,
+        capabilities: Capabilities,
+        channel: DriveChannel,
+        vendor_rate_hertz: int,
+        ledger: TurnLedger,
+        work: SingleConsumerQueue[WorkItem],
+        outcome: DriveOutcome,
+        emit: Callable[[pb.DriveResponse], None],
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self.vendor = vendor
+        self.caps = capabilities
+        self.channel = channel
+        self.vendor_rate = vendor_rate_hertz
+        self.ledger = ledger
+        self.work = work
+        self.outcome = outcome
+        self.emit = emit
+        self.log = log
+        self.pacer = Pacer(capabilities.pacing)
+        self.interrupt_task: asyncio.Task[None] | None = None
+        self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
+        self._pacing_turn = ""
+        self._last_text_send = 0.0
+
+    async def run(self) -> None:
+        """Send work until end of input or a lost vendor session.
+
+        Then wait (bounded) for the vendor to finish every sent turn.
+        """
+        channel = self.channel
+        ledger = self.ledger
+        while True:
+            item = await self.work.get()
+            interrupting = self.interrupt_task
+            if interrupting is not None and not interrupting.done():
+                await asyncio.wait([interrupting])
+            if isinstance(item, EndOfInput):
+                break
+            gen = item.generation
+            if gen != ledger.generation:
+                continue  # queued before an interrupt
+            turn = ledger.get(item.turn_id)
+            if turn is None or turn.failed:
+                continue
+            if (
+                not turn.first_sent
+                and not isinstance(item, EndAudio)
+                and self.caps.sequential_turns
+            ):
+                await ledger.wait_for_earlier_turns(turn, gen)
+                if gen != ledger.generation:
+                    continue
+            try:
+                if isinstance(item, AudioFrame):
+                    if item.turn_id != self._pacing_turn:
+                        self.pacer.reset()
+                        self._pacing_turn = item.turn_id
+                    wait = self.pacer.reserve()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                        if gen != ledger.generation:
+                            continue
+                    ledger.mark_sent(turn)  # before the call: an interrupt must see it live
+                    await channel.send_audio(item.turn_id, item.pcm, self.vendor_rate)
+                    turn.audio_bytes_sent += len(item.pcm)
+                elif isinstance(item, EndAudio):
+                    if turn.first_sent:
+                        await channel.end_audio(item.turn_id)
+                        metrics.AUDIO_SECONDS.labels(self.vendor).inc(
+                            duration_s(turn.audio_bytes_sent, self.vendor_rate)
+                        )
+                elif item.text or turn.first_sent:
+                    await self._space_text(turn)
+                    ledger.mark_sent(turn)
+                    await channel.send_text(item.turn_id, item.text, item.final)
+                    turn.text_chars_sent += len(item.text)
+            except VendorError as exc:
+                if gen != ledger.generation:
+                    continue  # the call was cut short by an interrupt of this turn
+                self.turn_failed(turn, exc.reason, exc.message)
+                if exc.session_gone:
+                    self.outcome.fail(exc)
+                    break
+        await self._wait_pending()
+
+    async def _space_text(self, turn: TurnState) -> None:
+        interval = self.caps.min_text_interval_s
+        # Streaming vendors take a turn's pieces back to back; spacing applies between turns.
+        if not interval or (self.caps.streaming_text and turn.first_sent):
+            return
+        wait = self._last_text_send + interval - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_text_send = time.monotonic()
+
+    def turn_failed(self, turn: TurnState, reason: str, message: str) -> None:
+        """Report ``turn`` failed, once (a failed send and the vendor's report are one)."""
+        if not self.ledger.mark_failed(turn):
+            return
+        self.log.warning("turn_failed", turn_id=turn.turn_id, reason=reason, message=message)
+        self.emit(translator.turn_failed(turn.turn_id, reason, message))
+
+    async def _wait_pending(self) -> None:
+        """After the last input: wait (bounded) until the vendor finished every sent turn."""
+        late = await self.ledger.wait_for(
+            lambda: sorted(self.ledger.pending) if self.outcome.error is None else []
+        )
+        for turn_id in late:
+            if self.ledger.turns[turn_id].interrupted:
+                continue  # acknowledged already; the vendor sent no end for it
+            self.emit(
+                translator.warning(
+                    EventReason.SPEECH_END_TIMEOUT,
+                    "the vendor did not report the end of speech in time",
+                    turn_id,
+                )
+            )
+
+    # ---- interrupts ---------------------------------------------------------------------
+
+    def start_interrupt(self, ack_turn: str | None) -> None:
+        """Run the vendor's interrupt commands now, beside any blocked channel call.
+
+        A sender blocked in a channel call (Tencent holds a new turn until the previous
+        AudioOver) must not hold up a barge-in (docs/architecture.md §5). Work taken after
+        this waits for the commands before it is sent. ``ack_turn`` ``None``: nothing to
+        interrupt, the ack is immediate so a client's barge-in logic never waits.
+        """
+        if ack_turn is None:
+            self.emit(translator.interrupted())
+            return
+        self.interrupt_task = asyncio.create_task(
+            self._send_interrupt(ack_turn, time.monotonic()), name="drive-interrupt"
+        )
+
+    def on_interrupt_ack(self, event: VendorEvent) -> None:
+        """The vendor acknowledged an interrupt of ``event.turn_id``."""
+        waiter = self._interrupt_waiters.get(event.turn_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(event)
+
+    def cancel_waiters(self) -> None:
+        """Stop waiting for acks (the stream ends)."""
+        for waiter in self._interrupt_waiters.values():
+            waiter.cancel()
+
+    async def _send_interrupt(self, ack_turn: str, requested: float) -> None:
+        """Stop every turn the vendor may hold: those playing or queued there, and the newest.
+
+        Newest first, so that a send woken by the interrupt finds its turn already stopped.
+        The ack waits (bounded) for the vendor's acknowledgement of any of them.
+        """
+        self.pacer.reset()
+        playing = self.ledger.playing()
+        targets = sorted(set(playing) | {ack_turn}, key=int, reverse=True)
+        loop = asyncio.get_running_loop()
+        waiters = {t: loop.create_future() for t in targets}
+        self._interrupt_waiters.update(waiters)
+        acknowledged = False
+        try:
+            if playing:  # a turn is pending from its first send on, so nothing else is live
+                for turn_id in targets:
+                    await self.channel.interrupt(turn_id)
+                if self.caps.interrupt_ack:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            asyncio.wait(waiters.values(), return_when=asyncio.FIRST_COMPLETED),
+                            self.caps.interrupt_ack_timeout_s,
+                        )
+                    acknowledged = any(w.done() and not w.cancelled() for w in waiters.values())
+        except VendorError as exc:
+            self.emit(
+                translator.warning(
+                    EventReason.VENDOR_INTERRUPT_FAILED, exc.message, ack_turn, exc.metadata
+                )
+            )
+        finally:
+            for turn_id, waiter in waiters.items():
+                self._interrupt_waiters.pop(turn_id, None)
+                waiter.cancel()
+        now = time.monotonic()
+        self.ledger.interrupted(playing, now)
+        metrics.INTERRUPT_ACK_LATENCY.labels(
+            self.vendor, "vendor" if acknowledged else "gateway"
+        ).observe(now - requested)
+        self.emit(translator.interrupted(ack_turn, acknowledged, now - requested))
