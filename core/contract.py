@@ -23,9 +23,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from pydantic import BaseModel, ConfigDict
 
 from core.queues import SingleConsumerQueue
 from core.resilience import RateLimiter
@@ -151,6 +152,23 @@ class SessionSpec:
     options: Any = None
 
 
+class VendorSessionData(BaseModel):
+    """Typed vendor details of one session that the adapter needs after CreateSession.
+
+    Each vendor subclasses it (room ids, mode, TTS settings...) and names the subclass in
+    :attr:`VendorAdapter.session_data_type`. The registry stores its JSON form
+    (``model_dump(mode="json")``), so a replica that adopts the session gets it back typed.
+
+    Attributes:
+        sample_rate_hertz: the vendor rate the session asked for (Hz); 0 lets Drive streams
+            choose per :meth:`Capabilities.vendor_rate_for`.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    sample_rate_hertz: int = 0
+
+
 @dataclass
 class VendorSessionHandle:
     """The vendor side of a session, as the registry stores it.
@@ -158,14 +176,12 @@ class VendorSessionHandle:
     Attributes:
         vendor_session_id: the vendor's id (ZEGO TaskId, Tencent SessionId, Akool _id).
         playback: what a viewer needs (``avatar.gateway.v1.Playback``).
-        data: JSON-serialisable vendor details the adapter needs later (room ids, mode...).
-            The key ``sample_rate_hertz`` (int), when set, is the vendor rate the session
-            asked for; Drive streams convert to it.
+        data: the adapter's typed session details (its ``session_data_type``).
     """
 
     vendor_session_id: str
     playback: pb.Playback = field(default_factory=pb.Playback)
-    data: dict[str, Any] = field(default_factory=dict)
+    data: VendorSessionData = field(default_factory=VendorSessionData)
 
 
 class ReadyState(enum.Enum):
@@ -348,11 +364,25 @@ class VendorAdapter(ABC):
 
     # Declared per class; an instance may replace it (e.g. a configured keepalive interval).
     capabilities: Capabilities
+    # The model of VendorSessionHandle.data this adapter writes and reads.
+    session_data_type: ClassVar[type[VendorSessionData]] = VendorSessionData
 
     def __init__(self, *, sandbox: bool = False) -> None:
         self.sandbox = sandbox
         caps = type(self).capabilities
         self.rate_limiter = RateLimiter(caps.rest_qps) if caps.rest_qps else None
+
+    def vendor_session_handle(
+        self, vendor_session_id: str, data: dict[str, Any]
+    ) -> VendorSessionHandle:
+        """A handle from its stored form (``data``: the JSON of :attr:`session_data_type`).
+
+        Raises:
+            pydantic.ValidationError: ``data`` is not a valid :attr:`session_data_type`.
+        """
+        return VendorSessionHandle(
+            vendor_session_id, data=self.session_data_type.model_validate(data)
+        )
 
     @abstractmethod
     async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:

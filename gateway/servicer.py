@@ -230,6 +230,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 next_turn_id=runtime.next_turn_id,
                 on_activity=on_activity,
                 call_done=context.done,
+                preferred_rate_hertz=runtime.handle.data.sample_rate_hertz,
             )
             await self.manager.attach_drive(runtime, config.session, config.preempt, drive)
             self.drives.add(drive)

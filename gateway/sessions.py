@@ -297,7 +297,7 @@ class SessionManager:
             metrics.SESSIONS_CREATED.labels(req.vendor, exc.reason).inc()
             raise
         record.vendor_session_id = handle.vendor_session_id
-        record.vendor_data = dict(handle.data)
+        record.vendor_data = handle.data.model_dump(mode="json")
         record.playback = handle.playback.SerializeToString()
         runtime = SessionRuntime(session_id, adapter, handle)
         self.runtimes[session_id] = runtime
@@ -476,13 +476,20 @@ class SessionManager:
                 )
             runtime.drive = drive
         runtime.last_activity = time.monotonic()
+        # Any replica's GetSession shows the open stream and the format the vendor receives.
+        record = await self.registry.get(runtime.session_id)
+        if record is not None and not record.terminal and record.state != pb.SESSION_STATE_CLOSING:
+            record.drive_active = True
+            if drive.has_audio:
+                record.vendor_sample_rate_hertz = drive.vendor_rate
+            await self.registry.put(record)
 
     async def _adopt(self, record: SessionRecord) -> SessionRuntime:
         """Build a runtime for a session created by another replica (shared registry)."""
         adapter = self.adapters.get(record.vendor)
         if adapter is None:
             raise unknown_vendor(record.vendor, sorted(self.adapters))
-        handle = VendorSessionHandle(record.vendor_session_id, data=dict(record.vendor_data))
+        handle = adapter.vendor_session_handle(record.vendor_session_id, record.vendor_data)
         if record.playback:
             handle.playback.ParseFromString(record.playback)
         runtime = SessionRuntime(record.session_id, adapter, handle)
@@ -539,9 +546,7 @@ class SessionManager:
                 handle = (
                     runtime.handle
                     if runtime is not None
-                    else VendorSessionHandle(
-                        record.vendor_session_id, data=dict(record.vendor_data)
-                    )
+                    else adapter.vendor_session_handle(record.vendor_session_id, record.vendor_data)
                 )
                 try:
                     await retry_call(

@@ -46,6 +46,7 @@ from core.contract import (
     SessionSpec,
     SessionStatus,
     VendorAdapter,
+    VendorSessionData,
     VendorSessionHandle,
 )
 from core.errors import (
@@ -85,6 +86,34 @@ def _setting_missing(setting: str) -> VendorError:
     )
 
 
+class AkoolSessionData(VendorSessionData):
+    """What an Akool session keeps (akool.md §4).
+
+    Attributes:
+        session_id: the gateway session id.
+        room: the LiveKit room the session lives in.
+        avatar_identity: the avatar's participant identity there.
+        gateway_identity: the gateway's participant identity there.
+        duration_s: the session's ``duration`` (s); room tokens live this long plus a margin.
+        scene_mode: the ``scene_mode`` asked for ("" for Akool's default).
+        set_params: ``set-params`` data sent after joining (voice, language, mode, background).
+    """
+
+    session_id: str = ""
+    room: str = ""
+    avatar_identity: str = AVATAR_IDENTITY
+    gateway_identity: str = GATEWAY_IDENTITY
+    duration_s: float = MAX_DURATION_S
+    scene_mode: str = ""
+    set_params: dict[str, Any] | None = None
+
+
+def _data(handle: VendorSessionHandle) -> AkoolSessionData:
+    data = handle.data
+    assert isinstance(data, AkoolSessionData)
+    return data
+
+
 class AkoolAdapter(VendorAdapter):
     """Akool Streaming Avatar over a LiveKit room the gateway joins (docs/vendors/akool.md).
 
@@ -97,6 +126,7 @@ class AkoolAdapter(VendorAdapter):
             scene. ``AkoolOptions`` has no field for it yet, so it is per adapter.
     """
 
+    session_data_type = AkoolSessionData
     capabilities = Capabilities(
         vendor=VENDOR,
         display_name="Akool Streaming Avatar",
@@ -324,15 +354,15 @@ class AkoolAdapter(VendorAdapter):
         return VendorSessionHandle(
             vendor_session_id=vendor_id,
             playback=playback,
-            data={
-                "session_id": spec.session_id,
-                "room": room,
-                "avatar_identity": AVATAR_IDENTITY,
-                "gateway_identity": GATEWAY_IDENTITY,
-                "duration_s": duration,
-                "scene_mode": scene_mode or "",
-                "set_params": self._set_params(fields),
-            },
+            data=AkoolSessionData(
+                session_id=spec.session_id,
+                room=room,
+                avatar_identity=AVATAR_IDENTITY,
+                gateway_identity=GATEWAY_IDENTITY,
+                duration_s=duration,
+                scene_mode=scene_mode or "",
+                set_params=self._set_params(fields),
+            ),
         )
 
     async def _detail(self, handle: VendorSessionHandle) -> dict[str, Any] | None:
@@ -358,9 +388,8 @@ class AkoolAdapter(VendorAdapter):
             return SessionStatus(ReadyState.CLOSED, "akool does not know the session", "1216")
         status = detail.get("status")
         if status == STATUS_PROCESSING:
-            room = str(handle.data.get("room", ""))
-            identity = str(handle.data.get("avatar_identity", AVATAR_IDENTITY))
-            if await self._avatar_in_room(room, identity):
+            data = _data(handle)
+            if await self._avatar_in_room(data.room, data.avatar_identity):
                 return SessionStatus(ReadyState.READY)
             return SessionStatus(ReadyState.PENDING, "the avatar has not joined the room yet")
         if status == STATUS_COMPLETED:
@@ -379,7 +408,7 @@ class AkoolAdapter(VendorAdapter):
             await channel.aclose()
         closed = await self.api.close_session(handle.vendor_session_id)
         log.info("akool_session_closed", vendor_session_id=handle.vendor_session_id, now=closed)
-        room = str(handle.data.get("room", ""))
+        room = _data(handle).room
         if room and self.settings.livekit_url:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
@@ -397,17 +426,17 @@ class AkoolAdapter(VendorAdapter):
         if detail is None or detail.get("status") in (STATUS_COMPLETED, STATUS_FAILED):
             raise session_lost(f"akool session {handle.vendor_session_id} has ended")
         url, _, _ = self._livekit()
-        room = str(handle.data.get("room") or f"akool-{session_id}")
-        ttl = float(handle.data.get("duration_s", MAX_DURATION_S)) + TOKEN_MARGIN_S
-        gateway = str(handle.data.get("gateway_identity", GATEWAY_IDENTITY))
+        data = _data(handle)
+        room = data.room or f"akool-{session_id}"
+        ttl = data.duration_s + TOKEN_MARGIN_S
         access = RoomAccess(
             livekit_url=url,
-            token=self._token(gateway, room, ttl),
+            token=self._token(data.gateway_identity, room, ttl),
             room_name=room,
-            avatar_identity=str(handle.data.get("avatar_identity", AVATAR_IDENTITY)),
-            gateway_identity=gateway,
+            avatar_identity=data.avatar_identity,
+            gateway_identity=data.gateway_identity,
         )
-        channel = AkoolChannel(access, set_params=handle.data.get("set_params"))
+        channel = AkoolChannel(access, set_params=data.set_params)
         await channel.connect()
         kept = {c for c in self._channels.get(handle.vendor_session_id, ()) if not c.closed}
         kept.add(channel)

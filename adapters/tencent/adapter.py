@@ -42,6 +42,7 @@ from core.contract import (
     SessionSpec,
     SessionStatus,
     VendorAdapter,
+    VendorSessionData,
     VendorSessionHandle,
 )
 from core.errors import (
@@ -87,6 +88,36 @@ def user_id_for(session_id: str) -> str:
     return USER_ID_PREFIX + re.sub(r"[^A-Za-z0-9_-]", "-", session_id)[:58]
 
 
+class TencentSessionData(VendorSessionData):
+    """What a Tencent IVH session keeps (tencent.md §4).
+
+    Attributes:
+        protocol: the play protocol asked for (``webrtc``, ``rtmp``, ...).
+        driver_type: 1 text only, 3 audio and text.
+        user_id: the ``UserId`` derived from the session id.
+        stream_max_interval_ms: the session's ``StreamMaxInterval`` (ms).
+        session_name: the gateway session (``sessions/{id}``), for error metadata.
+        asset_virtualman_key: set for ``createsessionbyasset`` sessions.
+        project_id: the ``VirtualmanProjectId`` of ``createsession`` sessions.
+        session_status: ``SessionStatus`` the create call answered.
+    """
+
+    protocol: str = ""
+    driver_type: int = DRIVER_AUDIO_AND_TEXT
+    user_id: str = ""
+    stream_max_interval_ms: int = int(DEFAULT_STREAM_MAX_INTERVAL_S * 1000)
+    session_name: str = ""
+    asset_virtualman_key: str = ""
+    project_id: str = ""
+    session_status: int = 0
+
+
+def _data(handle: VendorSessionHandle) -> TencentSessionData:
+    data = handle.data
+    assert isinstance(data, TencentSessionData)
+    return data
+
+
 class TencentAdapter(VendorAdapter):
     """Tencent Cloud IVH adapter (docs/vendors/tencent.md).
 
@@ -96,6 +127,7 @@ class TencentAdapter(VendorAdapter):
         sandbox: the gateway runs against the in-process emulator.
     """
 
+    session_data_type = TencentSessionData
     capabilities = Capabilities(
         vendor=VENDOR,
         display_name="Tencent Cloud IVH",
@@ -168,18 +200,18 @@ class TencentAdapter(VendorAdapter):
         session_id = str(answer.get("SessionId") or "")
         if not session_id:
             raise vendor_unavailable(VENDOR, f"{operation} answered without a SessionId")
-        data["session_status"] = int(answer.get("SessionStatus") or 0)
+        data.session_status = int(answer.get("SessionStatus") or 0)
         playback = pb.Playback(
             tencent=pb.TencentPlayback(
                 play_stream_addr=str(answer.get("PlayStreamAddr") or ""),
-                protocol=str(data["protocol"]),
+                protocol=data.protocol,
             )
         )
         return VendorSessionHandle(vendor_session_id=session_id, playback=playback, data=data)
 
     def _create_payload(
         self, spec: SessionSpec, options: vendor_options_pb2.TencentOptions
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[dict[str, Any], TencentSessionData]:
         protocol = (options.protocol or "webrtc").lower()
         if protocol not in PROTOCOLS:
             raise invalid_argument(
@@ -215,16 +247,16 @@ class TencentAdapter(VendorAdapter):
             payload["ProtocolOption"] = protocol_option
         if options.alpha_channel_enable:
             payload["ExtraInfo"] = {"AlphaChannelEnable": True}
-        data: dict[str, Any] = {
-            "protocol": protocol,
-            "driver_type": driver_type,
-            "user_id": user_id,
-            "stream_max_interval_ms": stream_max_interval_ms,
-            "session_name": f"sessions/{spec.session_id}",
-        }
+        data = TencentSessionData(
+            protocol=protocol,
+            driver_type=driver_type,
+            user_id=user_id,
+            stream_max_interval_ms=stream_max_interval_ms,
+            session_name=f"sessions/{spec.session_id}",
+        )
         if options.asset_virtualman_key:
             payload["AssetVirtualmanKey"] = options.asset_virtualman_key
-            data["asset_virtualman_key"] = options.asset_virtualman_key
+            data.asset_virtualman_key = options.asset_virtualman_key
             if len(options.background_urls) > MAX_VIDEO_LAYERS:
                 raise invalid_argument(
                     Reason.INVALID_ARGUMENT,
@@ -251,7 +283,7 @@ class TencentAdapter(VendorAdapter):
                 field="avatar_id",
             )
         payload["VirtualmanProjectId"] = project
-        data["project_id"] = project
+        data.project_id = project
         return payload, data
 
     async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
@@ -331,17 +363,14 @@ class TencentAdapter(VendorAdapter):
 
     async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
         """Open the session's single command channel (tencent.md §5) and start its receive loop."""
-        data = handle.data
+        data = _data(handle)
         name = session_id if session_id.startswith("sessions/") else f"sessions/{session_id}"
         channel = TencentChannel(
             self.api,
             vendor_session_id=handle.vendor_session_id,
             session_name=name,
-            driver_type=int(data.get("driver_type") or DRIVER_AUDIO_AND_TEXT),
-            stream_max_interval_s=int(
-                data.get("stream_max_interval_ms") or DEFAULT_STREAM_MAX_INTERVAL_S * 1000
-            )
-            / 1000,
+            driver_type=data.driver_type,
+            stream_max_interval_s=data.stream_max_interval_ms / 1000,
             reconnect_backoff=self.channel_backoff,
         )
         await channel.connect()
@@ -373,4 +402,6 @@ def _protocol_option(options: vendor_options_pb2.TencentOptions) -> dict[str, An
 
 def _session_name(handle: VendorSessionHandle) -> str:
     # Error metadata names the gateway session (create_session stored it), else the vendor's.
-    return str(handle.data.get("session_name") or handle.vendor_session_id)
+    data = handle.data
+    name = data.session_name if isinstance(data, TencentSessionData) else ""
+    return name or handle.vendor_session_id

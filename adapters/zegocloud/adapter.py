@@ -24,6 +24,7 @@ from core.contract import (
     SessionSpec,
     SessionStatus,
     VendorAdapter,
+    VendorSessionData,
     VendorSessionHandle,
 )
 from core.errors import (
@@ -46,6 +47,26 @@ def _clamp(value: float, bounds: tuple[int, int]) -> int:
     return max(bounds[0], min(bounds[1], math.ceil(value)))
 
 
+class ZegocloudSessionData(VendorSessionData):
+    """What a ZEGO session keeps (zegocloud.md §4).
+
+    Attributes:
+        room_id: the RTC room the task publishes in.
+        stream_id: the RTC stream id (derived from the session id, unique per AppID).
+        tts: DriveByText ``TTSConfig`` (``TimbreId`` and the optional rates and volume).
+    """
+
+    room_id: str = ""
+    stream_id: str = ""
+    tts: dict[str, str | int | float] = {}
+
+
+def _data(handle: VendorSessionHandle) -> ZegocloudSessionData:
+    data = handle.data
+    assert isinstance(data, ZegocloudSessionData)
+    return data
+
+
 class ZegocloudAdapter(VendorAdapter):
     """ZEGOCLOUD: REST with MD5 signatures, WSS PCM drives, HTTP drive-status callbacks.
 
@@ -54,6 +75,7 @@ class ZegocloudAdapter(VendorAdapter):
         sandbox: whether the API URL is the local emulator.
     """
 
+    session_data_type = ZegocloudSessionData
     capabilities = Capabilities(
         vendor=VENDOR,
         display_name="ZEGOCLOUD Digital Human",
@@ -141,12 +163,12 @@ class ZegocloudAdapter(VendorAdapter):
         return VendorSessionHandle(
             str(data["TaskId"]),
             playback=playback,
-            data={
-                "room_id": room_id,
-                "stream_id": stream_id,
-                "tts": tts,
-                "sample_rate_hertz": opts.sample_rate_hertz,
-            },
+            data=ZegocloudSessionData(
+                room_id=room_id,
+                stream_id=stream_id,
+                tts=tts,
+                sample_rate_hertz=opts.sample_rate_hertz,
+            ),
         )
 
     async def _find_task(self, stream_id: str) -> str | None:
@@ -193,7 +215,7 @@ class ZegocloudAdapter(VendorAdapter):
         channel = ZegoDriveChannel(
             self.api,
             task_id,
-            dict(handle.data.get("tts") or {"TimbreId": self.settings.timbre_id}),
+            dict(_data(handle).tts or {"TimbreId": self.settings.timbre_id}),
             on_close=lambda ch: (
                 self._channels.pop(task_id, None) if self._channels.get(task_id) is ch else None
             ),

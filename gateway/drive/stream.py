@@ -54,6 +54,7 @@ class DriveStream:
         on_activity: called for every request (the session is not idle).
         call_done: whether the client's call has ended: such a stream only waits for its
             cleanup, and a reconnecting client may take its place at once.
+        preferred_rate_hertz: the vendor rate the session asked for (Hz; 0: none).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class DriveStream:
         next_turn_id: Callable[[], str],
         on_activity: Callable[[], None],
         call_done: Callable[[], bool],
+        preferred_rate_hertz: int = 0,
     ) -> None:
         self.record = record
         self.caps = capabilities
@@ -79,10 +81,9 @@ class DriveStream:
         self._terminated = False
         self.log = log.bind(session_id=record.session_id, vendor=record.vendor)
         fmt = config.audio_format
-        has_audio = config.HasField("audio_format")
+        has_audio = self.has_audio = config.HasField("audio_format")
         input_rate = fmt.sample_rate_hertz if has_audio else capabilities.sample_rates_hertz[0]
-        preferred = int(record.vendor_data.get("sample_rate_hertz", 0) or 0)
-        self.vendor_rate = capabilities.vendor_rate_for(input_rate, preferred)
+        self.vendor_rate = capabilities.vendor_rate_for(input_rate, preferred_rate_hertz)
         self.ledger = TurnLedger(record.vendor, capabilities, self.vendor_rate, next_turn_id)
         queue_frames = max(8, int(QUEUE_AHEAD_S * 1000 / capabilities.pacing.frame_ms))
         work: SingleConsumerQueue[WorkItem] = SingleConsumerQueue(queue_frames)

@@ -149,7 +149,7 @@ async def session(
     adapter: AkoolAdapter,
 ) -> AsyncIterator[tuple[VendorSessionHandle, AkoolChannel, Events]]:
     handle = await start(adapter)
-    channel = await adapter.open_channel(handle, handle.data["session_id"])
+    channel = await adapter.open_channel(handle, handle.data.model_dump()["session_id"])
     assert isinstance(channel, AkoolChannel)
     events = Events(channel)
     yield handle, channel, events
@@ -196,14 +196,14 @@ async def test_create_ready_close_with_api_key(
     assert viewer.video is not None and viewer.video.room == "akool-sess-1"
     assert not viewer.video.can_publish and not viewer.video.can_publish_data
     assert viewer.video.can_subscribe
-    json.dumps(handle.data)  # the registry stores it as JSON
+    stored = json.loads(json.dumps(handle.data.model_dump(mode="json")))  # the registry's form
 
     assert handle.vendor_session_id in await adapter.list_open_vendor_sessions()
     await adapter.close_session(handle)
     assert record.status == 3 and record.close_key == "id"
     await adapter.close_session(handle)  # idempotent: Akool now answers 1219
     # The core may close with a handle rebuilt from the registry (no runtime left).
-    await adapter.close_session(VendorSessionHandle(handle.vendor_session_id, data=handle.data))
+    await adapter.close_session(adapter.vendor_session_handle(handle.vendor_session_id, stored))
     assert (await adapter.session_status(handle)).state is ReadyState.CLOSED
     assert await adapter.list_open_vendor_sessions() == []
 
@@ -493,7 +493,7 @@ async def test_duration_expiry_surfaces_as_session_lost(
 ) -> None:
     emu.time_scale = 0.01  # 150 s of duration → 1.5 s
     handle = await start(adapter, spec(max_duration_s=150))
-    channel = await adapter.open_channel(handle, handle.data["session_id"])
+    channel = await adapter.open_channel(handle, handle.data.model_dump()["session_id"])
     events = Events(channel)
     try:
         lost = await events.wait(EventKind.SESSION_LOST, within_s=10)
@@ -504,7 +504,7 @@ async def test_duration_expiry_surfaces_as_session_lost(
         assert err.value.reason == "VENDOR_SESSION_LOST"
         assert (await adapter.session_status(handle)).state is ReadyState.CLOSED
         with pytest.raises(VendorError) as err:
-            await adapter.open_channel(handle, handle.data["session_id"])
+            await adapter.open_channel(handle, handle.data.model_dump()["session_id"])
         assert (err.value.code, err.value.reason) == (
             grpc.StatusCode.UNAVAILABLE,
             "VENDOR_SESSION_LOST",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import grpc
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
@@ -161,3 +162,25 @@ async def test_back_to_back_turns_do_not_cut_each_other(gateway: Gateway) -> Non
     d1, d2 = gateway.emulator("zegocloud").drives_for_task(s.vendor_session_id)
     assert not d1.interrupted and d1.sha256 == hashlib.sha256(first).hexdigest()
     assert d2.sha256 == hashlib.sha256(second).hexdigest()
+
+
+async def test_get_session_shows_the_open_drive_and_the_vendor_format(gateway: Gateway) -> None:
+    session = await gateway.create()
+    assert not session.HasField("vendor_audio_format") and not session.drive_active
+    hold = asyncio.Event()
+    call = gateway.stub.Drive(
+        paced_requests(session.name, tone(0.2, 24000), rate=24000, hold=hold), timeout=30
+    )
+    first = await call.read()
+    assert first.WhichOneof("response") == "started"
+    during = await gateway.stub.GetSession(pb.GetSessionRequest(name=session.name), timeout=5)
+    assert during.drive_active
+    # 24 kHz input: the smallest native ZEGO rate not below it is 24 kHz.
+    assert during.vendor_audio_format.sample_rate_hertz == 24000
+    assert during.vendor_audio_format.audio_channel_count == 1
+    hold.set()
+    while await call.read() is not grpc.aio.EOF:
+        pass
+    after = await gateway.stub.GetSession(pb.GetSessionRequest(name=session.name), timeout=5)
+    assert not after.drive_active
+    assert after.vendor_audio_format.sample_rate_hertz == 24000

@@ -247,7 +247,7 @@ async def test_create_by_asset_with_trtc_options(
     assert request["ExtraInfo"] == {"AlphaChannelEnable": True}
     assert handle.playback.tencent.protocol == "trtc"
     assert handle.playback.tencent.play_stream_addr.startswith("trtc://42?")
-    assert handle.data["stream_max_interval_ms"] == 3000
+    assert handle.data.model_dump()["stream_max_interval_ms"] == 3000
 
 
 @pytest.mark.parametrize(
