@@ -82,7 +82,6 @@ class Capabilities:
         max_text_chars: largest text per vendor request (characters).
         max_text_bytes: largest text per vendor request (UTF-8 bytes), when the vendor
             counts bytes.
-        min_text_interval_s: least time between two text sends (Tencent SEND_TEXT: 1 s).
         keepalive_interval_s: send :meth:`DriveChannel.keepalive` when the channel carried
             nothing for this long (Tencent: 45 s); ``None``: no keepalive.
         rest_qps: per-operation request rate limit (ZEGO: 10/s per Action); ``None``: none.
@@ -109,7 +108,6 @@ class Capabilities:
     interrupt_ack_timeout_s: float = 2.0
     max_text_chars: int = 4000
     max_text_bytes: int | None = None
-    min_text_interval_s: float = 0.0
     keepalive_interval_s: float | None = None
     rest_qps: float | None = None
     list_avatars: bool = True
@@ -330,7 +328,8 @@ class DriveChannel(ABC):
 
         With ``Capabilities.streaming_text`` the pieces come as the client sends them;
         otherwise each call carries one segment already split to the vendor's limits and
-        spaced by ``min_text_interval_s``. ``final`` marks the turn's last text.
+        ``final`` marks the turn's last text. Vendor spacing rules between sends (Tencent
+        SEND_TEXT, tencent.md §5) are the channel's: it alone knows which command it sends.
         """
 
     @abstractmethod

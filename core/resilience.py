@@ -7,10 +7,12 @@ numbers in :class:`core.contract.Capabilities` and call these helpers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -23,6 +25,33 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = structlog.get_logger("core.resilience")
+
+
+_DEADLINE: ContextVar[float | None] = ContextVar("vendor_operation_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline_scope(deadline: float | None) -> Iterator[None]:
+    """Bound every :func:`retry_call` run inside (tasks started inside too) by ``deadline``.
+
+    ``deadline`` is a ``time.monotonic()`` value: the caller's gRPC deadline, or the
+    server's own bound for work that outlives its caller (creating, closing). Scopes nest;
+    the earlier deadline wins. This is how one vendor operation's retry budget is bounded by
+    the caller's deadline without every adapter passing it along.
+    """
+    outer = _DEADLINE.get()
+    if deadline is None or (outer is not None and outer < deadline):
+        deadline = outer
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The deadline of the innermost :func:`deadline_scope` (``time.monotonic()``), if any."""
+    return _DEADLINE.get()
 
 
 @dataclass(frozen=True)
@@ -60,13 +89,17 @@ async def retry_call(
         call: the call; it is re-invoked (fresh signature, fresh nonce) per attempt.
         backoff: attempts and waits.
         deadline: ``time.monotonic()`` value after which no new attempt starts (the
-            caller's gRPC deadline); the last error is raised then.
+            caller's gRPC deadline); the last error is raised then. The deadline of the
+            enclosing :func:`deadline_scope` applies too; the earlier one wins.
         operation: name for logs.
 
     Raises:
         VendorError: the last error, when it is not retryable, attempts are used up or the
             deadline would pass during the wait.
     """
+    scoped = _DEADLINE.get()
+    if scoped is not None and (deadline is None or scoped < deadline):
+        deadline = scoped
     attempt = 0
     while True:
         try:

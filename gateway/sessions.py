@@ -37,7 +37,7 @@ from core.errors import (
     session_not_found,
     unknown_vendor,
 )
-from core.resilience import Backoff, keepalive_loop, poll_until, retry_call
+from core.resilience import deadline_scope, keepalive_loop, poll_until
 from gateway import metrics
 from gateway.config import Settings
 from gateway.registry import SessionFilter, SessionRecord, SessionRegistry
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("gateway.sessions")
 
 MIN_IDLE_TIMEOUT_S = 30.0
+CLOSE_BUDGET_S = 30.0
+"""Time a vendor close may take, retries included (s); the vendor's backstops cover the rest."""
 MAX_DURATION_S = 86400.0
 
 
@@ -285,8 +287,12 @@ class SessionManager:
             options=getattr(req, options_field) if options_field else None,
         )
         bound = log.bind(session_id=session_id, vendor=req.vendor)
+        create_deadline = time.monotonic() + self.settings.create_timeout_s
+        if deadline is not None:
+            create_deadline = min(create_deadline, deadline)
         try:
-            handle = await adapter.create_session(spec)
+            with deadline_scope(create_deadline):
+                handle = await adapter.create_session(spec)
         except GatewayError as exc:
             record.state = pb.SESSION_STATE_FAILED
             record.close_reason = pb.CLOSE_REASON_FAILED
@@ -351,7 +357,8 @@ class SessionManager:
                     vendor=req_vendor,
                     vendor_code=status.vendor_code,
                 )
-            await adapter.start_session(handle)
+            with deadline_scope(ready_deadline):
+                await adapter.start_session(handle)
         except GatewayError as exc:
             bound.warning("session_start_failed", reason=exc.reason, message=exc.message)
             _set_failure(record, exc)
@@ -549,11 +556,10 @@ class SessionManager:
                     else adapter.vendor_session_handle(record.vendor_session_id, record.vendor_data)
                 )
                 try:
-                    await retry_call(
-                        lambda: adapter.close_session(handle),
-                        backoff=Backoff(base_s=0.2, cap_s=2.0, max_attempts=4),
-                        operation="close_session",
-                    )
+                    # One retry budget: the adapter's own (its docstring states the most
+                    # vendor calls), bounded here in time; no second loop around it.
+                    with deadline_scope(time.monotonic() + CLOSE_BUDGET_S):
+                        await adapter.close_session(handle)
                 except GatewayError as exc:
                     log.error(
                         "vendor_close_failed",

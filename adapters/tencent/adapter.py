@@ -30,7 +30,6 @@ from adapters.tencent.channel import (
     AUDIO_SAMPLE_RATE_HERTZ,
     DEFAULT_STREAM_MAX_INTERVAL_S,
     TEXT_MAX_BYTES,
-    TEXT_SEND_INTERVAL_S,
     TencentChannel,
 )
 from adapters.tencent.settings import TencentSettings
@@ -148,7 +147,6 @@ class TencentAdapter(VendorAdapter):
         interrupt_ack_timeout_s=3.0,
         max_text_chars=4000,
         max_text_bytes=TEXT_MAX_BYTES,
-        min_text_interval_s=TEXT_SEND_INTERVAL_S,
         # tencent.md §7: > 30 s and < 1 min (cn) / < 10 min (intl); the vendor SDK uses 45 s.
         keepalive_interval_s=45.0,
         list_avatars=False,

@@ -2,8 +2,8 @@
 
 It takes work in order, skips what an interrupt made stale, holds a turn's first send while
 earlier turns still play (``sequential_turns``), paces audio frames by the vendor's rule on
-a monotonic clock, spaces text sends (``min_text_interval_s``), and sends the vendor's
-interrupt commands beside a blocked call (docs/architecture.md §3, §5).
+a monotonic clock, and sends the vendor's interrupt commands beside a blocked call
+(docs/architecture.md §3, §5).
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ class DriveSender:
         self.interrupt_task: asyncio.Task[None] | None = None
         self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
         self._pacing_turn = ""
-        self._last_text_send = 0.0
 
     async def run(self) -> None:
         """Send work until end of input or a lost vendor session.
@@ -117,7 +116,6 @@ class DriveSender:
                             duration_s(turn.audio_bytes_sent, self.vendor_rate)
                         )
                 elif item.text or turn.first_sent:
-                    await self._space_text(turn)
                     ledger.mark_sent(turn)
                     await channel.send_text(item.turn_id, item.text, item.final)
                     turn.text_chars_sent += len(item.text)
@@ -129,16 +127,6 @@ class DriveSender:
                     self.outcome.fail(exc)
                     break
         await self._wait_pending()
-
-    async def _space_text(self, turn: TurnState) -> None:
-        interval = self.caps.min_text_interval_s
-        # Streaming vendors take a turn's pieces back to back; spacing applies between turns.
-        if not interval or (self.caps.streaming_text and turn.first_sent):
-            return
-        wait = self._last_text_send + interval - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_text_send = time.monotonic()
 
     def turn_failed(self, turn: TurnState, reason: str, message: str) -> None:
         """Report ``turn`` failed, once (a failed send and the vendor's report are one)."""

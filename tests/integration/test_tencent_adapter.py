@@ -406,7 +406,6 @@ def test_capabilities_follow_settings() -> None:
     assert caps.pacing == PacingRule(160, 6, 128)
     assert caps.streaming_text and caps.interrupt and caps.interrupt_ack
     assert (caps.max_text_chars, caps.max_text_bytes) == (4000, 4000)
-    assert caps.min_text_interval_s > 1.0
 
 
 # ---- channel rules ------------------------------------------------------------------------
