@@ -86,10 +86,6 @@ class SandboxVendor:
     stop: Callable[[], Awaitable[None]]
 
 
-AdapterFactory = Callable[[Any, bool], VendorAdapter]
-"""``(settings, sandbox) -> adapter``: ``settings`` is an instance of the spec's settings
-type; ``sandbox`` is true when the vendor is an emulator (self-signed TLS is accepted)."""
-
 EmulatorFactory = Callable[[SandboxContext, Any], Awaitable[SandboxVendor]]
 """``(context, current settings) -> running emulator``, for the sandbox only."""
 
@@ -99,19 +95,32 @@ class VendorSpec:
     """One vendor plugin.
 
     Attributes:
-        vendor: the vendor id, ``CreateSessionRequest.vendor`` (lower case, ``[a-z0-9_]``).
-        capabilities: what the vendor can do (``ListVendors``; shared code acts on it).
+        adapter_type: the vendor's adapter class; it is built as
+            ``adapter_type(settings, sandbox=...)`` (``sandbox``: the vendor is an emulator,
+            whose self-signed TLS is accepted) and its ``capabilities`` name the vendor.
         settings_type: the vendor's settings model (a :class:`VendorSettings` subclass).
-        create_adapter: builds the adapter from its settings.
         options_field: the field of ``CreateSessionRequest.vendor_options`` that carries the
             vendor's typed options, or ``None`` when the vendor takes none.
         emulator: ``"module:function"`` of the :data:`EmulatorFactory` the sandbox runs, or
             ``None``. A string, so that emulators are imported only when a sandbox asks.
     """
 
-    vendor: str
-    capabilities: Capabilities
+    adapter_type: type[VendorAdapter]
     settings_type: type[VendorSettings]
-    create_adapter: AdapterFactory
     options_field: str | None = None
     emulator: str | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the vendor can do (``ListVendors``; shared code acts on it)."""
+        return self.adapter_type.capabilities
+
+    @property
+    def vendor(self) -> str:
+        """The vendor id, ``CreateSessionRequest.vendor`` (lower case, ``[a-z0-9_]``)."""
+        return self.capabilities.vendor
+
+    def create_adapter(self, settings: VendorSettings, sandbox: bool) -> VendorAdapter:
+        """Build the adapter from the vendor's settings."""
+        factory: Callable[..., VendorAdapter] = self.adapter_type
+        return factory(settings, sandbox=sandbox)

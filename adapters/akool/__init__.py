@@ -6,16 +6,9 @@ from adapters.akool.adapter import AkoolAdapter
 from adapters.akool.settings import AkoolSettings
 from core.plugin import VendorSpec
 
-
-def _create(settings: AkoolSettings, sandbox: bool) -> AkoolAdapter:
-    return AkoolAdapter(settings, sandbox=sandbox)
-
-
 SPEC = VendorSpec(
-    vendor="akool",
-    capabilities=AkoolAdapter.capabilities,
+    adapter_type=AkoolAdapter,
     settings_type=AkoolSettings,
-    create_adapter=_create,
     options_field="akool",
     emulator="adapters.akool.sandbox:start",
 )

@@ -6,16 +6,9 @@ from adapters.tencent.adapter import TencentAdapter
 from adapters.tencent.settings import TencentSettings
 from core.plugin import VendorSpec
 
-
-def _create(settings: TencentSettings, sandbox: bool) -> TencentAdapter:
-    return TencentAdapter(settings, sandbox=sandbox)
-
-
 SPEC = VendorSpec(
-    vendor="tencent",
-    capabilities=TencentAdapter.capabilities,
+    adapter_type=TencentAdapter,
     settings_type=TencentSettings,
-    create_adapter=_create,
     options_field="tencent",
     emulator="adapters.tencent.sandbox:start",
 )

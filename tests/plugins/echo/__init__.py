@@ -10,16 +10,8 @@ from __future__ import annotations
 from core.plugin import VendorSpec
 from tests.plugins.echo.adapter import EchoAdapter, EchoSettings
 
-
-def _create(settings: EchoSettings, sandbox: bool) -> EchoAdapter:
-    return EchoAdapter(settings, sandbox=sandbox)
-
-
 SPEC = VendorSpec(
-    vendor="echo",
-    capabilities=EchoAdapter.capabilities,
+    adapter_type=EchoAdapter,
     settings_type=EchoSettings,
-    create_adapter=_create,
-    options_field=None,
     emulator="tests.plugins.echo.emulator:start_for_sandbox",
 )
