@@ -1,0 +1,79 @@
+"""retry_call's budget: attempts, and the caller's deadline through deadline_scope."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from core.errors import Reason, VendorError
+from core.resilience import Backoff, current_deadline, deadline_scope, retry_call
+
+pytestmark = pytest.mark.unit
+
+
+def _busy() -> VendorError:
+    return VendorError(
+        grpc.StatusCode.UNAVAILABLE, Reason.VENDOR_UNAVAILABLE, "busy", vendor="t", retryable=True
+    )
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        raise _busy()
+
+
+async def test_attempts_are_the_budget() -> None:
+    call = Counter()
+    with pytest.raises(VendorError):
+        await retry_call(call, backoff=Backoff(base_s=0.0, cap_s=0.0, max_attempts=4))
+    assert call.calls == 4
+
+
+async def test_a_scoped_deadline_stops_new_attempts() -> None:
+    budget = Backoff(base_s=0.0, cap_s=0.0, max_attempts=3)
+    unscoped = Counter()
+    with pytest.raises(VendorError):
+        await retry_call(unscoped, backoff=budget)
+    assert unscoped.calls == 3
+    # A deadline that has passed: the attempt under way finishes, no new one starts.
+    scoped = Counter()
+    with deadline_scope(time.monotonic()), pytest.raises(VendorError):
+        await retry_call(scoped, backoff=budget)
+    assert scoped.calls == 1
+
+
+async def test_nested_scopes_keep_the_earlier_deadline_and_tasks_inherit_it() -> None:
+    now = time.monotonic()
+    assert current_deadline() is None
+    with deadline_scope(now + 1.0):
+        with deadline_scope(now + 5.0):
+            assert current_deadline() == now + 1.0
+        with deadline_scope(now + 0.5):
+            assert current_deadline() == now + 0.5
+            inherited = await asyncio.create_task(asyncio.sleep(0, current_deadline()))
+            assert inherited == now + 0.5
+        with deadline_scope(None):
+            assert current_deadline() == now + 1.0
+    assert current_deadline() is None
+
+
+async def test_non_retryable_errors_are_not_repeated() -> None:
+    calls = 0
+
+    async def rejected() -> None:
+        nonlocal calls
+        calls += 1
+        raise VendorError(
+            grpc.StatusCode.INVALID_ARGUMENT, Reason.VENDOR_INVALID_ARGUMENT, "no", vendor="t"
+        )
+
+    with pytest.raises(VendorError):
+        await retry_call(rejected, backoff=Backoff(base_s=0.0, cap_s=0.0, max_attempts=5))
+    assert calls == 1
