@@ -230,6 +230,7 @@ class SessionRecord:
         messages: every stream message received (decoded, with size and time).
         commands: commands received, with the code they were acked with.
         violations: data-channel rule violations (size, rate, format).
+        send_failures: messages the avatar could not publish (a reply the client never got).
         text_turns / audio_turns: what the avatar was asked to say / play.
         params: the merged ``set-params`` data.
     """
@@ -256,6 +257,7 @@ class SessionRecord:
     messages: list[dict[str, Any]] = field(default_factory=list)
     commands: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
+    send_failures: list[dict[str, Any]] = field(default_factory=list)
     text_turns: list[TextTurn] = field(default_factory=list)
     audio_turns: list[AudioTurn] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
@@ -469,8 +471,12 @@ class _Avatar:
 
     async def _send(self, message: dict[str, Any]) -> None:
         payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
-        with contextlib.suppress(Exception):  # the room may be going away
+        try:
             await self.room.local_participant.publish_data(payload, reliable=True)
+        except Exception as exc:  # the room may be going away; never silently
+            self.record.send_failures.append(
+                {"at": time.time(), "message": message, "error": repr(exc)}
+            )
 
     # ---- speaking chat text ---------------------------------------------------------------
 

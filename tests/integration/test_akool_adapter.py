@@ -465,7 +465,12 @@ async def test_audio_interrupt_clears_the_avatar_buffer(
     await channel.interrupt("1")
     await events.wait(EventKind.INTERRUPTED, "1")
     ended = await events.wait(EventKind.SPEECH_ENDED, "1")
-    assert ended.interrupted and ended.played_s is not None and 0.2 < ended.played_s < 1.2
+    # Cut short (2 s were pushed), after the 0.3 s the test waited; how much more played
+    # depends on how fast the clear reached the avatar, which a busy machine stretches, so
+    # the played time is checked against what the avatar itself recorded, not a wall bound.
+    assert ended.interrupted and ended.played_s is not None and 0.2 < ended.played_s < 2.0
+    first = emu.sessions[handle.vendor_session_id].audio_turns[0]
+    assert ended.played_s == pytest.approx(first.played_s, abs=0.01)
     # The next turn plays normally after the interrupted one.
     await send_audio(channel, "2", pcm_of(0.3))
     await channel.end_audio("2")

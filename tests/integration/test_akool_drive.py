@@ -76,10 +76,17 @@ async def test_text_turns_speak_with_transcripts(gateway: Gateway) -> None:
 
     responses = await collect(gateway.stub.Drive(gen(), timeout=30))
     got = kinds(responses)
-    assert got[:2] == ["started", "speech_started"] and got[-1] == "speech_ended"
-    assert "transcript" in got
-    transcript = "".join(r.transcript.text for r in responses if r.HasField("transcript"))
     record = akool(gateway).sessions[session.vendor_session_id]
+    # On failure, say what the gateway warned and what the avatar received and could not send.
+    evidence = (
+        [(r.warning.reason, r.warning.message) for r in responses if r.HasField("warning")],
+        record.messages,
+        record.send_failures,
+    )
+    assert got[:2] == ["started", "speech_started"] and got[-1] == "speech_ended", evidence
+    assert "transcript" in got
+    assert record.send_failures == []
+    transcript = "".join(r.transcript.text for r in responses if r.HasField("transcript"))
     (turn,) = record.text_turns
     # One mid, the streamed pieces as idx 0.. and an empty fin part (akool.md §5).
     assert turn.parts == len(deltas) + 1 and turn.fin
