@@ -310,15 +310,13 @@ class ZegocloudAdapter(VendorAdapter):
             log.warning("callback_malformed")
             return web.json_response({"error": "malformed callback"}, status=400)
         channel = self._channels.get(callback.task_id)
-        if channel is None:
-            pass
-        elif isinstance(callback, DriveStatusCallback):
-            channel.on_drive_status(
-                callback.detail.drive_id, callback.detail.status, callback.event_time_ms
-            )
-        elif isinstance(callback, TaskStatusCallback) and callback.detail.status in (
-            TASK_STOPPING,
-            TASK_STOPPED,
+        if channel is not None and isinstance(callback, DriveStatusCallback):
+            detail = callback.detail
+            channel.on_drive_status(detail.drive_id, detail.status, callback.event_time_ms)
+        elif (
+            channel is not None
+            and isinstance(callback, TaskStatusCallback)
+            and callback.detail.status in (TASK_STOPPING, TASK_STOPPED)
         ):
             channel.on_task_stopped(callback.detail.fail_reason or "the vendor stopped the task")
         return web.json_response({"ok": True})
