@@ -126,7 +126,8 @@ def verify_callback_signature(
     """Check a ZEGO callback (zegocloud.md §6): sha1 hex of sorted, joined [secret, ts, nonce]."""
     joined = "".join(sorted([callback_secret, timestamp, nonce]))
     expected = hashlib.sha1(joined.encode(), usedforsecurity=False).hexdigest()
-    return secrets.compare_digest(expected, signature)
+    # Bytes: compare_digest refuses str with non-ASCII characters (a forged Signature).
+    return secrets.compare_digest(expected.encode(), signature.encode())
 
 
 class ZegoApi:

@@ -301,6 +301,7 @@ async def test_callback_route(callback_client: Any) -> None:
     # Forged (no or wrong signature): 401 before any field is looked at.
     assert (await client.post(CALLBACK_PATH, json={"EventType": 4})).status == 401
     assert (await client.post(CALLBACK_PATH, json=signed(drive, "other"))).status == 401
+    assert (await client.post(CALLBACK_PATH, json={**drive, "Signature": "é"})).status == 401
     # Not JSON, or not an object: 400.
     assert (await client.post(CALLBACK_PATH, data=b"{nope")).status == 400
     assert (await client.post(CALLBACK_PATH, json=[1])).status == 400
