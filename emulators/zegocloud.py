@@ -538,6 +538,7 @@ class ZegocloudEmulator:
         self.drives: dict[str, DriveRecord] = {}
         self.tasks: dict[str, TaskRecord] = {}
         self.calls: dict[str, int] = {}
+        self.task_calls: dict[str, dict[str, int]] = {}  # TaskId -> Action -> calls received
         self.rejected: dict[int, int] = {}
         self.rejected_http: dict[int, int] = {}
         self.callback_stats: dict[str, int] = {
@@ -618,6 +619,14 @@ class ZegocloudEmulator:
         rt = self._task_rt.get(task_id)
         return [self.drives[d] for d in rt.drive_ids] if rt else []
 
+    def calls_for_task(self, task_id: str) -> dict[str, int]:
+        """Return how many calls of each Action named ``task_id`` in their body.
+
+        Every call received counts, whatever its answer (errors and injected faults too), so
+        tests can bound how often a client retried one operation on one task.
+        """
+        return dict(self.task_calls.get(task_id, {}))
+
     def fail_next_task_init(self, reason: str = "emulated init failure") -> None:
         """Make the next created task go 1 -> 2 (init failed, ``FailReason`` = ``reason``)."""
         self._init_failures.append(reason)
@@ -640,7 +649,9 @@ class ZegocloudEmulator:
 
         Returns:
             ``tasks`` and ``drives`` (every record field, ``sha256`` included, keyed by id),
-            ``calls`` per Action, ``rejected`` per Code (HTTP-status faults as ``http_<n>``),
+            ``calls`` per Action, ``task_calls`` per TaskId and Action (every call whose body
+            names the task, whatever its answer), ``rejected`` per Code (HTTP-status faults
+            as ``http_<n>``),
             ``faults_injected``, ``callbacks`` delivery counters, ``reused_signatures``.
         """
         return {
@@ -651,6 +662,7 @@ class ZegocloudEmulator:
             "tasks": {k: dataclasses.asdict(v) for k, v in self.tasks.items()},
             "drives": {k: dataclasses.asdict(v) for k, v in self.drives.items()},
             "calls": dict(self.calls),
+            "task_calls": {k: dict(v) for k, v in self.task_calls.items()},
             "rejected": {
                 **{str(k): v for k, v in self.rejected.items()},
                 **{f"http_{k}": v for k, v in self.rejected_http.items()},
@@ -749,9 +761,33 @@ class ZegocloudEmulator:
         return True
 
     async def _handle_rest(self, request: web.Request) -> web.StreamResponse:
-        query = request.query
-        action = query.get("Action", "")
+        action = request.query.get("Action", "")
         self.calls[action] = self.calls.get(action, 0) + 1
+        response = await self._answer_rest(request, action)
+        await self._count_task_call(request, action)
+        return response
+
+    async def _count_task_call(self, request: web.Request, action: str) -> None:
+        """Record one call of ``action`` for the ``TaskId`` its body names (audit only).
+
+        Runs after the answer is decided, so a stalled call's body is still read only after
+        its stall; calls answered early (bad signature, rate limit, injected fault) count too.
+        """
+        try:
+            raw = await request.read()
+        except OSError:  # the client went away: nothing to attribute
+            return
+        try:
+            body: Any = json.loads(raw) if raw.strip() else {}
+        except (ValueError, UnicodeDecodeError):
+            return
+        task_id = body.get("TaskId") if isinstance(body, dict) else None
+        if isinstance(task_id, str) and task_id:
+            per_task = self.task_calls.setdefault(task_id, {})
+            per_task[action] = per_task.get(action, 0) + 1
+
+    async def _answer_rest(self, request: web.Request, action: str) -> web.StreamResponse:
+        query = request.query
         try:
             self._check_common(query)
         except ZegoApiError as err:

@@ -9,9 +9,20 @@ import structlog
 from aiohttp import web
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import vendor_options_pb2
+from pydantic import ValidationError
 
 from adapters.zegocloud.api import VENDOR, ZegoApi, is_already_closed, verify_callback_signature
 from adapters.zegocloud.channel import ZegoDriveChannel
+from adapters.zegocloud.models import (
+    TASK_INIT_FAILED,
+    TASK_STOPPED,
+    TASK_STOPPING,
+    TASK_STREAMING,
+    CallbackSignature,
+    DriveStatusCallback,
+    TaskStatusCallback,
+    parse_callback,
+)
 from adapters.zegocloud.settings import ZegocloudSettings
 from core.contract import (
     AvatarInfo,
@@ -111,19 +122,16 @@ class ZegocloudAdapter(VendorAdapter):
         self._channels: dict[str, ZegoDriveChannel] = {}
 
     async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:
-        """CreateDigitalHumanStreamTask with TTL and MaxIdleTime always set (zegocloud.md §4)."""
+        """CreateDigitalHumanStreamTask with TTL and MaxIdleTime always set (zegocloud.md §4).
+
+        TTL and MaxIdleTime (s) sit ``BACKSTOP_MARGIN_S`` beyond the session's own limits.
+        Vendor HTTP calls: at most 1 CreateDigitalHumanStreamTask (never retried: a lost
+        answer may mean a billed task) and, only when that answer is lost (unavailable or
+        timed out), at most 4 QueryDigitalHumanStreamTasks to find and adopt the task.
+        """
         opts = spec.options or vendor_options_pb2.ZegocloudOptions()
         room_id = opts.room_id or f"ag-{spec.session_id[:20]}"
         stream_id = opts.stream_id or f"ag_{spec.session_id}"
-        human: dict[str, Any] = {"DigitalHumanId": spec.avatar_id}
-        if opts.background_color:
-            human["BackgroundColor"] = opts.background_color
-        body = {
-            "DigitalHumanConfig": human,
-            "RTCConfig": {"RoomId": room_id, "StreamId": stream_id},
-            "TTL": _clamp(spec.max_duration_s + BACKSTOP_MARGIN_S, TTL_RANGE_S),
-            "MaxIdleTime": _clamp(spec.idle_timeout_s + BACKSTOP_MARGIN_S, MAX_IDLE_RANGE_S),
-        }
         if (
             opts.sample_rate_hertz
             and opts.sample_rate_hertz not in self.capabilities.sample_rates_hertz
@@ -134,7 +142,15 @@ class ZegocloudAdapter(VendorAdapter):
                 field="vendor_options.zegocloud.sample_rate_hertz",
             )
         try:
-            data = await self.api.call("CreateDigitalHumanStreamTask", body)
+            created = await self.api.create_stream_task(
+                digital_human_id=spec.avatar_id,
+                room_id=room_id,
+                stream_id=stream_id,
+                ttl_s=_clamp(spec.max_duration_s + BACKSTOP_MARGIN_S, TTL_RANGE_S),
+                max_idle_time_s=_clamp(spec.idle_timeout_s + BACKSTOP_MARGIN_S, MAX_IDLE_RANGE_S),
+                background_color=opts.background_color,
+            )
+            task_id = created.task_id
         except VendorError as exc:
             if exc.reason == Reason.AVATAR_NOT_FOUND:
                 exc.metadata["avatarId"] = spec.avatar_id
@@ -143,11 +159,11 @@ class ZegocloudAdapter(VendorAdapter):
             # The answer may be lost after ZEGO created the task (billed until its TTL).
             # Our StreamId is derived from the session id and unique per AppID (zegocloud.md §4), so
             # the task can be found and adopted instead of leaked.
-            task_id = await self._find_task(stream_id)
-            if task_id is None:
+            found = await self._find_task(stream_id)
+            if found is None:
                 raise
-            log.warning("create_answer_lost_task_adopted", vendor_session_id=task_id)
-            data = {"TaskId": task_id}
+            log.warning("create_answer_lost_task_adopted", vendor_session_id=found)
+            task_id = found
         tts: dict[str, Any] = {"TimbreId": opts.timbre_id or self.settings.timbre_id}
         if opts.speech_rate:
             tts["SpeechRate"] = opts.speech_rate
@@ -161,7 +177,7 @@ class ZegocloudAdapter(VendorAdapter):
             )
         )
         return VendorSessionHandle(
-            str(data["TaskId"]),
+            task_id,
             playback=playback,
             data=ZegocloudSessionData(
                 room_id=room_id,
@@ -172,45 +188,53 @@ class ZegocloudAdapter(VendorAdapter):
         )
 
     async def _find_task(self, stream_id: str) -> str | None:
-        """The TaskId of the live task publishing ``stream_id``, if ZEGO lists one."""
+        """The TaskId of the live task publishing ``stream_id``, if ZEGO lists one.
+
+        One QueryDigitalHumanStreamTasks, at most 4 HTTP calls (the api's retries only).
+        """
         try:
-            data = await self.api.call("QueryDigitalHumanStreamTasks", {}, idempotent=True)
+            listed = await self.api.query_stream_tasks()
         except VendorError:
             return None
-        for task in data.get("TaskList") or []:
-            if task.get("StreamId") == stream_id:
-                return str(task.get("TaskId"))
-        return None
+        return next((t.task_id for t in listed.tasks if t.stream_id == stream_id), None)
 
     async def session_status(self, handle: VendorSessionHandle) -> SessionStatus:
-        """GetDigitalHumanStreamTaskStatus: 1 initialising, 2 failed, 3 live (zegocloud.md §5)."""
-        data = await self.api.call(
-            "GetDigitalHumanStreamTaskStatus", {"TaskId": handle.vendor_session_id}, idempotent=True
-        )
-        status = int(data.get("Status", 0))
-        if status == 3:
+        """GetDigitalHumanStreamTaskStatus: 1 initialising, 2 failed, 3 live (zegocloud.md §5).
+
+        Vendor HTTP calls: at most 4 GetDigitalHumanStreamTaskStatus (retries of retryable
+        errors, bounded by the caller's deadline). The gateway's readiness poll calls this
+        repeatedly; each probe keeps this bound.
+        """
+        answer = await self.api.get_stream_task_status(handle.vendor_session_id)
+        if answer.status == TASK_STREAMING:
             return SessionStatus(ReadyState.READY)
-        if status == 2:
-            return SessionStatus(ReadyState.FAILED, str(data.get("FailReason", "init failed")))
-        if status in (4, 5):
+        if answer.status == TASK_INIT_FAILED:
+            return SessionStatus(ReadyState.FAILED, answer.fail_reason or "init failed")
+        if answer.status in (TASK_STOPPING, TASK_STOPPED):
             return SessionStatus(ReadyState.CLOSED, "task stopped")
         return SessionStatus(ReadyState.PENDING)
 
     async def close_session(self, handle: VendorSessionHandle) -> None:
-        """StopDigitalHumanStreamTask; "not found" / "already stopped" count as closed."""
+        """StopDigitalHumanStreamTask; "not found" / "already stopped" count as closed.
+
+        Vendor HTTP calls: at most 4 StopDigitalHumanStreamTask (retries of retryable errors,
+        bounded by the caller's deadline); closing the channel makes none.
+        """
         channel = self._channels.pop(handle.vendor_session_id, None)
         if channel is not None:
             await channel.aclose()
         try:
-            await self.api.call(
-                "StopDigitalHumanStreamTask", {"TaskId": handle.vendor_session_id}, idempotent=True
-            )
+            await self.api.stop_stream_task(handle.vendor_session_id)
         except VendorError as exc:
             if not is_already_closed(exc):
                 raise
 
     async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
-        """A channel that drives the task and receives its routed callbacks."""
+        """A channel that drives the task and receives its routed callbacks.
+
+        Vendor HTTP calls: none (each drive asks for its own DriveId later; see the
+        channel's methods for theirs).
+        """
         task_id = handle.vendor_session_id
         channel = ZegoDriveChannel(
             self.api,
@@ -224,7 +248,10 @@ class ZegocloudAdapter(VendorAdapter):
         return channel
 
     async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:
-        """GetDigitalHumanList, offset paging, at most 20 per page (zegocloud.md §4)."""
+        """GetDigitalHumanList, offset paging, at most 20 per page (zegocloud.md §4).
+
+        Vendor HTTP calls: at most 4 GetDigitalHumanList (retries of retryable errors).
+        """
         offset = 0
         if page_token:
             # Tokens are the offsets this method issued: ASCII digits within ZEGO's range.
@@ -236,59 +263,62 @@ class ZegocloudAdapter(VendorAdapter):
                 )
             offset = int(page_token)
         limit = max(1, min(20, page_size))
-        data = await self.api.call(
-            "GetDigitalHumanList",
-            {"FetchMode": 1, "Offset": offset, "Limit": limit},
-            idempotent=True,
-        )
-        humans = data.get("DigitalHumans") or []
+        page = await self.api.get_digital_human_list(offset=offset, limit=limit)
         avatars = [
             AvatarInfo(
-                avatar_id=str(h.get("DigitalHumanId", "")),
-                display_name=str(h.get("Name", "")),
-                preview_url=str(h.get("AvatarUrl", "")),
-                public=bool(h.get("IsPublic", False)),
+                avatar_id=h.digital_human_id,
+                display_name=h.name,
+                preview_url=h.avatar_url,
+                public=h.is_public,
             )
-            for h in humans
+            for h in page.digital_humans
         ]
-        total = int(data.get("Total", 0))
         nxt = offset + len(avatars)
-        return AvatarPage(avatars, str(nxt) if avatars and nxt < total else "")
+        return AvatarPage(avatars, str(nxt) if avatars and nxt < page.total else "")
 
     async def list_open_vendor_sessions(self) -> list[str]:
-        """QueryDigitalHumanStreamTasks: tasks initialising or streaming (zegocloud.md §4)."""
-        data = await self.api.call("QueryDigitalHumanStreamTasks", {}, idempotent=True)
-        return [str(t.get("TaskId")) for t in data.get("TaskList") or []]
+        """QueryDigitalHumanStreamTasks: tasks initialising or streaming (zegocloud.md §4).
+
+        Vendor HTTP calls: at most 4 QueryDigitalHumanStreamTasks (retries of retryable errors).
+        """
+        listed = await self.api.query_stream_tasks()
+        return [t.task_id for t in listed.tasks]
 
     def http_routes(self) -> list[HttpRoute]:
         """The drive-status callback endpoint (zegocloud.md §6)."""
         return [("POST", CALLBACK_PATH, self._on_callback)]
 
     async def _on_callback(self, request: web.Request) -> web.Response:
+        """One ZEGO callback (zegocloud.md §6): signature first (401), then the typed body (400).
+
+        An unsigned body is refused before its fields are looked at, so a forger learns
+        nothing about validation. Unknown EventTypes are acknowledged and ignored.
+        """
+        raw = await request.read()
         try:
-            body = await request.json()
-            ok = verify_callback_signature(
-                self._callback_secret,
-                str(body.get("Timestamp", "")),
-                str(body.get("Nonce", "")),
-                str(body.get("Signature", "")),
-            )
-        except (ValueError, AttributeError):
+            signed = CallbackSignature.model_validate_json(raw)
+        except ValidationError:
             return web.json_response({"error": "malformed callback"}, status=400)
-        if not ok:
+        if not verify_callback_signature(
+            self._callback_secret, signed.timestamp, signed.nonce, signed.signature
+        ):
             log.warning("callback_signature_invalid")
             return web.json_response({"error": "bad signature"}, status=401)
-        channel = self._channels.get(str(body.get("TaskId", "")))
-        detail = body.get("Detail") or {}
-        event_type = int(body.get("EventType", 0))
-        if channel is not None and event_type == 4:
-            channel.on_drive_status(
-                str(detail.get("DriveId", "")),
-                int(detail.get("Status", 0)),
-                int(body.get("EventTime", 0)),
-            )
-        elif channel is not None and event_type == 3 and int(detail.get("Status", 0)) in (4, 5):
-            channel.on_task_stopped(str(detail.get("FailReason") or "the vendor stopped the task"))
+        try:
+            callback = parse_callback(raw)
+        except ValidationError:
+            log.warning("callback_malformed")
+            return web.json_response({"error": "malformed callback"}, status=400)
+        channel = self._channels.get(callback.task_id)
+        if channel is not None and isinstance(callback, DriveStatusCallback):
+            detail = callback.detail
+            channel.on_drive_status(detail.drive_id, detail.status, callback.event_time_ms)
+        elif (
+            channel is not None
+            and isinstance(callback, TaskStatusCallback)
+            and callback.detail.status in (TASK_STOPPING, TASK_STOPPED)
+        ):
+            channel.on_task_stopped(callback.detail.fail_reason or "the vendor stopped the task")
         return web.json_response({"ok": True})
 
     async def aclose(self) -> None:

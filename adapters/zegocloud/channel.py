@@ -99,8 +99,8 @@ class ZegoDriveChannel(DriveChannel):
     # ---- audio --------------------------------------------------------------------------
 
     async def _open_ws(self, turn: _Turn, sample_rate_hertz: int) -> ClientConnection:
-        data = await self.api.call("DriveByWsStream", {"TaskId": self.task_id})
-        drive_id, address = str(data["DriveId"]), str(data["WssAddress"])
+        drive = await self.api.drive_by_ws_stream(self.task_id)
+        drive_id, address = drive.drive_id, drive.wss_address
         self._register_drive(turn, drive_id)
         try:
             ws = await websockets.connect(
@@ -121,7 +121,12 @@ class ZegoDriveChannel(DriveChannel):
         return ws
 
     async def send_audio(self, turn_id: str, pcm: bytes, sample_rate_hertz: int) -> None:
-        """Send one PCM frame; the first frame of a turn opens its WS drive (zegocloud.md §8)."""
+        """Send one PCM frame (s16le mono at ``sample_rate_hertz`` Hz, zegocloud.md §8.2).
+
+        The first frame of a turn opens its WS drive (zegocloud.md §8.1). Vendor HTTP calls:
+        at most 1 DriveByWsStream per turn, never retried (a new drive would cut off the
+        one playing, zegocloud.md §5); other frames make none.
+        """
         ws = self._ws
         if ws is None or self._ws_turn != turn_id:
             await self._close_ws(send_stop=True)
@@ -137,7 +142,7 @@ class ZegoDriveChannel(DriveChannel):
         self.mark_activity()
 
     async def end_audio(self, turn_id: str) -> None:
-        """Send Stop at once and close the socket (zegocloud.md §8)."""
+        """Send Stop at once and close the socket (zegocloud.md §8.2); no vendor HTTP call."""
         self._turn(turn_id).final = True
         if self._ws_turn == turn_id:
             await self._close_ws(send_stop=True)
@@ -156,17 +161,18 @@ class ZegoDriveChannel(DriveChannel):
     # ---- text ---------------------------------------------------------------------------
 
     async def send_text(self, turn_id: str, text: str, final: bool) -> None:
-        """DriveByText per segment (queued behind the current drive); final marks the last."""
+        """DriveByText per segment (queued behind the current drive); final marks the last.
+
+        ``text`` is at most 1800 characters (zegocloud.md §4). Vendor HTTP calls: at most 1
+        DriveByText, never retried (a lost answer could mean the text is spoken twice); none
+        for an empty ``text``.
+        """
         turn = self._turn(turn_id)
         if text:
-            body = {
-                "TaskId": self.task_id,
-                "Text": text,
-                "InterruptMode": 0,
-                "TTSConfig": self.tts_config,
-            }
-            data = await self.api.call("DriveByText", body)
-            self._register_drive(turn, str(data["DriveId"]))
+            drive = await self.api.drive_by_text(
+                self.task_id, text, self.tts_config, interrupt_mode=0
+            )
+            self._register_drive(turn, drive.drive_id)
             self.mark_activity()
         if final:
             turn.final = True
@@ -175,14 +181,18 @@ class ZegoDriveChannel(DriveChannel):
     # ---- interrupt ----------------------------------------------------------------------
 
     async def interrupt(self, turn_id: str) -> None:
-        """InterruptDriveTask: stops the current drive and drops queued ones (zegocloud.md §4)."""
+        """InterruptDriveTask: stops the current drive and drops queued ones (zegocloud.md §4).
+
+        Vendor HTTP calls: at most 4 InterruptDriveTask (retries of retryable errors, bounded
+        by the caller's deadline).
+        """
         turn = self._turn(turn_id)
         turn.interrupted = True
         turn.final = True
         try:
             # The vendor command first: a Stop sent before it would let the drive end
             # normally (not interrupted) when little audio is buffered at the vendor.
-            await self.api.call("InterruptDriveTask", {"TaskId": self.task_id}, idempotent=True)
+            await self.api.interrupt_drive_task(self.task_id)
         finally:
             if self._ws_turn == turn_id:
                 await self._close_ws(send_stop=True)

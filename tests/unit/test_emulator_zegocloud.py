@@ -853,6 +853,31 @@ async def test_fault_injection(emu_api: tuple[ZegocloudEmulator, Api]) -> None:
     assert snap["rejected"] == {"400010002": 1, "http_503": 1}
 
 
+async def test_calls_counted_per_task_whatever_the_answer(
+    emu_api: tuple[ZegocloudEmulator, Api],
+) -> None:
+    """``calls_for_task`` counts every call naming a TaskId: faulted, rejected and ok ones."""
+    emu, api = emu_api
+    task_id = await api.ready_task()
+    other = await api.ready_task()
+    emu.faults.fail_next("StopDigitalHumanStreamTask", 400010002)
+    assert (await api("StopDigitalHumanStreamTask", {"TaskId": task_id}))["Code"] == 400010002
+    emu.faults.fail_next("StopDigitalHumanStreamTask", http_status=503)
+    assert (await api.raw("StopDigitalHumanStreamTask", {"TaskId": task_id})).status_code == 503
+    bad_signature = await api.raw("StopDigitalHumanStreamTask", {"TaskId": task_id}, Signature="0")
+    assert bad_signature.json()["Code"] == 100000005
+    assert (await api("StopDigitalHumanStreamTask", {"TaskId": task_id}))["Code"] == 0
+    assert (await api("StopDigitalHumanStreamTask", {"TaskId": task_id}))["Code"] == 400000007
+    await api.ok("GetDigitalHumanStreamTaskStatus", {"TaskId": task_id})
+    assert emu.calls_for_task(task_id) == {
+        "StopDigitalHumanStreamTask": 5,
+        "GetDigitalHumanStreamTaskStatus": 1,
+    }
+    assert emu.calls_for_task(other) == {}
+    assert emu.snapshot()["task_calls"][task_id]["StopDigitalHumanStreamTask"] == 5
+    assert emu.calls_for_task("task_unknown") == {}
+
+
 async def test_callback_retries_keep_order(make_emu: EmuFactory, sink: CallbackSink) -> None:
     emu, api = await make_emu(time_scale=0.01)
     sink.fail_remaining = 2  # the first event needs two retries (0.02 s, 0.04 s scaled)
