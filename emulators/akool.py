@@ -752,6 +752,8 @@ class AkoolEmulator(EmulatorServer):
         ]
         self.tokens: set[str] = set()
         self.requests: deque[dict[str, Any]] = deque(maxlen=500)
+        self.calls: dict[str, int] = {}
+        """Requests received per operation (``session/close``, ...), faults and rejections too."""
         self._avatars_rt: dict[str, _Avatar] = {}
         self._bg: set[asyncio.Task[Any]] = set()
         self._verifier = lkapi.TokenVerifier(livekit_api_key, livekit_api_secret)
@@ -799,6 +801,7 @@ class AkoolEmulator(EmulatorServer):
         async def run(request: web.Request) -> web.StreamResponse:
             entry: dict[str, Any] = {"op": op, "at": time.time(), "auth": "none"}
             self.requests.append(entry)
+            self.calls[op] = self.calls.get(op, 0) + 1
             fault = self.faults.take(op)
             await self.apply_stall(fault)
             if fault is not None and fault.http_status is not None:
@@ -1082,8 +1085,8 @@ class AkoolEmulator(EmulatorServer):
 
         Returns:
             ``sessions`` (every :class:`SessionRecord` field, turns and violations included),
-            ``open_sessions``, ``requests`` (op, auth kind, code; the last 500),
-            ``tokens_issued`` and ``faults_injected``.
+            ``open_sessions``, ``requests`` (op, auth kind, code; the last 500), ``calls``
+            (requests per operation, all of them), ``tokens_issued`` and ``faults_injected``.
         """
         return {
             "base_url": self.base_url,
@@ -1091,6 +1094,7 @@ class AkoolEmulator(EmulatorServer):
             "sessions": {sid: r.to_json() for sid, r in self.sessions.items()},
             "open_sessions": self.open_sessions(),
             "requests": list(self.requests),
+            "calls": dict(self.calls),
             "tokens_issued": len(self.tokens),
             "faults_injected": self.faults.injected,
         }

@@ -35,6 +35,7 @@ from adapters.akool.api import (
     vendor_code_of,
 )
 from adapters.akool.channel import MAX_TEXT_BYTES, AkoolChannel, RoomAccess, session_lost
+from adapters.akool.models import Session
 from adapters.akool.settings import AkoolSettings
 from core.contract import (
     AvatarInfo,
@@ -74,6 +75,12 @@ STATUS_QUEUEING = 1
 STATUS_PROCESSING = 2
 STATUS_COMPLETED = 3
 STATUS_FAILED = 4
+
+LIST_PAGE_SIZE = 100
+"""``session/list`` and ``avatar/list`` page size: the largest Akool takes (akool.md §3)."""
+MAX_LIST_PAGES = 50
+"""Most ``session/list`` pages read per status by :meth:`AkoolAdapter.list_open_vendor_sessions`
+(5,000 sessions), so the audit's HTTP calls are bounded even if Akool's ``count`` is not."""
 
 
 def _setting_missing(setting: str) -> VendorError:
@@ -278,6 +285,17 @@ class AkoolAdapter(VendorAdapter):
     async def create_session(self, spec: SessionSpec) -> VendorSessionHandle:
         """``session/create`` with LiveKit BYO credentials (akool.md §4); ``duration`` always set.
 
+        When the create answer is lost (VENDOR_UNAVAILABLE or VENDOR_TIMEOUT after its
+        budget), Akool may have created and pre-charged the session (akool.md §4, §7): it is
+        looked up by its room in ``session/list`` (status 1, then 2) and adopted.
+
+        Vendor HTTP calls: at most 12 with an API key: ``session/create`` up to 4 times
+        (one retry budget, akool.md §8 says what is repeated), then, only after a lost answer,
+        ``session/list`` up to 4 times for each of the two statuses. Each of those three REST
+        calls has its own budget; none runs inside another's. With the token flow, each REST
+        call may add up to 2 getToken (the first token, one refresh on 1101, akool.md §1):
+        at most 18.
+
         Raises:
             GatewayError: INVALID_ARGUMENT for options Akool would reject (``max_duration``
                 over 1 h, ``voice_speed``, ``mode_type``).
@@ -326,7 +344,7 @@ class AkoolAdapter(VendorAdapter):
         if scene_mode:
             body["scene_mode"] = scene_mode
         try:
-            data = await self.api.create_session(body)
+            vendor_id = (await self.api.create_session(body)).id
         except VendorError as exc:
             if exc.reason == Reason.AVATAR_NOT_FOUND:
                 exc.metadata["avatarId"] = spec.avatar_id
@@ -339,8 +357,7 @@ class AkoolAdapter(VendorAdapter):
             if found is None:
                 raise
             log.warning("create_answer_lost_session_adopted", vendor_session_id=found)
-            data = {"_id": found}
-        vendor_id = data["_id"]
+            vendor_id = found
         playback = pb.Playback(
             akool=pb.AkoolPlayback(
                 livekit_url=url,
@@ -365,8 +382,11 @@ class AkoolAdapter(VendorAdapter):
             ),
         )
 
-    async def _detail(self, handle: VendorSessionHandle) -> dict[str, Any] | None:
-        """session/detail, or ``None`` when Akool no longer knows the session."""
+    async def _detail(self, handle: VendorSessionHandle) -> Session | None:
+        """session/detail, or ``None`` when Akool no longer knows the session.
+
+        One REST call (one budget: at most 4 HTTP calls, 6 with the token flow).
+        """
         try:
             return await self.api.session_detail(handle.vendor_session_id)
         except VendorError as exc:
@@ -382,11 +402,16 @@ class AkoolAdapter(VendorAdapter):
 
         Akool does not say which status means joinable (akool.md §4); the avatar's presence in our
         own LiveKit room is the fact that matters for driving, so it is checked too.
+
+        Vendor HTTP calls: at most 4 ``session/detail`` (one retry budget), 6 with the token
+        flow (2 getToken, akool.md §1); then, when Akool reports status 2, one
+        ListParticipants on our own LiveKit server (not Akool; 5 s bound). The caller polls
+        (``poll_until``); each poll is one such operation.
         """
         detail = await self._detail(handle)
         if detail is None:
             return SessionStatus(ReadyState.CLOSED, "akool does not know the session", "1216")
-        status = detail.get("status")
+        status = detail.status
         if status == STATUS_PROCESSING:
             data = _data(handle)
             if await self._avatar_in_room(data.room, data.avatar_identity):
@@ -403,6 +428,11 @@ class AkoolAdapter(VendorAdapter):
 
         Deleting the room disconnects viewers too, so a front end holding the viewer token
         cannot keep the room alive after the session is over.
+
+        Vendor HTTP calls: at most 4 ``session/close`` (one retry budget; 1008, 1216 and 1219
+        mean already closed, akool.md §8), 6 with the token flow (2 getToken, akool.md §1);
+        then one DeleteRoom on our own LiveKit server (not Akool; 5 s bound), skipped when
+        the close failed.
         """
         for channel in list(self._channels.pop(handle.vendor_session_id, ())):
             await channel.aclose()
@@ -418,12 +448,16 @@ class AkoolAdapter(VendorAdapter):
     async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
         """Join the session's room as the gateway and wait for the avatar.
 
+        Vendor HTTP calls: at most 4 ``session/detail`` (one retry budget), 6 with the token
+        flow (2 getToken, akool.md §1). Joining the room is LiveKit signalling on our own
+        server (not Akool); the channel then talks to the avatar over the room (akool.md §5, §6).
+
         Raises:
             VendorError: VENDOR_SESSION_LOST when Akool already ended the session;
                 VENDOR_TIMEOUT / VENDOR_UNAVAILABLE when the room cannot be used.
         """
         detail = await self._detail(handle)
-        if detail is None or detail.get("status") in (STATUS_COMPLETED, STATUS_FAILED):
+        if detail is None or detail.status in (STATUS_COMPLETED, STATUS_FAILED):
             raise session_lost(f"akool session {handle.vendor_session_id} has ended")
         url, _, _ = self._livekit()
         data = _data(handle)
@@ -444,7 +478,11 @@ class AkoolAdapter(VendorAdapter):
         return channel
 
     async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:
-        """``avatar/list`` (akool.md §3); the page token is the next page number."""
+        """``avatar/list`` (akool.md §3); the page token is the next page number.
+
+        Vendor HTTP calls: at most 4 ``avatar/list`` (one retry budget), 6 with the token flow
+        (2 getToken, akool.md §1).
+        """
         try:
             page = int(page_token) if page_token else 1
         except ValueError:
@@ -455,22 +493,19 @@ class AkoolAdapter(VendorAdapter):
             raise invalid_argument(
                 Reason.INVALID_ARGUMENT, f"invalid page_token {page_token!r}", field="page_token"
             )
-        size = min(max(page_size or 100, 1), 100)
+        size = min(max(page_size or LIST_PAGE_SIZE, 1), LIST_PAGE_SIZE)
         data = await self.api.list_avatars(page, size)
-        result = data.get("result") or []
         avatars = [
             AvatarInfo(
-                avatar_id=str(item.get("avatar_id", "")),
-                display_name=str(item.get("name") or item.get("avatar_id", "")),
-                preview_url=str(item.get("thumbnailUrl") or item.get("url") or ""),
+                avatar_id=item.avatar_id,
+                display_name=item.name or item.avatar_id,
+                preview_url=item.thumbnail_url or item.url or "",
                 # "from": 2 official avatars, 3 the account's own (akool.md §3).
-                public=item.get("from") == 2,
+                public=item.from_ == 2,
             )
-            for item in result
-            if isinstance(item, dict)
+            for item in data.result
         ]
-        count = int(data.get("count") or 0)
-        more = bool(result) and page * size < count
+        more = bool(data.result) and page * size < data.count
         return AvatarPage(avatars, str(page + 1) if more else "")
 
     async def _find_session_by_room(self, room: str) -> str | None:
@@ -478,30 +513,41 @@ class AkoolAdapter(VendorAdapter):
 
         Relies on session/list echoing the bring-your-own ``credentials.livekit_room_name``
         (akool.md §4 says the response carries credentials; the echo of BYO ones is inferred).
+        Two REST calls in sequence (first page of status 1, then of status 2), each with its
+        own budget: at most 8 HTTP calls, 12 with the token flow. A failed lookup is ``None``.
         """
         try:
             for status in (STATUS_QUEUEING, STATUS_PROCESSING):
-                data = await self.api.list_sessions(1, 100, status)
-                for item in data.get("result") or []:
-                    creds = item.get("credentials") if isinstance(item, dict) else None
-                    if isinstance(creds, dict) and creds.get("livekit_room_name") == room:
-                        return str(item["_id"])
-        except (VendorError, KeyError):
+                data = await self.api.list_sessions(1, LIST_PAGE_SIZE, status)
+                for item in data.result:
+                    creds = item.credentials
+                    if creds is not None and creds.livekit_room_name == room:
+                        if item.id is None:
+                            return None
+                        return item.id
+        except VendorError:
             return None
         return None
 
     async def list_open_vendor_sessions(self) -> list[str]:
-        """Ids of sessions Akool reports queueing or processing (``session/list``)."""
+        """Ids of sessions Akool reports queueing or processing (``session/list``).
+
+        Pages of 100 are read while Akool's ``count`` says more remain, at most
+        :data:`MAX_LIST_PAGES` per status. Each page is one REST call with its own budget
+        (pagination, not a retry loop). Vendor HTTP calls: at most 4 per page, so
+        ``4 * (P1 + P2)`` where ``P1``/``P2`` are the pages of status 1 and 2
+        (``ceil(count / 100)``, at least 1, at most 50): at most 400; with the token flow up to
+        2 getToken per page more (akool.md §1), at most 600.
+        """
         ids: list[str] = []
         for status in (STATUS_QUEUEING, STATUS_PROCESSING):
-            page = 1
-            while True:
-                data = await self.api.list_sessions(page, 100, status)
-                result = [r for r in data.get("result") or [] if isinstance(r, dict)]
-                ids.extend(str(r["_id"]) for r in result if r.get("_id"))
-                if not result or page * 100 >= int(data.get("count") or 0):
+            for page in range(1, MAX_LIST_PAGES + 1):
+                data = await self.api.list_sessions(page, LIST_PAGE_SIZE, status)
+                ids.extend(r.id for r in data.result if r.id)
+                if not data.result or page * LIST_PAGE_SIZE >= data.count:
                     break
-                page += 1
+            else:
+                log.warning("akool_session_list_truncated", status=status, pages=MAX_LIST_PAGES)
         return ids
 
     async def aclose(self) -> None:

@@ -12,6 +12,17 @@ Two ways to authenticate (akool.md §1):
   LiveKit plugin caches it forever: architecture.md §5).
 
 Only one of the two headers is ever sent: with both, Akool lets ``Authorization`` win.
+
+Answers are parsed into :mod:`adapters.akool.models` here, at the boundary: the envelope first
+(its ``code`` decides), then the endpoint's ``data``.
+
+**One retry budget per call.** :meth:`AkoolApi.call` is the only retry loop (``retry_call`` with
+:data:`DEFAULT_BACKOFF`, 4 attempts); each attempt makes at most one HTTP request to the
+endpoint, preceded, with the token flow, by at most one getToken. The 1101 refresh is one of
+those attempts, not a loop of its own, and happens once per call. So one call makes at most
+:data:`MAX_ATTEMPTS` requests to its endpoint, and with the token flow at most
+:data:`MAX_TOKEN_FETCHES_PER_CALL` getToken requests more (the first token, one refresh):
+4 HTTP requests with an API key, 6 with the token flow.
 """
 
 from __future__ import annotations
@@ -21,7 +32,16 @@ from typing import Any
 
 import grpc
 import httpx
+from pydantic import ValidationError
 
+from adapters.akool.models import (
+    AvatarPage,
+    CreatedSession,
+    Envelope,
+    Session,
+    SessionPage,
+    TokenAnswer,
+)
 from adapters.akool.settings import AkoolSettings
 from core.errors import (
     Reason,
@@ -110,6 +130,10 @@ ALREADY_CLOSED_CODES = frozenset({CODE_NOT_FOUND, CODE_SESSION_NOT_FOUND, CODE_S
 """session/close answers that mean the session is already gone (close is idempotent)."""
 
 DEFAULT_BACKOFF = Backoff(base_s=0.2, cap_s=2.0, max_attempts=4)
+MAX_ATTEMPTS = DEFAULT_BACKOFF.max_attempts
+"""Most HTTP requests one :meth:`AkoolApi.call` makes to its endpoint (default backoff)."""
+MAX_TOKEN_FETCHES_PER_CALL = 2
+"""Most getToken requests one call adds with the token flow: the first token, one refresh."""
 
 
 def vendor_code_of(exc: VendorError) -> int | None:
@@ -160,13 +184,6 @@ class AkoolApi:
             metadata={"setting": API_KEY_SETTING},
         )
 
-    async def _auth_headers(self) -> tuple[dict[str, str], str | None]:
-        """Headers for one call and the bearer token used (``None`` with an API key)."""
-        if self._api_key:
-            return {"x-api-key": self._api_key}, None
-        token = await self.token()
-        return {"Authorization": f"Bearer {token}"}, token
-
     async def token(self, *, stale: str | None = None) -> str:
         """The cached bearer token; fetched when there is none or it equals ``stale``.
 
@@ -191,10 +208,10 @@ class AkoolApi:
             idempotent=True,
         )
         self._check(envelope, CODE_TABLE)
-        token = envelope.get("token")
-        if not isinstance(token, str) or not token:
-            raise vendor_unavailable(VENDOR, "getToken answered without a token")
-        return token
+        try:
+            return TokenAnswer.model_validate({"token": envelope.token}).token
+        except ValidationError:
+            raise vendor_unavailable(VENDOR, "getToken answered without a token") from None
 
     async def _send(
         self,
@@ -205,7 +222,7 @@ class AkoolApi:
         params: dict[str, Any] | None,
         body: dict[str, Any] | None,
         idempotent: bool,
-    ) -> dict[str, Any]:
+    ) -> Envelope:
         """One HTTP exchange; returns the parsed envelope (code not yet checked)."""
         url = self.base_url + path
         try:
@@ -224,21 +241,11 @@ class AkoolApi:
             error = vendor_unavailable(VENDOR, f"{path}: {type(exc).__name__}")
             error.retryable = idempotent
             raise error from None
-        envelope: Any = None
-        try:
-            envelope = response.json()
-        except ValueError:
-            envelope = None
         # The demo accepts an answer only when code is a number and msg a string (akool.md §2).
-        well_formed = (
-            isinstance(envelope, dict)
-            and isinstance(envelope.get("code"), int)
-            and isinstance(envelope.get("msg", ""), str)
-        )
-        if well_formed:
-            assert isinstance(envelope, dict)
-            return envelope
-        raise self._http_error(path, response.status_code, idempotent)
+        try:
+            return Envelope.model_validate_json(response.content)
+        except ValidationError:  # not JSON, not an object, or no envelope
+            raise self._http_error(path, response.status_code, idempotent) from None
 
     def _http_error(self, path: str, status: int, idempotent: bool) -> VendorError:
         """An answer without the envelope: judge by the HTTP status (undocumented, akool.md §2)."""
@@ -265,40 +272,14 @@ class AkoolApi:
         error.retryable = idempotent and status >= 500
         return error
 
-    def _check(self, envelope: dict[str, Any], table: dict[int, VendorCodeRule]) -> None:
-        code = int(envelope["code"])
-        if code != CODE_OK:
-            raise vendor_error(
-                VENDOR,
-                table,
-                code,
-                str(envelope.get("msg", "")),
-                credential_setting=self.credential_setting,
-            )
-
-    async def _call_once(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, Any] | None,
-        body: dict[str, Any] | None,
-        idempotent: bool,
-        table: dict[int, VendorCodeRule],
-    ) -> Any:
-        headers, token = await self._auth_headers()
-        envelope = await self._send(
-            method, path, headers=headers, params=params, body=body, idempotent=idempotent
+    def _error(self, envelope: Envelope, table: dict[int, VendorCodeRule]) -> VendorError:
+        return vendor_error(
+            VENDOR, table, envelope.code, envelope.msg, credential_setting=self.credential_setting
         )
-        if token is not None and envelope.get("code") == CODE_TOKEN_INVALID:
-            # akool.md §1: the cached token was revoked or expired. One fresh token, one more try;
-            # a second 1101 is a real credential problem and surfaces as VENDOR_AUTH_FAILED.
-            await self.token(stale=token)
-            headers, _ = await self._auth_headers()
-            envelope = await self._send(
-                method, path, headers=headers, params=params, body=body, idempotent=idempotent
-            )
-        self._check(envelope, table)
-        return envelope.get("data")
+
+    def _check(self, envelope: Envelope, table: dict[int, VendorCodeRule]) -> None:
+        if envelope.code != CODE_OK:
+            raise self._error(envelope, table)
 
     async def call(
         self,
@@ -310,44 +291,84 @@ class AkoolApi:
         idempotent: bool = True,
         table: dict[int, VendorCodeRule] = CODE_TABLE,
     ) -> Any:
-        """Call ``path`` and return the envelope's ``data`` (may be ``None``).
+        """Call ``path`` and return the envelope's ``data`` (may be ``None``, not yet validated).
 
-        Retryable failures are repeated with :attr:`backoff` (``retry_call``). A call that
-        is not ``idempotent`` is repeated only when Akool certainly did not act on it: a
-        business-code rejection or a connection that never opened.
+        Retryable failures are repeated with :attr:`backoff` (``retry_call``), the call's one
+        retry budget. A call that is not ``idempotent`` is repeated only when Akool certainly
+        did not act on it: a business-code rejection or a connection that never opened.
+
+        With the token flow, a 1101 on the cached token (akool.md §1) marks it stale and
+        spends one attempt: the next attempt fetches one fresh token first. That happens
+        once per call; a second 1101 is a real credential problem (VENDOR_AUTH_FAILED).
+
+        HTTP requests: at most ``backoff.max_attempts`` (4 by default) to ``path``, and with
+        the token flow at most 2 getToken more (module docstring).
 
         Raises:
             VendorError: the mapped business code, VENDOR_UNAVAILABLE or VENDOR_TIMEOUT.
         """
-        return await retry_call(
-            lambda: self._call_once(method, path, params, body, idempotent, table),
-            backoff=self.backoff,
-            operation=path,
-        )
+        stale: str | None = None  # the token that got this call's one 1101
 
-    async def list_avatars(self, page: int, size: int) -> dict[str, Any]:
-        """``GET avatar/list`` (akool.md §3): ``{count, result[Avatar]}``; ``size`` ≤ 100."""
+        async def attempt() -> Any:
+            nonlocal stale
+            if self._api_key:
+                headers: dict[str, str] = {"x-api-key": self._api_key}
+                token = None
+            else:
+                token = await self.token(stale=stale)
+                headers = {"Authorization": f"Bearer {token}"}
+            envelope = await self._send(
+                method, path, headers=headers, params=params, body=body, idempotent=idempotent
+            )
+            if envelope.code == CODE_TOKEN_INVALID and token is not None and stale is None:
+                # akool.md §1: the cached token was revoked or expired. Akool did nothing, so
+                # the call is repeated (even a create) within this budget, with a fresh token.
+                stale = token
+                error = self._error(envelope, table)
+                error.retryable = True
+                raise error
+            self._check(envelope, table)
+            return envelope.data
+
+        return await retry_call(attempt, backoff=self.backoff, operation=path)
+
+    async def list_avatars(self, page: int, size: int) -> AvatarPage:
+        """``GET avatar/list`` (akool.md §3): ``{count, result[Avatar]}``; ``size`` ≤ 100.
+
+        One :meth:`call`. ``data`` that is not an object reads as an empty page.
+        """
         data = await self.call(
             "GET", PATH_AVATAR_LIST, params={"page": page, "size": size, "platform": "open"}
         )
-        return data if isinstance(data, dict) else {}
+        return AvatarPage.model_validate(data if isinstance(data, dict) else {})
 
-    async def create_session(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``POST session/create`` (akool.md §4); returns ``data`` (``_id``, ``status``, ...)."""
+    async def create_session(self, body: dict[str, Any]) -> CreatedSession:
+        """``POST session/create`` (akool.md §4); returns ``data`` (``_id``, ``status``, ...).
+
+        One :meth:`call`, not idempotent: repeated only when Akool certainly did not act.
+
+        Raises:
+            VendorError: VENDOR_UNAVAILABLE (not retried) when the answer has no string
+                ``data._id``: Akool may have created the session, so the caller looks for it.
+        """
         data = await self.call("POST", PATH_SESSION_CREATE, body=body, idempotent=False)
-        if not isinstance(data, dict) or not isinstance(data.get("_id"), str):
-            raise vendor_unavailable(VENDOR, "session/create answered without data._id")
-        return data
+        try:
+            return CreatedSession.model_validate(data)
+        except ValidationError:
+            raise vendor_unavailable(VENDOR, "session/create answered without data._id") from None
 
-    async def session_detail(self, session_id: str) -> dict[str, Any]:
-        """``GET session/detail?id=`` (akool.md §3); same shape as create."""
+    async def session_detail(self, session_id: str) -> Session:
+        """``GET session/detail?id=`` (akool.md §3); same shape as create.
+
+        One :meth:`call`. ``data`` that is not an object reads as a session with no fields.
+        """
         data = await self.call(
             "GET", PATH_SESSION_DETAIL, params={"id": session_id}, table=SESSION_CODE_TABLE
         )
-        return data if isinstance(data, dict) else {}
+        return Session.model_validate(data if isinstance(data, dict) else {})
 
     async def close_session(self, session_id: str) -> bool:
-        """``POST session/close {"id": ...}`` (akool.md §3, the documented key).
+        """``POST session/close {"id": ...}`` (akool.md §3, the documented key); one :meth:`call`.
 
         Returns:
             ``True`` if this call closed it, ``False`` if it was already closed or unknown.
@@ -362,12 +383,15 @@ class AkoolApi:
             raise
         return True
 
-    async def list_sessions(self, page: int, size: int, status: int) -> dict[str, Any]:
-        """``GET session/list?page&size&status`` (akool.md §3): ``{count, result[Session]}``."""
+    async def list_sessions(self, page: int, size: int, status: int) -> SessionPage:
+        """``GET session/list?page&size&status`` (akool.md §3): ``{count, result[Session]}``.
+
+        One :meth:`call`. ``data`` that is not an object reads as an empty page.
+        """
         data = await self.call(
             "GET", PATH_SESSION_LIST, params={"page": page, "size": size, "status": status}
         )
-        return data if isinstance(data, dict) else {}
+        return SessionPage.model_validate(data if isinstance(data, dict) else {})
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -16,6 +16,7 @@ session with and talks to the avatar participant there.
   interrupt; the avatar calls our ``lk.playback_started`` and ``lk.playback_finished``
   (payload ``{"playback_position": s, "interrupted": bool}``).
 
+Each downstream message and playback report is parsed once into :mod:`adapters.akool.models`.
 Events carry the gateway's turn ids. Akool's ``audio_start`` / ``audio_end`` events and the
 playback RPCs carry no id, so turns are matched in the order they were sent (the avatar
 speaks them in that order).
@@ -38,6 +39,13 @@ import grpc
 import structlog
 from livekit import rtc
 
+from adapters.akool.models import (
+    ChatMessage,
+    CommandAck,
+    EventMessage,
+    PlaybackFinished,
+    parse_stream_message,
+)
 from core.contract import DriveChannel, EventKind, VendorEvent
 from core.errors import (
     EventReason,
@@ -415,25 +423,18 @@ class AkoolChannel(DriveChannel):
         # only the avatar and we can publish data in this room (viewers are subscribe-only).
         if sender and sender != self.access.avatar_identity:
             return
-        try:
-            message = json.loads(packet.data)
-        except ValueError:
-            return
-        if not isinstance(message, dict) or message.get("v") != 2:
-            return  # the demo ignores anything but v2 (akool.md §5)
-        pld = message.get("pld")
-        if not isinstance(pld, dict):
-            return
-        kind = message.get("type")
-        if kind == "event":
-            self._on_event(str(pld.get("event", "")))
-        elif kind == "chat":
-            self._on_chat(pld, bool(message.get("fin", True)))
-        elif kind == "command":
-            self._on_ack(str(message.get("mid", "")), pld)
+        # Anything but a v2 chat, command or event is ignored, as the demo does (akool.md §5.4).
+        message = parse_stream_message(packet.data)
+        if isinstance(message, EventMessage):
+            self._on_event(message)
+        elif isinstance(message, ChatMessage):
+            self._on_chat(message)
+        elif isinstance(message, CommandAck):
+            self._on_ack(message)
 
-    def _on_event(self, event: str) -> None:
+    def _on_event(self, message: EventMessage) -> None:
         now = time.monotonic()
+        event = message.pld.event
         if event == "audio_start":
             # Dialogue-mode replies are not gateway turns: they get no turn id.
             turn_id = self._text_queue.popleft() if self._text_queue else ""
@@ -452,11 +453,9 @@ class AkoolChannel(DriveChannel):
                 )
             )
 
-    def _on_chat(self, pld: dict[str, Any], fin: bool) -> None:
-        text = pld.get("text")
-        if not isinstance(text, str):
-            return
-        if pld.get("from") == "user":
+    def _on_chat(self, message: ChatMessage) -> None:
+        text, fin = message.pld.text, message.fin
+        if message.pld.from_ == "user":
             # ASR of the user's microphone (dialogue mode): not a gateway turn.
             self.emit(VendorEvent(EventKind.TRANSCRIPT, text=text, role="user", final=fin))
             return
@@ -469,12 +468,12 @@ class AkoolChannel(DriveChannel):
             VendorEvent(EventKind.TRANSCRIPT, turn_id=turn_id, text=text, role="avatar", final=fin)
         )
 
-    def _on_ack(self, mid: str, pld: dict[str, Any]) -> None:
-        entry = self._commands.pop(mid, None)
+    def _on_ack(self, message: CommandAck) -> None:
+        entry = self._commands.pop(message.mid, None)
         if entry is None:
             return
         cmd, turn_id = entry
-        code = pld.get("code")
+        code = message.pld.code
         if code == ACK_OK:
             if cmd == "interrupt":
                 self.emit(VendorEvent(EventKind.INTERRUPTED, turn_id=turn_id))
@@ -484,7 +483,7 @@ class AkoolChannel(DriveChannel):
                 EventKind.WARNING,
                 turn_id=turn_id,
                 reason=EventReason.VENDOR_COMMAND_FAILED,
-                message=f"akool answered {cmd} with code {code}: {pld.get('msg', '')}",
+                message=f"akool answered {cmd} with code {code}: {message.pld.msg or ''}",
                 metadata={"command": cmd, "vendorCode": str(code)},
             )
         )
@@ -508,12 +507,9 @@ class AkoolChannel(DriveChannel):
     def _on_playback_finished(self, data: rtc.RpcInvocationData) -> str:
         if not self._from_avatar(data):
             return "reject"
-        try:
-            payload = json.loads(data.payload or "{}")
-            position = float(payload.get("playback_position", 0.0))
-            interrupted = bool(payload.get("interrupted", False))
-        except (ValueError, TypeError, AttributeError):
-            position, interrupted = math.nan, False
+        report = PlaybackFinished.parse(data.payload)
+        position = report.playback_position if report is not None else math.nan
+        interrupted = report.interrupted if report is not None else False
         turn_id = self._audio_playing
         if not turn_id and self._audio_queue:
             turn_id = self._audio_queue.popleft()

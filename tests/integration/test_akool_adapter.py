@@ -17,11 +17,13 @@ from typing import Any
 
 import grpc
 import pytest
+from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import vendor_options_pb2
 from livekit import api as lkapi
 from pydantic import SecretStr
 
 from adapters.akool import AkoolAdapter
+from adapters.akool.api import MAX_ATTEMPTS, MAX_TOKEN_FETCHES_PER_CALL
 from adapters.akool.channel import MAX_MESSAGE_BYTES, AkoolChannel, escaped_len
 from adapters.akool.settings import AkoolSettings
 from core.contract import (
@@ -37,6 +39,7 @@ from core.resilience import Backoff, poll_until
 from core.text import split_exact
 from emulators.akool import AkoolEmulator
 from emulators.livekit_server import LiveKitServer
+from tests.conftest import Gateway
 
 # The first run on a fresh machine builds livekit-server (about 2 min) inside a fixture.
 pytestmark = [
@@ -228,6 +231,54 @@ async def test_legacy_token_flow_refreshes_on_1101(
         assert [r["code"] for r in emu.requests].count(1101) == 1
     finally:
         await adapter.aclose()
+
+
+async def test_token_refresh_is_one_attempt_of_the_call_budget(
+    emu: AkoolEmulator, livekit: LiveKitServer
+) -> None:
+    """The 1101 refresh spends one attempt of the call's one budget (akool.md §1): the most a
+    call makes is 4 to its endpoint plus 2 getToken (the first token, one refresh)."""
+    adapter = AkoolAdapter(
+        settings(emu, livekit, client_id=CLIENT_ID, client_secret=SecretStr(API_KEY))
+    )
+    adapter.api.backoff = Backoff(base_s=0.01, cap_s=0.05, max_attempts=4)
+    try:
+        emu.faults.fail_next("avatar/list", 1101)
+        emu.faults.fail_next("avatar/list", http_status=503, count=10)
+        with pytest.raises(VendorError) as err:
+            await adapter.list_avatars(10, "")
+        assert err.value.reason == "VENDOR_UNAVAILABLE"
+        assert emu.calls == {"getToken": MAX_TOKEN_FETCHES_PER_CALL, "avatar/list": MAX_ATTEMPTS}
+        assert (MAX_ATTEMPTS, MAX_TOKEN_FETCHES_PER_CALL) == (4, 2)  # as the docstrings state
+        emu.faults.clear()
+        # A second 1101 in one call is a real credential error: no second refresh.
+        emu.faults.fail_next("avatar/list", 1101, count=2)
+        with pytest.raises(VendorError) as err:
+            await adapter.list_avatars(10, "")
+        assert (err.value.reason, err.value.vendor_code) == ("VENDOR_AUTH_FAILED", "1101")
+        assert emu.calls == {"getToken": 3, "avatar/list": 6}
+    finally:
+        await adapter.aclose()
+
+
+@pytest.mark.parametrize("gateway", [{"sandbox_vendors": "akool"}], indirect=True)
+@pytest.mark.parametrize("fault", [{"http_status": 503}, {"code": 1005}], ids=["503", "1005"])
+async def test_close_session_spends_exactly_one_retry_budget(
+    livekit: LiveKitServer, gateway: Gateway, fault: dict[str, int]
+) -> None:
+    """CloseSession over gRPC while every session/close fails retryably: the emulator gets
+    exactly the documented maximum (``AkoolAdapter.close_session``: 4), no loop around it."""
+    emulator = gateway.emulator("akool")
+    assert isinstance(emulator, AkoolEmulator)
+    session = await gateway.create("akool", AVATAR)
+    assert session.state == pb.SESSION_STATE_READY
+    emulator.faults.fail_next("session/close", count=100, **fault)
+    closed = await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=20)
+    assert closed.state == pb.SESSION_STATE_CLOSED  # the gateway logs the failed vendor close
+    assert emulator.calls["session/close"] == MAX_ATTEMPTS == 4
+    await asyncio.sleep(0.5)  # the reaper (every 0.2 s) must not close it again
+    assert emulator.calls["session/close"] == 4
+    emulator.faults.clear()
 
 
 async def test_auth_failures_name_the_setting(emu: AkoolEmulator, livekit: LiveKitServer) -> None:
