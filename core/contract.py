@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from pydantic import BaseModel, ConfigDict
@@ -167,6 +167,9 @@ class VendorSessionData(BaseModel):
     sample_rate_hertz: int = 0
 
 
+SessionDataT = TypeVar("SessionDataT", bound=VendorSessionData)
+
+
 @dataclass
 class VendorSessionHandle:
     """The vendor side of a session, as the registry stores it.
@@ -180,6 +183,16 @@ class VendorSessionHandle:
     vendor_session_id: str
     playback: pb.Playback = field(default_factory=pb.Playback)
     data: VendorSessionData = field(default_factory=VendorSessionData)
+
+    def data_as(self, kind: type[SessionDataT]) -> SessionDataT:
+        """:attr:`data` as the adapter's own model ``kind``.
+
+        Raises:
+            TypeError: the handle carries another vendor's data (a wiring bug).
+        """
+        if not isinstance(self.data, kind):
+            raise TypeError(f"session data is {type(self.data).__name__}, not {kind.__name__}")
+        return self.data
 
 
 class ReadyState(enum.Enum):

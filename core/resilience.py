@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
-from core.errors import VendorError, vendor_timeout
+from core.errors import Reason, VendorError, vendor_timeout
 
 if TYPE_CHECKING:
     from core.contract import DriveChannel
@@ -122,6 +122,41 @@ async def retry_call(
                 vendor_code=exc.vendor_code,
             )
             await asyncio.sleep(wait)
+
+
+async def create_or_adopt(
+    create: Callable[[], Awaitable[str]],
+    find: Callable[[], Awaitable[str | None]],
+    *,
+    vendor: str,
+    avatar_id: str,
+) -> str:
+    """Create a vendor session; if the answer was lost, adopt the session the call made.
+
+    A create is not idempotent, so a lost answer cannot be retried blindly: the vendor may
+    have created (and started billing) the session. When ``create`` fails with
+    ``VENDOR_UNAVAILABLE`` or ``VENDOR_TIMEOUT``, ``find`` looks the session up by an id the
+    adapter derived from ours (ZEGO StreamId, Akool room) and it is adopted instead of leaked
+    until the vendor's backstop ends it. ``AVATAR_NOT_FOUND`` gets ``avatarId`` metadata.
+
+    Returns:
+        The vendor session id.
+
+    Raises:
+        VendorError: the create's error when it is not a lost answer or nothing was found.
+    """
+    try:
+        return await create()
+    except VendorError as exc:
+        if exc.reason == Reason.AVATAR_NOT_FOUND:
+            exc.metadata["avatarId"] = avatar_id
+        if exc.reason not in (Reason.VENDOR_UNAVAILABLE, Reason.VENDOR_TIMEOUT):
+            raise
+        found = await find()
+        if found is None:
+            raise
+        log.warning("create_answer_lost_session_adopted", vendor=vendor, vendor_session_id=found)
+        return found
 
 
 async def poll_until(

@@ -56,6 +56,7 @@ from core.errors import (
     VendorError,
     invalid_argument,
 )
+from core.resilience import create_or_adopt
 
 log = structlog.get_logger("adapters.akool")
 
@@ -113,12 +114,6 @@ class AkoolSessionData(VendorSessionData):
     duration_s: float = MAX_DURATION_S
     scene_mode: str = ""
     set_params: dict[str, Any] | None = None
-
-
-def _data(handle: VendorSessionHandle) -> AkoolSessionData:
-    data = handle.data
-    assert isinstance(data, AkoolSessionData)
-    return data
 
 
 class AkoolAdapter(VendorAdapter):
@@ -343,21 +338,18 @@ class AkoolAdapter(VendorAdapter):
         ) or self.scene_mode
         if scene_mode:
             body["scene_mode"] = scene_mode
-        try:
-            vendor_id = (await self.api.create_session(body)).id
-        except VendorError as exc:
-            if exc.reason == Reason.AVATAR_NOT_FOUND:
-                exc.metadata["avatarId"] = spec.avatar_id
-            if exc.reason not in (Reason.VENDOR_UNAVAILABLE, Reason.VENDOR_TIMEOUT):
-                raise
-            # The answer may be lost after Akool created (and pre-charged) the session. Our
-            # room name is derived from the session id, so find the session by it and adopt
-            # it instead of leaking it until its duration runs out.
-            found = await self._find_session_by_room(room)
-            if found is None:
-                raise
-            log.warning("create_answer_lost_session_adopted", vendor_session_id=found)
-            vendor_id = found
+
+        async def create() -> str:
+            return (await self.api.create_session(body)).id
+
+        # A lost answer (Akool pre-charges the session) is found by our room name, derived
+        # from the session id, and adopted.
+        vendor_id = await create_or_adopt(
+            create,
+            lambda: self._find_session_by_room(room),
+            vendor=VENDOR,
+            avatar_id=spec.avatar_id,
+        )
         playback = pb.Playback(
             akool=pb.AkoolPlayback(
                 livekit_url=url,
@@ -413,7 +405,7 @@ class AkoolAdapter(VendorAdapter):
             return SessionStatus(ReadyState.CLOSED, "akool does not know the session", "1216")
         status = detail.status
         if status == STATUS_PROCESSING:
-            data = _data(handle)
+            data = handle.data_as(AkoolSessionData)
             if await self._avatar_in_room(data.room, data.avatar_identity):
                 return SessionStatus(ReadyState.READY)
             return SessionStatus(ReadyState.PENDING, "the avatar has not joined the room yet")
@@ -438,7 +430,7 @@ class AkoolAdapter(VendorAdapter):
             await channel.aclose()
         closed = await self.api.close_session(handle.vendor_session_id)
         log.info("akool_session_closed", vendor_session_id=handle.vendor_session_id, now=closed)
-        room = _data(handle).room
+        room = handle.data_as(AkoolSessionData).room
         if room and self.settings.livekit_url:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
@@ -460,7 +452,7 @@ class AkoolAdapter(VendorAdapter):
         if detail is None or detail.status in (STATUS_COMPLETED, STATUS_FAILED):
             raise session_lost(f"akool session {handle.vendor_session_id} has ended")
         url, _, _ = self._livekit()
-        data = _data(handle)
+        data = handle.data_as(AkoolSessionData)
         room = data.room or f"akool-{session_id}"
         ttl = data.duration_s + TOKEN_MARGIN_S
         access = RoomAccess(

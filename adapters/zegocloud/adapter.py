@@ -43,6 +43,7 @@ from core.errors import (
     VendorError,
     invalid_argument,
 )
+from core.resilience import create_or_adopt
 
 log = structlog.get_logger("adapters.zegocloud")
 
@@ -70,12 +71,6 @@ class ZegocloudSessionData(VendorSessionData):
     room_id: str = ""
     stream_id: str = ""
     tts: dict[str, str | int | float] = {}
-
-
-def _data(handle: VendorSessionHandle) -> ZegocloudSessionData:
-    data = handle.data
-    assert isinstance(data, ZegocloudSessionData)
-    return data
 
 
 class ZegocloudAdapter(VendorAdapter):
@@ -141,7 +136,8 @@ class ZegocloudAdapter(VendorAdapter):
                 f"zegocloud.sample_rate_hertz must be 16000 or 24000, got {opts.sample_rate_hertz}",
                 field="vendor_options.zegocloud.sample_rate_hertz",
             )
-        try:
+
+        async def create() -> str:
             created = await self.api.create_stream_task(
                 digital_human_id=spec.avatar_id,
                 room_id=room_id,
@@ -150,20 +146,13 @@ class ZegocloudAdapter(VendorAdapter):
                 max_idle_time_s=_clamp(spec.idle_timeout_s + BACKSTOP_MARGIN_S, MAX_IDLE_RANGE_S),
                 background_color=opts.background_color,
             )
-            task_id = created.task_id
-        except VendorError as exc:
-            if exc.reason == Reason.AVATAR_NOT_FOUND:
-                exc.metadata["avatarId"] = spec.avatar_id
-            if exc.reason not in (Reason.VENDOR_UNAVAILABLE, Reason.VENDOR_TIMEOUT):
-                raise
-            # The answer may be lost after ZEGO created the task (billed until its TTL).
-            # Our StreamId is derived from the session id and unique per AppID (zegocloud.md §4), so
-            # the task can be found and adopted instead of leaked.
-            found = await self._find_task(stream_id)
-            if found is None:
-                raise
-            log.warning("create_answer_lost_task_adopted", vendor_session_id=found)
-            task_id = found
+            return created.task_id
+
+        # A lost answer (the task is billed until its TTL) is found by our StreamId, derived
+        # from the session id and unique per AppID (zegocloud.md §4), and adopted.
+        task_id = await create_or_adopt(
+            create, lambda: self._find_task(stream_id), vendor=VENDOR, avatar_id=spec.avatar_id
+        )
         tts: dict[str, Any] = {"TimbreId": opts.timbre_id or self.settings.timbre_id}
         if opts.speech_rate:
             tts["SpeechRate"] = opts.speech_rate
@@ -239,7 +228,7 @@ class ZegocloudAdapter(VendorAdapter):
         channel = ZegoDriveChannel(
             self.api,
             task_id,
-            dict(_data(handle).tts or {"TimbreId": self.settings.timbre_id}),
+            dict(handle.data_as(ZegocloudSessionData).tts or {"TimbreId": self.settings.timbre_id}),
             on_close=lambda ch: (
                 self._channels.pop(task_id, None) if self._channels.get(task_id) is ch else None
             ),
