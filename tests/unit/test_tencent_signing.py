@@ -11,12 +11,14 @@ import re
 import urllib.parse
 
 import grpc
+import httpx
 import pytest
 from pydantic import ValidationError
 
 from adapters.tencent.api import (
     CODE_TABLE,
     CREATE_OVERRIDES,
+    TencentApi,
     map_code,
     new_req_id,
     sign,
@@ -34,6 +36,7 @@ from adapters.tencent.models import (
     SpeakStatusMessage,
     StatSessionAnswer,
 )
+from core.errors import VendorError
 from emulators.tencent import sign as emulator_sign
 
 pytestmark = pytest.mark.unit
@@ -188,3 +191,55 @@ def test_downstream_frames_parse_once_into_their_type() -> None:
     assert type(odd.message) is DownstreamPayload and odd.message.type == 0
     bad = DownstreamFrame.parse({"Payload": {"Type": 3, "FinalType": "later"}})
     assert isinstance(bad.message, SpeakStatusMessage) and bad.message.final_type == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "vendor_code", "message"),
+    [
+        # A Payload field of the wrong type: a malformed answer, retryable like a bad shape.
+        (
+            {"Header": {"Code": 0}, "Payload": {"SessionStatus": "ready"}},
+            "VENDOR_UNAVAILABLE",
+            "",
+            "malformed answer (SessionStatus)",
+        ),
+        ([1, 2], "VENDOR_UNAVAILABLE", "", "unexpected answer shape"),
+        # A code that is not a number is still a failure (100000, internal system error).
+        ({"Header": {"Code": "x"}, "Payload": {}}, "VENDOR_UNAVAILABLE", "100000", ""),
+        ({"Header": {"Code": 110018}, "Payload": 5}, "VENDOR_SESSION_NOT_FOUND", "110018", ""),
+    ],
+)
+async def test_malformed_answers_keep_their_error_mapping(
+    body: object, reason: str, vendor_code: str, message: str
+) -> None:
+    api = TencentApi(appkey="k", access_token="t", api_url="http://vendor.invalid")
+    api._client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, json=body))
+    )
+    try:
+        with pytest.raises(VendorError) as caught:
+            await api.call("statsession", {"SessionId": "s"}, StatSessionAnswer)
+        assert (caught.value.reason, caught.value.vendor_code) == (reason, vendor_code)
+        assert message in caught.value.message
+    finally:
+        await api.aclose()
+
+
+async def test_answers_without_optional_parts_still_parse() -> None:
+    bodies = iter(
+        [
+            {"Header": {}, "Payload": {"SessionStatus": "1"}},  # no Code: success, as before
+            {"Payload": {"SessionStatus": 3, "PlayStreamAddr": None}},
+        ]
+    )
+    api = TencentApi(appkey="k", access_token="t", api_url="http://vendor.invalid")
+    api._client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, json=next(bodies)))
+    )
+    try:
+        first = await api.call("statsession", {"SessionId": "s"}, StatSessionAnswer)
+        second = await api.call("statsession", {"SessionId": "s"}, StatSessionAnswer)
+        assert (first.session_status, second.session_status) == (1, 3)
+        assert second.play_stream_addr == ""
+    finally:
+        await api.aclose()
