@@ -121,6 +121,7 @@ from emulator_proc import (  # noqa: E402
 )
 
 from adapters.tencent.api import TencentApi  # noqa: E402
+from adapters.tencent.models import Answer, CreateSessionAnswer, StatSessionAnswer  # noqa: E402
 from adapters.zegocloud.api import ZegoApi  # noqa: E402
 
 CHUNK_S = CHUNK_MS / 1000
@@ -761,7 +762,7 @@ class LoadGenerator:
         assert api is not None
         started = False
         try:
-            data = await api.call(
+            created = await api.call(
                 "createsession",
                 {
                     "VirtualmanProjectId": TENCENT_PROJECT,
@@ -769,16 +770,17 @@ class LoadGenerator:
                     "Protocol": "webrtc",
                     "DriverType": 3,
                 },
+                CreateSessionAnswer,
             )
-            stream.task_id = session_id = str(data["SessionId"])
+            stream.task_id = session_id = created.session_id
             for _ in range(200):
-                status = await api.call("statsession", {"SessionId": session_id})
-                if int(status.get("SessionStatus") or 0) == 1:
+                status = await api.call("statsession", {"SessionId": session_id}, StatSessionAnswer)
+                if status.session_status == 1:
                     break
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError("session did not become ready")
-            await api.call("startsession", {"SessionId": session_id})
+            await api.call("startsession", {"SessionId": session_id}, Answer)
             compression = None if self.args.tencent_direct_compression == "none" else "deflate"
             # As adapters/tencent/channel.py opens it (websockets defaults otherwise).
             async with websockets.connect(
@@ -849,7 +851,7 @@ class LoadGenerator:
         finally:
             if stream.task_id:
                 with contextlib.suppress(Exception):
-                    await api.call("closesession", {"SessionId": stream.task_id})
+                    await api.call("closesession", {"SessionId": stream.task_id}, Answer)
 
     # ---- gateway path ------------------------------------------------------------------
 

@@ -32,6 +32,12 @@ from adapters.tencent.channel import (
     TEXT_MAX_BYTES,
     TencentChannel,
 )
+from adapters.tencent.models import (
+    Answer,
+    CreateSessionAnswer,
+    ListSessionsAnswer,
+    StatSessionAnswer,
+)
 from adapters.tencent.settings import TencentSettings
 from core.contract import (
     Capabilities,
@@ -72,6 +78,11 @@ _STATUS_TO_STATE = {
     5: ReadyState.FAILED,  # [hist] stream-creation timeout of the old streammanager API
 }
 
+
+REST_ATTEMPTS = 5
+"""Most calls one retried REST operation makes (the first included): the adapter's one retry
+budget per operation (``Backoff.max_attempts``); the caller's deadline can only cut it short
+(``core.resilience.deadline_scope``)."""
 
 USER_ID_PREFIX = "avgw-"
 """Prefix of the UserIds the adapter derives from gateway session ids."""
@@ -150,8 +161,10 @@ class TencentAdapter(VendorAdapter):
         # tencent.md §7: > 30 s and < 1 min (cn) / < 10 min (intl); the vendor SDK uses 45 s.
         keepalive_interval_s=45.0,
         list_avatars=False,
-        # Switching rules (tencent.md §5): a new drive waits for the previous one to end; the
-        # vendor-specific switching commands stay in the channel.
+        # A new text cuts the one playing (tencent.md §5.6): the gateway holds each turn until
+        # the earlier ones ended (turn order is its concern). The vendor's own switching waits
+        # (TextOver before audio, AudioOver before text, a new ReqId inside a turn) and the
+        # SEND_TEXT spacing stay in the channel.
         sequential_turns=True,
     )
 
@@ -164,7 +177,8 @@ class TencentAdapter(VendorAdapter):
         )
         token = settings.access_token.get_secret_value() if settings.access_token else None
         self.api = TencentApi(appkey=settings.appkey, access_token=token, api_url=settings.api_url)
-        self.backoff = Backoff()
+        self.backoff = Backoff(max_attempts=REST_ATTEMPTS)
+        """Retry budget of every retried REST operation (at most ``max_attempts`` calls)."""
         self.channel_backoff: Backoff | None = None
         """Reconnect backoff of channels (``None``: the shared default)."""
 
@@ -177,6 +191,9 @@ class TencentAdapter(VendorAdapter):
         VirtualmanProjectId; ``createsessionbyasset`` is used when
         ``TencentOptions.asset_virtualman_key`` is set.
 
+        Vendor calls: at most ``REST_ATTEMPTS`` (5) of that operation (retryable failures are
+        repeated with backoff, within the caller's deadline); none when the options are refused.
+
         Raises:
             GatewayError: INVALID_ARGUMENT for options the vendor would refuse.
             VendorError: from the code table (``AVATAR_NOT_FOUND`` for an unknown project).
@@ -188,24 +205,29 @@ class TencentAdapter(VendorAdapter):
         operation = "createsessionbyasset" if options.asset_virtualman_key else "createsession"
         avatar = options.asset_virtualman_key or str(payload.get("VirtualmanProjectId", ""))
 
-        async def call() -> dict[str, Any]:
+        async def call() -> CreateSessionAnswer:
             return await self.api.call(
-                operation, payload, overrides=CREATE_OVERRIDES, avatar_id=avatar
+                operation,
+                payload,
+                CreateSessionAnswer,
+                overrides=CREATE_OVERRIDES,
+                avatar_id=avatar,
             )
 
         # Safe to repeat: the derived UserId makes the vendor close any earlier attempt.
         answer = await retry_call(call, backoff=self.backoff, operation=operation)
-        session_id = str(answer.get("SessionId") or "")
-        if not session_id:
+        if not answer.session_id:
             raise vendor_unavailable(VENDOR, f"{operation} answered without a SessionId")
-        data.session_status = int(answer.get("SessionStatus") or 0)
+        data.session_status = answer.session_status
         playback = pb.Playback(
             tencent=pb.TencentPlayback(
-                play_stream_addr=str(answer.get("PlayStreamAddr") or ""),
+                play_stream_addr=answer.play_stream_addr,
                 protocol=data.protocol,
             )
         )
-        return VendorSessionHandle(vendor_session_id=session_id, playback=playback, data=data)
+        return VendorSessionHandle(
+            vendor_session_id=answer.session_id, playback=playback, data=data
+        )
 
     def _create_payload(
         self, spec: SessionSpec, options: vendor_options_pb2.TencentOptions
@@ -288,32 +310,40 @@ class TencentAdapter(VendorAdapter):
         """``statsession``: 1 READY, 3 PENDING, 2 CLOSED, 4 FAILED (tencent.md §4).
 
         Also refreshes ``handle.playback`` when the vendor reports a (new) PlayStreamAddr.
+
+        Vendor calls: exactly 1 ``statsession``, not retried here: the caller polls
+        (``core.resilience.poll_until``), and a second loop inside the poll would multiply
+        its calls.
         """
         answer = await self.api.call(
             "statsession",
             {"SessionId": handle.vendor_session_id},
+            StatSessionAnswer,
             session=_session_name(handle),
         )
-        status = int(answer.get("SessionStatus") or 0)
-        addr = str(answer.get("PlayStreamAddr") or "")
+        addr = answer.play_stream_addr
         if addr and handle.playback.tencent.play_stream_addr != addr:
             handle.playback.tencent.play_stream_addr = addr
-        error_code = int(answer.get("ErrorCode") or 0)
-        detail = str(answer.get("ErrorMessage") or "")
-        state = _STATUS_TO_STATE.get(status, ReadyState.PENDING)
+        error_code = answer.error_code
+        state = _STATUS_TO_STATE.get(answer.session_status, ReadyState.PENDING)
         return SessionStatus(
             state=state,
-            detail=detail or f"SessionStatus {status}",
+            detail=answer.error_message or f"SessionStatus {answer.session_status}",
             vendor_code=str(error_code) if error_code else "",
         )
 
     async def start_session(self, handle: VendorSessionHandle) -> None:
-        """``startsession``: needed after status 1, before the command channel (tencent.md §4)."""
+        """``startsession``: needed after status 1, before the command channel (tencent.md §4).
 
-        async def call() -> dict[str, Any]:
+        Vendor calls: at most ``REST_ATTEMPTS`` (5) ``startsession`` (110014 "not ready" and
+        vendor failures are repeated with backoff, within the caller's deadline).
+        """
+
+        async def call() -> Answer:
             return await self.api.call(
                 "startsession",
                 {"SessionId": handle.vendor_session_id},
+                Answer,
                 session=_session_name(handle),
             )
 
@@ -323,10 +353,16 @@ class TencentAdapter(VendorAdapter):
         """Close the session with ``closesession``; idempotent.
 
         "Session closed" (110013) and "does not exist" (110018) count as closed (tencent.md §8).
+
+        Vendor calls: at most ``REST_ATTEMPTS`` (5) ``closesession`` (vendor failures are
+        repeated with backoff, within the caller's deadline; the session manager adds no loop
+        of its own).
         """
 
-        async def call() -> dict[str, Any]:
-            return await self.api.call("closesession", {"SessionId": handle.vendor_session_id})
+        async def call() -> Answer:
+            return await self.api.call(
+                "closesession", {"SessionId": handle.vendor_session_id}, Answer
+            )
 
         try:
             await retry_call(call, backoff=self.backoff, operation="closesession")
@@ -342,25 +378,32 @@ class TencentAdapter(VendorAdapter):
         uses; only sessions whose ``UserId`` carries the gateway's derived prefix are
         returned, so an audit never touches other applications' sessions on the account.
         Sessions created with a caller-chosen ``TencentOptions.user_id`` are not covered.
+
+        Vendor calls: at most ``REST_ATTEMPTS`` (5) ``listsessionofuin`` (one page: the
+        operation is not paged, tencent.md §4).
         """
 
-        async def call() -> dict[str, Any]:
-            return await self.api.call("listsessionofuin", {})
+        async def call() -> ListSessionsAnswer:
+            return await self.api.call("listsessionofuin", {}, ListSessionsAnswer)
 
         answer = await retry_call(call, backoff=self.backoff, operation="listsessionofuin")
-        sessions = answer.get("Sessions") or []
         return [
-            str(s.get("SessionId"))
-            for s in sessions
-            if isinstance(s, dict)
-            and int(s.get("SessionStatus") or 0) in (1, 3)
-            and str(s.get("UserId") or "").startswith(USER_ID_PREFIX)
+            s.session_id
+            for s in answer.sessions
+            if s.session_id and s.session_status in (1, 3) and s.user_id.startswith(USER_ID_PREFIX)
         ]
 
     # ---- drive --------------------------------------------------------------------------
 
     async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
-        """Open the session's single command channel (tencent.md §5) and start its receive loop."""
+        """Open the session's single command channel (tencent.md §5) and start its receive loop.
+
+        Vendor calls: at most ``CONNECT_ATTEMPTS`` (3) WebSocket handshakes (a refusal with
+        110015, the slot of a channel that just closed, and transport failures are retried).
+        Each later drop of the channel is its own operation: at most
+        ``channel_backoff.max_attempts`` (default 8) handshakes per drop, in the channel's
+        supervisor, never inside this call.
+        """
         data = _data(handle)
         name = session_id if session_id.startswith("sessions/") else f"sessions/{session_id}"
         channel = TencentChannel(

@@ -10,10 +10,12 @@ Vendor facts (docs/vendors/tencent.md):
   URL-encoded in the URL, otherwise a ``+`` in it turns into a space (tencent.md §2);
 * requests are ``{"Header": {}, "Payload": {...}}``; answers carry ``Header.Code`` (0 = ok)
   and the business fields in ``Payload`` (tencent.md §3); ``ReqId`` is a 32-character hex UUID,
-  fresh
-  per request (tencent.md §3);
+  fresh per request (tencent.md §3);
 * the business codes are listed in tencent.md §8 and mapped below with
   :class:`core.errors.VendorCodeRule`.
+
+Answers are parsed here, once, into the models of :mod:`adapters.tencent.models`; callers
+never read the vendor's dicts.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import httpx
+from pydantic import ValidationError
 
+from adapters.tencent.models import Answer, Envelope, Header
 from core.errors import (
     Reason,
     VendorCodeRule,
@@ -39,6 +43,8 @@ from core.errors import (
     vendor_timeout,
     vendor_unavailable,
 )
+
+AnswerT = TypeVar("AnswerT", bound=Answer)
 
 VENDOR = "tencent"
 """Vendor id (``CreateSession.vendor``)."""
@@ -327,22 +333,34 @@ class TencentApi:
         self,
         operation: str,
         payload: Mapping[str, Any],
+        answer: type[AnswerT],
         *,
         overrides: Mapping[int, VendorCodeRule] | None = None,
         session: str = "",
         avatar_id: str = "",
-    ) -> dict[str, Any]:
-        """POST one session-management ``operation`` (the path's last segment, tencent.md §4).
+    ) -> AnswerT:
+        """POST one session-management ``operation`` once (the path's last segment, tencent.md §4).
 
-        A fresh ``ReqId``, timestamp and signature are made per call, so the call can be
-        repeated by :func:`core.resilience.retry_call`.
+        Exactly one HTTP request, never repeated here: the one retry loop of an operation is
+        the caller's :func:`core.resilience.retry_call`. A fresh ``ReqId``, timestamp and
+        signature are made per call, so the caller may repeat it.
+
+        Args:
+            operation: ``createsession``, ``statsession``... (tencent.md §4).
+            payload: the business fields; ``ReqId`` is added.
+            answer: the model of the operation's ``Payload`` (:mod:`adapters.tencent.models`).
+            overrides: code-table overrides for this operation (tencent.md §8).
+            session: the gateway session, for error metadata.
+            avatar_id: the project or asset, for ``AVATAR_NOT_FOUND`` metadata.
 
         Returns:
-            The answer's ``Payload``.
+            The answer's ``Payload`` parsed into ``answer``.
 
         Raises:
-            VendorError: from the code table for a non-zero ``Header.Code``;
-                ``VENDOR_TIMEOUT`` / ``VENDOR_UNAVAILABLE`` for transport failures.
+            VendorError: from the code table for a non-zero ``Header.Code`` (a non-numeric
+                code counts as 100000, a vendor failure); ``VENDOR_TIMEOUT`` /
+                ``VENDOR_UNAVAILABLE`` for transport failures, a body that is not the
+                envelope, or a ``Payload`` that does not fit ``answer``.
         """
         appkey, token = self._credentials()
         url = f"{self.api_url}{SESSION_PATH}{operation}?{signed_query(appkey, token)}"
@@ -375,30 +393,21 @@ class TencentApi:
             ) from exc
         if not isinstance(data, dict):
             raise vendor_unavailable(VENDOR, f"{operation}: unexpected answer shape")
-        header = data.get("Header") if isinstance(data.get("Header"), dict) else {}
-        assert isinstance(header, dict)
-        code = _as_int(header.get("Code"))
+        envelope = Envelope.model_validate(data)
+        header = envelope.header or Header()
+        code = CODE_SYSTEM_ERROR if header.code is None else header.code
         if code != CODE_OK:
             raise map_code(
-                code,
-                str(header.get("Message") or ""),
-                overrides=overrides,
-                session=session,
-                avatar_id=avatar_id,
+                code, header.message, overrides=overrides, session=session, avatar_id=avatar_id
             )
         if response.status_code != 200:
             raise vendor_unavailable(VENDOR, f"{operation}: HTTP {response.status_code}")
-        out = data.get("Payload")
-        return out if isinstance(out, dict) else {}
+        try:
+            return answer.model_validate(envelope.payload)
+        except ValidationError as exc:
+            fields = ", ".join(sorted({".".join(map(str, e["loc"])) for e in exc.errors()}))
+            raise vendor_unavailable(VENDOR, f"{operation}: malformed answer ({fields})") from exc
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
-
-
-def _as_int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        # A non-numeric code is still a failure; keep it distinct from success.
-        return CODE_SYSTEM_ERROR

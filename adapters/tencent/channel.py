@@ -3,22 +3,33 @@
 Vendor rules implemented here (docs/vendors/tencent.md):
 
 * one command channel per session, signed with ``requestid=<SessionId>``; it may drop at any
-  time and must be re-opened while the session is open (tencent.md §5). Reconnects use
-  :func:`core.resilience.reconnect` with a fresh signature per attempt;
+  time and must be re-opened while the session is open (tencent.md §5). Opening makes at most
+  ``CONNECT_ATTEMPTS`` (3) handshakes (one :func:`core.resilience.retry_call`); each drop is
+  then its own operation, :func:`core.resilience.reconnect` with at most
+  ``RECONNECT_BACKOFF.max_attempts`` (8) handshakes, a fresh signature per attempt. The two
+  loops never nest: one handshake is exactly one ``_connect_once``;
 * upstream frames are JSON ``{"Header": {}, "Payload": {ReqId, SessionId, Command, Data}}``
   (tencent.md §5); audio is base64 inside JSON;
 * ``SEND_AUDIO``: 16 kHz mono s16le in 5120-byte / 160 ms packets, ``Seq`` from 1, one
   ``ReqId`` per utterance, closed by an empty packet with ``IsFinal`` (tencent.md §5). Pacing is the
   gateway's job (``PacingRule(160, 6, 128)``, see adapter.py), not this module's;
-* ``SEND_TEXT``: one ``ReqId`` per send, sends more than 1 s apart (tencent.md §5);
+* ``SEND_TEXT``: one ``ReqId`` per send, sends more than 1 s apart (tencent.md §5.3). This
+  channel is the only owner of that spacing (``_space_send_text``, 1.1 s between any two
+  SEND_TEXTs: whole texts and empty-text interrupts alike); the gateway sends text turns back
+  to back, because only here is it known which command a piece becomes. ``SEND_STREAMTEXT``
+  and ``SEND_AUDIO`` are never held by it;
 * ``SEND_STREAMTEXT``: one ``ReqId`` per streamed reply, ``Seq`` from 1, at most 1000 bytes of
-  text per packet (the stricter, international limit), always closed by ``IsFinal`` (tencent.md §5);
+  text per packet (the stricter, international limit; cut by :func:`core.text.split_exact`,
+  which keeps every character, because the vendor joins the pieces as sent), always closed by
+  ``IsFinal`` (tencent.md §5.4);
 * the vendor finalises a drive by itself when no packet arrives for ``StreamMaxInterval``
   (default 2 s, tencent.md §4); after that the ``ReqId`` is spent, so a turn that pauses that long
   continues under a new ``ReqId``;
-* switching modes (tencent.md §5): text → audio waits for ``TextOver``; audio → text finishes the
-  audio with ``IsFinal`` and waits for ``AudioOver``. Every new drive waits (bounded) for
-  the previous one, so gateway turns play in order (a new text would cut the one playing);
+* switching modes (tencent.md §5.6): text → audio waits for ``TextOver``; audio → text finishes
+  the audio with ``IsFinal`` and waits for ``AudioOver``; a new text waits for the text playing
+  (it would cut it); a new ``ReqId`` inside one turn waits for the turn's previous drive. The
+  order of gateway turns as such is the gateway's (``sequential_turns``): audio after audio of
+  another turn is not held here (see ``TencentChannel._switch_mode``);
 * interrupt as the vendor SDK 2.3.3 ``stop()`` does it (tencent.md §5);
 * ``SEND_HEARTBEAT`` ``{"Text": "PING"}`` keeps an idle link (tencent.md §7);
 * downstream ``Type`` 3 (``SpeakStatus``), 4 (LLM text) and 9 (drive failed) (tencent.md §6) become
@@ -61,6 +72,14 @@ from adapters.tencent.api import (
     map_code,
     new_req_id,
 )
+from adapters.tencent.models import (
+    ChatTextMessage,
+    DownstreamFrame,
+    DriveFailedMessage,
+    Envelope,
+    Header,
+    SpeakStatusMessage,
+)
 from core.contract import DriveChannel, EventKind, VendorEvent
 from core.errors import (
     EventReason,
@@ -73,6 +92,7 @@ from core.errors import (
     vendor_unavailable,
 )
 from core.resilience import Backoff, reconnect, retry_call
+from core.text import split_exact
 
 log = structlog.get_logger("adapters.tencent.channel")
 
@@ -93,7 +113,17 @@ TEXT_MAX_BYTES = 4000
 
 TEXT_SEND_INTERVAL_S = 1.1
 """Least spacing of two SEND_TEXT (s). The vendor wants strictly more than 1 s between
-arrivals (tencent.md §5); 0.1 s of margin absorbs network jitter."""
+arrivals (tencent.md §5.3); 0.1 s of margin absorbs network jitter. Applied by
+``TencentChannel._space_send_text`` only."""
+
+CONNECT_ATTEMPTS = 3
+"""Most WebSocket handshakes one :meth:`TencentChannel.connect` makes (the first included)."""
+
+CONNECT_BACKOFF = Backoff(base_s=0.1, cap_s=0.5, max_attempts=CONNECT_ATTEMPTS)
+"""Backoff of the first connect (s): short, the slot of a channel just closed frees fast."""
+
+RECONNECT_BACKOFF = Backoff(base_s=0.1, cap_s=2.0, max_attempts=8)
+"""Default backoff of the reconnect after each drop (s; at most 8 handshakes per drop)."""
 
 DEFAULT_STREAM_MAX_INTERVAL_S = 2.0
 """The vendor's default ``StreamMaxInterval`` (s; tencent.md §4)."""
@@ -164,31 +194,6 @@ class _Packet:
     sent_at: float = 0.0
 
 
-def split_utf8(text: str, max_bytes: int) -> list[str]:
-    """Split ``text`` into pieces of at most ``max_bytes`` UTF-8 bytes, losing no character.
-
-    Streamed text is concatenated by the vendor, so every character (whitespace included) is
-    kept; a cut prefers the last whitespace in the second half of a piece so words stay whole.
-    """
-    pieces: list[str] = []
-    rest = text
-    while len(rest.encode("utf-8")) > max_bytes:
-        cut, size = 0, 0
-        for i, ch in enumerate(rest):
-            size += len(ch.encode("utf-8"))
-            if size > max_bytes:
-                break
-            cut = i + 1
-        space = max((rest.rfind(ws, 0, cut) for ws in (" ", "\n", "\t")), default=-1)
-        if space >= cut // 2:
-            cut = space + 1
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
-    if rest:
-        pieces.append(rest)
-    return pieces
-
-
 class TencentChannel(DriveChannel):
     """The command channel of one Tencent IVH session (see the module docstring).
 
@@ -197,10 +202,20 @@ class TencentChannel(DriveChannel):
     turn's SEND_STREAMTEXT stream, and the next ``final=True`` call (its text may be empty),
     ``end_audio``, a new turn or :meth:`aclose` closes it with ``IsFinal``.
 
-    Blocking: the first send of a new drive waits until the previous drive ended (tencent.md §5 mode
-    switches; turn order), bounded by the previous drive's expected remaining time plus
-    ``switch_grace_s``. A concurrent :meth:`interrupt` wakes such a wait, and a send for
-    the interrupted turn then returns without sending.
+    Blocking, all of it vendor protocol:
+
+    * the first send of a new drive waits until the previous drive ended when the vendor
+      needs that (mode switches, a text after a text, a new ``ReqId`` inside a turn;
+      tencent.md §5.6, see :meth:`_switch_mode`), bounded by the previous drive's expected
+      remaining time plus ``switch_grace_s``. Audio after another turn's audio is not held:
+      turn order is the gateway's ``sequential_turns`` wait (architecture.md §5);
+    * every SEND_TEXT (a whole text or an empty-text interrupt) goes at least
+      ``TEXT_SEND_INTERVAL_S`` (1.1 s) after the previous one (tencent.md §5.3). This channel is
+      the only owner of that rule: the gateway does not space text turns. SEND_STREAMTEXT
+      packets are never held by it.
+
+    A concurrent :meth:`interrupt` wakes a wait for the previous drive, and a send for the
+    interrupted turn then returns without sending.
 
     Args:
         api: the adapter's REST client (signing, URLs).
@@ -231,7 +246,7 @@ class TencentChannel(DriveChannel):
         self.stream_max_interval_s = stream_max_interval_s
         self.switch_grace_s = switch_grace_s
         self.send_timeout_s = 15.0
-        self._backoff = reconnect_backoff or Backoff(base_s=0.1, cap_s=2.0, max_attempts=8)
+        self._backoff = reconnect_backoff or RECONNECT_BACKOFF
         self._ws: ClientConnection | None = None
         self._gen = 0
         self._connected = asyncio.Event()
@@ -259,6 +274,9 @@ class TencentChannel(DriveChannel):
     async def connect(self) -> None:
         """Open the channel (retrying transient failures) and start the receive loop.
 
+        At most ``CONNECT_ATTEMPTS`` (3) handshakes; reconnects after a later drop are the
+        supervisor's, never nested in this retry.
+
         Raises:
             VendorError: the vendor refused the channel (session not started, closed, a
                 channel already open...) or could not be reached.
@@ -274,11 +292,7 @@ class TencentChannel(DriveChannel):
                     exc.retryable = True
                 raise
 
-        ws = await retry_call(
-            first_connect,
-            backoff=Backoff(base_s=0.1, cap_s=0.5, max_attempts=3),
-            operation="commandchannel",
-        )
+        ws = await retry_call(first_connect, backoff=CONNECT_BACKOFF, operation="commandchannel")
         await self._install(ws, resend=False)
         self._supervisor = asyncio.create_task(self._supervise(), name="tencent-channel")
 
@@ -311,15 +325,18 @@ class TencentChannel(DriveChannel):
     def _refusal_error(self, response: Response) -> VendorError:
         # Refusals are undocumented (tencent.md §10); Tencent-style servers answer with the HTTP
         # envelope, so read Header.Code when there is one.
+        header: Header | None = None
         try:
             data = json.loads(bytes(response.body).decode("utf-8"))
-            code = int(data["Header"]["Code"])
-            message = str(data["Header"].get("Message") or "")
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            header = Envelope.model_validate(data).header
+        if header is None or "code" not in header.model_fields_set or header.code is None:
             return vendor_unavailable(
                 VENDOR, f"command channel refused with HTTP {response.status_code}"
             )
-        return map_code(code, message, session=self.session_name)
+        return map_code(header.code, header.message, session=self.session_name)
 
     def _still_wanted(self) -> bool:
         return not self.closed and self._session_gone is None
@@ -392,7 +409,7 @@ class TencentChannel(DriveChannel):
                     continue
                 if isinstance(message, dict):
                     try:
-                        self._on_message(message)
+                        self._on_message(DownstreamFrame.parse(message))
                     except Exception:
                         log.exception("tencent_downstream_handler_failed")
 
@@ -590,19 +607,36 @@ class TencentChannel(DriveChannel):
         return drive.ended
 
     async def _switch_mode(self, turn: _Turn, kind: DriveKind) -> None:
-        """Let the previous drive finish before a new one starts (bounded).
+        """Before a new drive: close the previous one; wait for its end where the vendor needs it.
 
-        Required by tencent.md §5 for text → audio (wait for ``TextOver``) and audio → text (close
-        with ``IsFinal``, wait for ``AudioOver``). Also done for text → text, because a new
-        text interrupts the one playing (tencent.md §5) and would cut the previous gateway turn, and
-        for audio → audio, whose vendor behaviour is undocumented: waiting costs one round
-        trip between turns and keeps turns in order whatever the vendor does.
+        The previous drive is always closed with ``IsFinal`` first (tencent.md §5.4, §5.5).
+        Then a bounded wait (the previous drive's expected remaining time plus
+        ``switch_grace_s``) for its end, in these cases, all vendor protocol:
+
+        * text → audio: ``TextOver`` first; on timeout an empty-text interrupt, then
+          ``TextOver`` (tencent.md §5.6);
+        * audio → text: ``IsFinal``, then ``AudioOver`` (tencent.md §5.6);
+        * any new ``ReqId`` inside one turn (a pause of ``StreamMaxInterval`` spent the old
+          one, tencent.md §4): the turn's continuation must not cut or overtake its own start;
+        * text → text (whole or streamed) across turns: a new text cuts the one playing
+          (tencent.md §5.6), so it must not go before ``TextOver``. The gateway's
+          ``sequential_turns`` wait usually makes this a no-op, but it is not enough alone:
+          it is bounded by a vendor-neutral estimate (``gateway.drive.ledger``: 0.08 s per
+          character plus ``speech_end_timeout_s``), which slow speech (CJK, ~0.25 s per
+          character) outlasts; this bound uses ``TEXT_SECONDS_PER_CHAR_MAX`` (0.3 s).
+
+        Not waited for: audio → audio across turns. That is plain turn order, owned by the
+        gateway (``Capabilities.sequential_turns``, architecture.md §5), whose bound for audio
+        is exact (the audio's duration plus ``speech_end_timeout_s``); and the vendor queues
+        audio behind audio (tencent.md §5.6), so an early send cannot cut the earlier turn.
         """
         prev = self._last_drive
         if prev is None or prev.ended:
             return
         if not prev.final_sent:
             await self._finish_drive(prev)
+        if kind == "audio" and prev.kind == "audio" and prev.turn_id != turn.turn_id:
+            return
         bound = self._expected_remaining_s(prev) + self.switch_grace_s
         if await self._wait_end(prev, bound, turn.turn_id):
             return
@@ -651,6 +685,11 @@ class TencentChannel(DriveChannel):
         self._maybe_end_turn(turn)
 
     async def _space_send_text(self) -> None:
+        """Hold a SEND_TEXT until ``TEXT_SEND_INTERVAL_S`` after the previous one (tencent.md §5.3).
+
+        The one owner of the spacing rule: called for whole texts and empty-text interrupts,
+        never for SEND_STREAMTEXT or SEND_AUDIO.
+        """
         wait = self._last_text_sent_at + TEXT_SEND_INTERVAL_S - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
@@ -732,9 +771,10 @@ class TencentChannel(DriveChannel):
     async def send_text(self, turn_id: str, text: str, final: bool) -> None:
         """Send text for ``turn_id``: SEND_TEXT for a whole text, SEND_STREAMTEXT for pieces.
 
-        Streamed pieces above 1000 UTF-8 bytes are split into several packets; a SEND_TEXT
-        above 4000 bytes is sent as a stream instead (tencent.md §5). SEND_TEXT sends are spaced by
-        more than 1 s here too, because the interrupt command is a SEND_TEXT as well.
+        Streamed pieces above 1000 UTF-8 bytes are split into several packets
+        (:func:`core.text.split_exact`); a SEND_TEXT above 4000 bytes is sent as a stream instead
+        (tencent.md §5.3, §5.4). Each SEND_TEXT waits for the 1.1 s spacing
+        (:meth:`_space_send_text`, the only owner of that rule); streamed packets never do.
 
         Raises:
             VendorError: the channel is lost.
@@ -766,7 +806,7 @@ class TencentChannel(DriveChannel):
                 return
             stream = self._new_drive(turn, "stream")
             self._open_stream = stream
-        pieces = split_utf8(text, STREAM_TEXT_PACKET_BYTES) if text else []
+        pieces = split_exact(text, STREAM_TEXT_PACKET_BYTES) if text else []
         if final and not pieces:
             pieces = [""]
         for i, piece in enumerate(pieces):
@@ -891,63 +931,52 @@ class TencentChannel(DriveChannel):
 
     # ---- downstream ---------------------------------------------------------------------
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        header = message.get("Header")
-        payload = message.get("Payload")
-        header = header if isinstance(header, dict) else {}
-        payload = payload if isinstance(payload, dict) else {}
-        req_id = str(payload.get("ReqId") or header.get("RequestID") or "")
-        drive = self._drives.get(req_id)
-        msg_type = _as_int(payload.get("Type"))
-        header_code = _as_int(header.get("Code"))
-        if header_code and not msg_type:
-            # A channel-level error (undocumented shape, tencent.md §6): report it; a session that
-            # is
-            # gone shows up as a refused reconnect right after.
+    def _on_message(self, frame: DownstreamFrame) -> None:
+        header, message = frame.header, frame.message
+        drive = self._drives.get(frame.req_id)
+        if header.code and not message.type:
+            # A channel-level error (undocumented shape, tencent.md §6): report it; a session
+            # that is gone shows up as a refused reconnect right after.
             self.emit(
                 VendorEvent(
                     EventKind.WARNING,
                     turn_id=drive.turn_id if drive else "",
                     reason=EventReason.VENDOR_CHANNEL_ERROR,
-                    message=f"Tencent command channel error {header_code}: "
-                    f"{header.get('Message') or ''}",
-                    metadata={"vendorCode": str(header_code)},
+                    message=f"Tencent command channel error {header.code}: {header.message}",
+                    metadata={"vendorCode": str(header.code)},
                 )
             )
             return
-        if msg_type == 3:
+        if isinstance(message, SpeakStatusMessage):
             if drive is not None:
-                self._on_status(drive, payload)
-        elif msg_type == 4:
-            text = str(payload.get("TextDisplay") or payload.get("Text") or "")
+                self._on_status(drive, message)
+        elif isinstance(message, ChatTextMessage):
+            text = message.text_display or message.text
             if text:
-                final = payload.get("Final")
                 self.emit(
                     VendorEvent(
                         EventKind.TRANSCRIPT,
                         turn_id=drive.turn_id if drive else "",
                         text=text,
                         role="avatar",
-                        final=True if final is None else bool(final),
+                        final=True if message.final is None else message.final,
                     )
                 )
-        elif msg_type == 9:
-            self._on_drive_failed(drive, payload)
+        elif isinstance(message, DriveFailedMessage):
+            self._on_drive_failed(drive, message)
         # Type 5 ("thinking") and the old 2/7 are not ours to surface (tencent.md §6).
 
-    def _on_status(self, drive: _Drive, payload: dict[str, Any]) -> None:
-        status = str(payload.get("SpeakStatus") or "")
+    def _on_status(self, drive: _Drive, message: SpeakStatusMessage) -> None:
+        status = message.speak_status
         drive.acknowledged = True
         if drive.kind == "control":
             return  # statuses of an interrupt command are not speech
         if status in ("TextStart", "AudioStart"):
             self._drive_started(drive)
         elif status in ("TextOver", "AudioOver"):
-            self._drive_ended(drive, final_type=_as_int(payload.get("FinalType")))
+            self._drive_ended(drive, final_type=message.final_type)
         elif status == "Error":
-            code = _as_int(payload.get("ErrorCode"))
-            message = str(payload.get("ErrorMessage") or payload.get("ErrorMsg") or "")
-            self._drive_failed(drive, code, message)
+            self._drive_failed(drive, message.error_code, message.error_text)
 
     def _drive_started(self, drive: _Drive) -> None:
         if drive.started:
@@ -1022,22 +1051,21 @@ class TencentChannel(DriveChannel):
             )
         self._check_interrupt_acks()
 
-    def _on_drive_failed(self, drive: _Drive | None, payload: dict[str, Any]) -> None:
-        code = _as_int(payload.get("ErrorCode"))
-        message = str(payload.get("ErrorMessage") or payload.get("ErrorMsg") or "")
+    def _on_drive_failed(self, drive: _Drive | None, message: DriveFailedMessage) -> None:
+        code, text = message.error_code, message.error_text
         if drive is not None and drive.kind == "control":
             self.emit(
                 VendorEvent(
                     EventKind.WARNING,
                     turn_id=drive.turn_id,
                     reason=EventReason.VENDOR_INTERRUPT_FAILED,
-                    message=f"Tencent rejected the interrupt: code {code} {message}".strip(),
+                    message=f"Tencent rejected the interrupt: code {code} {text}".strip(),
                     metadata={"vendorCode": str(code)},
                 )
             )
             return
         if drive is not None and not drive.started and not drive.ended:
-            self._drive_failed(drive, code, message)
+            self._drive_failed(drive, code, text)
             return
         if drive is not None and drive.failed:
             return  # the vendor repeats the failure for later packets of the drive
@@ -1047,8 +1075,8 @@ class TencentChannel(DriveChannel):
                 EventKind.WARNING,
                 turn_id=drive.turn_id if drive else "",
                 reason=EventReason.VENDOR_DRIVE_ERROR,
-                message=f"Tencent reported a drive error: code {code} {message}".strip(),
-                metadata={"vendorCode": str(code), "reqId": str(payload.get("ReqId") or "")},
+                message=f"Tencent reported a drive error: code {code} {text}".strip(),
+                metadata={"vendorCode": str(code), "reqId": message.req_id},
             )
         )
 
@@ -1081,10 +1109,3 @@ class TencentChannel(DriveChannel):
             else:
                 pending.append((turn_id, req_ids))
         self._interrupt_acks = pending
-
-
-def _as_int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0

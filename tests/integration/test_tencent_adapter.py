@@ -23,7 +23,8 @@ from google.protobuf import duration_pb2
 from pydantic import SecretStr
 
 from adapters.tencent import TencentAdapter
-from adapters.tencent.channel import TencentChannel
+from adapters.tencent.adapter import REST_ATTEMPTS
+from adapters.tencent.channel import CONNECT_ATTEMPTS, TencentChannel
 from adapters.tencent.settings import TencentSettings
 from core.audio import Pacer
 from core.contract import (
@@ -396,6 +397,51 @@ async def test_failed_session_reports_failed(
     assert status.vendor_code == "-111004"
 
 
+async def test_each_operation_makes_at_most_its_documented_vendor_calls(
+    emulator: TencentEmulator, adapter: TencentAdapter
+) -> None:
+    """One retry budget per operation, counted at the emulator: what each docstring states.
+
+    create / start / close / list: ``REST_ATTEMPTS`` calls; statsession: 1 (the caller
+    polls); open_channel: ``CONNECT_ATTEMPTS`` handshakes. The vendor fails every call with a
+    retryable error (-101000 internal error; HTTP 503 on the channel, tencent.md §8).
+    """
+    assert TencentAdapter(TencentSettings()).backoff.max_attempts == REST_ATTEMPTS == 5
+    assert CONNECT_ATTEMPTS == 3
+    adapter.backoff = Backoff(base_s=0.001, cap_s=0.005, max_attempts=REST_ATTEMPTS)
+    handle = await ready_session(adapter)
+
+    def calls(op: str) -> int:
+        return len([c for c in emulator.rest_calls if c["op"] == op])
+
+    operations: list[tuple[str, Callable[[], Any], int]] = [
+        (
+            "createsession",
+            lambda: adapter.create_session(SessionSpec("s-budget", "", 600, 300)),
+            REST_ATTEMPTS,
+        ),
+        ("statsession", lambda: adapter.session_status(handle), 1),
+        ("startsession", lambda: adapter.start_session(handle), REST_ATTEMPTS),
+        ("closesession", lambda: adapter.close_session(handle), REST_ATTEMPTS),
+        ("listsessionofuin", adapter.list_open_vendor_sessions, REST_ATTEMPTS),
+    ]
+    for op, operation, most in operations:
+        before = calls(op)
+        emulator.faults.fail_next(op, -101000, count=100)
+        with pytest.raises(VendorError) as caught:
+            await operation()
+        assert caught.value.retryable, op
+        assert calls(op) - before == most, op
+        emulator.faults.clear()
+    injected = emulator.faults.injected
+    emulator.faults.fail_next("commandchannel", http_status=503, count=100)
+    with pytest.raises(VendorError):
+        await adapter.open_channel(handle, "s1")
+    assert emulator.faults.injected - injected == CONNECT_ATTEMPTS
+    emulator.faults.clear()
+    await adapter.close_session(handle)
+
+
 def test_capabilities_follow_settings() -> None:
     adapter = TencentAdapter(TencentSettings(heartbeat_interval_s=30.0))
     caps = adapter.capabilities
@@ -696,6 +742,38 @@ async def test_switching_text_to_audio_and_back(
         ]
         audio = emulator.drives_of(handle.vendor_session_id, "audio")[0]
         assert audio.sha256 == hashlib.sha256(pcm).hexdigest()
+        no_violations(emulator, handle)
+    finally:
+        await channel.aclose()
+        await events.aclose()
+
+
+async def test_audio_after_another_turns_audio_is_not_held_by_the_channel(
+    emulator: TencentEmulator, adapter: TencentAdapter
+) -> None:
+    """Audio → audio across turns is plain turn order, the gateway's (sequential_turns): the
+    channel closes the earlier drive with IsFinal but does not wait for its AudioOver; the
+    vendor queues the new drive behind it (tencent.md §5.6), so turns still play in order."""
+    handle = await ready_session(adapter)
+    channel, events = await open_channel(adapter, handle)
+    first, second = pcm_of(1.0, seed=1), pcm_of(0.5, seed=2)
+    try:
+        await paced_send(channel, "1", first)
+        t0 = time.monotonic()
+        await channel.send_audio("2", second[:FRAME], 16000)
+        assert time.monotonic() - t0 < 0.3  # turn 1 still plays for ~1 s
+        await paced_send(channel, "2", second[FRAME:])
+        await events.wait(EventKind.SPEECH_ENDED, "2", within=5)
+        drives = emulator.drives_of(handle.vendor_session_id, "audio")
+        assert [d.sha256 for d in drives] == [
+            hashlib.sha256(first).hexdigest(),
+            hashlib.sha256(second).hexdigest(),
+        ]
+        assert not any(d.interrupted for d in drives)
+        ended_1 = events.of(EventKind.SPEECH_ENDED, "1")[0]
+        started_2 = events.of(EventKind.SPEECH_STARTED, "2")[0]
+        assert ended_1.monotonic_time <= started_2.monotonic_time
+        assert not events.of(EventKind.WARNING)
         no_violations(emulator, handle)
     finally:
         await channel.aclose()

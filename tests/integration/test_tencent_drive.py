@@ -6,6 +6,7 @@ checks the vendor rules (pacing window, text spacing, switching) on what arrives
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
+from adapters.tencent.adapter import REST_ATTEMPTS
 from tests.conftest import Gateway, audio_format, collect, kinds, paced_requests, tone
 
 pytestmark = [
@@ -103,8 +105,9 @@ async def test_interrupt_and_close_leave_nothing_open(gateway: Gateway) -> None:
 async def test_barge_in_is_not_held_up_by_a_send_waiting_for_the_previous_turn(
     gateway: Gateway,
 ) -> None:
-    """Turn 2's first packet waits for turn 1's AudioOver (switching rule); an interrupt sent
-    meanwhile must still stop the avatar at once, not after turn 1 has played out."""
+    """Turn 2's first packet waits for turn 1's AudioOver (turn order: the gateway's
+    sequential_turns); an interrupt sent meanwhile must still stop the avatar at once, not
+    after turn 1 has played out."""
     import asyncio
     import time
 
@@ -162,3 +165,102 @@ async def test_audio_on_a_text_only_session_is_refused(gateway: Gateway) -> None
     )
     again = await gateway.create("tencent", "sandbox-project")
     assert again.state == pb.SESSION_STATE_READY
+
+
+def text_request(text: str, final: bool = True) -> pb.DriveRequest:
+    return pb.DriveRequest(text=pb.TextInput(text=text, final=final))
+
+
+async def test_whole_texts_are_spaced_by_the_channel_and_streamed_turns_are_not(
+    gateway: Gateway,
+) -> None:
+    """The gateway sends text turns back to back (it holds a turn only until the earlier one
+    ended); the channel alone spaces SEND_TEXT by more than 1 s (tencent.md §5.3). Streamed
+    turns (SEND_STREAMTEXT) are not held by that rule."""
+    session = await gateway.create("tencent", "sandbox-project")
+    emulator = gateway.emulator("tencent")
+    emulator.text_seconds_per_char = 0.002  # each turn plays in well under 0.2 s
+    requests = [
+        pb.DriveRequest(config=pb.DriveConfig(session=session.name)),
+        text_request("first whole text"),
+        text_request("second whole text"),
+        text_request("a streamed ", final=False),
+        text_request("reply", final=True),
+        text_request("another ", final=False),
+        text_request("stream", final=True),
+    ]
+
+    async def gen() -> AsyncIterator[pb.DriveRequest]:
+        for request in requests:
+            yield request
+
+    responses = await collect(gateway.stub.Drive(gen(), timeout=30))
+    ended = [r.speech_ended.turn_id for r in responses if r.HasField("speech_ended")]
+    assert ended == ["1", "2", "3", "4"]
+    sid = session.vendor_session_id
+    assert [d.kind for d in emulator.drives_of(sid)] == ["text", "text", "stream", "stream"]
+    commands = [c for c in emulator.commands if c.session_id == sid]
+    texts = [c.at for c in commands if c.command == "SEND_TEXT"]
+    assert len(texts) == 2 and texts[1] - texts[0] > 1.0
+    firsts: dict[str, float] = {}
+    for c in commands:
+        if c.command == "SEND_STREAMTEXT":
+            firsts.setdefault(c.req_id, c.at)
+    stream_starts = sorted(firsts.values())
+    # Each streamed turn goes as soon as the turn before it ended, not 1.1 s after a SEND_TEXT.
+    assert stream_starts[0] - texts[1] < 0.9, stream_starts[0] - texts[1]
+    assert stream_starts[1] - stream_starts[0] < 0.9, stream_starts[1] - stream_starts[0]
+    no_violations(emulator, sid)
+
+
+async def test_a_slow_text_is_not_cut_when_the_gateway_stops_waiting_for_it(
+    gateway: Gateway,
+) -> None:
+    """Why the channel still waits for TextOver before the next turn's text: a new SEND_TEXT
+    cuts the text playing (tencent.md §5.6), and the gateway's turn-order wait is bounded by a
+    vendor-neutral 0.08 s per character plus ``speech_end_timeout_s``, which slow (CJK-rate)
+    speech outlasts. Here the gateway gives up on turn 1 after ~2.2 s while it plays ~4.8 s:
+    turn 2 must still start only after turn 1's TextOver, and turn 1 must not be cut."""
+    adapter = gateway.server.adapters["tencent"]
+    adapter.capabilities = dataclasses.replace(adapter.capabilities, speech_end_timeout_s=0.3)
+    session = await gateway.create("tencent", "sandbox-project")
+    emulator = gateway.emulator("tencent")
+    emulator.text_seconds_per_char = 0.2
+    slow = "slow speech, slow speech"  # 24 characters: ~4.8 s at 0.2 s each
+    requests = [
+        pb.DriveRequest(config=pb.DriveConfig(session=session.name)),
+        text_request(slow),
+        text_request("next turn"),
+    ]
+
+    async def gen() -> AsyncIterator[pb.DriveRequest]:
+        for request in requests:
+            yield request
+
+    responses = await collect(gateway.stub.Drive(gen(), timeout=30))
+    ended = [r.speech_ended for r in responses if r.HasField("speech_ended")]
+    # (With so short a speech_end_timeout_s the stream may end before turn 2's end.)
+    assert [(e.turn_id, e.interrupted) for e in ended][:1] == [("1", False)]
+    first, second = emulator.drives_of(session.vendor_session_id, "text")
+    assert not first.interrupted and first.statuses[-1] == "TextOver"
+    assert first.ended_at is not None and first.ended_at <= second.created_at
+    no_violations(emulator, session.vendor_session_id)
+
+
+async def test_close_session_makes_at_most_the_documented_vendor_calls(gateway: Gateway) -> None:
+    """One retry budget per vendor operation: TencentAdapter.close_session documents at most
+    REST_ATTEMPTS (5) closesession calls, and CloseSession over gRPC adds no second loop
+    around it. The vendor fails every call with a retryable code (-101000 internal error,
+    tencent.md §8); the gateway still closes its record."""
+    assert REST_ATTEMPTS == 5
+    session = await gateway.create("tencent", "sandbox-project")
+    emulator = gateway.emulator("tencent")
+    emulator.faults.fail_next("closesession", -101000, count=1_000)
+    closed = await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=30)
+    assert closed.state == pb.SESSION_STATE_CLOSED
+    calls = [c for c in emulator.rest_calls if c["op"] == "closesession"]
+    assert [c["code"] for c in calls] == [-101000] * REST_ATTEMPTS
+    again = await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=30)
+    assert again.state == pb.SESSION_STATE_CLOSED
+    assert len([c for c in emulator.rest_calls if c["op"] == "closesession"]) == REST_ATTEMPTS
+    emulator.faults.clear()

@@ -1,4 +1,9 @@
-"""Tencent IVH signing, envelope ids, code table and text splitting (tencent.md §2–8)."""
+"""Tencent IVH signing, envelope ids, code table and wire models (tencent.md §2–8).
+
+The packetisation of SEND_STREAMTEXT (``core.text.split_exact``, tested in
+``test_errors_and_text.py``) is checked on the wire in
+``tests/integration/test_tencent_adapter.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,32 @@ import re
 import urllib.parse
 
 import grpc
+import httpx
 import pytest
+from pydantic import ValidationError
 
 from adapters.tencent.api import (
     CODE_TABLE,
     CREATE_OVERRIDES,
+    TencentApi,
     map_code,
     new_req_id,
     sign,
     signed_query,
     string_to_sign,
 )
-from adapters.tencent.channel import split_utf8
+from adapters.tencent.models import (
+    ChatTextMessage,
+    CreateSessionAnswer,
+    DownstreamFrame,
+    DownstreamPayload,
+    DriveFailedMessage,
+    Envelope,
+    ListSessionsAnswer,
+    SpeakStatusMessage,
+    StatSessionAnswer,
+)
+from core.errors import VendorError
 from emulators.tencent import sign as emulator_sign
 
 pytestmark = pytest.mark.unit
@@ -108,11 +127,119 @@ def test_every_documented_code_is_mapped() -> None:
     assert documented <= set(CODE_TABLE)
 
 
-def test_split_utf8_keeps_every_character_and_limit() -> None:
-    text = ("hello world " * 200) + "你好世界" * 300
-    pieces = split_utf8(text, 1000)
-    assert "".join(pieces) == text
-    assert all(len(p.encode()) <= 1000 for p in pieces)
-    assert len(pieces) > 3
-    assert split_utf8("short", 1000) == ["short"]
-    assert split_utf8("", 1000) == []
+def test_answers_parse_by_wire_name_into_snake_case() -> None:
+    created = CreateSessionAnswer.model_validate(
+        {"ReqId": "r", "SessionId": "s-1", "SessionStatus": 3, "PlayStreamAddr": "rtmp://x"}
+    )
+    assert (created.session_id, created.session_status, created.play_stream_addr) == (
+        "s-1",
+        3,
+        "rtmp://x",
+    )
+    stat = StatSessionAnswer.model_validate(
+        {"SessionStatus": "4", "ErrorCode": -111003, "ErrorMessage": "model", "Extra": 1}
+    )
+    assert (stat.session_status, stat.error_code, stat.error_message) == (4, -111003, "model")
+    # Missing or null fields take their defaults, as the dict code did.
+    empty = CreateSessionAnswer.model_validate({"SessionId": None})
+    assert (empty.session_id, empty.session_status, empty.play_stream_addr) == ("", 0, "")
+    listed = ListSessionsAnswer.model_validate(
+        {"Sessions": [{"SessionId": "a", "UserId": "avgw-1", "SessionStatus": 1}, "junk"]}
+    )
+    assert [(e.session_id, e.user_id, e.session_status) for e in listed.sessions] == [
+        ("a", "avgw-1", 1)
+    ]
+    assert ListSessionsAnswer.model_validate({"Sessions": None}).sessions == []
+    with pytest.raises(ValidationError):
+        StatSessionAnswer.model_validate({"SessionStatus": "ready"})
+
+
+def test_envelope_tolerates_missing_parts_and_marks_a_non_numeric_code() -> None:
+    assert Envelope.model_validate({"Payload": []}).header is None
+    assert Envelope.model_validate({"Payload": []}).payload == {}
+    codes = [Envelope.model_validate({"Header": {"Code": c}}).header for c in ("oops", "110018")]
+    assert [h.code if h else "no header" for h in codes] == [None, 110018]
+
+
+def test_downstream_frames_parse_once_into_their_type() -> None:
+    status = DownstreamFrame.parse(
+        {
+            "Header": {"RequestID": "h"},
+            "Payload": {"Type": 3, "ReqId": "r", "SpeakStatus": "AudioOver", "FinalType": 2},
+        }
+    )
+    assert isinstance(status.message, SpeakStatusMessage)
+    assert (status.req_id, status.message.speak_status, status.message.final_type) == (
+        "r",
+        "AudioOver",
+        2,
+    )
+    text = DownstreamFrame.parse({"Payload": {"Type": "4", "Text": "t", "TextDisplay": "d"}})
+    assert isinstance(text.message, ChatTextMessage)
+    assert (text.message.text_display, text.message.final) == ("d", None)
+    failed = DownstreamFrame.parse(
+        {"Header": {"RequestID": "h"}, "Payload": {"Type": 9, "ErrorCode": 110015, "ErrorMsg": "m"}}
+    )
+    assert isinstance(failed.message, DriveFailedMessage)
+    assert (failed.req_id, failed.message.error_code, failed.message.error_text) == (
+        "h",
+        110015,
+        "m",
+    )
+    # Odd frames never fail: unknown types and bad numbers read as 0.
+    odd = DownstreamFrame.parse({"Header": "x", "Payload": {"Type": "x", "FinalType": {}}})
+    assert type(odd.message) is DownstreamPayload and odd.message.type == 0
+    bad = DownstreamFrame.parse({"Payload": {"Type": 3, "FinalType": "later"}})
+    assert isinstance(bad.message, SpeakStatusMessage) and bad.message.final_type == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "vendor_code", "message"),
+    [
+        # A Payload field of the wrong type: a malformed answer, retryable like a bad shape.
+        (
+            {"Header": {"Code": 0}, "Payload": {"SessionStatus": "ready"}},
+            "VENDOR_UNAVAILABLE",
+            "",
+            "malformed answer (SessionStatus)",
+        ),
+        ([1, 2], "VENDOR_UNAVAILABLE", "", "unexpected answer shape"),
+        # A code that is not a number is still a failure (100000, internal system error).
+        ({"Header": {"Code": "x"}, "Payload": {}}, "VENDOR_UNAVAILABLE", "100000", ""),
+        ({"Header": {"Code": 110018}, "Payload": 5}, "VENDOR_SESSION_NOT_FOUND", "110018", ""),
+    ],
+)
+async def test_malformed_answers_keep_their_error_mapping(
+    body: object, reason: str, vendor_code: str, message: str
+) -> None:
+    api = TencentApi(appkey="k", access_token="t", api_url="http://vendor.invalid")
+    api._client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, json=body))
+    )
+    try:
+        with pytest.raises(VendorError) as caught:
+            await api.call("statsession", {"SessionId": "s"}, StatSessionAnswer)
+        assert (caught.value.reason, caught.value.vendor_code) == (reason, vendor_code)
+        assert message in caught.value.message
+    finally:
+        await api.aclose()
+
+
+async def test_answers_without_optional_parts_still_parse() -> None:
+    bodies = iter(
+        [
+            {"Header": {}, "Payload": {"SessionStatus": "1"}},  # no Code: success, as before
+            {"Payload": {"SessionStatus": 3, "PlayStreamAddr": None}},
+        ]
+    )
+    api = TencentApi(appkey="k", access_token="t", api_url="http://vendor.invalid")
+    api._client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda _: httpx.Response(200, json=next(bodies)))
+    )
+    try:
+        first = await api.call("statsession", {"SessionId": "s"}, StatSessionAnswer)
+        second = await api.call("statsession", {"SessionId": "s"}, StatSessionAnswer)
+        assert (first.session_status, second.session_status) == (1, 3)
+        assert second.play_stream_addr == ""
+    finally:
+        await api.aclose()
