@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict
 
 from core.queues import SingleConsumerQueue
@@ -129,6 +130,9 @@ class Capabilities:
         return self.sample_rates_hertz[-1]
 
 
+OptionsT = TypeVar("OptionsT", bound=Message)
+
+
 @dataclass(frozen=True)
 class SessionSpec:
     """What CreateSession asks of an adapter.
@@ -140,14 +144,28 @@ class SessionSpec:
         avatar_id: the vendor's avatar id.
         max_duration_s: maximum lifetime (s); adapters always set the vendor backstop.
         idle_timeout_s: idle time before closing (s); adapters set the vendor backstop.
-        options: the vendor's typed options message from CreateSessionRequest, or ``None``.
+        options: the vendor's typed options message from CreateSessionRequest (its
+            ``vendor_options`` oneof), or ``None``.
     """
 
     session_id: str
     avatar_id: str
     max_duration_s: float
     idle_timeout_s: float
-    options: Any = None
+    options: Message | None = None
+
+    def options_as(self, kind: type[OptionsT]) -> OptionsT | None:
+        """:attr:`options` as the vendor's options message ``kind`` (``None`` when unset).
+
+        Raises:
+            TypeError: the options are another vendor's (the server checks the oneof
+                against the vendor's ``options_field`` first, so this is a wiring bug).
+        """
+        if self.options is None:
+            return None
+        if not isinstance(self.options, kind):
+            raise TypeError(f"options are {type(self.options).__name__}, not {kind.__name__}")
+        return self.options
 
 
 class VendorSessionData(BaseModel):

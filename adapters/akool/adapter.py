@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 import structlog
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from avatar.gateway.v1 import vendor_options_pb2
 from livekit import api as lkapi
 
 from adapters.akool.api import (
@@ -227,7 +228,7 @@ class AkoolAdapter(VendorAdapter):
 
     def _options(self, spec: SessionSpec) -> dict[str, Any]:
         """Validated create fields from ``AkoolOptions`` (only what was set)."""
-        opts = spec.options
+        opts = spec.options_as(vendor_options_pb2.AkoolOptions)
         out: dict[str, Any] = {"mode_type": 1}
         if opts is None:
             return out
@@ -334,7 +335,7 @@ class AkoolAdapter(VendorAdapter):
             },
         }
         scene_mode = (
-            spec.options.scene_mode if spec.options is not None else ""
+            opts.scene_mode if (opts := spec.options_as(vendor_options_pb2.AkoolOptions)) else ""
         ) or self.scene_mode
         if scene_mode:
             body["scene_mode"] = scene_mode

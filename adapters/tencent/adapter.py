@@ -122,12 +122,6 @@ class TencentSessionData(VendorSessionData):
     session_status: int = 0
 
 
-def _data(handle: VendorSessionHandle) -> TencentSessionData:
-    data = handle.data
-    assert isinstance(data, TencentSessionData)
-    return data
-
-
 class TencentAdapter(VendorAdapter):
     """Tencent Cloud IVH adapter (docs/vendors/tencent.md).
 
@@ -198,9 +192,10 @@ class TencentAdapter(VendorAdapter):
             GatewayError: INVALID_ARGUMENT for options the vendor would refuse.
             VendorError: from the code table (``AVATAR_NOT_FOUND`` for an unknown project).
         """
-        options = spec.options
-        if not isinstance(options, vendor_options_pb2.TencentOptions):
-            options = vendor_options_pb2.TencentOptions()
+        options = (
+            spec.options_as(vendor_options_pb2.TencentOptions)
+            or vendor_options_pb2.TencentOptions()
+        )
         payload, data = self._create_payload(spec, options)
         operation = "createsessionbyasset" if options.asset_virtualman_key else "createsession"
         avatar = options.asset_virtualman_key or str(payload.get("VirtualmanProjectId", ""))
@@ -404,7 +399,7 @@ class TencentAdapter(VendorAdapter):
         ``channel_backoff.max_attempts`` (default 8) handshakes per drop, in the channel's
         supervisor, never inside this call.
         """
-        data = _data(handle)
+        data = handle.data_as(TencentSessionData)
         name = session_id if session_id.startswith("sessions/") else f"sessions/{session_id}"
         channel = TencentChannel(
             self.api,

@@ -124,7 +124,10 @@ class ZegocloudAdapter(VendorAdapter):
         answer may mean a billed task) and, only when that answer is lost (unavailable or
         timed out), at most 4 QueryDigitalHumanStreamTasks to find and adopt the task.
         """
-        opts = spec.options or vendor_options_pb2.ZegocloudOptions()
+        opts = (
+            spec.options_as(vendor_options_pb2.ZegocloudOptions)
+            or vendor_options_pb2.ZegocloudOptions()
+        )
         room_id = opts.room_id or f"ag-{spec.session_id[:20]}"
         stream_id = opts.stream_id or f"ag_{spec.session_id}"
         if (
