@@ -334,6 +334,46 @@ class DriveChannel(ABC):
             event = await self._events.get()
             yield event
 
+    def warn(
+        self,
+        reason: str,
+        message: str,
+        *,
+        turn_id: str = "",
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Emit a ``WARNING`` event (non-fatal; the client gets a ``warning``).
+
+        Args:
+            reason: an ``EventReason`` (UPPER_SNAKE).
+            message: developer-facing message.
+            turn_id: the turn it concerns ("" when none).
+            metadata: details, lowerCamelCase keys.
+        """
+        self.emit(
+            VendorEvent(
+                EventKind.WARNING,
+                turn_id=turn_id,
+                reason=reason,
+                message=message,
+                metadata=metadata or {},
+            )
+        )
+
+    def fail_turn(
+        self, turn_id: str, reason: str, message: str, metadata: dict[str, str] | None = None
+    ) -> None:
+        """Emit a ``TURN_FAILED`` event for ``turn_id`` (the client gets one ``turn_failed``)."""
+        self.emit(
+            VendorEvent(
+                EventKind.TURN_FAILED,
+                turn_id=turn_id,
+                reason=reason,
+                message=message,
+                metadata=metadata or {},
+            )
+        )
+
     def drain_events(self) -> list[VendorEvent]:
         """Remove and return events that are queued now (e.g. left over from an old stream)."""
         out: list[VendorEvent] = []

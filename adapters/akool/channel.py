@@ -371,13 +371,10 @@ class AkoolChannel(DriveChannel):
                     response_timeout=RPC_TIMEOUT_S,
                 )
             except Exception as exc:  # RpcError, or the room went away
-                self.emit(
-                    VendorEvent(
-                        EventKind.WARNING,
-                        turn_id=turn_id,
-                        reason=EventReason.VENDOR_CLEAR_BUFFER_FAILED,
-                        message=f"the avatar did not clear its audio buffer: {exc}",
-                    )
+                self.warn(
+                    EventReason.VENDOR_CLEAR_BUFFER_FAILED,
+                    f"the avatar did not clear its audio buffer: {exc}",
+                    turn_id=turn_id,
                 )
         self.mark_activity()
 
@@ -478,14 +475,11 @@ class AkoolChannel(DriveChannel):
             if cmd == "interrupt":
                 self.emit(VendorEvent(EventKind.INTERRUPTED, turn_id=turn_id))
             return
-        self.emit(
-            VendorEvent(
-                EventKind.WARNING,
-                turn_id=turn_id,
-                reason=EventReason.VENDOR_COMMAND_FAILED,
-                message=f"akool answered {cmd} with code {code}: {message.pld.msg or ''}",
-                metadata={"command": cmd, "vendorCode": str(code)},
-            )
+        self.warn(
+            EventReason.VENDOR_COMMAND_FAILED,
+            f"akool answered {cmd} with code {code}: {message.pld.msg or ''}",
+            turn_id=turn_id,
+            metadata={"command": cmd, "vendorCode": str(code)},
         )
 
     def _from_avatar(self, data: rtc.RpcInvocationData) -> bool:

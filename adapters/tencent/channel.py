@@ -383,13 +383,10 @@ class TencentChannel(DriveChannel):
                     return
                 await self._install(ws, resend=True)
                 self.reconnects += 1
-                self.emit(
-                    VendorEvent(
-                        EventKind.WARNING,
-                        reason=EventReason.VENDOR_RECONNECTED,
-                        message="the Tencent command channel dropped and was re-opened",
-                        metadata={"reconnects": str(self.reconnects)},
-                    )
+                self.warn(
+                    EventReason.VENDOR_RECONNECTED,
+                    "the Tencent command channel dropped and was re-opened",
+                    metadata={"reconnects": str(self.reconnects)},
                 )
         except asyncio.CancelledError:
             raise
@@ -648,15 +645,12 @@ class TencentChannel(DriveChannel):
             await self._send_text_interrupt(turn.turn_id)
             if await self._wait_end(prev, 2.0, turn.turn_id):
                 return
-        self.emit(
-            VendorEvent(
-                EventKind.WARNING,
-                turn_id=turn.turn_id,
-                reason=EventReason.VENDOR_SWITCH_TIMEOUT,
-                message=f"Tencent did not report the end of the previous {prev.kind} drive "
-                "in time; sending anyway",
-                metadata={"reqId": prev.req_id, "previousTurnId": prev.turn_id},
-            )
+        self.warn(
+            EventReason.VENDOR_SWITCH_TIMEOUT,
+            f"Tencent did not report the end of the previous {prev.kind} drive "
+            "in time; sending anyway",
+            turn_id=turn.turn_id,
+            metadata={"reqId": prev.req_id, "previousTurnId": prev.turn_id},
         )
 
     async def _finish_drive(self, drive: _Drive) -> None:
@@ -937,14 +931,11 @@ class TencentChannel(DriveChannel):
         if header.code and not message.type:
             # A channel-level error (undocumented shape, tencent.md §6): report it; a session
             # that is gone shows up as a refused reconnect right after.
-            self.emit(
-                VendorEvent(
-                    EventKind.WARNING,
-                    turn_id=drive.turn_id if drive else "",
-                    reason=EventReason.VENDOR_CHANNEL_ERROR,
-                    message=f"Tencent command channel error {header.code}: {header.message}",
-                    metadata={"vendorCode": str(header.code)},
-                )
+            self.warn(
+                EventReason.VENDOR_CHANNEL_ERROR,
+                f"Tencent command channel error {header.code}: {header.message}",
+                turn_id=drive.turn_id if drive else "",
+                metadata={"vendorCode": str(header.code)},
             )
             return
         if isinstance(message, SpeakStatusMessage):
@@ -1017,15 +1008,12 @@ class TencentChannel(DriveChannel):
         now = self._mark_ended(drive)
         turn = self._turns.get(drive.turn_id)
         if final_type == 2:
-            self.emit(
-                VendorEvent(
-                    EventKind.WARNING,
-                    turn_id=drive.turn_id,
-                    reason=EventReason.VENDOR_AUTO_FINALIZED,
-                    message="Tencent finalised the drive itself: no packet arrived within "
-                    f"StreamMaxInterval ({self.stream_max_interval_s:g} s)",
-                    metadata={"reqId": drive.req_id},
-                )
+            self.warn(
+                EventReason.VENDOR_AUTO_FINALIZED,
+                "Tencent finalised the drive itself: no packet arrived within "
+                f"StreamMaxInterval ({self.stream_max_interval_s:g} s)",
+                turn_id=drive.turn_id,
+                metadata={"reqId": drive.req_id},
             )
         if turn is not None:
             turn.last_end = now
@@ -1040,28 +1028,22 @@ class TencentChannel(DriveChannel):
         turn = self._turns.get(drive.turn_id)
         if turn is not None and not turn.failed_emitted and not turn.ended_emitted:
             turn.failed_emitted = True
-            self.emit(
-                VendorEvent(
-                    EventKind.TURN_FAILED,
-                    turn_id=turn.turn_id,
-                    reason=EventReason.VENDOR_DRIVE_FAILED,
-                    message=f"Tencent failed the {drive.kind} drive: code {code} {message}".strip(),
-                    metadata={"vendorCode": str(code), "reqId": drive.req_id},
-                )
+            self.fail_turn(
+                turn.turn_id,
+                EventReason.VENDOR_DRIVE_FAILED,
+                f"Tencent failed the {drive.kind} drive: code {code} {message}".strip(),
+                metadata={"vendorCode": str(code), "reqId": drive.req_id},
             )
         self._check_interrupt_acks()
 
     def _on_drive_failed(self, drive: _Drive | None, message: DriveFailedMessage) -> None:
         code, text = message.error_code, message.error_text
         if drive is not None and drive.kind == "control":
-            self.emit(
-                VendorEvent(
-                    EventKind.WARNING,
-                    turn_id=drive.turn_id,
-                    reason=EventReason.VENDOR_INTERRUPT_FAILED,
-                    message=f"Tencent rejected the interrupt: code {code} {text}".strip(),
-                    metadata={"vendorCode": str(code)},
-                )
+            self.warn(
+                EventReason.VENDOR_INTERRUPT_FAILED,
+                f"Tencent rejected the interrupt: code {code} {text}".strip(),
+                turn_id=drive.turn_id,
+                metadata={"vendorCode": str(code)},
             )
             return
         if drive is not None and not drive.started and not drive.ended:
@@ -1070,14 +1052,11 @@ class TencentChannel(DriveChannel):
         if drive is not None and drive.failed:
             return  # the vendor repeats the failure for later packets of the drive
         # The avatar is speaking (or done): a non-fatal problem with part of the drive.
-        self.emit(
-            VendorEvent(
-                EventKind.WARNING,
-                turn_id=drive.turn_id if drive else "",
-                reason=EventReason.VENDOR_DRIVE_ERROR,
-                message=f"Tencent reported a drive error: code {code} {text}".strip(),
-                metadata={"vendorCode": str(code), "reqId": message.req_id},
-            )
+        self.warn(
+            EventReason.VENDOR_DRIVE_ERROR,
+            f"Tencent reported a drive error: code {code} {text}".strip(),
+            turn_id=drive.turn_id if drive else "",
+            metadata={"vendorCode": str(code), "reqId": message.req_id},
         )
 
     def _maybe_end_turn(self, turn: _Turn) -> None:

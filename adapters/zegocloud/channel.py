@@ -220,14 +220,11 @@ class ZegoDriveChannel(DriveChannel):
             self._maybe_end(turn)
         elif status == DRIVE_FAILED:
             turn.done = True
-            self.emit(
-                VendorEvent(
-                    EventKind.TURN_FAILED,
-                    turn_id=turn_id,
-                    reason=EventReason.VENDOR_DRIVE_FAILED,
-                    message=f"ZEGOCLOUD reported drive {drive_id} failed",
-                    metadata={"driveId": drive_id},
-                )
+            self.fail_turn(
+                turn_id,
+                EventReason.VENDOR_DRIVE_FAILED,
+                f"ZEGOCLOUD reported drive {drive_id} failed",
+                metadata={"driveId": drive_id},
             )
 
     def _maybe_end(self, turn: _Turn) -> None:
