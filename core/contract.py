@@ -87,6 +87,10 @@ class Capabilities:
             nothing for this long (Tencent: 45 s); ``None``: no keepalive.
         rest_qps: per-operation request rate limit (ZEGO: 10/s per Action); ``None``: none.
         list_avatars: ListAvatars works.
+        speech_seconds_per_char: upper estimate of the vendor's speaking time per character
+            of text (s): with ``speech_end_timeout_s`` it bounds the wait for a text turn's
+            end (and so how long ``sequential_turns`` holds the next turn). Latin speech is
+            ~0.08 s per character, slow CJK speech ~0.25.
         speech_end_timeout_s: after the last audio of a turn, how long to wait for the
             vendor's speech-ended event before the turn is reported as failed, beyond the
             turn's own duration.
@@ -112,6 +116,7 @@ class Capabilities:
     keepalive_interval_s: float | None = None
     rest_qps: float | None = None
     list_avatars: bool = True
+    speech_seconds_per_char: float = 0.08
     speech_end_timeout_s: float = 10.0
     sequential_turns: bool = False
 

@@ -30,6 +30,7 @@ from adapters.tencent.channel import (
     AUDIO_SAMPLE_RATE_HERTZ,
     DEFAULT_STREAM_MAX_INTERVAL_S,
     TEXT_MAX_BYTES,
+    TEXT_SECONDS_PER_CHAR_MAX,
     TencentChannel,
 )
 from adapters.tencent.models import (
@@ -155,6 +156,10 @@ class TencentAdapter(VendorAdapter):
         # tencent.md §7: > 30 s and < 1 min (cn) / < 10 min (intl); the vendor SDK uses 45 s.
         keepalive_interval_s=45.0,
         list_avatars=False,
+        # The bound of the gateway's turn-order wait for text: IVH voices include slow CJK
+        # speech (~0.25 s per character), so a Latin-rate estimate would let a turn go early
+        # and cut the text still playing.
+        speech_seconds_per_char=TEXT_SECONDS_PER_CHAR_MAX,
         # A new text cuts the one playing (tencent.md §5.6): the gateway holds each turn until
         # the earlier ones ended (turn order is its concern). The vendor's own switching waits
         # (TextOver before audio, AudioOver before text, a new ReqId inside a turn) and the

@@ -614,26 +614,24 @@ class TencentChannel(DriveChannel):
           ``TextOver`` (tencent.md §5.6);
         * audio → text: ``IsFinal``, then ``AudioOver`` (tencent.md §5.6);
         * any new ``ReqId`` inside one turn (a pause of ``StreamMaxInterval`` spent the old
-          one, tencent.md §4): the turn's continuation must not cut or overtake its own start;
-        * text → text (whole or streamed) across turns: a new text cuts the one playing
-          (tencent.md §5.6), so it must not go before ``TextOver``. The gateway's
-          ``sequential_turns`` wait usually makes this a no-op, but it is not enough alone:
-          it is bounded by a vendor-neutral estimate (``gateway.drive.ledger``: 0.08 s per
-          character plus ``speech_end_timeout_s``), which slow speech (CJK, ~0.25 s per
-          character) outlasts; this bound uses ``TEXT_SECONDS_PER_CHAR_MAX`` (0.3 s).
+          one, tencent.md §4): the turn's continuation must not cut or overtake its own start.
 
-        Not waited for: audio → audio across turns. That is plain turn order, owned by the
-        gateway (``Capabilities.sequential_turns``, architecture.md §5), whose bound for audio
-        is exact (the audio's duration plus ``speech_end_timeout_s``); and the vendor queues
-        audio behind audio (tencent.md §5.6), so an early send cannot cut the earlier turn.
+        Not waited for here: the same mode across turns (audio → audio, text → text). That
+        is turn order, owned by the gateway (``Capabilities.sequential_turns``,
+        architecture.md §5): it holds a turn's first send until the earlier turns ended,
+        bounded by their audio duration, or for text by ``speech_seconds_per_char`` (the
+        adapter declares the slow-speech 0.3 s), plus ``speech_end_timeout_s``.
         """
         prev = self._last_drive
         if prev is None or prev.ended:
             return
         if not prev.final_sent:
             await self._finish_drive(prev)
-        if kind == "audio" and prev.kind == "audio" and prev.turn_id != turn.turn_id:
-            return
+        same_mode = (kind == prev.kind == "audio") or (
+            kind in _TEXT_KINDS and prev.kind in _TEXT_KINDS
+        )
+        if same_mode and prev.turn_id != turn.turn_id:
+            return  # turn order: the gateway's
         bound = self._expected_remaining_s(prev) + self.switch_grace_s
         if await self._wait_end(prev, bound, turn.turn_id):
             return

@@ -22,9 +22,6 @@ from core.errors import GatewayError
 from core.pipeline import TurnMode
 from gateway import metrics
 
-TEXT_SECONDS_PER_CHAR = 0.08
-"""Rough speaking time per character, to bound the wait for a text turn's speech end."""
-
 
 @dataclass(slots=True)
 class TurnState:
@@ -188,7 +185,7 @@ class TurnLedger:
         if turn.deadline:
             return turn.deadline
         speech = duration_s(turn.audio_bytes_sent, self.vendor_rate)
-        speech += turn.text_chars_sent * TEXT_SECONDS_PER_CHAR
+        speech += turn.text_chars_sent * self.caps.speech_seconds_per_char
         return turn.first_sent + speech + self.caps.speech_end_timeout_s
 
     async def wait_for(self, which: Callable[[], list[str]]) -> list[str]:

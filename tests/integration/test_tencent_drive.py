@@ -213,15 +213,14 @@ async def test_whole_texts_are_spaced_by_the_channel_and_streamed_turns_are_not(
     no_violations(emulator, sid)
 
 
-async def test_a_slow_text_is_not_cut_when_the_gateway_stops_waiting_for_it(
-    gateway: Gateway,
-) -> None:
-    """Why the channel still waits for TextOver before the next turn's text: a new SEND_TEXT
-    cuts the text playing (tencent.md §5.6), and the gateway's turn-order wait is bounded by a
-    vendor-neutral 0.08 s per character plus ``speech_end_timeout_s``, which slow (CJK-rate)
-    speech outlasts. Here the gateway gives up on turn 1 after ~2.2 s while it plays ~4.8 s:
-    turn 2 must still start only after turn 1's TextOver, and turn 1 must not be cut."""
+async def test_a_slow_text_is_not_cut_by_the_next_turn(gateway: Gateway) -> None:
+    """A new SEND_TEXT cuts the text playing (tencent.md §5.6). Turn order is the gateway's
+    alone (the channel does not wait for text after text across turns): it holds turn 2 until
+    turn 1's TextOver, bounded by Tencent's declared slow-speech rate (0.3 s per character).
+    Here turn 1 plays ~4.8 s (24 characters at 0.2 s) and speech_end_timeout_s is cut to
+    0.3 s, so only that rate keeps the gateway waiting long enough."""
     adapter = gateway.server.adapters["tencent"]
+    assert adapter.capabilities.speech_seconds_per_char >= 0.25
     adapter.capabilities = dataclasses.replace(adapter.capabilities, speech_end_timeout_s=0.3)
     session = await gateway.create("tencent", "sandbox-project")
     emulator = gateway.emulator("tencent")
@@ -239,7 +238,6 @@ async def test_a_slow_text_is_not_cut_when_the_gateway_stops_waiting_for_it(
 
     responses = await collect(gateway.stub.Drive(gen(), timeout=30))
     ended = [r.speech_ended for r in responses if r.HasField("speech_ended")]
-    # (With so short a speech_end_timeout_s the stream may end before turn 2's end.)
     assert [(e.turn_id, e.interrupted) for e in ended][:1] == [("1", False)]
     first, second = emulator.drives_of(session.vendor_session_id, "text")
     assert not first.interrupted and first.statuses[-1] == "TextOver"
