@@ -240,10 +240,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             async for response in drive.run(request_iterator):
                 yield response
             if drive.error is not None:
-                if drive.error.reason in (
-                    Reason.VENDOR_SESSION_LOST,
-                    Reason.VENDOR_SESSION_NOT_FOUND,
-                ):
+                if drive.error.session_gone:
                     await self.manager.on_session_lost(record.session_id, drive.error.message)
                 raise drive.error
             log.info("drive_finished")
