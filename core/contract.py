@@ -308,10 +308,11 @@ class DriveChannel(ABC):
     on the vendor's previous turn), and should make such a call return promptly. Events go
     to :meth:`emit`; the gateway consumes them with :meth:`events`.
 
-    Subclasses implement the vendor framing. Shared code around them (not in subclasses):
-    pacing, resampling, text splitting and spacing, keepalive scheduling (it calls
-    :meth:`keepalive` when :meth:`idle_for` exceeds the declared interval), and the
-    bounded wait for interrupt acks.
+    Subclasses implement the vendor framing, including spacing rules between the vendor's
+    own commands (only the channel knows which command a send becomes). Shared code around
+    them (not in subclasses): pacing, resampling, text splitting, turn order, keepalive
+    scheduling (it calls :meth:`keepalive` when :meth:`idle_for` exceeds the declared
+    interval), and the bounded wait for interrupt acks.
     """
 
     def __init__(self) -> None:

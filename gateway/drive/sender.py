@@ -31,7 +31,7 @@ class DriveSender:
 
     Args:
         vendor: vendor id (metrics label).
-        capabilities: the vendor's capabilities (pacing, spacing, interrupt ack).
+        capabilities: the vendor's capabilities (pacing, turn order, interrupt ack).
         channel: the session's drive channel.
         vendor_rate_hertz: the stream's vendor sample rate (Hz).
         ledger: the stream's turns.
