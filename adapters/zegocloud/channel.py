@@ -82,6 +82,10 @@ class ZegoDriveChannel(DriveChannel):
         self._turns: dict[str, _Turn] = {}
         self._drive_to_turn: dict[str, str] = {}
         self._early_status: dict[str, list[tuple[int, int]]] = {}
+        # InterruptDriveTask stops every drive of the task (zegocloud.md §4): once one call
+        # succeeded, the other turns of the same barge-in need no call of their own, unless a
+        # drive was asked for since.
+        self._task_interrupted = False
 
     def _turn(self, turn_id: str) -> _Turn:
         turn = self._turns.get(turn_id)
@@ -90,6 +94,7 @@ class ZegoDriveChannel(DriveChannel):
         return turn
 
     def _register_drive(self, turn: _Turn, drive_id: str) -> None:
+        self._task_interrupted = False
         turn.drives.append(drive_id)
         self._drive_to_turn[drive_id] = turn.turn_id
         # A callback may beat the REST answer that told us the DriveId.
@@ -99,6 +104,7 @@ class ZegoDriveChannel(DriveChannel):
     # ---- audio --------------------------------------------------------------------------
 
     async def _open_ws(self, turn: _Turn, sample_rate_hertz: int) -> ClientConnection:
+        self._task_interrupted = False
         drive = await self.api.drive_by_ws_stream(self.task_id)
         drive_id, address = drive.drive_id, drive.wss_address
         self._register_drive(turn, drive_id)
@@ -169,6 +175,7 @@ class ZegoDriveChannel(DriveChannel):
         """
         turn = self._turn(turn_id)
         if text:
+            self._task_interrupted = False
             drive = await self.api.drive_by_text(
                 self.task_id, text, self.tts_config, interrupt_mode=0
             )
@@ -184,7 +191,9 @@ class ZegoDriveChannel(DriveChannel):
         """InterruptDriveTask: stops the current drive and drops queued ones (zegocloud.md §4).
 
         Vendor HTTP calls: at most 4 InterruptDriveTask (retries of retryable errors, bounded
-        by the caller's deadline).
+        by the caller's deadline), and none when an earlier call of the same barge-in already
+        stopped the task and no drive was asked for since: the gateway interrupts every turn
+        the vendor may hold, but one call stops them all.
         """
         turn = self._turn(turn_id)
         turn.interrupted = True
@@ -192,7 +201,9 @@ class ZegoDriveChannel(DriveChannel):
         try:
             # The vendor command first: a Stop sent before it would let the drive end
             # normally (not interrupted) when little audio is buffered at the vendor.
-            await self.api.interrupt_drive_task(self.task_id)
+            if not self._task_interrupted:
+                await self.api.interrupt_drive_task(self.task_id)
+                self._task_interrupted = True
         finally:
             if self._ws_turn == turn_id:
                 await self._close_ws(send_stop=True)

@@ -128,3 +128,38 @@ async def test_interrupt_makes_at_most_four_interrupt_calls(gateway: Gateway) ->
     assert emulator.calls_for_task(s.vendor_session_id)["InterruptDriveTask"] == 4
     assert emulator.calls_for_task(s.vendor_session_id)["DriveByWsStream"] == 1
     emulator.faults.clear()
+
+
+async def test_one_interrupt_call_stops_every_turn_the_vendor_holds(gateway: Gateway) -> None:
+    """A barge-in while turn 1 plays and turn 2 is open: the gateway interrupts both turns,
+    and InterruptDriveTask stops the whole task (zegocloud.md §4), so the vendor gets one
+    call, not one per turn."""
+    emulator = gateway.emulator("zegocloud")
+    s = await gateway.create()
+    pcm = tone(2.0)
+    speaking, interrupted = asyncio.Event(), asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.DriveRequest]:
+        yield pb.DriveRequest(config=pb.DriveConfig(session=s.name, audio_format=audio_format()))
+        for i in range(0, len(pcm), 3200):
+            yield pb.DriveRequest(audio=pcm[i : i + 3200])
+        yield pb.DriveRequest(end_turn=pb.EndTurn())
+        yield pb.DriveRequest(audio=pcm[:3200])  # turn 2 opens (held behind turn 1)
+        await speaking.wait()
+        yield pb.DriveRequest(interrupt=pb.Interrupt())
+        await interrupted.wait()
+
+    responses = []
+    async for r in gateway.stub.Drive(requests(), timeout=30):
+        responses.append(r)
+        if r.HasField("speech_started"):
+            speaking.set()
+        if r.HasField("interrupted"):
+            interrupted.set()
+        if interrupted.is_set() and any(x.HasField("speech_ended") for x in responses):
+            break
+    ack = next(r.interrupted for r in responses if r.HasField("interrupted"))
+    assert ack.turn_id == "2" and ack.vendor_acknowledged
+    ended = next(r.speech_ended for r in responses if r.HasField("speech_ended"))
+    assert (ended.turn_id, ended.interrupted) == ("1", True)
+    assert emulator.calls_for_task(s.vendor_session_id)["InterruptDriveTask"] == 1
