@@ -356,29 +356,24 @@ class DriveChannel(ABC):
             turn_id: the turn it concerns ("" when none).
             metadata: details, lowerCamelCase keys.
         """
-        self.emit(
-            VendorEvent(
-                EventKind.WARNING,
-                turn_id=turn_id,
-                reason=reason,
-                message=message,
-                metadata=metadata or {},
-            )
-        )
+        self._report(EventKind.WARNING, turn_id, reason, message, metadata)
 
     def fail_turn(
         self, turn_id: str, reason: str, message: str, metadata: dict[str, str] | None = None
     ) -> None:
         """Emit a ``TURN_FAILED`` event for ``turn_id`` (the client gets one ``turn_failed``)."""
-        self.emit(
-            VendorEvent(
-                EventKind.TURN_FAILED,
-                turn_id=turn_id,
-                reason=reason,
-                message=message,
-                metadata=metadata or {},
-            )
-        )
+        self._report(EventKind.TURN_FAILED, turn_id, reason, message, metadata)
+
+    def _report(
+        self,
+        kind: EventKind,
+        turn_id: str,
+        reason: str,
+        message: str,
+        metadata: dict[str, str] | None,
+    ) -> None:
+        event = VendorEvent(kind, turn_id, reason=reason, message=message, metadata=metadata or {})
+        self.emit(event)
 
     def drain_events(self) -> list[VendorEvent]:
         """Remove and return events that are queued now (e.g. left over from an old stream)."""

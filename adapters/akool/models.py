@@ -81,6 +81,11 @@ def _valid_entries(model: type[M], value: Any) -> list[M]:
     return out
 
 
+def _skip_invalid(model: type[BaseModel]) -> BeforeValidator:
+    """Validator of a list field whose invalid entries are skipped (see ``_valid_entries``)."""
+    return BeforeValidator(lambda value: _valid_entries(model, value))
+
+
 def _int_or_zero(value: Any) -> int:
     """A count as the adapter always read it: ``int(value or 0)``, and 0 when that fails."""
     try:
@@ -156,12 +161,7 @@ class AvatarPage(_Wire):
     """
 
     count: Count = 0
-    result: list[Avatar] = Field(default_factory=list)
-
-    @field_validator("result", mode="before")
-    @classmethod
-    def _result(cls, value: Any) -> list[Avatar]:
-        return _valid_entries(Avatar, value)
+    result: Annotated[list[Avatar], _skip_invalid(Avatar)] = Field(default_factory=list)
 
 
 class SessionCredentials(_Wire):
@@ -215,12 +215,7 @@ class SessionPage(_Wire):
     """
 
     count: Count = 0
-    result: list[Session] = Field(default_factory=list)
-
-    @field_validator("result", mode="before")
-    @classmethod
-    def _result(cls, value: Any) -> list[Session]:
-        return _valid_entries(Session, value)
+    result: Annotated[list[Session], _skip_invalid(Session)] = Field(default_factory=list)
 
 
 # ---- stream messages, avatar → gateway (akool.md §5.4) -------------------------------------

@@ -233,6 +233,17 @@ class DriveStatusDetail(ZegoModel):
 
 
 class _CallbackBase(ZegoModel):
+    """The fields every callback carries (zegocloud.md §6).
+
+    Attributes:
+        app_id: ``AppId``.
+        timestamp: ``Timestamp``, Unix seconds when sent.
+        nonce: ``Nonce``.
+        signature: ``Signature``.
+        event_time_ms: ``EventTime``, Unix milliseconds when the event happened.
+        task_id: ``TaskId``.
+    """
+
     app_id: int | None = Field(None, alias="AppId")
     timestamp: str = Field("", alias="Timestamp")
     nonce: str = Field("", alias="Nonce")
@@ -244,13 +255,9 @@ class _CallbackBase(ZegoModel):
 class TaskStatusCallback(_CallbackBase):
     """A task-status callback, EventType 3 (zegocloud.md §6).
 
+    The common fields are :class:`_CallbackBase`'s.
+
     Attributes:
-        app_id: ``AppId``.
-        timestamp: ``Timestamp``, Unix seconds when sent.
-        nonce: ``Nonce``.
-        signature: ``Signature``.
-        event_time_ms: ``EventTime``, Unix milliseconds when the event happened.
-        task_id: ``TaskId``.
         event_type: always 3.
         detail: the task's new status.
     """
@@ -262,13 +269,9 @@ class TaskStatusCallback(_CallbackBase):
 class DriveStatusCallback(_CallbackBase):
     """A drive-status callback, EventType 4 (zegocloud.md §6).
 
+    The common fields are :class:`_CallbackBase`'s.
+
     Attributes:
-        app_id: ``AppId``.
-        timestamp: ``Timestamp``, Unix seconds when sent.
-        nonce: ``Nonce``.
-        signature: ``Signature``.
-        event_time_ms: ``EventTime``, Unix milliseconds when the event happened.
-        task_id: ``TaskId``.
         event_type: always 4.
         detail: the drive's new status.
     """
