@@ -37,6 +37,8 @@ from pydantic import (
     field_validator,
 )
 
+from core.wire import LenientInt, VendorPayload
+
 __all__ = [
     "Avatar",
     "AvatarPage",
@@ -60,10 +62,10 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
-class _Wire(BaseModel):
-    """Base of the models of what Akool sends: unknown keys ignored, values read by alias."""
+class _Wire(VendorPayload):
+    """Base of the models of what Akool sends; numbers are read as text where text is due."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+    model_config = ConfigDict(coerce_numbers_to_str=True)
 
 
 def _valid_entries(model: type[M], value: Any) -> list[M]:
@@ -86,15 +88,7 @@ def _skip_invalid(model: type[BaseModel]) -> BeforeValidator:
     return BeforeValidator(lambda value: _valid_entries(model, value))
 
 
-def _int_or_zero(value: Any) -> int:
-    """A count as the adapter always read it: ``int(value or 0)``, and 0 when that fails."""
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError, OverflowError):
-        return 0
-
-
-Count = Annotated[int, BeforeValidator(_int_or_zero)]
+Count = LenientInt
 """A list answer's ``count``: 0 when absent, null or not a number."""
 
 
@@ -106,7 +100,7 @@ def _object_or_none(value: Any) -> Any:
 # ---- REST (akool.md §1–4) ------------------------------------------------------------------
 
 
-class Envelope(BaseModel):
+class Envelope(VendorPayload):
     """Every REST answer: ``{"code", "msg", "data"}``, ``code == 1000`` on success (akool.md §2).
 
     Attributes:
@@ -118,18 +112,14 @@ class Envelope(BaseModel):
             instead of in ``data`` (akool.md §1); checked by :class:`TokenAnswer`.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
     code: StrictInt
     msg: StrictStr = ""
     data: Any = None
     token: Any = None
 
 
-class TokenAnswer(BaseModel):
+class TokenAnswer(VendorPayload):
     """getToken's success answer: a non-empty ``token`` at the top level (akool.md §1)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     token: Annotated[StrictStr, Field(min_length=1)]
 
@@ -314,7 +304,7 @@ def parse_stream_message(data: bytes | str) -> ChatMessage | CommandAck | EventM
 # ---- LiveKit avatar RPCs (akool.md §6.1) ---------------------------------------------------
 
 
-class PlaybackFinished(BaseModel):
+class PlaybackFinished(VendorPayload):
     """``lk.playback_finished`` payload (akool.md §6.1).
 
     ``{"playback_position": <s>, "interrupted": <bool>}``, from the avatar to the gateway.
@@ -323,8 +313,6 @@ class PlaybackFinished(BaseModel):
         playback_position: seconds of the segment played (0.0 when absent).
         interrupted: whether the segment was cut short (``False`` when absent).
     """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     playback_position: float = 0.0
     interrupted: bool = False

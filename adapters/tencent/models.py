@@ -24,7 +24,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
+
+from core.wire import LenientInt, VendorPayload, lenient_int
 
 
 def _text(value: Any) -> str:
@@ -36,13 +38,6 @@ def _number_or_zero(value: Any) -> Any:
     # Missing or empty: 0 (tencent.md §4 "ErrorCode 0 means normal"); other values are
     # validated as int by pydantic (numbers and numeric strings pass, the rest fails).
     return 0 if value is None or value == "" else value
-
-
-def _lenient_int(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _code(value: Any) -> int | None:
@@ -58,20 +53,11 @@ WireStr = Annotated[str, BeforeValidator(_text)]
 WireInt = Annotated[int, BeforeValidator(_number_or_zero)]
 """A vendor number in a REST answer: missing → 0; a non-number fails validation."""
 
-LenientInt = Annotated[int, BeforeValidator(_lenient_int)]
-"""A vendor number in a downstream frame: anything not a number reads as 0."""
-
-
-class VendorModel(BaseModel):
-    """Base of every Tencent wire model: aliases are the wire names, unknown fields ignored."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
-
 
 # ---- envelope (tencent.md §3) ---------------------------------------------------------------
 
 
-class Header(VendorModel):
+class Header(VendorPayload):
     """``Header`` of an answer or a downstream frame (tencent.md §3, §6).
 
     Attributes:
@@ -86,7 +72,7 @@ class Header(VendorModel):
     request_id: WireStr = Field(default="", alias="RequestID")
 
 
-class Envelope(VendorModel):
+class Envelope(VendorPayload):
     """``{"Header": {...}, "Payload": {...}}``: every answer and downstream frame (tencent.md §3).
 
     ``payload`` stays a mapping here: it is parsed into the operation's own model only once
@@ -114,7 +100,7 @@ class Envelope(VendorModel):
 # ---- REST answers (tencent.md §4) -----------------------------------------------------------
 
 
-class Answer(VendorModel):
+class Answer(VendorPayload):
     """The ``Payload`` of a successful session-management call (tencent.md §4).
 
     Attributes:
@@ -163,7 +149,7 @@ class StatSessionAnswer(Answer):
         return bool(value)
 
 
-class SessionEntry(VendorModel):
+class SessionEntry(VendorPayload):
     """One entry of ``Sessions[]`` in the list answers (tencent.md §4).
 
     Attributes:
@@ -199,7 +185,7 @@ class ListSessionsAnswer(Answer):
 # ---- downstream frames (tencent.md §6) ------------------------------------------------------
 
 
-class DownstreamPayload(VendorModel):
+class DownstreamPayload(VendorPayload):
     """The ``Payload`` of a downstream frame of a type the channel does not act on.
 
     Attributes:
@@ -278,7 +264,7 @@ _MESSAGE_TYPES: dict[int, type[DownstreamPayload]] = {
 }
 
 
-class DownstreamFrame(VendorModel):
+class DownstreamFrame(VendorPayload):
     """One downstream frame, parsed once (tencent.md §6).
 
     Attributes:
@@ -300,5 +286,5 @@ class DownstreamFrame(VendorModel):
         """Parse a decoded JSON object; never fails (every field is lenient)."""
         envelope = Envelope.model_validate(raw)
         payload = envelope.payload
-        model = _MESSAGE_TYPES.get(_lenient_int(payload.get("Type")), DownstreamPayload)
+        model = _MESSAGE_TYPES.get(lenient_int(payload.get("Type")), DownstreamPayload)
         return cls(header=envelope.header or Header(), message=model.model_validate(payload))

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Discriminator,
@@ -28,6 +27,8 @@ from pydantic import (
     Tag,
     TypeAdapter,
 )
+
+from core.wire import VendorPayload
 
 TASK_INITIALISING, TASK_INIT_FAILED, TASK_STREAMING, TASK_STOPPING, TASK_STOPPED = 1, 2, 3, 4, 5
 """Task ``Status`` values (zegocloud.md §5); 5 appears in callbacks only."""
@@ -40,15 +41,10 @@ def _none_as_empty(value: object) -> object:
     return [] if value is None else value
 
 
-class ZegoModel(BaseModel):
-    """Base of every ZEGO payload: wire-name aliases, unknown fields ignored, immutable."""
+class ZegoModel(VendorPayload):
+    """Base of every ZEGO payload; numeric ids are read as text."""
 
-    model_config = ConfigDict(
-        populate_by_name=True,
-        extra="ignore",
-        frozen=True,
-        coerce_numbers_to_str=True,
-    )
+    model_config = ConfigDict(coerce_numbers_to_str=True)
 
 
 # ---- REST answers (zegocloud.md §4) --------------------------------------------------------
