@@ -66,12 +66,16 @@ class Sandbox(SandboxContext):
             PluginError: ``wanted`` names a vendor that is not registered or has no emulator.
         """
         out = dict(vendor_settings)
+        # Every name is checked before anything starts, so a typo leaves nothing running.
+        factories: list[tuple[str, str]] = []
         for vendor in wanted:
             spec = registry.get(vendor)
             if spec is None or spec.emulator is None:
                 known = sorted(registry.specs)
                 raise PluginError(f"sandbox vendor {vendor!r} has no emulator (known: {known})")
-            module_name, _, func = spec.emulator.partition(":")
+            factories.append((vendor, spec.emulator))
+        for vendor, emulator in factories:
+            module_name, _, func = emulator.partition(":")
             factory = cast(EmulatorFactory, getattr(importlib.import_module(module_name), func))
             try:
                 running = await factory(self, vendor_settings[vendor])

@@ -90,3 +90,20 @@ def test_plugins_are_discovered_and_checked() -> None:
         VendorRegistry.discover(["tests.plugins.nope"])
     with pytest.raises(PluginError, match="no VendorSpec"):
         VendorRegistry.discover(["tests.plugins.echo.adapter"])
+
+
+async def test_an_unknown_sandbox_vendor_starts_nothing() -> None:
+    from gateway.config import Settings
+    from gateway.sandbox import Sandbox
+
+    registry = VendorRegistry.discover(["tests.plugins.echo"])
+    sandbox = Sandbox("http://127.0.0.1:9")
+    vendor_settings = registry.vendor_settings(Settings())
+    with pytest.raises(PluginError, match="'nope' has no emulator"):
+        await sandbox.start(registry, ["echo", "nope"], vendor_settings)
+    assert sandbox.vendors == {}  # echo, named first, was not started either
+    running = await sandbox.start(registry, ["echo"], vendor_settings)
+    try:
+        assert running["echo"].configured and list(sandbox.vendors) == ["echo"]
+    finally:
+        await sandbox.stop()
