@@ -24,10 +24,10 @@ from core.audio import (
 )
 from core.contract import Capabilities
 from core.errors import GatewayError, Reason, failed_precondition, invalid_argument
-from core.pipeline import AudioFrame, EndAudio, EndOfInput, TextPiece, WorkItem
+from core.pipeline import AudioFrame, EndAudio, EndOfInput, TextPiece, TurnMode, WorkItem
 from core.queues import SingleConsumerQueue
 from core.text import SentenceBuffer, split_exact, utf8_len
-from gateway.drive.ledger import DriveOutcome, TurnLedger
+from gateway.drive.ledger import DriveOutcome, TurnLedger, TurnState
 
 MAX_TEXT_CHARS = 16384
 """Largest ``TextInput.text`` accepted (characters); documented in the proto."""
@@ -133,16 +133,8 @@ class DriveInput:
                 "audio sent on a stream whose config has no audio_format", self.config.audio_format
             )
         if not self.caps.audio:
-            raise failed_precondition(
-                Reason.AUDIO_NOT_SUPPORTED,
-                f"{self.vendor} cannot be driven by audio",
-                vendor=self.vendor,
-                session=self.session,
-            )
-        open_turn = self.ledger.open_turn
-        if open_turn is not None and open_turn.mode != "audio":
-            await self.end_turn()
-        turn = self.ledger.ensure_turn("audio")
+            raise self._unsupported(Reason.AUDIO_NOT_SUPPORTED, "audio")
+        turn = await self._turn_of("audio")
         pcm = self.converter.convert(data)
         if not pcm:
             return
@@ -160,20 +152,11 @@ class DriveInput:
                 maxTextLength=str(MAX_TEXT_CHARS),
             )
         if not self.caps.text:
-            raise failed_precondition(
-                Reason.TEXT_NOT_SUPPORTED,
-                f"{self.vendor} cannot be driven by text",
-                vendor=self.vendor,
-                session=self.session,
-            )
+            raise self._unsupported(Reason.TEXT_NOT_SUPPORTED, "text")
         open_turn = self.ledger.open_turn
-        if not text and not final:
-            return
-        if not text and (open_turn is None or open_turn.mode != "text"):
-            return  # a final marker for no text: nothing to close
-        if open_turn is not None and open_turn.mode != "text":
-            await self.end_turn()
-        turn = self.ledger.ensure_turn("text")
+        if not text and (not final or open_turn is None or open_turn.mode != "text"):
+            return  # nothing to send, or a final marker for no text: nothing to close
+        turn = await self._turn_of("text")
         if self.caps.streaming_text:
             # Streamed deltas go on exactly as written: vendors join them as sent, so a
             # stripped "Hello " + "world" would be spoken "Helloworld".
@@ -192,6 +175,21 @@ class DriveInput:
             self.ledger.close_open_turn()
         for n, piece in enumerate(pieces, 1):
             await self.work.put(TextPiece(turn.turn_id, gen, piece, final and n == len(pieces)))
+
+    def _unsupported(self, reason: Reason, kind: str) -> GatewayError:
+        return failed_precondition(
+            reason,
+            f"{self.vendor} cannot be driven by {kind}",
+            vendor=self.vendor,
+            session=self.session,
+        )
+
+    async def _turn_of(self, mode: TurnMode) -> TurnState:
+        """The open turn of ``mode``; an open turn of the other mode is ended first."""
+        open_turn = self.ledger.open_turn
+        if open_turn is not None and open_turn.mode != mode:
+            await self.end_turn()
+        return self.ledger.ensure_turn(mode)
 
     async def end_turn(self) -> None:
         """Finish the open turn: flush converter, chunker and sentence buffer to the sender."""
