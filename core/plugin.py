@@ -13,30 +13,71 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from core.contract import Capabilities, VendorAdapter
+from core.settings import FileSettings
 
 T = TypeVar("T")
 
 
-class VendorSettings(BaseSettings):
+class VendorSettings(FileSettings):
     """Base of every vendor's settings model.
 
-    Each vendor subclasses it with its credentials and URLs and sets
-    ``model_config = vendor_settings_config("<vendor>")``, so its variables are
-    ``AVATAR_GATEWAY_<VENDOR>__<FIELD>`` (the configuration contract of the README).
-    Secrets are ``pydantic.SecretStr`` so they never reach logs or reprs.
+    Each vendor subclasses it with its credentials and URLs, sets
+    ``model_config = vendor_settings_config("<vendor>")`` (so its variables are
+    ``AVATAR_GATEWAY_<VENDOR>__<FIELD>``, the configuration contract of the README; each may
+    also come from a file, :mod:`core.settings`) and names its credentials in
+    ``credential_sets``. Secrets are ``pydantic.SecretStr`` so they never reach logs or reprs.
+
+    Attributes:
+        credential_sets: the alternative sets of fields that authenticate the vendor (e.g.
+            an API key, or a client id with its secret); the vendor is configured when every
+            field of one set is given.
+        endpoint_fields: the fields holding the vendor URLs the gateway calls (logged at start).
     """
 
     model_config = SettingsConfigDict(extra="ignore")
+    credential_sets: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    endpoint_fields: ClassVar[tuple[str, ...]] = ("api_url",)
 
     @property
-    @abstractmethod
     def configured(self) -> bool:
-        """Whether the vendor's credentials are set (the vendor is then enabled)."""
+        """Whether every field of one credential set is given (the vendor is then offered)."""
+        return any(
+            all(getattr(self, name) is not None for name in fields)
+            for fields in self.credential_sets
+        )
+
+    @property
+    def partially_configured(self) -> bool:
+        """Some credential is given but no set is complete (a Secret mounted in part)."""
+        given = any(
+            getattr(self, name) is not None for fields in self.credential_sets for name in fields
+        )
+        return given and not self.configured
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable of ``field``, e.g. ``AVATAR_GATEWAY_AKOOL__API_KEY``."""
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+    @classmethod
+    def required_variables(cls) -> str:
+        """The credential variables in words: ``A and B``, alternatives joined by ``or``."""
+        return " or ".join(
+            " and ".join(cls.variable(name) for name in fields) for fields in cls.credential_sets
+        )
+
+    def endpoints(self) -> dict[str, str]:
+        """The vendor URLs the gateway calls, by field name (for the start-up log line)."""
+        return {
+            name: str(getattr(self, name))
+            for name in self.endpoint_fields
+            if getattr(self, name, None) is not None
+        }
 
 
 def vendor_settings_config(vendor: str) -> SettingsConfigDict:

@@ -85,7 +85,7 @@ class LiveKitServer:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise LiveKitServerError(
                 f"livekit-server {LIVEKIT_SERVER_VERSION} is not built at {path}; "
-                f"run `bash tools/build_livekit.sh` (needs Go and the Go module proxy)"
+                f"run `make livekit` (tools/build_livekit.sh: needs Go and the Go module proxy)"
             )
         return path
 

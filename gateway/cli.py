@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
+import sys
 
 import structlog
+from pydantic import ValidationError
 
+from core.settings import SettingsFileError
 from gateway.config import Settings
 from gateway.logs import configure_logging
 from gateway.runtime import tune_malloc
-from gateway.server import GatewayServer
-from gateway.vendors import VendorRegistry
+
+EXIT_CONFIGURATION = 2
+"""Exit code of ``serve`` when the configuration leaves nothing to serve."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,20 +25,44 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gRPC gateway (configured by AVATAR_GATEWAY_*)")
     serve.add_argument("--listen", help="override AVATAR_GATEWAY_LISTEN (host:port)")
-    serve.add_argument("--sandbox", action="store_true", help="force sandbox mode")
+    serve.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="serve the in-process vendor emulators instead of the vendors' clouds",
+    )
     args = parser.parse_args(argv)
-    settings = Settings()
+    if importlib.util.find_spec("avatar.gateway.v1") is None:
+        # The server ships without the generated code, which is the client package of this
+        # repository (never fetched from the public index by name).
+        print(
+            "avatar-gateway: the generated API package avatar.gateway.v1 is not installed; "
+            "install it from this repository: pip install ./clients/python",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIGURATION
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsFileError) as exc:
+        print(f"avatar-gateway: invalid settings: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     if args.listen:
         settings = settings.model_copy(update={"listen": args.listen})
     if args.sandbox:
         settings = settings.model_copy(update={"sandbox": True})
     configure_logging(settings.log_level, settings.log_format)
+    # Imported here, after the check above, so a missing API package gets its one line.
+    from gateway.server import GatewayServer
+    from gateway.vendors import PluginError, VendorRegistry
+
+    log = structlog.get_logger("gateway")
     vendors = VendorRegistry.discover(settings.plugin_modules)
-    if vendors.sandbox_enabled(settings):
-        # The first line says the mode, before anything else happens (issue: sandbox).
-        structlog.get_logger("gateway").info(
-            "sandbox_mode", message="no vendor credentials configured: serving in-process emulators"
-        )
+    server = GatewayServer(settings, vendors=vendors)
+    try:
+        server.check_configuration()
+    except (PluginError, ValidationError, SettingsFileError) as exc:
+        # One line that names what to set; a traceback would bury it.
+        log.error("gateway_not_started", reason=_one_line(exc))
+        return EXIT_CONFIGURATION
     tuned = tune_malloc()
     if tuned:
         structlog.get_logger("gateway").debug("malloc_tuned", **tuned)
@@ -43,5 +72,13 @@ def main(argv: list[str] | None = None) -> int:
 
         loop_factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(GatewayServer(settings, vendors=vendors).serve_forever())
+        try:
+            runner.run(server.serve_forever())
+        except PluginError as exc:
+            log.error("gateway_not_started", reason=_one_line(exc))
+            return EXIT_CONFIGURATION
     return 0
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

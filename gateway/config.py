@@ -1,32 +1,37 @@
 """Gateway configuration from the environment (docs/architecture.md §2: names are a contract).
 
-pydantic-settings with prefix ``AVATAR_GATEWAY_``. Each vendor's own settings (e.g.
-``AVATAR_GATEWAY_ZEGOCLOUD__APP_ID``) are the settings model its plugin declares
-(:class:`core.plugin.VendorSettings`), read by :mod:`gateway.vendors`. A vendor counts as
-configured when its credentials are set; with none configured the gateway runs in sandbox
-mode against the in-process emulators.
+pydantic-settings with prefix ``AVATAR_GATEWAY_``; every value may also come from a
+``*_FILE`` variable or a file in ``AVATAR_GATEWAY_SECRETS_DIR`` (:mod:`core.settings`). Each
+vendor's own settings (e.g. ``AVATAR_GATEWAY_ZEGOCLOUD__APP_ID``) are the settings model its
+plugin declares (:class:`core.plugin.VendorSettings`), read by :mod:`gateway.vendors`. A
+vendor is offered when its credentials are set. The in-process emulators (sandbox) run only
+when asked for (``--sandbox`` or ``AVATAR_GATEWAY_SANDBOX=true``), never as a fallback.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from core.settings import FileSettings
 
 
-class Settings(BaseSettings):
+class Settings(FileSettings):
     """All gateway settings. See README "Configuration" for every variable."""
 
     model_config = SettingsConfigDict(
         env_prefix="AVATAR_GATEWAY_", env_nested_delimiter="__", extra="ignore"
     )
 
-    listen: str = "127.0.0.1:50051"
+    # All interfaces: in a container or pod loopback is unreachable from outside.
+    listen: str = "0.0.0.0:50051"
     # Ops HTTP listener: vendor callbacks, /metrics, /healthz, /sandbox.
-    ops_listen: str = "127.0.0.1:8081"
+    ops_listen: str = "0.0.0.0:8081"
     # Public base URL of the ops listener as the vendors reach it (ZEGO callback URL).
     public_url: str | None = None
-    sandbox: bool | None = None
+    # The in-process vendor emulators instead of the vendors' clouds; only when asked for.
+    sandbox: bool = False
     # Which emulators the sandbox starts (comma-separated vendor ids).
     sandbox_vendors: str = "zegocloud,tencent,akool"
     redis_url: str | None = None

@@ -1,8 +1,9 @@
 """Sandbox mode: run vendors' emulators in-process and point their adapters at them.
 
-With no vendor credentials configured this is the default, so the gateway works on a fresh
-machine (``make demo``). Each vendor plugin names its emulator factory
-(:attr:`core.plugin.VendorSpec.emulator`); it is imported only here, only when asked.
+Only when asked for (``--sandbox``, ``AVATAR_GATEWAY_SANDBOX=true``): it lets the gateway
+work on a fresh machine (``make demo``) and is never a fallback for missing credentials. Each
+vendor plugin names its emulator factory (:attr:`core.plugin.VendorSpec.emulator`); it is
+imported only here, only when asked.
 Credentials are generated per run; emulators verify signatures with them exactly as the
 vendors would.
 """
@@ -60,10 +61,11 @@ class Sandbox(SandboxContext):
         """Start the emulators of ``wanted``; return ``vendor_settings`` pointing at them.
 
         A vendor whose emulator cannot start (e.g. no livekit-server binary) is left out
-        with a warning that says why.
+        with a warning that says why and how to fix it.
 
         Raises:
-            PluginError: ``wanted`` names a vendor that is not registered or has no emulator.
+            PluginError: ``wanted`` names a vendor that is not registered or has no emulator,
+                or no emulator of ``wanted`` could start (the message gives each reason).
         """
         out = dict(vendor_settings)
         # Every name is checked before anything starts, so a typo leaves nothing running.
@@ -74,16 +76,31 @@ class Sandbox(SandboxContext):
                 known = sorted(registry.specs)
                 raise PluginError(f"sandbox vendor {vendor!r} has no emulator (known: {known})")
             factories.append((vendor, spec.emulator))
+        failures: dict[str, str] = {}
         for vendor, emulator in factories:
             module_name, _, func = emulator.partition(":")
-            factory = cast(EmulatorFactory, getattr(importlib.import_module(module_name), func))
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                failures[vendor] = (
+                    f"{exc}; the emulators need the 'sandbox' extra: "
+                    f"pip install -c constraints.txt -e '.[sandbox]' (or `make venv`)"
+                )
+                log.warning("sandbox_vendor_disabled", vendor=vendor, reason=failures[vendor])
+                continue
+            factory = cast(EmulatorFactory, getattr(module, func))
             try:
                 running = await factory(self, vendor_settings[vendor])
             except Exception as exc:
-                log.warning("sandbox_vendor_disabled", vendor=vendor, reason=str(exc))
+                failures[vendor] = str(exc)
+                log.warning("sandbox_vendor_disabled", vendor=vendor, reason=failures[vendor])
                 continue
             self.vendors[vendor] = running
             out[vendor] = running.settings
+        if factories and not self.vendors:
+            await self.stop()
+            reasons = "; ".join(f"{vendor}: {why}" for vendor, why in failures.items())
+            raise PluginError(f"no sandbox vendor could start ({reasons})")
         return out
 
     def describe(self) -> dict[str, str]:

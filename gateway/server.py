@@ -23,12 +23,13 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.contract import VendorAdapter
+from core.plugin import VendorSettings
 from gateway.config import Settings
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
 from gateway.servicer import AvatarGatewayServicer
 from gateway.sessions import SessionManager
-from gateway.vendors import VendorRegistry
+from gateway.vendors import PluginError, VendorRegistry
 
 log = structlog.get_logger("gateway.server")
 
@@ -85,6 +86,7 @@ class GatewayServer:
         self._ops_runner: web.AppRunner | None = None
         self._stopping: asyncio.Task[None] | None = None
         self._callback_routes: dict[tuple[str, str], Any] = {}
+        self._vendor_settings: dict[str, VendorSettings] | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -101,15 +103,19 @@ class GatewayServer:
     async def start(self) -> None:
         """Start the ops listener, the sandbox (if enabled), the adapters and gRPC."""
         settings = self.settings
+        sandbox = settings.sandbox
+        vendor_settings = self.check_configuration()
         ops_app = web.Application()
         await self._start_ops(ops_app)
-        sandbox = self.vendors.sandbox_enabled(settings)
-        vendor_settings = self.vendors.vendor_settings(settings)
         if sandbox:
             self.sandbox = Sandbox(settings.public_url or self.ops_url)
-            vendor_settings = await self.sandbox.start(
-                self.vendors, settings.sandbox_vendor_ids, vendor_settings
-            )
+            try:
+                vendor_settings = await self.sandbox.start(
+                    self.vendors, settings.sandbox_vendor_ids, vendor_settings
+                )
+            except PluginError:
+                await self._ops_runner_cleanup()
+                raise
             settings = settings.model_copy(update={"vendors": vendor_settings})
             self.settings = settings
         self.adapters = self.vendors.build_adapters(vendor_settings, sandbox=sandbox)
@@ -142,6 +148,47 @@ class GatewayServer:
             vendors=sorted(self.adapters),
             emulators=self.sandbox.describe() if self.sandbox else {},
         )
+
+    def check_configuration(self) -> dict[str, VendorSettings]:
+        """Read every vendor's settings and log the mode and the live vendors with their URLs.
+
+        Called by :meth:`start` (once; ``serve`` calls it first, so that this is the process's
+        first log line). Before anything listens: a pod whose Secret did not mount must
+        fail, not serve.
+
+        Returns:
+            Every vendor's settings, by vendor id.
+
+        Raises:
+            NoVendorConfigured: production mode and no vendor has complete credentials.
+            pydantic.ValidationError, core.settings.SettingsFileError: a setting is invalid.
+        """
+        if self._vendor_settings is not None:
+            return self._vendor_settings
+        vendor_settings = self.vendors.vendor_settings(self.settings)
+        if self.settings.sandbox:
+            log.warning(
+                "sandbox_mode",
+                message="serving in-process vendor emulators, not the vendors' clouds",
+                vendors=self.settings.sandbox_vendor_ids,
+            )
+            self._vendor_settings = vendor_settings
+            return vendor_settings
+        offered = self.vendors.require_offered(vendor_settings)
+        log.info(
+            "vendors_live",
+            mode="production",
+            vendors={vendor: vendor_settings[vendor].endpoints() for vendor in offered},
+        )
+        for vendor, vs in vendor_settings.items():
+            if vs.partially_configured:
+                log.warning(
+                    "vendor_not_offered",
+                    vendor=vendor,
+                    reason=f"credentials incomplete: set {vs.required_variables()}",
+                )
+        self._vendor_settings = vendor_settings
+        return vendor_settings
 
     async def _start_ops(self, app: web.Application) -> None:
         async def healthz(_: web.Request) -> web.Response:
@@ -177,6 +224,11 @@ class GatewayServer:
         assert server is not None
         self.ops_port = int(getattr(server, "sockets", [])[0].getsockname()[1])
 
+    async def _ops_runner_cleanup(self) -> None:
+        if self._ops_runner is not None:
+            await self._ops_runner.cleanup()
+            self._ops_runner = None
+
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop, idempotently: NOT_SERVING, go_away, grace period, close sessions."""
         if self._stopping is None:
@@ -200,8 +252,7 @@ class GatewayServer:
                 await adapter.aclose()
         if isinstance(self.registry, RedisRegistry):
             await self.registry.aclose()
-        if self._ops_runner is not None:
-            await self._ops_runner.cleanup()
+        await self._ops_runner_cleanup()
         if self.sandbox is not None:
             await self.sandbox.stop()
         log.info("gateway_stopped")

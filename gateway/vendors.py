@@ -35,6 +35,10 @@ def _load_module_spec(module_name: str) -> VendorSpec:
     return spec
 
 
+class NoVendorConfigured(PluginError):
+    """Production mode with no vendor's credentials set: the gateway would serve nothing."""
+
+
 class VendorRegistry:
     """The registered vendor specs of one process, by vendor id.
 
@@ -90,11 +94,28 @@ class VendorRegistry:
             out[spec.vendor] = given
         return out
 
-    def sandbox_enabled(self, settings: Settings) -> bool:
-        """Sandbox when asked, or by default when no vendor has credentials."""
-        if settings.sandbox is not None:
-            return settings.sandbox
-        return not any(vs.configured for vs in self.vendor_settings(settings).values())
+    def offered(self, vendor_settings: dict[str, VendorSettings]) -> list[str]:
+        """The vendors whose credentials are complete, in registration order."""
+        return [v for v, vs in vendor_settings.items() if v in self.specs and vs.configured]
+
+    def require_offered(self, vendor_settings: dict[str, VendorSettings]) -> list[str]:
+        """:meth:`offered`, refusing an empty result (production mode never falls back).
+
+        Raises:
+            NoVendorConfigured: no vendor has complete credentials; the one-line message
+                names, per vendor, the variables to set.
+        """
+        offered = self.offered(vendor_settings)
+        if not offered:
+            needed = "; ".join(
+                f"{spec.vendor}: {spec.settings_type.required_variables()}" for spec in self
+            )
+            raise NoVendorConfigured(
+                f"no vendor is configured, so there is nothing to serve. Set the credentials "
+                f"of at least one vendor ({needed}), or run `avatar-gateway serve --sandbox` "
+                f"for the local vendor emulators"
+            )
+        return offered
 
     def build_adapters(
         self, vendor_settings: dict[str, VendorSettings], *, sandbox: bool

@@ -20,6 +20,13 @@ class AkoolSettings(VendorSettings):
         livekit_api_secret: LiveKit API secret.
     """
 
+    # Audio drive exists only on the caller's own LiveKit server (akool.md §6), so the
+    # LiveKit credentials belong to every set.
+    credential_sets = (
+        ("api_key", "livekit_url", "livekit_api_key", "livekit_api_secret"),
+        ("client_id", "client_secret", "livekit_url", "livekit_api_key", "livekit_api_secret"),
+    )
+    endpoint_fields = ("api_url", "livekit_url")
     model_config = vendor_settings_config("akool")
 
     api_key: SecretStr | None = None
@@ -29,10 +36,3 @@ class AkoolSettings(VendorSettings):
     livekit_url: str | None = None
     livekit_api_key: str | None = None
     livekit_api_secret: SecretStr | None = None
-
-    @property
-    def configured(self) -> bool:
-        """Whether credentials are set."""
-        return self.api_key is not None or (
-            self.client_id is not None and self.client_secret is not None
-        )

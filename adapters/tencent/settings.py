@@ -18,6 +18,7 @@ class TencentSettings(VendorSettings):
         heartbeat_interval_s: SEND_HEARTBEAT interval (s) on an idle channel (tencent.md §7).
     """
 
+    credential_sets = (("appkey", "access_token"),)
     model_config = vendor_settings_config("tencent")
 
     appkey: str | None = None
@@ -25,8 +26,3 @@ class TencentSettings(VendorSettings):
     api_url: str = "https://gw.tvs.qq.com"
     project_id: str | None = None
     heartbeat_interval_s: float = 45.0
-
-    @property
-    def configured(self) -> bool:
-        """Whether credentials are set."""
-        return self.appkey is not None and self.access_token is not None

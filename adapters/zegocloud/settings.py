@@ -20,6 +20,7 @@ class ZegocloudSettings(VendorSettings):
             required).
     """
 
+    credential_sets = (("app_id", "server_secret"),)
     model_config = vendor_settings_config("zegocloud")
 
     app_id: int | None = None
@@ -27,8 +28,3 @@ class ZegocloudSettings(VendorSettings):
     api_url: str = "https://aigc-digitalhuman-api.zegotech.cn/"
     callback_secret: SecretStr | None = None
     timbre_id: str = "zego_timbre_en_female"
-
-    @property
-    def configured(self) -> bool:
-        """Whether credentials are set."""
-        return self.app_id is not None and self.server_secret is not None

@@ -112,7 +112,7 @@ async def test_sigterm_drains_streams_and_closes_owned_sessions() -> None:
 
 
 async def test_sandbox_mode_is_the_first_log_line_and_sigterm_exits_cleanly() -> None:
-    """Without vendor credentials `serve` says it is in sandbox mode before anything else."""
+    """`serve --sandbox` says it is in sandbox mode before anything else."""
     port, ops = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
     env.update(
@@ -123,7 +123,14 @@ async def test_sandbox_mode_is_the_first_log_line_and_sigterm_exits_cleanly() ->
         AVATAR_GATEWAY_LOG_LEVEL="debug",
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--sandbox",
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stderr is not None

@@ -210,7 +210,7 @@ class GatewayProcess:
 
     def start(self, ready_timeout: float = 60.0) -> GatewayProcess:
         env = dict(os.environ)
-        # No vendor credentials reach the process: it serves the in-process emulators.
+        # No vendor credentials reach the process; it serves the in-process emulators.
         for key in list(env):
             if key.startswith("AVATAR_GATEWAY_"):
                 del env[key]
@@ -224,7 +224,7 @@ class GatewayProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve"],
+            [sys.executable, "-m", "gateway", "serve", "--sandbox"],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -28,14 +28,11 @@ from core.plugin import VendorSettings, vendor_settings_config
 
 
 class EchoSettings(VendorSettings):
+    credential_sets = (("api_url", "token"),)
     model_config = vendor_settings_config("echo")
 
     api_url: str | None = None
     token: SecretStr | None = None
-
-    @property
-    def configured(self) -> bool:
-        return self.api_url is not None and self.token is not None
 
 
 class EchoChannel(DriveChannel):
