@@ -66,10 +66,21 @@ class VendorSettings(FileSettings):
 
     @classmethod
     def required_variables(cls) -> str:
-        """The credential variables in words: ``A and B``, alternatives joined by ``or``."""
-        return " or ".join(
-            " and ".join(cls.variable(name) for name in fields) for fields in cls.credential_sets
-        )
+        """The credential variables in words, e.g. ``A, B and either C or D with E``."""
+        sets = cls.credential_sets
+        if not sets:
+            return "(nothing: the vendor needs no credentials)"
+        common = [f for f in sets[0] if all(f in fields for fields in sets)]
+        alternatives = [[f for f in fields if f not in common] for fields in sets]
+        words = [cls.variable(f) for f in common]
+        if len(alternatives) == 1:
+            words += [cls.variable(f) for f in alternatives[0]]
+        else:
+            words.append(
+                "either "
+                + " or ".join(" with ".join(cls.variable(f) for f in a) for a in alternatives)
+            )
+        return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
     def endpoints(self) -> dict[str, str]:
         """The vendor URLs the gateway calls, by field name (for the start-up log line)."""

@@ -1,4 +1,8 @@
-"""``avatar-gateway`` command line: ``serve`` runs the gateway until SIGTERM."""
+"""``avatar-gateway`` command line.
+
+``serve`` runs the gateway until SIGTERM; ``health`` checks a running gateway's gRPC health
+(the container image's ``HEALTHCHECK``).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve the in-process vendor emulators instead of the vendors' clouds",
     )
+    health = sub.add_parser(
+        "health",
+        help="exit 0 if the gateway's gRPC health service reports SERVING (container probes)",
+    )
+    health.add_argument(
+        "--target", help="host:port to check (default: AVATAR_GATEWAY_LISTEN on loopback)"
+    )
+    health.add_argument("--service", default="", help="health service name (default: server)")
+    health.add_argument("--timeout", type=float, default=3.0, help="deadline in seconds")
     args = parser.parse_args(argv)
+    if args.command == "health":
+        return _health(args.target, args.service, args.timeout)
     if importlib.util.find_spec("avatar.gateway.v1") is None:
         # The server ships without the generated code, which is the client package of this
         # repository (never fetched from the public index by name).
@@ -82,3 +97,32 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
+
+
+def _health(target: str | None, service: str, timeout_s: float) -> int:
+    """One ``grpc.health.v1.Health/Check``: 0 when SERVING, 1 otherwise (says why on stderr).
+
+    The image's ``HEALTHCHECK`` and compose healthchecks run it; Kubernetes uses its native
+    gRPC probes instead.
+    """
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    if target is None:
+        host, _, port = Settings().listen.rpartition(":")
+        # A wildcard bind is reachable on loopback; a specific address only on itself.
+        host = "127.0.0.1" if host.strip("[]") in ("", "0.0.0.0", "::") else host
+        target = f"{host}:{port}"
+    with grpc.insecure_channel(target) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            print(f"{target}: {exc.code().name} {exc.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    if response.status != health_pb2.HealthCheckResponse.SERVING:
+        print(f"{target}: {status}", file=sys.stderr)
+        return 1
+    return 0

@@ -90,11 +90,12 @@ def test_missing_secrets_directory_is_an_error(
 
 def test_credential_sets_and_their_words(monkeypatch: pytest.MonkeyPatch) -> None:
     assert AkoolSettings.required_variables() == (
-        "AVATAR_GATEWAY_AKOOL__API_KEY and AVATAR_GATEWAY_AKOOL__LIVEKIT_URL and "
-        "AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY and AVATAR_GATEWAY_AKOOL__LIVEKIT_API_SECRET or "
-        "AVATAR_GATEWAY_AKOOL__CLIENT_ID and AVATAR_GATEWAY_AKOOL__CLIENT_SECRET and "
-        "AVATAR_GATEWAY_AKOOL__LIVEKIT_URL and AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY and "
-        "AVATAR_GATEWAY_AKOOL__LIVEKIT_API_SECRET"
+        "AVATAR_GATEWAY_AKOOL__LIVEKIT_URL, AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY, "
+        "AVATAR_GATEWAY_AKOOL__LIVEKIT_API_SECRET and either AVATAR_GATEWAY_AKOOL__API_KEY or "
+        "AVATAR_GATEWAY_AKOOL__CLIENT_ID with AVATAR_GATEWAY_AKOOL__CLIENT_SECRET"
+    )
+    assert ZegocloudSettings.required_variables() == (
+        "AVATAR_GATEWAY_ZEGOCLOUD__APP_ID and AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET"
     )
     monkeypatch.setenv("AVATAR_GATEWAY_AKOOL__API_KEY", "k")
     akool = AkoolSettings()
