@@ -2,7 +2,9 @@
 
 1. Synthesises an English sentence with espeak-ng (the committed demo/speech.wav, made with
    espeak-ng, is the fallback) and converts it to 16 kHz mono s16le.
-2. Starts `avatar-gateway serve` in sandbox mode (in-process vendor emulators).
+2. Starts `avatar-gateway serve --sandbox` (in-process vendor emulators); or, with
+   `--target HOST:PORT --emulator VENDOR=URL ...`, drives a gateway running elsewhere (the
+   compose stack: `make demo-compose`) and reads each emulator's records over HTTP.
 3. For every vendor the gateway offers: creates a session, streams the speech at real-time
    pace in 40 ms chunks (ZEGOCLOUD: into a 24 kHz session), sends end_turn, drives a text
    turn, interrupts a long turn, closes the session, and prints an event timeline with
@@ -13,6 +15,7 @@ Exits 0 only if every vendor's emulator received the whole utterance.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -26,7 +29,7 @@ import tempfile
 import time
 import urllib.request
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +187,16 @@ async def drive(
     return responses
 
 
-def emulator_state(ops_url: str, vendor: str) -> dict[str, Any]:
-    """What the vendor's emulator received (its admin endpoint, found through /sandbox)."""
+def emulator_urls(ops_url: str) -> dict[str, str]:
+    """The in-process sandbox's emulator admin URLs by vendor (the gateway's ``/sandbox``)."""
     with urllib.request.urlopen(f"{ops_url}/sandbox", timeout=5) as r:
-        urls = json.load(r)
-    with urllib.request.urlopen(f"{urls[vendor]}/_emulator/state", timeout=5) as r:
+        urls: dict[str, str] = json.load(r)
+    return urls
+
+
+def emulator_state(admin_url: str) -> dict[str, Any]:
+    """What a vendor's emulator received: its ``/_emulator/state`` records."""
+    with urllib.request.urlopen(f"{admin_url.rstrip('/')}/_emulator/state", timeout=5) as r:
         state: dict[str, Any] = json.load(r)
     return state
 
@@ -250,7 +258,7 @@ def report_received(vendor: str, state: dict[str, Any], session: pb.Session, pcm
 
 
 async def run_vendor(
-    stub: pb_grpc.AvatarGatewayStub, ops_url: str, vendor: str, pcm: bytes
+    stub: pb_grpc.AvatarGatewayStub, admin_url: str, vendor: str, pcm: bytes
 ) -> bool:
     """Create, drive (speech, text, interrupt), close; True if the vendor got the utterance."""
     timeline = Timeline(vendor)
@@ -273,61 +281,120 @@ async def run_vendor(
         closed = await stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=30)
         state = pb.SessionState.Name(closed.state)
         timeline.say(f"session closed: {state} ({pb.CloseReason.Name(closed.close_reason)})")
-    ok = report_received(vendor, emulator_state(ops_url, vendor), session, pcm)
+    ok = report_received(vendor, emulator_state(admin_url), session, pcm)
     print(f"  [{vendor:9}] whole utterance received by the vendor: {'yes' if ok else 'NO'}")
     return ok
 
 
-async def main() -> int:
-    """Run the demo; 0 when every vendor received the whole utterance."""
-    pcm, source = synthesise()
-    print(f"speech: {len(pcm) / 2 / RATE:.2f} s from {source}, 16 kHz mono s16le")
+async def wait_serving(channel: grpc.aio.Channel, alive: Callable[[], bool]) -> bool:
+    """Wait up to 120 s for gRPC health SERVING while ``alive()``; False if it never came."""
+    health = health_pb2_grpc.HealthStub(channel)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and alive():
+        try:
+            r = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            if r.status == health_pb2.HealthCheckResponse.SERVING:
+                return True
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def run_all(target: str, admin_urls: Callable[[], dict[str, str]], pcm: bytes) -> bool:
+    """Every vendor the gateway at ``target`` offers, one after the other; True if all ok."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.AvatarGatewayStub(channel)
+        vendors = (await stub.ListVendors(pb.ListVendorsRequest(), timeout=10)).vendors
+        print(f"gateway ready on {target}; vendors: {', '.join(v.vendor for v in vendors)}")
+        urls = admin_urls()
+        results = {}
+        for vendor in vendors:
+            print(f"\n== {vendor.display_name} ({'sandbox' if vendor.sandbox else 'live'})")
+            if vendor.vendor not in urls:
+                print(f"  [{vendor.vendor:9}] FAILED: no emulator records URL for this vendor")
+                results[vendor.vendor] = False
+                continue
+            try:
+                results[vendor.vendor] = await run_vendor(
+                    stub, urls[vendor.vendor], vendor.vendor, pcm
+                )
+            except grpc.aio.AioRpcError as exc:
+                print(f"  [{vendor.vendor:9}] FAILED: {exc.code().name} {exc.details()}")
+                results[vendor.vendor] = False
+    print("\nsummary: " + ", ".join(f"{v}={'ok' if ok else 'FAILED'}" for v, ok in results.items()))
+    return bool(results) and all(results.values())
+
+
+async def sandbox_demo(pcm: bytes) -> int:
+    """Start `avatar-gateway serve --sandbox` here, drive it, SIGTERM it."""
     port, ops = free_port(), free_port()
     env = dict(os.environ)
     env.update(
         AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
-        AVATAR_GATEWAY_SANDBOX="true",
         AVATAR_GATEWAY_LOG_LEVEL="warning",
         AVATAR_GATEWAY_LOG_FORMAT="console",
     )
     gateway = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "serve", cwd=ROOT, env=env
+        sys.executable, "-m", "gateway", "serve", "--sandbox", cwd=ROOT, env=env
     )
-    ops_url = f"http://127.0.0.1:{ops}"
+    ok = False
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    r = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-                    if r.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    pass
-                if time.monotonic() > deadline or gateway.returncode is not None:
-                    print("gateway did not become ready", file=sys.stderr)
-                    return 1
-                await asyncio.sleep(0.2)
-            stub = pb_grpc.AvatarGatewayStub(channel)
-            vendors = (await stub.ListVendors(pb.ListVendorsRequest(), timeout=10)).vendors
-            names = ", ".join(v.vendor for v in vendors)
-            print(f"gateway ready on 127.0.0.1:{port}; vendors: {names}")
-            results = {}
-            for vendor in vendors:
-                print(f"\n== {vendor.display_name} ({'sandbox' if vendor.sandbox else 'live'})")
-                try:
-                    results[vendor.vendor] = await run_vendor(stub, ops_url, vendor.vendor, pcm)
-                except grpc.aio.AioRpcError as exc:
-                    print(f"  [{vendor.vendor:9}] FAILED: {exc.code().name} {exc.details()}")
-                    results[vendor.vendor] = False
+            if not await wait_serving(channel, lambda: gateway.returncode is None):
+                print("gateway did not become ready", file=sys.stderr)
+                return 1
+        ok = await run_all(
+            f"127.0.0.1:{port}", lambda: emulator_urls(f"http://127.0.0.1:{ops}"), pcm
+        )
     finally:
         gateway.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(gateway.wait(), 30)
         print(f"\ngateway exited with {code} after SIGTERM")
-    print("\nsummary: " + ", ".join(f"{v}={'ok' if ok else 'FAILED'}" for v, ok in results.items()))
-    return 0 if results and all(results.values()) and code == 0 else 1
+    return 0 if ok and code == 0 else 1
+
+
+async def target_demo(target: str, emulators: dict[str, str], pcm: bytes) -> int:
+    """Drive a gateway that runs elsewhere (e.g. the compose stack) against its emulators."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        if not await wait_serving(channel, lambda: True):
+            print(f"gateway at {target} did not become ready", file=sys.stderr)
+            return 1
+    return 0 if await run_all(target, lambda: emulators, pcm) else 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """``--target HOST:PORT`` with ``--emulator VENDOR=URL`` per vendor, or nothing."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--target", help="drive the gateway at HOST:PORT instead of starting a sandbox one"
+    )
+    parser.add_argument(
+        "--emulator",
+        action="append",
+        default=[],
+        metavar="VENDOR=URL",
+        help="with --target: base URL of a vendor emulator (its /_emulator/state records)",
+    )
+    args = parser.parse_args(argv)
+    pairs = [item.partition("=") for item in args.emulator]
+    if any(not sep or not url for _, sep, url in pairs):
+        parser.error("--emulator takes VENDOR=URL")
+    if pairs and not args.target:
+        parser.error("--emulator needs --target")
+    args.emulators = {vendor: url for vendor, _, url in pairs}
+    return args
+
+
+async def main(argv: list[str] | None = None) -> int:
+    """Run the demo; 0 when every vendor received the whole utterance."""
+    args = parse_args(argv)
+    pcm, source = synthesise()
+    print(f"speech: {len(pcm) / 2 / RATE:.2f} s from {source}, 16 kHz mono s16le")
+    if args.target:
+        return await target_demo(args.target, args.emulators, pcm)
+    return await sandbox_demo(pcm)
 
 
 if __name__ == "__main__":
