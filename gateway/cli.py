@@ -21,7 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the gRPC gateway (configured by AVATAR_GATEWAY_*)")
     serve.add_argument("--listen", help="override AVATAR_GATEWAY_LISTEN (host:port)")
     serve.add_argument("--sandbox", action="store_true", help="force sandbox mode")
+    emulate = sub.add_parser(
+        "emulate",
+        help="run one vendor's emulator as a server (reads AVATAR_GATEWAY_<VENDOR>__*)",
+        description="Flags override AVATAR_GATEWAY_EMULATOR__<OPTION>; see docs/architecture.md.",
+    )
+    emulate.add_argument("vendor", help="vendor id, e.g. zegocloud, tencent, akool")
+    emulate.add_argument("--listen", help="host:port to bind (default 127.0.0.1:0)")
+    emulate.add_argument("--public-url", help="http(s)://host:port clients reach it by")
+    emulate.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None)
+    emulate.add_argument("--callback-url", help="where vendor callbacks go (ZEGOCLOUD)")
+    emulate.add_argument("--internal-livekit-url", help="LiveKit URL its avatars join (Akool)")
     args = parser.parse_args(argv)
+    if args.command == "emulate":
+        return _emulate(args)
     settings = Settings()
     if args.listen:
         settings = settings.model_copy(update={"listen": args.listen})
@@ -45,3 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(GatewayServer(settings, vendors=vendors).serve_forever())
     return 0
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    """``avatar-gateway emulate``: logging as the gateway's, then :func:`gateway.emulate.main`."""
+    from gateway import emulate
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    flags = ("listen", "public_url", "tls", "callback_url", "internal_livekit_url")
+    overrides = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
+    return emulate.main(args.vendor, overrides, settings.plugin_modules)
