@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     emulate = sub.add_parser(
         "emulate",
         help="run one vendor's emulator as a server (reads AVATAR_GATEWAY_<VENDOR>__*)",
-        description="Flags override AVATAR_GATEWAY_EMULATOR__<OPTION>; see docs/architecture.md.",
+        description="Flags override AVATAR_GATEWAY_EMULATOR__<OPTION> (docs/architecture.md §2.2).",
     )
     emulate.add_argument("vendor", help="vendor id, e.g. zegocloud, tencent, akool")
     emulate.add_argument("--listen", help="host:port to bind (default 127.0.0.1:0)")

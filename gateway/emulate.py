@@ -6,7 +6,8 @@ gateway reads for that vendor (its :class:`core.plugin.VendorSettings`,
 those credentials. What only the emulator needs comes from the command line or from
 ``AVATAR_GATEWAY_EMULATOR__*`` (:class:`EmulatorOptions`). The vendor plugin names its
 standalone factory (:attr:`core.plugin.VendorSpec.standalone_emulator`); it is imported only
-here, only when this command runs, as the sandbox imports its emulator factory.
+here, only when this command runs, as the sandbox imports its emulator factory
+(docs/architecture.md §2.2).
 """
 
 from __future__ import annotations
