@@ -103,8 +103,9 @@ async def run(registry: VendorRegistry, vendor: str, options: EmulatorOptions) -
     public URL, admin state URL): a supervisor or a test waits for that line.
 
     Raises:
-        EmulateError: the vendor has no standalone emulator, options are malformed, or a
-            setting it needs is missing (the message names the variables).
+        EmulateError: the vendor has no standalone emulator, options are malformed, a
+            setting it needs is missing (the message names the variables), or it cannot
+            bind its address.
     """
     ctx = options.context()
     factory = load_factory(registry, vendor)
@@ -118,6 +119,8 @@ async def run(registry: VendorRegistry, vendor: str, options: EmulatorOptions) -
         running = await factory(ctx, spec.settings_type())
     except MissingSettingsError as exc:
         raise EmulateError(f"cannot emulate {vendor}: missing {', '.join(exc.missing)}") from exc
+    except OSError as exc:  # the address is taken or not local: say which, without a trace
+        raise EmulateError(f"cannot listen on {options.listen}: {exc}") from exc
     try:
         log.info(
             "emulator_started",

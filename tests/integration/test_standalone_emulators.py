@@ -320,3 +320,15 @@ async def test_a_vendor_without_a_standalone_emulator_is_refused() -> None:
         "avatar-gateway emulate: vendor 'echo' has no standalone emulator"
         " (known: ['akool', 'tencent', 'zegocloud'])"
     ]
+
+
+async def test_an_address_in_use_is_one_line() -> None:
+    env = base_env(AVATAR_GATEWAY_TENCENT__APPKEY="a", AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN="b")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, stderr = await run_emulate("tencent", env, "--listen", f"127.0.0.1:{port}")
+    assert code != 0
+    (line,) = stderr.splitlines()
+    assert line.startswith(f"avatar-gateway emulate: cannot listen on 127.0.0.1:{port}: ")
