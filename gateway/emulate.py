@@ -86,14 +86,22 @@ def load_factory(registry: VendorRegistry, vendor: str) -> StandaloneFactory:
     """The standalone emulator factory of ``vendor``, imported now.
 
     Raises:
-        EmulateError: the vendor is not registered or has no standalone emulator.
+        EmulateError: the vendor is not registered, has no standalone emulator, or its
+            emulator's dependencies are not installed.
     """
     spec = registry.get(vendor)
     if spec is None or spec.standalone_emulator is None:
         known = sorted(s.vendor for s in registry if s.standalone_emulator is not None)
         raise EmulateError(f"vendor {vendor!r} has no standalone emulator (known: {known})")
     module_name, _, func = spec.standalone_emulator.partition(":")
-    return cast(StandaloneFactory, getattr(importlib.import_module(module_name), func))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:  # e.g. trustme: the emulators' dependencies are an extra
+        raise EmulateError(
+            f"cannot load the {vendor} emulator ({exc}); the emulators need the 'sandbox' "
+            f"extra: pip install -c constraints.txt -e '.[sandbox]'"
+        ) from exc
+    return cast(StandaloneFactory, getattr(module, func))
 
 
 async def run(registry: VendorRegistry, vendor: str, options: EmulatorOptions) -> None:

@@ -66,7 +66,9 @@ async def standalone(ctx: StandaloneContext, current: AkoolSettings) -> Standalo
         MissingSettingsError: no API key nor client id and secret, or a LiveKit setting unset.
     """
     missing = unset_env_names(current, "livekit_url", "livekit_api_key", "livekit_api_secret")
-    if not current.configured:
+    # Checked field by field: whether the settings count as "configured" is the gateway's
+    # rule, and this message must name the auth variables only when they are what is missing.
+    if current.api_key is None and (current.client_id is None or current.client_secret is None):
         prefix = "AVATAR_GATEWAY_AKOOL__"
         missing.insert(0, f"{prefix}API_KEY (or {prefix}CLIENT_ID and {prefix}CLIENT_SECRET)")
     if (

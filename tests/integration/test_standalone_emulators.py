@@ -332,3 +332,14 @@ async def test_an_address_in_use_is_one_line() -> None:
     assert code != 0
     (line,) = stderr.splitlines()
     assert line.startswith(f"avatar-gateway emulate: cannot listen on 127.0.0.1:{port}: ")
+
+
+async def test_without_the_sandbox_extra_the_fix_is_named(tmp_path: Path) -> None:
+    # A gateway-only install lacks the emulators' dependencies (trustme): shadow it.
+    (tmp_path / "trustme.py").write_text("raise ImportError(\"No module named 'trustme'\")\n")
+    env = base_env(AVATAR_GATEWAY_TENCENT__APPKEY="a", AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN="b")
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    code, stderr = await run_emulate("tencent", env)
+    assert code != 0
+    (line,) = stderr.splitlines()
+    assert "cannot load the tencent emulator" in line and "'.[sandbox]'" in line
