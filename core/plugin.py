@@ -82,6 +82,17 @@ class VendorSettings(FileSettings):
             )
         return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
+    def unset_variables(self, *fields: str) -> list[str]:
+        """The environment variables of those of ``fields`` that are unset (``None``).
+
+        Raises:
+            KeyError: a field is not a field of the settings model (a typo, not an unset value).
+        """
+        for name in fields:
+            if name not in type(self).model_fields:
+                raise KeyError(f"{type(self).__name__} has no field {name!r}")
+        return [self.variable(name) for name in fields if getattr(self, name) is None]
+
     def endpoints(self) -> dict[str, str]:
         """The vendor URLs the gateway calls, by field name (for the start-up log line)."""
         return {
@@ -143,6 +154,72 @@ EmulatorFactory = Callable[[SandboxContext, Any], Awaitable[SandboxVendor]]
 
 
 @dataclass(frozen=True, slots=True)
+class StandaloneContext:
+    """Where and how a standalone emulator serves (``avatar-gateway emulate``).
+
+    Attributes:
+        host: address to bind (``0.0.0.0`` in a container).
+        port: port to bind; 0 picks a free one.
+        tls: serve https/wss with a self-signed certificate (off for compose: the gateway's
+            REST clients verify certificates).
+        public_url: ``http(s)://host:port`` clients reach the emulator by; every URL the
+            emulator hands out is built from it. ``None``: the bound address (a wildcard
+            address stands for loopback).
+        callback_url: where a vendor that posts callbacks posts them (the gateway's
+            ``http://gateway:8081/callbacks/<vendor>``), or ``None``.
+        internal_livekit_url: the LiveKit URL the emulator's own participants connect to,
+            when it reaches LiveKit by another name than the gateway does, or ``None``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    tls: bool = False
+    public_url: str | None = None
+    callback_url: str | None = None
+    internal_livekit_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StandaloneEmulator:
+    """A vendor's emulator serving on its own (``avatar-gateway emulate``).
+
+    Attributes:
+        emulator: the emulator object.
+        port: the port it bound (the context's, or the one the OS picked for port 0).
+        url: the base URL clients reach it by (what the gateway's ``api_url`` points at).
+        admin_url: base URL of its HTTP API (its ``/_emulator/state``).
+        stop: stops the emulator.
+    """
+
+    emulator: Any
+    port: int
+    url: str
+    admin_url: str
+    stop: Callable[[], Awaitable[None]]
+
+
+class MissingSettingsError(Exception):
+    """A standalone emulator lacks settings it needs; ``missing`` names them (env names).
+
+    Args:
+        missing: each missing setting as the operator sets it, e.g.
+            ``AVATAR_GATEWAY_TENCENT__APPKEY`` or ``--callback-url``.
+    """
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__("missing " + ", ".join(missing))
+        self.missing = missing
+
+
+StandaloneFactory = Callable[[StandaloneContext, Any], Awaitable[StandaloneEmulator]]
+"""``(context, the vendor's settings) -> running emulator`` for ``avatar-gateway emulate``.
+
+The settings are the ones the gateway reads for the vendor; the emulator accepts exactly
+those credentials. Raises :class:`MissingSettingsError` when a credential it needs is unset.
+"""
+
+
+@dataclass(frozen=True, slots=True)
 class VendorSpec:
     """One vendor plugin.
 
@@ -155,12 +232,15 @@ class VendorSpec:
             vendor's typed options, or ``None`` when the vendor takes none.
         emulator: ``"module:function"`` of the :data:`EmulatorFactory` the sandbox runs, or
             ``None``. A string, so that emulators are imported only when a sandbox asks.
+        standalone_emulator: ``"module:function"`` of the :data:`StandaloneFactory` that
+            ``avatar-gateway emulate <vendor>`` runs, or ``None``; imported only then.
     """
 
     adapter_type: type[VendorAdapter]
     settings_type: type[VendorSettings]
     options_field: str | None = None
     emulator: str | None = None
+    standalone_emulator: str | None = None
 
     @property
     def capabilities(self) -> Capabilities:

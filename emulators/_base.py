@@ -5,9 +5,11 @@ documented protocol. This module holds what they have in common so each vendor m
 about its protocol:
 
 * :class:`EmulatorServer` runs an :class:`aiohttp.web.Application` on ``127.0.0.1:<port>``
-  (port 0 picks a free one), optionally over TLS with a self-signed certificate made by
+  (port 0 picks a free one; a standalone emulator binds what ``avatar-gateway emulate
+  --listen`` says), optionally over TLS with a self-signed certificate made by
   ``trustme`` (vendors such as ZEGOCLOUD serve their drive socket as ``wss://`` with a
-  certificate clients are told not to verify).
+  certificate clients are told not to verify). Every URL an emulator hands out is built from
+  :attr:`EmulatorServer.base_url`, i.e. from its public URL when it has one.
 * :class:`FaultPlan` is the fault-injection hook tests use: fail the next N calls of an
   operation with a vendor error code, stall them, or drop sockets.
 * ``GET /_emulator/state`` on every emulator returns :meth:`EmulatorServer.snapshot` as JSON,
@@ -21,6 +23,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import trustme
 from aiohttp import web
@@ -101,18 +104,38 @@ def self_signed_server_context(hostname: str = "127.0.0.1") -> ssl.SSLContext:
     return ctx
 
 
+# A server bound to every interface is reached on loopback unless told its public URL.
+_WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}
+
+
 class EmulatorServer:
     """An aiohttp application on loopback with the ``/_emulator/state`` admin endpoint.
 
     Subclasses add their routes in :meth:`build_routes` and describe their state in
     :meth:`snapshot`. ``start()`` binds (port 0 = any free port) and ``stop()`` closes every
     socket, including open WebSockets, so tests can tear an emulator down mid-stream.
+
+    Args:
+        host: address to bind (``0.0.0.0`` in a container).
+        port: port to bind; 0 picks a free one.
+        tls: serve https/wss with a fresh self-signed certificate.
+        public_url: ``http(s)://host:port`` clients reach the server by (behind a container
+            port mapping or a service name), or ``None`` for the bound address (a wildcard
+            address is then reached on loopback).
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, tls: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        public_url: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
+        self.public_url = public_url.rstrip("/") if public_url else None
         self.faults = FaultPlan()
         self._runner: web.AppRunner | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -127,15 +150,21 @@ class EmulatorServer:
 
     @property
     def base_url(self) -> str:
-        """``http(s)://host:port`` of the running server (no trailing slash)."""
+        """``http(s)://host:port`` clients reach the running server by (no trailing slash).
+
+        The public URL when one was given; else the bound address, where a wildcard address
+        (which no client can dial) stands for loopback.
+        """
+        if self.public_url is not None:
+            return self.public_url
         scheme = "https" if self.tls else "http"
-        return f"{scheme}://{self.host}:{self.port}"
+        host = _WILDCARD_HOSTS.get(self.host, self.host)
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def ws_base_url(self) -> str:
-        """``ws(s)://host:port`` of the running server (no trailing slash)."""
-        scheme = "wss" if self.tls else "ws"
-        return f"{scheme}://{self.host}:{self.port}"
+        """``ws(s)://host:port`` of :attr:`base_url` (no trailing slash)."""
+        return "ws" + self.base_url.removeprefix("http")
 
     async def start(self) -> None:
         """Bind and serve; afterwards :attr:`port` holds the real port."""
@@ -145,7 +174,8 @@ class EmulatorServer:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         if self.tls:
-            self._ssl = self_signed_server_context(self.host)
+            # The certificate names the host clients dial (a wildcard bind address is none).
+            self._ssl = self_signed_server_context(urlsplit(self.base_url).hostname or self.host)
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
         await site.start()
         server = site._server  # aiohttp exposes the bound port only through the server

@@ -713,6 +713,13 @@ class AkoolEmulator(EmulatorServer):
         time_scale: multiplies simulated time: session ``duration`` and speaking time of chat
             text (0.01 makes a 3600 s session last 36 s). Audio plays in real time.
         host: the address to bind.
+        port: the port to bind; 0 picks a free one.
+        tls: serve https with a self-signed certificate.
+        public_url: ``http(s)://host:port`` clients reach the emulator by (``None``: the bound
+            address); see :class:`emulators._base.EmulatorServer`.
+        avatar_livekit_url: the URL the avatars join LiveKit by, when the emulator reaches the
+            server by another name than its clients do (containers); ``None``: the URL the
+            session's credentials name. Records and answers keep the credentials' URL.
     """
 
     def __init__(
@@ -726,8 +733,13 @@ class AkoolEmulator(EmulatorServer):
         livekit_api_secret: str,
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        public_url: str | None = None,
+        avatar_livekit_url: str | None = None,
     ) -> None:
-        super().__init__(host=host)
+        super().__init__(host=host, port=port, tls=tls, public_url=public_url)
+        self.avatar_livekit_url = avatar_livekit_url
         self.api_key = api_key
         self.client_id = client_id
         self.client_secret = client_secret
@@ -993,7 +1005,7 @@ class AkoolEmulator(EmulatorServer):
         avatar = _Avatar(self, record)
         self._avatars_rt[record.id] = avatar
         try:
-            await asyncio.wait_for(avatar.join(url, token), 15.0)
+            await asyncio.wait_for(avatar.join(self.avatar_livekit_url or url, token), 15.0)
         except Exception as exc:
             record.join_error = f"cannot join the LiveKit room: {exc}"
             await self._end(record, STATUS_FAILED, "failed")

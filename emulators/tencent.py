@@ -402,6 +402,10 @@ class TencentEmulator(EmulatorServer):
         session_ready_delay_s: SessionStatus goes 3 → 1 after this long (s; 0 = at once).
         time_scale: multiplies the 3-min WS idle and 10-min session idle limits (tencent.md §7).
         host: listen address.
+        port: listen port; 0 picks a free one.
+        tls: serve https/wss with a self-signed certificate.
+        public_url: ``http(s)://host:port`` clients reach the emulator by (``None``: the bound
+            address); see :class:`emulators._base.EmulatorServer`.
 
     Attributes tests may set: ``known_projects`` (``None`` = any project id exists),
     ``max_concurrency`` (open sessions before 100008), ``fail_sessions`` (the next N
@@ -417,8 +421,11 @@ class TencentEmulator(EmulatorServer):
         session_ready_delay_s: float = 0.3,
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        public_url: str | None = None,
     ) -> None:
-        super().__init__(host=host)
+        super().__init__(host=host, port=port, tls=tls, public_url=public_url)
         self.appkey = appkey
         self.access_token = access_token
         self.session_ready_delay_s = session_ready_delay_s

@@ -404,15 +404,30 @@ class _WsSession:
 
 
 class _RestServer(EmulatorServer):
-    """The plain-HTTP REST endpoint (the gateway's ``API_URL``)."""
+    """The REST endpoint (the gateway's ``API_URL``), plain HTTP unless ``tls``.
 
-    def __init__(self, emulator: ZegocloudEmulator, host: str) -> None:
-        super().__init__(host=host, tls=False)
+    With ``with_drive`` it also serves the drive socket (one port for a standalone emulator).
+    """
+
+    def __init__(
+        self,
+        emulator: ZegocloudEmulator,
+        host: str,
+        *,
+        port: int = 0,
+        tls: bool = False,
+        public_url: str | None = None,
+        with_drive: bool = False,
+    ) -> None:
+        super().__init__(host=host, port=port, tls=tls, public_url=public_url)
         self._emulator = emulator
+        self._with_drive = with_drive
 
     def build_routes(self, app: web.Application) -> None:
-        """Route ``POST /`` (every Action, zegocloud.md §1) to the emulator."""
+        """Route ``POST /`` (every Action, zegocloud.md §1), and ``GET /ws`` if single-port."""
         app.router.add_post("/", self._emulator._handle_rest)
+        if self._with_drive:
+            app.router.add_get("/ws", self._emulator._handle_ws)
 
     def snapshot(self) -> dict[str, Any]:
         """Return the emulator's JSON view."""
@@ -499,7 +514,15 @@ class ZegocloudEmulator:
         text_seconds_per_char: emulated speech length of DriveByText, s per character.
         time_scale: multiplier on vendor-documented durations (TTL, MaxIdleTime, callback
             retry delays, the no-Stop grace) so tests can exercise them quickly.
-        host: loopback address both servers bind.
+        host: address the servers bind (loopback unless standalone).
+        port: REST port; 0 picks a free one.
+        tls: serve REST over https (self-signed); a single-port drive socket is then wss.
+        public_url: ``http(s)://host:port`` clients reach the REST server by; the
+            ``WssAddress`` of a single-port emulator is built from it. ``None``: the bound
+            address.
+        single_port: serve the drive socket on the REST port, as ``ws(s)://<public>/ws``, so
+            a standalone emulator needs one published port. Default: a separate wss server
+            on a free port with a self-signed certificate, as ZEGO's drive socket is.
     """
 
     def __init__(
@@ -515,6 +538,10 @@ class ZegocloudEmulator:
         text_seconds_per_char: float = 0.06,
         time_scale: float = 1.0,
         host: str = "127.0.0.1",
+        port: int = 0,
+        tls: bool = False,
+        public_url: str | None = None,
+        single_port: bool = False,
     ) -> None:
         self.app_id = app_id
         self.server_secret = server_secret
@@ -528,8 +555,10 @@ class ZegocloudEmulator:
         self.host = host
 
         self.faults = FaultPlan()
-        self.rest: EmulatorServer = _RestServer(self, host)
-        self.drive_server: EmulatorServer = _DriveServer(self, host)
+        self.rest: EmulatorServer = _RestServer(
+            self, host, port=port, tls=tls, public_url=public_url, with_drive=single_port
+        )
+        self.drive_server: EmulatorServer = self.rest if single_port else _DriveServer(self, host)
         # One FaultPlan for both servers: operation names are Action names, and a dropped
         # drive socket counts as an injected fault in the same tally.
         self.rest.faults = self.faults
@@ -578,11 +607,12 @@ class ZegocloudEmulator:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the REST server (plain HTTP) and the drive server (WSS, self-signed)."""
+        """Start the REST server and the drive server (WSS, self-signed), or one if single-port."""
         self._closing = False
         self._http = httpx.AsyncClient(timeout=_CALLBACK_TIMEOUT_S)
         await self.rest.start()
-        await self.drive_server.start()
+        if self.drive_server is not self.rest:
+            await self.drive_server.start()
 
     async def stop(self) -> None:
         """Close every socket, cancel timers and pending callbacks, release the ports."""

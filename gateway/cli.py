@@ -34,6 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve the in-process vendor emulators instead of the vendors' clouds",
     )
+    emulate = sub.add_parser(
+        "emulate",
+        help="run one vendor's emulator as a server (reads AVATAR_GATEWAY_<VENDOR>__*)",
+        description="Flags override AVATAR_GATEWAY_EMULATOR__<OPTION> (docs/architecture.md §2.2).",
+    )
+    emulate.add_argument("vendor", help="vendor id, e.g. zegocloud, tencent, akool")
+    emulate.add_argument("--listen", help="host:port to bind (default 127.0.0.1:0)")
+    emulate.add_argument("--public-url", help="http(s)://host:port clients reach it by")
+    emulate.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None)
+    emulate.add_argument("--callback-url", help="where vendor callbacks go (ZEGOCLOUD)")
+    emulate.add_argument("--internal-livekit-url", help="LiveKit URL its avatars join (Akool)")
     health = sub.add_parser(
         "health",
         help="exit 0 if the gateway's gRPC health service reports SERVING (container probes)",
@@ -46,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "health":
         return _health(args.target, args.service, args.timeout)
+    if args.command == "emulate":
+        return _emulate(args)
     if importlib.util.find_spec("avatar.gateway.v1") is None:
         # The server ships without the generated code, which is the client package of this
         # repository (never fetched from the public index by name).
@@ -126,3 +139,18 @@ def _health(target: str | None, service: str, timeout_s: float) -> int:
         print(f"{target}: {status}", file=sys.stderr)
         return 1
     return 0
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    """``avatar-gateway emulate``: logging as the gateway's, then :func:`gateway.emulate.main`."""
+    from gateway import emulate
+
+    try:
+        settings = Settings()
+    except (ValidationError, SettingsFileError) as exc:
+        print(f"avatar-gateway: invalid settings: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    configure_logging(settings.log_level, settings.log_format)
+    flags = ("listen", "public_url", "tls", "callback_url", "internal_livekit_url")
+    overrides = {k: getattr(args, k) for k in flags if getattr(args, k) is not None}
+    return emulate.main(args.vendor, overrides, settings.plugin_modules)

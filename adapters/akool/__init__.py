@@ -11,6 +11,7 @@ SPEC = VendorSpec(
     settings_type=AkoolSettings,
     options_field="akool",
     emulator="adapters.akool.sandbox:start",
+    standalone_emulator="adapters.akool.sandbox:standalone",
 )
 
 __all__ = ["SPEC", "AkoolAdapter", "AkoolSettings"]

@@ -11,6 +11,7 @@ SPEC = VendorSpec(
     settings_type=TencentSettings,
     options_field="tencent",
     emulator="adapters.tencent.sandbox:start",
+    standalone_emulator="adapters.tencent.sandbox:standalone",
 )
 
 __all__ = ["SPEC", "TencentAdapter", "TencentSettings"]

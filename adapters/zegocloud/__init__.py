@@ -11,6 +11,7 @@ SPEC = VendorSpec(
     settings_type=ZegocloudSettings,
     options_field="zegocloud",
     emulator="adapters.zegocloud.sandbox:start",
+    standalone_emulator="adapters.zegocloud.sandbox:standalone",
 )
 
 __all__ = ["SPEC", "ZegocloudAdapter", "ZegocloudSettings"]
