@@ -219,6 +219,7 @@ def check_security(docs: Docs) -> None:
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert spec["automountServiceAccountToken"] is False
+    assert spec["enableServiceLinks"] is False  # no AVATAR_GATEWAY_SERVICE_HOST & co.
     # A read-only root filesystem needs a writable /tmp.
     mounts = {m["mountPath"]: m["name"] for m in container(docs)["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -570,3 +571,24 @@ def test_ingress_routes_only_callbacks(helm: str) -> None:
     assert [(p["path"], p["backend"]["service"]["port"]["name"]) for p in paths] == [
         ("/callbacks/", "ops")
     ]
+
+
+def test_numbers_from_a_values_file_are_rendered_as_the_gateway_reads_them(
+    helm: str, tmp_path: Path
+) -> None:
+    """helm reads numbers of values files as floats: 1234567890 must not become 1.23456789e+09."""
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        "config:\n"
+        "  AVATAR_GATEWAY_ZEGOCLOUD__APP_ID: 1234567890\n"
+        "  AVATAR_GATEWAY_REAPER_INTERVAL_S: 2.5\n"
+        "shutdown:\n"
+        "  graceSeconds: 12.5\n"
+    )
+    docs = render(helm, "-f", str(values))
+    data = config_data(docs)
+    assert data["AVATAR_GATEWAY_ZEGOCLOUD__APP_ID"] == "1234567890"
+    assert data["AVATAR_GATEWAY_REAPER_INTERVAL_S"] == "2.5"
+    assert data["AVATAR_GATEWAY_SHUTDOWN_GRACE_S"] == "12.5"
+    check_drain(docs)
+    assert pod_spec(docs)["terminationGracePeriodSeconds"] == 5 + 13 + 30 + 10

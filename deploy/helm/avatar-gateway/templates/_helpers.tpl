@@ -158,3 +158,15 @@ limits:
   memory: {{ printf "%dMi" $memLimitMiB }}
 {{- end }}
 {{- end }}
+
+{{/*
+A setting's value as the string the gateway reads. Helm reads numbers of values files as
+floats, which print as 1.23456789e+09: whole numbers are printed as integers.
+*/}}
+{{- define "avatar-gateway.settingValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- int64 . | toString }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
