@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 BUF := tools/buf/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps livekit demo test test-unit test-interop clients-test lint buf-breaking format protos bench clean
+.PHONY: help venv system-deps livekit helm demo test test-unit test-interop clients-test lint buf-breaking format protos bench clean
 
 help:
 	@echo "make demo        gateway in sandbox mode driving real speech through every vendor"
@@ -43,6 +43,10 @@ $(BUF): tools/buf/package.json
 # livekit-server for the Akool sandbox and tests, built from its Go module (pinned) into .cache/bin.
 livekit:
 	bash tools/build_livekit.sh
+
+# helm for linting and rendering deploy/helm/avatar-gateway, built from its Go module (pinned) into .cache/bin.
+helm:
+	bash tools/build_helm.sh
 
 demo: venv system-deps livekit
 	$(VPY) demo/demo.py
