@@ -159,6 +159,41 @@ async def create_or_adopt(
         return found
 
 
+async def send_until_acknowledged(
+    send: Callable[[], Awaitable[object]],
+    acknowledged: asyncio.Event,
+    *,
+    attempts: int,
+    wait_s: float,
+) -> bool:
+    """Send, wait (bounded) for the peer's acknowledgement, send again if none came.
+
+    For a message the peer answers, on a path that may lose it without an error (a data
+    channel whose receiver is not listening yet). The ack of any attempt counts, so ``send``
+    must be idempotent. Bounded by ``attempts * wait_s`` and by the enclosing
+    :func:`deadline_scope`.
+
+    Args:
+        send: sends the message once; its errors propagate.
+        acknowledged: set by the caller's receive path when an ack of any attempt arrives.
+        attempts: sends in all, the first included.
+        wait_s: how long to wait for the ack after each send (s).
+
+    Returns:
+        True once acknowledged; False when every attempt went unanswered for ``wait_s`` or
+        the scope's deadline passed (the first send always goes out).
+    """
+    deadline = _DEADLINE.get()
+    for attempt in range(attempts):
+        left = wait_s if deadline is None else min(wait_s, deadline - time.monotonic())
+        if acknowledged.is_set() or (attempt and left <= 0):
+            break  # the first send goes out even past the deadline: it costs no wait
+        await send()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(acknowledged.wait(), max(0.0, left))
+    return acknowledged.is_set()
+
+
 async def poll_until(
     probe: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],

@@ -231,6 +231,8 @@ class SessionRecord:
         commands: commands received, with the code they were acked with.
         violations: data-channel rule violations (size, rate, format).
         send_failures: messages the avatar could not publish (a reply the client never got).
+        unheard: messages that reached the avatar before it listened (the ``avatar:listen``
+            fault): lost, never processed nor acked.
         text_turns / audio_turns: what the avatar was asked to say / play.
         params: the merged ``set-params`` data.
     """
@@ -258,6 +260,7 @@ class SessionRecord:
     commands: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
     send_failures: list[dict[str, Any]] = field(default_factory=list)
+    unheard: list[dict[str, Any]] = field(default_factory=list)
     text_turns: list[TextTurn] = field(default_factory=list)
     audio_turns: list[AudioTurn] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
@@ -315,6 +318,8 @@ class _Avatar:
         self._rpc_queue: asyncio.Queue[tuple[str, str, str]] = asyncio.Queue()
         self._video: rtc.VideoSource | None = None
         self._join_task: asyncio.Future[None] | None = None
+        # time.monotonic() until which data is lost (the avatar:listen fault); None: not decided.
+        self._deaf_until: float | None = None
 
     def spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -371,9 +376,24 @@ class _Avatar:
     def _violation(self, kind: str, **detail: Any) -> None:
         self.record.violations.append({"kind": kind, "at": time.time(), **detail})
 
+    def _deaf(self, now: float) -> bool:
+        """Whether data arriving at ``now`` (``time.monotonic()``) is lost (akool.md §9).
+
+        Fault ``avatar:listen`` (``faults.stall_next("avatar:listen", s)``): the avatar is in
+        the room and publishing, but loses what it is sent for ``s`` seconds from the first
+        message that reaches it, as an avatar whose data path is not up yet does.
+        """
+        if self._deaf_until is None:
+            fault = self.emulator.faults.take("avatar:listen")
+            self._deaf_until = now + fault.stall_s if fault is not None else 0.0
+        return now < self._deaf_until
+
     def _on_data(self, packet: rtc.DataPacket) -> None:
         size = len(packet.data)
         now = time.monotonic()
+        if self._deaf(now):
+            self.record.unheard.append({"at": time.time(), "bytes": size})
+            return
         self._bucket = min(
             float(_RATE_BUCKET_BYTES), self._bucket + (now - self._bucket_at) * MAX_BYTES_PER_SECOND
         )

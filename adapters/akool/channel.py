@@ -54,6 +54,7 @@ from core.errors import (
     vendor_timeout,
     vendor_unavailable,
 )
+from core.resilience import send_until_acknowledged
 from core.text import split_exact
 
 log = structlog.get_logger("adapters.akool.channel")
@@ -77,6 +78,12 @@ RPC_PLAYBACK_FINISHED = "lk.playback_finished"
 
 ACK_OK = 1000
 RPC_TIMEOUT_S = 2.0
+SET_PARAMS_ACK_WAIT_S = 2.0
+"""How long :meth:`AkoolChannel.connect` waits for the ``set-params`` ack after each send (s),
+akool.md §5.3. The avatar acks every command (akool.md §5.4): the ack shows that it hears us."""
+SET_PARAMS_ATTEMPTS = 2
+"""``set-params`` sends at most while waiting for its ack (the first included), akool.md §5.3: a
+message sent before the avatar's data path is up is lost (akool.md §5.1); resending is safe."""
 
 
 def escaped_len(text: str) -> int:
@@ -131,8 +138,10 @@ class AkoolChannel(DriveChannel):
     Args:
         access: room, identities and token.
         set_params: ``set-params`` data sent after joining (voice, language, mode,
-            background), or ``None`` for none.
-        join_timeout_s: how long :meth:`connect` waits for the avatar to be in the room.
+            background), or ``None`` for none (then nothing shows that the avatar hears us).
+        join_timeout_s: how long :meth:`connect` waits for the avatar to be in the room (s).
+        ack_wait_s: how long :meth:`connect` waits for the ``set-params`` ack after each of
+            its ``ack_attempts`` sends (s).
     """
 
     def __init__(
@@ -141,11 +150,18 @@ class AkoolChannel(DriveChannel):
         *,
         set_params: dict[str, Any] | None = None,
         join_timeout_s: float = 15.0,
+        ack_wait_s: float = SET_PARAMS_ACK_WAIT_S,
+        ack_attempts: int = SET_PARAMS_ATTEMPTS,
     ) -> None:
         super().__init__()
         self.access = access
         self.set_params = set_params
         self.join_timeout_s = join_timeout_s
+        self.ack_wait_s = ack_wait_s
+        self.ack_attempts = ack_attempts
+        # Set by any set-params ack: the avatar hears us. Unheard: warn at the first turn.
+        self._heard = asyncio.Event()
+        self._unheard_warning = ""
         self.room = rtc.Room()
         self._avatar_joined = asyncio.Event()
         self._lost = False
@@ -171,7 +187,10 @@ class AkoolChannel(DriveChannel):
     # ---- joining ----------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Join the room, wait (bounded) for the avatar, then send ``set-params``.
+        """Join the room, wait (bounded) for the avatar, then confirm it hears us.
+
+        The confirmation (:meth:`_confirm_heard`) sends ``set-params`` and waits, bounded, for
+        its ack; without one the channel still opens.
 
         Raises:
             VendorError: VENDOR_UNAVAILABLE when the room cannot be joined, VENDOR_TIMEOUT
@@ -214,8 +233,50 @@ class AkoolChannel(DriveChannel):
                 f"within {self.join_timeout_s:g} s",
             ) from None
         if self.set_params:
-            await self.send_command("set-params", self.set_params)
+            try:
+                await self._confirm_heard(self.set_params)
+            except asyncio.CancelledError:
+                self._spawn(self.aclose())  # the caller gave up: nobody else will leave
+                raise
+            except VendorError:
+                await self.aclose()
+                raise
         self.mark_activity()
+
+    async def _confirm_heard(self, set_params: dict[str, Any]) -> None:
+        """Send ``set-params`` until the avatar acks it (bounded); note it when it never does.
+
+        The avatar being in the room does not mean it hears us: what is sent before its data
+        path is up is lost without an error (akool.md §5.1), and a text turn sent then is never
+        spoken. The ack (akool.md §5.4) shows it hears us (akool.md §5.3). Waits at most
+        ``ack_attempts * ack_wait_s`` seconds; without an ack the channel still opens, and the
+        first turn gets a ``VENDOR_COMMAND_UNACKNOWLEDGED`` warning (a warning emitted now
+        would reach no drive: the drive starts after the channel is open).
+        """
+        if await send_until_acknowledged(
+            lambda: self.send_command("set-params", set_params),
+            self._heard,
+            attempts=self.ack_attempts,
+            wait_s=self.ack_wait_s,
+        ):
+            return
+        waited = self.ack_attempts * self.ack_wait_s
+        self._unheard_warning = (
+            f"the Akool avatar did not acknowledge set-params ({self.ack_attempts} sends, "
+            f"{waited:g} s): it may not hear what is sent"
+        )
+        log.warning("akool_set_params_unacknowledged", room=self.access.room_name, waited_s=waited)
+
+    def _warn_if_unheard(self, turn_id: str) -> None:
+        """Warn the first turn once when ``set-params`` was never acked (and still is not)."""
+        if self._unheard_warning and not self._heard.is_set():
+            self.warn(
+                EventReason.VENDOR_COMMAND_UNACKNOWLEDGED,
+                self._unheard_warning,
+                turn_id=turn_id,
+                metadata={"command": "set-params"},
+            )
+        self._unheard_warning = ""
 
     # ---- sending ----------------------------------------------------------------------
 
@@ -261,6 +322,7 @@ class AkoolChannel(DriveChannel):
         self._check_open()
         if not text and not final:
             return
+        self._warn_if_unheard(turn_id)
         turn = self._text_turns.get(turn_id)
         if turn is None or turn.finished:
             turn = _TextTurn(mid=f"msg-{int(time.time() * 1000)}-{turn_id}")
@@ -312,6 +374,7 @@ class AkoolChannel(DriveChannel):
             VendorError: VENDOR_SESSION_LOST when the room or the avatar is gone.
         """
         self._check_open()
+        self._warn_if_unheard(turn_id)
         if self._writer is None or self._writer_turn != turn_id:
             await self._close_writer()
             try:
@@ -470,6 +533,8 @@ class AkoolChannel(DriveChannel):
         if entry is None:
             return
         cmd, turn_id = entry
+        if cmd == "set-params":
+            self._heard.set()  # any answer shows the avatar hears us, a refusal too
         code = message.pld.code
         if code == ACK_OK:
             if cmd == "interrupt":

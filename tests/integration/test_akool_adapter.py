@@ -488,6 +488,38 @@ async def test_failed_command_ack_is_a_warning(
     assert [c["code"] for c in commands if c["cmd"] == "set-action"] == [1000]
 
 
+async def test_unacknowledged_set_params_is_bounded_and_warns_the_first_turn(
+    adapter: AkoolAdapter, emu: AkoolEmulator
+) -> None:
+    # The avatar answers set-params only after 6 s, both times: the channel opens after its
+    # two bounded waits (2 x 2 s), and the first turn, not the second, gets the warning.
+    emu.faults.stall_next("command:set-params", 6.0, count=2)
+    handle = await start(adapter)
+    began = time.monotonic()
+    channel = await adapter.open_channel(handle, handle.data.model_dump()["session_id"])
+    opened_s = time.monotonic() - began
+    events = Events(channel)
+    try:
+        assert isinstance(channel, AkoolChannel)
+        record = emu.sessions[handle.vendor_session_id]
+        # It waited both bounded waits, and not for the late acks (none has been sent yet).
+        assert opened_s >= 4.0 and record.commands == []
+        sent = [m for m in record.messages if m["message"].get("type") == "command"]
+        assert [m["message"]["pld"]["cmd"] for m in sent] == ["set-params", "set-params"]
+        await channel.send_text("1", "Still heard.", True)
+        warning = await events.wait(EventKind.WARNING, "1")
+        assert warning.reason == "VENDOR_COMMAND_UNACKNOWLEDGED"
+        assert warning.metadata == {"command": "set-params"}
+        await events.wait(EventKind.SPEECH_ENDED, "1")
+        await channel.send_text("2", "Again.", True)
+        await events.wait(EventKind.SPEECH_ENDED, "2")
+        assert len(events.of(EventKind.WARNING)) == 1
+    finally:
+        await events.aclose()
+        await channel.aclose()
+        await adapter.close_session(handle)
+
+
 async def test_audio_turn_is_received_complete(
     session: tuple[VendorSessionHandle, AkoolChannel, Events], emu: AkoolEmulator
 ) -> None:

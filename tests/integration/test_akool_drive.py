@@ -97,6 +97,34 @@ async def test_text_turns_speak_with_transcripts(gateway: Gateway) -> None:
     await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name))
 
 
+async def test_text_reaches_an_avatar_that_listens_late(gateway: Gateway) -> None:
+    # The avatar is in the room but loses what it is sent for its first second (its data
+    # path is not up yet). The channel must not send the turn into that void: it waits for
+    # the set-params ack, sending set-params again, before it reports the channel open.
+    emulator = akool(gateway)
+    emulator.faults.stall_next("avatar:listen", 1.0)
+    session = await gateway.create("akool", AVATAR)
+
+    async def gen() -> AsyncIterator[pb.DriveRequest]:
+        yield pb.DriveRequest(config=pb.DriveConfig(session=session.name))
+        yield pb.DriveRequest(text=pb.TextInput(text="Are you there?", final=True))
+
+    responses = await collect(gateway.stub.Drive(gen(), timeout=30))
+    record = emulator.sessions[session.vendor_session_id]
+    evidence = (
+        [(r.warning.reason, r.warning.message) for r in responses if r.HasField("warning")],
+        record.unheard,
+        record.messages,
+    )
+    assert record.unheard, "the fault did not apply: the test proves nothing"
+    assert kinds(responses)[:2] == ["started", "speech_started"], evidence
+    assert kinds(responses)[-1] == "speech_ended" and "warning" not in kinds(responses), evidence
+    (turn,) = record.text_turns
+    assert turn.text == "Are you there?" and turn.fin
+    assert [c["cmd"] for c in record.commands] == ["set-params"]
+    await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name))
+
+
 async def test_interrupt_is_acknowledged_by_the_avatar(gateway: Gateway) -> None:
     session = await gateway.create("akool", AVATAR)
     pcm = tone(3.0)

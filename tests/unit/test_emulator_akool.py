@@ -22,6 +22,7 @@ import pytest
 from livekit import api as lkapi
 from livekit import rtc
 
+from core.resilience import send_until_acknowledged
 from emulators.akool import AkoolEmulator
 from emulators.livekit_server import LiveKitServer
 
@@ -397,6 +398,35 @@ async def test_interrupt_stops_speech_and_acks(
     assert turns[0].interrupted and turns[1].interrupted and not turns[1].started
     await asyncio.sleep(0.3)
     assert peer.events() == ["audio_start", "audio_end"]  # the queued turn was dropped
+
+
+async def test_a_late_listener_loses_what_it_is_sent_first(
+    emu: AkoolEmulator, http: httpx.AsyncClient, livekit: LiveKitServer, peer: Peer
+) -> None:
+    # avatar:listen: for 0.5 s from the first message, the avatar (in the room) hears nothing.
+    emu.faults.stall_next("avatar:listen", 0.5)
+    data = await create(http, livekit, "room-deaf")
+    await ready(emu, data["_id"])
+    await peer.join(livekit, "room-deaf")
+    acked = asyncio.Event()
+    mids: list[str] = []
+
+    async def send_params() -> None:
+        mids.append(f"p{len(mids)}")
+        command = {"cmd": "set-params", "data": {"mode": 1}}
+        await peer.send({"v": 2, "type": "command", "mid": mids[-1], "pld": command})
+
+    async def watch() -> None:
+        await peer.wait_for(lambda: bool(peer.acks()))
+        acked.set()
+
+    watcher = asyncio.create_task(watch())
+    assert await send_until_acknowledged(send_params, acked, attempts=10, wait_s=0.3)
+    await watcher
+    record = emu.sessions[data["_id"]]
+    assert len(mids) >= 2 and "p0" not in peer.acks()  # the first was lost, a later one acked
+    assert 1 <= len(record.unheard) < len(mids) and emu.faults.injected == 1
+    assert "p0" not in {c["mid"] for c in record.commands}  # lost, not refused
 
 
 async def test_message_size_and_rate_limits_are_enforced(

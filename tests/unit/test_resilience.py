@@ -1,4 +1,4 @@
-"""retry_call's budget: attempts, and the caller's deadline through deadline_scope."""
+"""retry_call's budget: attempts, and the caller's deadline through deadline_scope; acked sends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import grpc
 import pytest
 
 from core.errors import Reason, VendorError
-from core.resilience import Backoff, current_deadline, deadline_scope, retry_call
+from core.resilience import (
+    Backoff,
+    current_deadline,
+    deadline_scope,
+    retry_call,
+    send_until_acknowledged,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -77,3 +83,44 @@ async def test_non_retryable_errors_are_not_repeated() -> None:
     with pytest.raises(VendorError):
         await retry_call(rejected, backoff=Backoff(base_s=0.0, cap_s=0.0, max_attempts=5))
     assert calls == 1
+
+
+class Peer:
+    """Loses the first ``lost`` sends, acknowledges the later ones."""
+
+    def __init__(self, lost: int) -> None:
+        self.lost = lost
+        self.sends = 0
+        self.acked = asyncio.Event()
+
+    async def send(self) -> None:
+        self.sends += 1
+        if self.sends > self.lost:
+            asyncio.get_running_loop().call_soon(self.acked.set)
+
+
+async def test_an_acked_send_is_not_repeated() -> None:
+    peer = Peer(lost=0)
+    assert await send_until_acknowledged(peer.send, peer.acked, attempts=3, wait_s=5.0)
+    assert peer.sends == 1
+
+
+async def test_a_lost_send_is_repeated_until_acked() -> None:
+    peer = Peer(lost=1)
+    assert await send_until_acknowledged(peer.send, peer.acked, attempts=2, wait_s=0.05)
+    assert peer.sends == 2
+
+
+async def test_no_ack_after_every_attempt_is_false_and_bounded() -> None:
+    peer = Peer(lost=10)
+    started = time.monotonic()
+    assert not await send_until_acknowledged(peer.send, peer.acked, attempts=2, wait_s=0.05)
+    assert peer.sends == 2 and time.monotonic() - started < 1.0
+
+
+async def test_the_scoped_deadline_bounds_the_wait() -> None:
+    peer = Peer(lost=10)
+    started = time.monotonic()
+    with deadline_scope(time.monotonic() + 0.05):
+        assert not await send_until_acknowledged(peer.send, peer.acked, attempts=3, wait_s=5.0)
+    assert peer.sends == 1 and time.monotonic() - started < 1.0
