@@ -6,11 +6,13 @@ VPY := $(VENV)/bin/python
 BUF := tools/buf/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps livekit helm demo test test-unit test-interop clients-test lint buf-breaking format protos bench clean
+.PHONY: help venv system-deps livekit helm containers demo demo-compose test test-deploy test-unit test-interop clients-test lint buf-breaking format protos bench clean
 
 help:
 	@echo "make demo        gateway in sandbox mode driving real speech through every vendor"
 	@echo "make test        unit + integration (+ interop) tests over real sockets"
+	@echo "make test-deploy image, compose stack and Helm chart for real (podman, helm)"
+	@echo "make demo-compose the demo against the docker-compose stack"
 	@echo "make lint        ruff, ruff format --check, mypy --strict, buf lint"
 	@echo "make protos      regenerate the stubs of every language"
 	@echo "make bench       benchmarks (writes bench/RESULTS.md)"
@@ -52,7 +54,29 @@ demo: venv system-deps livekit
 	$(VPY) demo/demo.py
 
 test: venv system-deps livekit
-	$(VPY) -m pytest -q -p no:cacheprovider
+	$(VPY) -m pytest -q -p no:cacheprovider -m "not deploy"
+
+# podman, its configuration and a local Debian base image (no image registry is reachable here).
+containers:
+	bash tools/containers_setup.sh
+
+# The image, the compose stack and the Helm chart, for real (podman, podman-compose, helm).
+test-deploy: venv helm containers
+	$(VPY) -m pytest -q -p no:cacheprovider -m deploy tests/deploy
+
+# The compose stack (docker-compose.yml) up, the demo driven against it from this host, down.
+COMPOSE := $(VENV)/bin/podman-compose -p avatar-gateway-demo
+COMPOSE_ENV := BASE_IMAGE=$${BASE_IMAGE:-localhost/debian-python:bookworm}
+CA_BUNDLE := /etc/ssl/certs/ca-certificates.crt
+demo-compose: venv system-deps containers
+	$(COMPOSE_ENV) $(COMPOSE) --podman-build-args='--format docker -v $(CA_BUNDLE):$(CA_BUNDLE):ro' build
+	$(COMPOSE_ENV) $(COMPOSE) up -d
+	trap '$(COMPOSE_ENV) $(COMPOSE) down -t 5 >/dev/null' EXIT; \
+	for c in redis livekit zegocloud tencent akool gateway; do \
+	  for i in $$(seq 1 120); do podman healthcheck run avatar-gateway-demo_$${c}_1 >/dev/null 2>&1 && break; sleep 1; done; \
+	done; \
+	$(VPY) demo/demo.py --target 127.0.0.1:50051 --emulator zegocloud=http://127.0.0.1:9101 \
+	  --emulator tencent=http://127.0.0.1:9102 --emulator akool=http://127.0.0.1:9103
 
 test-interop: venv
 	$(VPY) -m pytest -q -p no:cacheprovider tests/interop
