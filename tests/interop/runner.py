@@ -182,7 +182,10 @@ def build_driver(lang: str) -> list[str]:
             ],
             java,
         )
-        classpath = f"{java / JAVA_JAR}{os.pathsep}{java / 'target/lib'}/*"
+        # The driver is test code (src/test/java): it is not in the published jar.
+        classpath = os.pathsep.join(
+            [str(java / JAVA_JAR), str(java / "target/test-classes"), f"{java / 'target/lib'}/*"]
+        )
         return ["java", "-cp", classpath, "com.avatargateway.interop.Driver"]
     raise ValueError(f"unknown language {lang}")
 
