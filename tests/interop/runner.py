@@ -152,6 +152,13 @@ def missing_toolchain(lang: str) -> str | None:
     return None
 
 
+def ensure_node_modules(directory: Path) -> None:
+    """``npm ci`` in ``directory`` unless node_modules is newer than package-lock.json."""
+    lock, installed = directory / "package-lock.json", directory / "node_modules/.package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], directory)
+
+
 def build_driver(lang: str) -> list[str]:
     """Build ``lang``'s interop driver and return the command that runs it."""
     if lang == "python":
@@ -163,9 +170,7 @@ def build_driver(lang: str) -> list[str]:
         return [str(out)]
     if lang == "typescript":
         ts = ROOT / "clients/typescript"
-        lock, installed = ts / "package-lock.json", ts / "node_modules/.package-lock.json"
-        if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-            _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], ts)
+        ensure_node_modules(ts)
         _run([str(ts / "node_modules/.bin/tsc"), "-p", "tsconfig.json"], ts)
         return ["node", str(ts / "dist/interop/driver.js")]
     if lang == "java":
@@ -182,7 +187,10 @@ def build_driver(lang: str) -> list[str]:
             ],
             java,
         )
-        classpath = f"{java / JAVA_JAR}{os.pathsep}{java / 'target/lib'}/*"
+        # The driver is test code (src/test/java): it is not in the published jar.
+        classpath = os.pathsep.join(
+            [str(java / JAVA_JAR), str(java / "target/test-classes"), f"{java / 'target/lib'}/*"]
+        )
         return ["java", "-cp", classpath, "com.avatargateway.interop.Driver"]
     raise ValueError(f"unknown language {lang}")
 
