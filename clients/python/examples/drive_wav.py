@@ -1,6 +1,8 @@
 """Creates an avatar session, drives it with a WAV file at real time, ends the turn,
 interrupts, prints every event and closes the session.
 
+Without --avatar, it takes the vendor's first avatar from ListAvatars.
+
     .venv/bin/python clients/python/examples/drive_wav.py --target 127.0.0.1:50051 \
         --wav clients/testdata/sample-16k-mono.wav
 """
@@ -35,10 +37,20 @@ def one_line(message: object) -> str:
     return text_format.MessageToString(message, as_one_line=True)  # type: ignore[arg-type]
 
 
+async def first_avatar(stub: pb_grpc.AvatarGatewayAsyncStub, vendor: str) -> str:
+    listed = await stub.ListAvatars(
+        pb.ListAvatarsRequest(parent=f"vendors/{vendor}", page_size=1), timeout=30
+    )
+    if not listed.avatars:
+        raise SystemExit(f"vendor {vendor} lists no avatars: pass --avatar")
+    return listed.avatars[0].avatar_id
+
+
 async def run(target: str, vendor: str, avatar: str, wav: str) -> None:
     audio = read_wav(wav)
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.AvatarGatewayStub(channel)
+        avatar = avatar or await first_avatar(stub, vendor)
         session = await stub.CreateSession(
             pb.CreateSessionRequest(vendor=vendor, avatar_id=avatar), timeout=60
         )
@@ -75,7 +87,7 @@ def main() -> int:
         "--target", default=os.environ.get("AVATAR_GATEWAY_TARGET", "127.0.0.1:50051")
     )
     parser.add_argument("--vendor", default="zegocloud")
-    parser.add_argument("--avatar", default="zego_emma")
+    parser.add_argument("--avatar", default="", help="default: the vendor's first avatar")
     parser.add_argument("--wav", default=str(_DEFAULT_WAV))
     args = parser.parse_args()
     try:

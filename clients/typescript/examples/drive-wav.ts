@@ -1,6 +1,7 @@
 /**
  * Creates an avatar session, drives it with a WAV file at real time, ends the turn,
- * interrupts, prints every event and closes the session.
+ * interrupts, prints every event and closes the session. Without --avatar, it takes the
+ * vendor's first avatar from ListAvatars.
  *
  *   cd clients/typescript && npm ci && npm run build
  *   node dist/examples/drive-wav.js --target 127.0.0.1:50051 --wav ../testdata/sample-16k-mono.wav
@@ -12,6 +13,8 @@ import {
   CreateSessionRequest,
   DriveResponse,
   DriveStarted,
+  ListAvatarsRequest,
+  ListAvatarsResponse,
   Session,
   audioFormat,
   drive,
@@ -25,7 +28,7 @@ const { values: args } = parseArgs({
   options: {
     target: { type: "string", default: process.env.AVATAR_GATEWAY_TARGET ?? "127.0.0.1:50051" },
     vendor: { type: "string", default: "zegocloud" },
-    avatar: { type: "string", default: "zego_emma" },
+    avatar: { type: "string", default: "" }, // empty: the vendor's first avatar
     wav: { type: "string", default: "../testdata/sample-16k-mono.wav" },
   },
 });
@@ -44,10 +47,21 @@ function describe(what: string, err: unknown): string {
     : `${what}: ${code}: ${e.details ?? e}`;
 }
 
+/** The id of the first avatar the vendor lists. */
+async function firstAvatar(client: AvatarGatewayClient, vendor: string): Promise<string> {
+  const request = ListAvatarsRequest.fromPartial({ parent: `vendors/${vendor}`, pageSize: 1 });
+  const listed = await unary<ListAvatarsResponse>((cb) => client.listAvatars(request, cb)).catch((err) => {
+    throw new Error(describe("ListAvatars", err));
+  });
+  if (listed.avatars.length === 0) throw new Error(`vendor ${vendor} lists no avatars: pass --avatar`);
+  return listed.avatars[0].avatarId;
+}
+
 async function main(): Promise<void> {
   const audio = await readWav(args.wav!);
   const client = new AvatarGatewayClient(args.target!, credentials.createInsecure());
-  const request = CreateSessionRequest.fromPartial({ vendor: args.vendor, avatarId: args.avatar });
+  const avatarId = args.avatar || (await firstAvatar(client, args.vendor!));
+  const request = CreateSessionRequest.fromPartial({ vendor: args.vendor, avatarId });
   const session = await unary<Session>((cb) => client.createSession(request, cb)).catch((err) => {
     throw new Error(describe("CreateSession", err));
   });

@@ -1,5 +1,6 @@
 // Command drive-wav creates an avatar session, drives it with a WAV file at real time,
-// ends the turn, interrupts, prints every event and closes the session.
+// ends the turn, interrupts, prints every event and closes the session. Without -avatar,
+// it takes the vendor's first avatar from ListAvatars.
 //
 //	cd clients/go && go run ./examples/drive-wav -target 127.0.0.1:50051 -wav ../testdata/sample-16k-mono.wav
 package main
@@ -26,7 +27,7 @@ import (
 func main() {
 	target := flag.String("target", envOr("AVATAR_GATEWAY_TARGET", "127.0.0.1:50051"), "gateway address")
 	vendor := flag.String("vendor", "zegocloud", "vendor: zegocloud, tencent or akool")
-	avatar := flag.String("avatar", "zego_emma", "the vendor's avatar id")
+	avatar := flag.String("avatar", "", "the vendor's avatar id (default: the vendor's first avatar)")
 	wavPath := flag.String("wav", "../testdata/sample-16k-mono.wav", "16-bit PCM WAV file to speak")
 	flag.Parse()
 	if err := run(*target, *vendor, *avatar, *wavPath); err != nil {
@@ -48,6 +49,11 @@ func run(target, vendor, avatar, wavPath string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	if avatar == "" {
+		if avatar, err = firstAvatar(ctx, client, vendor); err != nil {
+			return err
+		}
+	}
 	session, err := client.CreateSession(ctx, &gatewayv1.CreateSessionRequest{Vendor: vendor, AvatarId: avatar})
 	if err != nil {
 		return describe("CreateSession", err)
@@ -114,6 +120,18 @@ func run(target, vendor, avatar, wavPath string) error {
 	}
 	fmt.Println("drive ended: OK")
 	return nil
+}
+
+// firstAvatar returns the id of the first avatar the vendor lists.
+func firstAvatar(ctx context.Context, client gatewayv1.AvatarGatewayClient, vendor string) (string, error) {
+	listed, err := client.ListAvatars(ctx, &gatewayv1.ListAvatarsRequest{Parent: "vendors/" + vendor, PageSize: 1})
+	if err != nil {
+		return "", describe("ListAvatars", err)
+	}
+	if len(listed.GetAvatars()) == 0 {
+		return "", fmt.Errorf("vendor %s lists no avatars: pass -avatar", vendor)
+	}
+	return listed.GetAvatars()[0].GetAvatarId(), nil
 }
 
 // describe adds the status code and the gateway's ErrorInfo reason to a call error.

@@ -8,6 +8,8 @@ import com.avatargateway.gateway.v1.AvatarGatewayGrpc;
 import com.avatargateway.gateway.v1.CloseSessionRequest;
 import com.avatargateway.gateway.v1.CreateSessionRequest;
 import com.avatargateway.gateway.v1.DriveResponse;
+import com.avatargateway.gateway.v1.ListAvatarsRequest;
+import com.avatargateway.gateway.v1.ListAvatarsResponse;
 import com.avatargateway.gateway.v1.Session;
 import com.google.protobuf.TextFormat;
 import io.grpc.ManagedChannel;
@@ -21,7 +23,8 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * Creates an avatar session, drives it with a WAV file at real time, ends the turn, interrupts,
- * prints every event and closes the session.
+ * prints every event and closes the session. Without {@code --avatar}, it takes the vendor's first
+ * avatar from ListAvatars.
  *
  * <pre>
  * cd clients/java &amp;&amp; mvn -q package
@@ -35,7 +38,7 @@ public final class DriveWav {
   public static void main(String[] args) throws Exception {
     String target = System.getenv().getOrDefault("AVATAR_GATEWAY_TARGET", "127.0.0.1:50051");
     String vendor = "zegocloud";
-    String avatar = "zego_emma";
+    String avatar = ""; // empty: the vendor's first avatar
     String wav = "../testdata/sample-16k-mono.wav";
     for (int i = 0; i + 1 < args.length; i += 2) {
       switch (args[i]) {
@@ -61,6 +64,9 @@ public final class DriveWav {
   private static void run(ManagedChannel channel, String vendor, String avatar, Audio audio) throws Exception {
     var blocking = AvatarGatewayGrpc.newBlockingStub(channel);
     TextFormat.Printer text = TextFormat.printer();
+    if (avatar.isEmpty()) {
+      avatar = firstAvatar(blocking, vendor);
+    }
     Session session =
         blocking.withDeadlineAfter(60, TimeUnit.SECONDS)
             .createSession(CreateSessionRequest.newBuilder().setVendor(vendor).setAvatarId(avatar).build());
@@ -99,6 +105,18 @@ public final class DriveWav {
               .closeSession(CloseSessionRequest.newBuilder().setName(session.getName()).build());
       System.out.println("session " + closed.getName() + " closed: " + closed.getState());
     }
+  }
+
+  /** The id of the first avatar the vendor lists. */
+  private static String firstAvatar(AvatarGatewayGrpc.AvatarGatewayBlockingStub blocking, String vendor) {
+    ListAvatarsResponse listed =
+        blocking.withDeadlineAfter(30, TimeUnit.SECONDS)
+            .listAvatars(ListAvatarsRequest.newBuilder().setParent("vendors/" + vendor).setPageSize(1).build());
+    if (listed.getAvatarsCount() == 0) {
+      System.err.println("vendor " + vendor + " lists no avatars: pass --avatar");
+      System.exit(1);
+    }
+    return listed.getAvatars(0).getAvatarId();
   }
 
   private static String describe(StatusRuntimeException e) {
