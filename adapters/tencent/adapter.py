@@ -41,6 +41,8 @@ from adapters.tencent.models import (
 )
 from adapters.tencent.settings import TencentSettings
 from core.contract import (
+    AvatarInfo,
+    AvatarPage,
     Capabilities,
     DriveChannel,
     PacingRule,
@@ -348,6 +350,19 @@ class TencentAdapter(VendorAdapter):
             )
 
         await retry_call(call, backoff=self.backoff, operation="startsession")
+
+    async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:
+        """The configured project (``AVATAR_GATEWAY_TENCENT__PROJECT_ID``), if any.
+
+        IVH has no listing API: an avatar is a ``VirtualmanProjectId`` made in the platform
+        console (tencent.md §2). Listing the one the gateway is configured with lets callers
+        that pick "the first avatar" work on every vendor; ``Capabilities.list_avatars``
+        stays ``False`` because the vendor's own avatars cannot be listed.
+        """
+        if not self.settings.project_id or page_token:
+            return AvatarPage([])
+        name = f"configured project {self.settings.project_id}"
+        return AvatarPage([AvatarInfo(self.settings.project_id, name, public=False)])
 
     async def close_session(self, handle: VendorSessionHandle) -> None:
         """Close the session with ``closesession``; idempotent.

@@ -1,11 +1,12 @@
 """The Python example (clients/python/examples/drive_wav.py) runs against the sandbox gateway
-with no --avatar: it takes the vendor's first listed avatar, or stops with a clear message
-when the vendor lists none (Tencent)."""
+with no --avatar: it takes the vendor's first listed avatar (Tencent lists its configured
+project), and stops with a clear message when a vendor lists none."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,7 +27,7 @@ def run_example(gateway: runner.GatewayProcess, vendor: str) -> subprocess.Compl
     )
 
 
-@pytest.mark.parametrize("vendor", ["zegocloud", "akool"])
+@pytest.mark.parametrize("vendor", ["zegocloud", "tencent", "akool"])
 def test_example_drives_the_first_listed_avatar(
     vendor: str, shared_gateway: runner.GatewayProcess
 ) -> None:
@@ -37,9 +38,18 @@ def test_example_drives_the_first_listed_avatar(
     assert "closed: SESSION_STATE_CLOSED" in out.stdout
 
 
-def test_example_names_the_vendor_that_lists_no_avatars(
-    shared_gateway: runner.GatewayProcess,
-) -> None:
-    out = run_example(shared_gateway, "tencent")
-    assert out.returncode == 1
-    assert "vendor tencent lists no avatars: pass --avatar" in out.stderr
+def test_example_names_the_vendor_that_lists_no_avatars(tmp_path: Path) -> None:
+    """A vendor that lists no avatar (the test-only echo plugin): one clear line, exit 1."""
+    gateway = runner.GatewayProcess(
+        tmp_path,
+        extra_env={
+            "AVATAR_GATEWAY_PLUGINS": "tests.plugins.echo",
+            "AVATAR_GATEWAY_SANDBOX_VENDORS": "echo",
+        },
+    ).start()
+    try:
+        out = run_example(gateway, "echo")
+    finally:
+        gateway.stop()
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "vendor echo lists no avatars: pass --avatar" in out.stderr
