@@ -214,12 +214,11 @@ def received_sha256(vendor: str, state: dict[str, Any], session: pb.Session) -> 
 
 
 async def create_session(stub: pb_grpc.AvatarGatewayStub, vendor: str) -> pb.Session:
-    """A session on the vendor's first listed avatar (Tencent lists none: any project id)."""
+    """A session on the vendor's first listed avatar (Tencent: the configured project)."""
     avatars = await stub.ListAvatars(
         pb.ListAvatarsRequest(parent=f"vendors/{vendor}", page_size=1), timeout=30
     )
-    avatar = avatars.avatars[0].avatar_id if avatars.avatars else "compose-project"
-    request = pb.CreateSessionRequest(vendor=vendor, avatar_id=avatar)
+    request = pb.CreateSessionRequest(vendor=vendor, avatar_id=avatars.avatars[0].avatar_id)
     return await stub.CreateSession(request, timeout=90)
 
 
