@@ -878,13 +878,21 @@ async def test_calls_counted_per_task_whatever_the_answer(
     assert emu.calls_for_task("task_unknown") == {}
 
 
+# time_scale shrinks TTL and MaxIdleTime too (120 s of idle is 0.12 s at 0.001): a task that
+# ended on its own would add status 4 and 5 events and the exact lists below would never match
+# on a slow machine. The longest documented values keep the task alive through the test.
+NO_BACKSTOPS = {"TTL": 86400, "MaxIdleTime": 86400}
+
+
 async def test_callback_retries_keep_order(make_emu: EmuFactory, sink: CallbackSink) -> None:
     emu, api = await make_emu(time_scale=0.01)
     sink.fail_remaining = 2  # the first event needs two retries (0.02 s, 0.04 s scaled)
-    task_id = await api.create()
+    task_id = await api.create(**NO_BACKSTOPS)
     await eventually(lambda: sink.statuses(3, "TaskId", task_id) == [1, 3])
     assert sink.attempts == 4
-    assert emu.callback_stats["delivered"] == 2 and emu.callback_stats["failed"] == 0
+    # The sink records an event before it answers; the emulator counts it once answered.
+    await eventually(lambda: emu.callback_stats["delivered"] == 2)
+    assert emu.callback_stats["failed"] == 0
 
 
 async def test_callback_gives_up_after_five_retries(
@@ -892,7 +900,7 @@ async def test_callback_gives_up_after_five_retries(
 ) -> None:
     emu, api = await make_emu(time_scale=0.001)
     sink.fail_remaining = 6
-    task_id = await api.create()
+    task_id = await api.create(**NO_BACKSTOPS)
     await eventually(lambda: sink.statuses(3, "TaskId", task_id) == [3])
     assert emu.callback_stats["failed"] == 1
     assert emu.callback_stats["attempts"] == 7
