@@ -457,9 +457,9 @@ class SessionManager:
         """
         async with runtime.attach_lock:
             old = runtime.drive
-            if old is not None and old.call_done():
-                # The old call already ended (a client that cancelled and reconnects): wait
-                # for its cleanup instead of refusing the new stream.
+            if old is not None and (old.call_done() or old.ending):
+                # The old call already ended (a client that cancelled and reconnects) or its
+                # stream is being torn down: wait for its cleanup instead of refusing.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(old.closed.wait(), 5.0)
                 if runtime.drive is old:

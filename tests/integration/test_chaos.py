@@ -246,8 +246,14 @@ class Chaos:
                 await asyncio.sleep(0.2)
         raise AssertionError(f"CreateSession kept failing: {last}")
 
-    async def drive(self, s: pb.Session, rng: random.Random, fault: str, index: int) -> None:
-        """One Drive with one or two turns, the fault applied to the first."""
+    async def drive(
+        self, s: pb.Session, rng: random.Random, fault: str, index: int, *, preempt: bool = False
+    ) -> None:
+        """One Drive with one or two turns, the fault applied to the first.
+
+        ``preempt``: the client reconnects after cancelling its own stream, which the server
+        may not have seen end yet (the API's documented way to reconnect).
+        """
         vendor = s.vendor
         emulator = self.emulators[vendor]
         n_turns = {"interrupt": 2, "drop": 2, "kill_drive": 1}.get(fault) or rng.choice((1, 2))
@@ -258,7 +264,7 @@ class Chaos:
         started = asyncio.Event()
 
         async def requests() -> Any:
-            config = pb.DriveConfig(session=s.name, audio_format=audio_format())
+            config = pb.DriveConfig(session=s.name, audio_format=audio_format(), preempt=preempt)
             yield pb.DriveRequest(config=config)
             for k, pcm in enumerate(pcms):
                 cut = len(pcm) // 2 // 2 * 2 if (k == 0 and fault == "interrupt") else len(pcm)
@@ -299,10 +305,22 @@ class Chaos:
             for t in mine:
                 t.outcome = t.outcome or "killed"
             # The session stays usable: a new Drive right away, one turn.
-            await self.drive(s, rng, "none", index + 64)
+            await self.drive(s, rng, "none", index + 64, preempt=True)
         elif code != grpc.StatusCode.OK:
             details = await call.details()
             self.report.bad_statuses.append(f"{vendor} {s.name}: {code.name} {details}")
+        if preempt:
+            # The killed stream may have been cut before its turn got an id (a slow channel
+            # connect): the server's numbering then goes on from where it stands, so take this
+            # stream's first id from the first event that names a turn.
+            named = [
+                getattr(r, str(r.WhichOneof("response"))).turn_id
+                for r in responses
+                if r.WhichOneof("response") in ("speech_started", "speech_ended", "turn_failed")
+            ]
+            if named and named[0].isdigit():
+                for k, t in enumerate(mine):
+                    t.turn_id = str(int(named[0]) + k)
         failed = {r.turn_failed.turn_id for r in responses if r.HasField("turn_failed")}
         timed_out = {
             r.warning.turn_id
