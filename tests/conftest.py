@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,14 @@ def livekit() -> Iterator[Any]:
 async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
     """A sandboxed gateway; parametrize indirectly with a dict of Settings overrides."""
     overrides = getattr(request, "param", {}) or {}
-    server = GatewayServer(make_settings(**overrides))
+    async with running_gateway(make_settings(**overrides)) as gw:
+        yield gw
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """A started in-process gateway with a channel to it; stopped (1 s grace) on exit."""
+    server = GatewayServer(settings)
     await server.start()
     channel = grpc.aio.insecure_channel(server.grpc_target)
     try:

@@ -23,15 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
-from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 
 from emulators.livekit_server import LiveKitServer
-from gateway.server import GatewayServer
-from tests.conftest import Gateway, collect, make_settings, paced_requests, tone
+from tests.conftest import (
+    Gateway,
+    collect,
+    make_settings,
+    paced_requests,
+    running_gateway,
+    tone,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -141,14 +145,8 @@ async def gateway_with(
     """A non-sandbox gateway (in this process) reading its vendor settings from ``vendor_env``."""
     for name, value in vendor_env.items():
         monkeypatch.setenv(name, value)
-    server = GatewayServer(make_settings(sandbox=False, **overrides))
-    await server.start()
-    channel = grpc.aio.insecure_channel(server.grpc_target)
-    try:
-        yield Gateway(server, channel, pb_grpc.AvatarGatewayStub(channel))
-    finally:
-        await channel.close()
-        await server.stop(grace_s=1.0)
+    async with running_gateway(make_settings(sandbox=False, **overrides)) as gw:
+        yield gw
 
 
 async def drive_one_turn(gw: Gateway, vendor: str, avatar_id: str, pcm: bytes) -> pb.Session:
