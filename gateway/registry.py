@@ -258,8 +258,8 @@ class SessionRegistry(ABC):
     ) -> LeaseState:
         """Extend the drive lease of ``token`` by ``ttl_s`` seconds, if it is still ours.
 
-        A lease that lapsed while nobody took a newer token is taken back. Not held: the
-        answer names the replica that took over.
+        A lease that lapsed while nobody took a newer token is taken back (also when the
+        registry lost its data). Not held: the answer names the replica that took over.
         """
 
     @abstractmethod
@@ -392,7 +392,7 @@ class MemoryRegistry(SessionRegistry):
         lease = self._live_drive(session_id)
         if lease is None and self._seq.get(session_id, [0, 0])[0] == token:
             lease = self._drives[session_id] = _MemoryDriveLease(owner, token, 0.0)
-        if lease is None or lease.token != token:
+        if lease is None or lease.token != token or lease.owner != owner:
             return LeaseState(held=False, holder=lease.owner if lease else "")
         lease.until = time.monotonic() + ttl_s
         return LeaseState(held=True, holder=owner, token=token, preempted_by=lease.preempt)
@@ -503,12 +503,20 @@ return {1, ARGV[1], token}
 # turn floor (-1: renew only). Returns {held, holder, preempted_by, turn}.
 _RENEW_DRIVE = """
 local token = redis.call('HGET', KEYS[1], 'token')
+local holder = redis.call('HGET', KEYS[1], 'owner')
 if not token then
-  if redis.call('HGET', KEYS[2], 'token') ~= ARGV[2] then return {0, '', '', 0} end
-  -- Lapsed while nobody took a newer token: nobody else drove, so take it back.
+  local last = redis.call('HGET', KEYS[2], 'token')
+  if last and last ~= ARGV[2] then return {0, '', '', 0} end
+  -- Lapsed while nobody took a newer token (nobody else drove), or Redis lost both keys
+  -- (a restart): take it back.
+  if not last then
+    redis.call('HSET', KEYS[2], 'token', ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', ARGV[2])
-elseif token ~= ARGV[2] then
-  return {0, redis.call('HGET', KEYS[1], 'owner') or '', '', 0}
+elseif token ~= ARGV[2] or holder ~= ARGV[1] then
+  -- The owner is compared too: after Redis lost its data, a new token may repeat ours.
+  return {0, holder or '', '', 0}
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local preempt = redis.call('HGET', KEYS[1], 'preempt') or ''

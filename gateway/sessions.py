@@ -855,6 +855,7 @@ class SessionManager:
         After this replica stalled or lost Redis longer than its lease, other replicas may
         have adopted or closed its sessions: their Drive streams end (``DRIVE_TAKEN_OVER``)
         and their channels close, so the new owner can open its own (tencent.md §5 allows one).
+        Only a record that names another owner (or is closed) counts; a missing one does not.
 
         Args:
             owned: this replica's records, when the caller just read them.
@@ -873,8 +874,10 @@ class SessionManager:
                     continue
                 record = await self.registry.get(session_id)
                 if record is None:
-                    error = session_not_found(f"sessions/{session_id}")
-                elif record.terminal or record.state == pb.SESSION_STATE_CLOSING:
+                    # Not proof that another replica took it (a registry that lost its
+                    # data says the same): keep it; the record's owner decides.
+                    continue
+                if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
                     error = session_closed(record)
                 elif record.owner == self.owner:
                     continue
