@@ -495,7 +495,8 @@ class SessionManager:
         ttl = self.lease_ttl_s
         # A live holder sees the preempt request at its next renewal (a third of a TTL) and
         # ends its stream; a dead one's lease lapses within a TTL.
-        deadline = time.monotonic() + 2 * ttl
+        began = time.monotonic()
+        deadline = began + 2 * ttl
         while True:
             started = time.monotonic()
             state = await self.registry.acquire_drive(
@@ -506,7 +507,7 @@ class SessionManager:
                     "drive_lease_acquired",
                     session_id=record.session_id,
                     token=state.token,
-                    waited_s=round(started - deadline + 2 * ttl, 3),
+                    waited_s=round(started - began, 3),
                 )
                 return DriveLease(
                     self.registry,
@@ -563,9 +564,9 @@ class SessionManager:
         """
         async with runtime.attach_lock:
             old = runtime.drive
-            if old is not None and old.call_done():
-                # The old call already ended (a client that cancelled and reconnects): wait
-                # for its cleanup instead of refusing the new stream.
+            if old is not None and (old.call_done() or old.ending):
+                # The old call already ended (a client that cancelled and reconnects) or its
+                # stream is being torn down: wait for its cleanup instead of refusing.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(old.closed.wait(), 5.0)
                 if runtime.drive is old:
@@ -651,11 +652,13 @@ class SessionManager:
         The registry keeps ``last_activity_time`` so that any replica can judge idleness.
         The last stream of this process on the session gives the drive lease back.
         """
+        # At once, not behind an admission in progress: a client that reconnects right
+        # after cancelling must not find its old stream still attached.
+        if runtime.drive is drive:
+            runtime.drive = None
+        runtime.last_activity = time.monotonic()
         lock = self._drive_locks.setdefault(runtime.session_id, asyncio.Lock())
         async with lock:
-            if runtime.drive is drive:
-                runtime.drive = None
-            runtime.last_activity = time.monotonic()
             if runtime.drive is None and runtime.lease is not None:
                 lease, runtime.lease = runtime.lease, None
                 await lease.release()

@@ -81,6 +81,8 @@ class DriveStream:
         self.out: SingleConsumerQueue[pb.DriveResponse | None] = SingleConsumerQueue(1024)
         self.outcome = DriveOutcome()
         self.closed = asyncio.Event()
+        self.ending = False
+        """Its tasks are being stopped: the stream is over but for cleanup (then ``closed``)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._terminated = False
         self.log = log.bind(session_id=record.session_id, vendor=record.vendor)
@@ -181,6 +183,7 @@ class DriveStream:
         self._finish()
 
     async def _shutdown_tasks(self) -> None:
+        self.ending = True
         tasks = list(self._tasks)
         if self.sender.interrupt_task is not None:
             tasks.append(self.sender.interrupt_task)
