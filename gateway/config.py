@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from core.settings import FileSettings
@@ -42,6 +43,12 @@ class Settings(FileSettings):
     log_format: str = "auto"  # auto | json | console
     shutdown_grace_s: float = 20.0
     reaper_interval_s: float = 5.0
+    # Shared registry (Redis) only. A replica's liveness lease and each Drive's lease live
+    # this long without renewal (renewed every third of it). A replica killed hard loses its
+    # sessions after at most one TTL (another replica may then adopt them on their next
+    # Drive) and they are closed at the vendor after at most 2 x TTL + reaper_interval_s
+    # (one TTL of grace for a reconnecting client): 25 s with the defaults.
+    replica_lease_ttl_s: float = Field(default=10.0, ge=0.5, le=300.0)
     create_timeout_s: float = 60.0
     default_idle_timeout_s: float = 300.0
     default_max_duration_s: float = 3600.0

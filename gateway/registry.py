@@ -5,6 +5,12 @@ vendor handle included, so a session created on one replica can be closed by ano
 Records are recorded *before* the vendor create call returns (architecture.md §4):
 the record exists in state CREATING with the vendor-side ids the adapter will use, so a
 crash between the vendor's answer and ours still leaves a trace to clean up.
+
+Beside the records, the registry keeps the leases replicas coordinate with
+(docs/architecture.md §4.1): each replica's liveness lease (a session belongs to its owner
+while the owner's lease lives), per-session claims (one replica at a time changes a session's
+owner or closes it), and each session's drive lease with its fencing token and turn counter
+(at most one Drive per session across replicas; turn ids unique within a session).
 """
 
 from __future__ import annotations
@@ -147,6 +153,25 @@ class SessionFilter:
         return all(record.labels.get(k) == v for k, v in self.labels.items())
 
 
+@dataclass(frozen=True)
+class LeaseState:
+    """The answer of a drive-lease operation (:meth:`SessionRegistry.acquire_drive` ...).
+
+    Attributes:
+        held: the caller holds the lease (with ``token``).
+        holder: the replica holding it when the caller does not ("" when nobody does).
+        token: the fencing token of the caller's lease (0 when not held).
+        preempted_by: a replica asked (``preempt``) to take the Drive over ("" when none).
+        turn: the turn number allocated (:meth:`SessionRegistry.next_turn`; 0 otherwise).
+    """
+
+    held: bool
+    holder: str = ""
+    token: int = 0
+    preempted_by: str = ""
+    turn: int = 0
+
+
 class SessionRegistry(ABC):
     """Storage of session records, shared by replicas when backed by Redis."""
 
@@ -176,6 +201,86 @@ class SessionRegistry(ABC):
     async def owned_by(self, owner: str) -> list[SessionRecord]:
         """Records owned by replica ``owner`` that are not terminal."""
 
+    # ---- replica leases ---------------------------------------------------------------
+
+    @abstractmethod
+    async def renew_replica(self, owner: str, ttl_s: float) -> bool:
+        """Hold replica ``owner``'s liveness lease for ``ttl_s`` more seconds.
+
+        Returns:
+            Whether the lease was still alive (``False`` on the first call, and after a
+            lapse: the replica's sessions may have been adopted or closed meanwhile).
+        """
+
+    @abstractmethod
+    async def drop_replica(self, owner: str) -> None:
+        """End replica ``owner``'s lease now (clean shutdown)."""
+
+    @abstractmethod
+    async def lapsed_replicas(self, grace_s: float) -> list[str]:
+        """Replicas whose lease lapsed at least ``grace_s`` seconds ago (never renewed since)."""
+
+    @abstractmethod
+    async def forget_replica(self, owner: str) -> None:
+        """Stop listing lapsed replica ``owner`` (its sessions were all settled)."""
+
+    # ---- session claims ---------------------------------------------------------------
+
+    @abstractmethod
+    async def claim(self, session_id: str, owner: str, ttl_s: float) -> bool:
+        """Take the session's claim unless another replica holds it; ``True`` when taken.
+
+        Who holds the claim alone may change the session's owner or close it (adoption of a
+        dead replica's session, the reaper), so exactly one replica does. The claim lapses
+        after ``ttl_s`` seconds should its holder die.
+        """
+
+    @abstractmethod
+    async def unclaim(self, session_id: str, owner: str) -> None:
+        """Give the claim back, only if ``owner`` still holds it."""
+
+    # ---- drive leases -----------------------------------------------------------------
+
+    @abstractmethod
+    async def acquire_drive(
+        self, session_id: str, owner: str, ttl_s: float, *, preempt: bool = False
+    ) -> LeaseState:
+        """Take the session's drive lease with a new fencing token.
+
+        Taken when nobody holds it, when this replica holds it (a stale lease of its own is
+        replaced), or when its holder's replica lease lapsed. Otherwise the answer names the
+        holder and, with ``preempt``, asks it to end its Drive (its next renewal says so).
+        """
+
+    @abstractmethod
+    async def renew_drive(
+        self, session_id: str, owner: str, token: int, ttl_s: float
+    ) -> LeaseState:
+        """Extend the drive lease of ``token`` by ``ttl_s`` seconds, if it is still ours.
+
+        A lease that lapsed while nobody took a newer token is taken back (also when the
+        registry lost its data). Not held: the answer names the replica that took over.
+        """
+
+    @abstractmethod
+    async def next_turn(
+        self, session_id: str, owner: str, token: int, ttl_s: float, floor: int
+    ) -> LeaseState:
+        """Renew as :meth:`renew_drive`, then allocate the session's next turn number.
+
+        The number is above every number allocated before for the session, on any replica,
+        and above ``floor`` (the last one this lease handed out). Nothing is allocated when
+        the lease is not held or a preempt was asked for.
+        """
+
+    @abstractmethod
+    async def release_drive(self, session_id: str, token: int) -> None:
+        """Drop the drive lease, only if ``token`` still holds it."""
+
+    @abstractmethod
+    async def drive_holder(self, session_id: str) -> str:
+        """The replica holding the session's drive lease ("" when none does)."""
+
 
 class MemoryRegistry(SessionRegistry):
     """In-process registry (one replica). Records are copied in and out like a store would."""
@@ -184,6 +289,12 @@ class MemoryRegistry(SessionRegistry):
         self._records: dict[str, SessionRecord] = {}
         self._request_ids: dict[str, str] = {}
         self._lock = asyncio.Lock()
+        # Leases, with expiry times on the monotonic clock (s). One process: its own replica
+        # lease never lapses while it runs, so behaviour is that of a single replica.
+        self._replicas: dict[str, float] = {}
+        self._claims: dict[str, tuple[str, float]] = {}
+        self._drives: dict[str, _MemoryDriveLease] = {}
+        self._seq: dict[str, list[int]] = {}  # session id -> [last token, last turn]
 
     async def put(self, record: SessionRecord) -> None:
         """Insert or replace a record."""
@@ -218,6 +329,110 @@ class MemoryRegistry(SessionRegistry):
         """Records owned by ``owner`` that are not terminal."""
         return [_copy(r) for r in self._records.values() if r.owner == owner and not r.terminal]
 
+    def _replica_alive(self, owner: str) -> bool:
+        return self._replicas.get(owner, 0.0) > time.monotonic()
+
+    async def renew_replica(self, owner: str, ttl_s: float) -> bool:
+        """Hold replica ``owner``'s lease for ``ttl_s`` more seconds; whether it was alive."""
+        alive = self._replica_alive(owner)
+        self._replicas[owner] = time.monotonic() + ttl_s
+        return alive
+
+    async def drop_replica(self, owner: str) -> None:
+        """End replica ``owner``'s lease now."""
+        self._replicas.pop(owner, None)
+
+    async def lapsed_replicas(self, grace_s: float) -> list[str]:
+        """Replicas whose lease lapsed at least ``grace_s`` seconds ago."""
+        now = time.monotonic()
+        return [owner for owner, until in self._replicas.items() if until + grace_s <= now]
+
+    async def forget_replica(self, owner: str) -> None:
+        """Stop listing lapsed replica ``owner``."""
+        if not self._replica_alive(owner):
+            self._replicas.pop(owner, None)
+
+    async def claim(self, session_id: str, owner: str, ttl_s: float) -> bool:
+        """Take the session's claim unless another replica holds it."""
+        now = time.monotonic()
+        holder = self._claims.get(session_id)
+        if holder is not None and holder[1] > now and holder[0] != owner:
+            return False
+        self._claims[session_id] = (owner, now + ttl_s)
+        return True
+
+    async def unclaim(self, session_id: str, owner: str) -> None:
+        """Give the claim back if ``owner`` holds it."""
+        holder = self._claims.get(session_id)
+        if holder is not None and holder[0] == owner:
+            del self._claims[session_id]
+
+    def _live_drive(self, session_id: str) -> _MemoryDriveLease | None:
+        lease = self._drives.get(session_id)
+        if lease is not None and lease.until <= time.monotonic():
+            del self._drives[session_id]
+            return None
+        return lease
+
+    async def acquire_drive(
+        self, session_id: str, owner: str, ttl_s: float, *, preempt: bool = False
+    ) -> LeaseState:
+        """Take the session's drive lease with a new fencing token (see the base class)."""
+        lease = self._live_drive(session_id)
+        if lease is not None and lease.owner != owner and self._replica_alive(lease.owner):
+            if preempt:
+                lease.preempt = owner
+            return LeaseState(held=False, holder=lease.owner)
+        seq = self._seq.setdefault(session_id, [0, 0])
+        seq[0] += 1
+        self._drives[session_id] = _MemoryDriveLease(owner, seq[0], time.monotonic() + ttl_s)
+        return LeaseState(held=True, holder=owner, token=seq[0])
+
+    def _renew(self, session_id: str, owner: str, token: int, ttl_s: float) -> LeaseState:
+        lease = self._live_drive(session_id)
+        if lease is None and self._seq.get(session_id, [0, 0])[0] == token:
+            lease = self._drives[session_id] = _MemoryDriveLease(owner, token, 0.0)
+        if lease is None or lease.token != token or lease.owner != owner:
+            return LeaseState(held=False, holder=lease.owner if lease else "")
+        lease.until = time.monotonic() + ttl_s
+        return LeaseState(held=True, holder=owner, token=token, preempted_by=lease.preempt)
+
+    async def renew_drive(
+        self, session_id: str, owner: str, token: int, ttl_s: float
+    ) -> LeaseState:
+        """Extend the drive lease of ``token`` if it is still ours (see the base class)."""
+        return self._renew(session_id, owner, token, ttl_s)
+
+    async def next_turn(
+        self, session_id: str, owner: str, token: int, ttl_s: float, floor: int
+    ) -> LeaseState:
+        """Renew, then allocate the session's next turn number (see the base class)."""
+        state = self._renew(session_id, owner, token, ttl_s)
+        if not state.held or state.preempted_by:
+            return state
+        seq = self._seq[session_id]
+        seq[1] = max(seq[1], floor) + 1
+        return LeaseState(held=True, holder=owner, token=token, turn=seq[1])
+
+    async def release_drive(self, session_id: str, token: int) -> None:
+        """Drop the drive lease if ``token`` still holds it."""
+        lease = self._drives.get(session_id)
+        if lease is not None and lease.token == token:
+            del self._drives[session_id]
+
+    async def drive_holder(self, session_id: str) -> str:
+        """The replica holding the session's drive lease ("" when none does)."""
+        lease = self._live_drive(session_id)
+        return lease.owner if lease is not None else ""
+
+
+@dataclass
+class _MemoryDriveLease:
+    owner: str
+    token: int
+    until: float
+    preempt: str = ""
+
 
 def _copy(record: SessionRecord) -> SessionRecord:
     return SessionRecord(
@@ -229,6 +444,99 @@ def _copy(record: SessionRecord) -> SessionRecord:
     )
 
 
+SEQ_TTL_S = 2 * 86400
+"""How long a session's fencing-token and turn counters outlive their last use (s): beyond
+the longest session (``MAX_DURATION_S``), so a live session never restarts its turn ids."""
+
+# Lua scripts: each runs atomically in Redis, so two replicas never both win a lease. Times
+# are the Redis server's clock (TIME), never a replica's, so clock skew between pods does not
+# decide who is alive.
+
+_RENEW_REPLICA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local alive = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'XX')
+if not alive then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+if alive then return 1 end
+return 0
+"""
+
+# KEYS[1] the replica index; ARGV[1] grace (ms), ARGV[2] the replica key prefix.
+_LAPSED_REPLICAS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, owner in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))) do
+  if redis.call('EXISTS', ARGV[2] .. owner) == 0 then table.insert(out, owner) end
+end
+return out
+"""
+
+_FORGET_REPLICA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 0
+"""
+
+_COMPARE_AND_DELETE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: drive lease hash, counters hash. ARGV: owner, ttl (ms), preempt ('1'/'0'), counters
+# ttl (ms), replica key prefix. Returns {held, holder, token}.
+_ACQUIRE_DRIVE = """
+local holder = redis.call('HGET', KEYS[1], 'owner')
+if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[5] .. holder) == 1 then
+  if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'preempt', ARGV[1]) end
+  return {0, holder, 0}
+end
+local token = redis.call('HINCRBY', KEYS[2], 'token', 1)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, ARGV[1], token}
+"""
+
+# KEYS: drive lease hash, counters hash. ARGV: owner, token, ttl (ms), counters ttl (ms),
+# turn floor (-1: renew only). Returns {held, holder, preempted_by, turn}.
+_RENEW_DRIVE = """
+local token = redis.call('HGET', KEYS[1], 'token')
+local holder = redis.call('HGET', KEYS[1], 'owner')
+if not token then
+  local last = redis.call('HGET', KEYS[2], 'token')
+  if last and last ~= ARGV[2] then return {0, '', '', 0} end
+  -- Lapsed while nobody took a newer token (nobody else drove), or Redis lost both keys
+  -- (a restart): take it back.
+  if not last then
+    redis.call('HSET', KEYS[2], 'token', ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  end
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', ARGV[2])
+elseif token ~= ARGV[2] or holder ~= ARGV[1] then
+  -- The owner is compared too: after Redis lost its data, a new token may repeat ours.
+  return {0, holder or '', '', 0}
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local preempt = redis.call('HGET', KEYS[1], 'preempt') or ''
+local floor = tonumber(ARGV[5])
+if floor < 0 or preempt ~= '' then return {1, ARGV[1], preempt, 0} end
+local turn = redis.call('HINCRBY', KEYS[2], 'turn', 1)
+if turn <= floor then
+  turn = floor + 1
+  redis.call('HSET', KEYS[2], 'turn', turn)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {1, ARGV[1], '', turn}
+"""
+
+_RELEASE_DRIVE = """
+if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class RedisRegistry(SessionRegistry):
     """Registry shared by replicas (Kubernetes): one Redis, every replica reads and writes.
 
@@ -237,6 +545,15 @@ class RedisRegistry(SessionRegistry):
     idempotency key to a session id (``SET NX``, so two replicas cannot both create).
     Listing scans the index: fine for thousands of sessions per deployment; a large fleet
     would add per-vendor/state indexes.
+
+    Leases (architecture.md §4.1): ``ag:replica:{owner}`` lives while replica ``owner``
+    renews it, and ``ag:replicas`` scores each replica by when its lease runs out (ms, Redis
+    clock), so lapsed replicas are found without scanning sessions. ``ag:claim:{id}`` is a
+    session's claim (``SET NX PX``). ``ag:drive:{id}`` is its drive lease (hash: ``owner``,
+    ``token``, ``preempt``; ``PX``) and ``ag:seq:{id}`` its counters (hash: ``token``, the
+    last fencing token; ``turn``, the last turn number). Every lease change is one Lua
+    script, released by compare-and-delete. The scripts read keys they are not given
+    (a holder's replica key), so this layout is for one Redis, not Redis Cluster.
 
     Args:
         url: ``redis://host:port/db``.
@@ -248,6 +565,13 @@ class RedisRegistry(SessionRegistry):
 
         self._redis = aioredis.from_url(url, decode_responses=True)
         self._ttl = request_id_ttl_s
+        self._renew_replica = self._redis.register_script(_RENEW_REPLICA)
+        self._lapsed_replicas = self._redis.register_script(_LAPSED_REPLICAS)
+        self._forget_replica = self._redis.register_script(_FORGET_REPLICA)
+        self._compare_and_delete = self._redis.register_script(_COMPARE_AND_DELETE)
+        self._acquire_drive = self._redis.register_script(_ACQUIRE_DRIVE)
+        self._renew_drive = self._redis.register_script(_RENEW_DRIVE)
+        self._release_drive = self._redis.register_script(_RELEASE_DRIVE)
 
     @staticmethod
     def _encode(record: SessionRecord) -> str:
@@ -303,6 +627,95 @@ class RedisRegistry(SessionRegistry):
         """Records owned by ``owner`` that are not terminal."""
         return [r for r in await self._all() if r.owner == owner and not r.terminal]
 
+    # ---- leases -----------------------------------------------------------------------
+
+    async def renew_replica(self, owner: str, ttl_s: float) -> bool:
+        """Hold replica ``owner``'s lease for ``ttl_s`` more seconds; whether it was alive."""
+        alive = await self._renew_replica(
+            keys=[f"ag:replica:{owner}", "ag:replicas"], args=[owner, _ms(ttl_s)]
+        )
+        return bool(int(alive))
+
+    async def drop_replica(self, owner: str) -> None:
+        """End replica ``owner``'s lease now."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"ag:replica:{owner}")
+            pipe.zrem("ag:replicas", owner)
+            await pipe.execute()
+
+    async def lapsed_replicas(self, grace_s: float) -> list[str]:
+        """Replicas whose lease lapsed at least ``grace_s`` seconds ago."""
+        owners = await self._lapsed_replicas(
+            keys=["ag:replicas"], args=[_ms(grace_s), "ag:replica:"]
+        )
+        return [str(o) for o in owners]
+
+    async def forget_replica(self, owner: str) -> None:
+        """Stop listing lapsed replica ``owner`` (unless it renewed meanwhile)."""
+        await self._forget_replica(keys=[f"ag:replica:{owner}", "ag:replicas"], args=[owner])
+
+    async def claim(self, session_id: str, owner: str, ttl_s: float) -> bool:
+        """Take the session's claim unless another replica holds it (``SET NX PX``)."""
+        key = f"ag:claim:{session_id}"
+        if await self._redis.set(key, owner, nx=True, px=_ms(ttl_s)):
+            return True
+        return bool(await self._redis.get(key) == owner)
+
+    async def unclaim(self, session_id: str, owner: str) -> None:
+        """Give the claim back if ``owner`` holds it (compare-and-delete)."""
+        await self._compare_and_delete(keys=[f"ag:claim:{session_id}"], args=[owner])
+
+    async def acquire_drive(
+        self, session_id: str, owner: str, ttl_s: float, *, preempt: bool = False
+    ) -> LeaseState:
+        """Take the session's drive lease with a new fencing token (see the base class)."""
+        held, holder, token = await self._acquire_drive(
+            keys=[f"ag:drive:{session_id}", f"ag:seq:{session_id}"],
+            args=[owner, _ms(ttl_s), "1" if preempt else "0", _ms(SEQ_TTL_S), "ag:replica:"],
+        )
+        return LeaseState(held=bool(int(held)), holder=str(holder), token=int(token))
+
+    async def _renew(
+        self, session_id: str, owner: str, token: int, ttl_s: float, floor: int
+    ) -> LeaseState:
+        held, holder, preempted_by, turn = await self._renew_drive(
+            keys=[f"ag:drive:{session_id}", f"ag:seq:{session_id}"],
+            args=[owner, str(token), _ms(ttl_s), _ms(SEQ_TTL_S), floor],
+        )
+        is_held = bool(int(held))
+        return LeaseState(
+            held=is_held,
+            holder=str(holder),
+            token=token if is_held else 0,
+            preempted_by=str(preempted_by),
+            turn=int(turn),
+        )
+
+    async def renew_drive(
+        self, session_id: str, owner: str, token: int, ttl_s: float
+    ) -> LeaseState:
+        """Extend the drive lease of ``token`` if it is still ours (see the base class)."""
+        return await self._renew(session_id, owner, token, ttl_s, -1)
+
+    async def next_turn(
+        self, session_id: str, owner: str, token: int, ttl_s: float, floor: int
+    ) -> LeaseState:
+        """Renew, then allocate the session's next turn number (see the base class)."""
+        return await self._renew(session_id, owner, token, ttl_s, floor)
+
+    async def release_drive(self, session_id: str, token: int) -> None:
+        """Drop the drive lease if ``token`` still holds it (compare-and-delete)."""
+        await self._release_drive(keys=[f"ag:drive:{session_id}"], args=[str(token)])
+
+    async def drive_holder(self, session_id: str) -> str:
+        """The replica holding the session's drive lease ("" when none does)."""
+        holder = await self._redis.hget(f"ag:drive:{session_id}", "owner")
+        return str(holder) if holder else ""
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))

@@ -123,6 +123,8 @@ class GatewayServer:
             for method, path, handler in adapter.http_routes():
                 self._callback_routes[(method.upper(), path)] = handler
         self.manager = SessionManager(settings, self.adapters, self.registry, self.vendors)
+        # The liveness lease first: a session created here must never look orphaned.
+        await self.manager.start_leases()
         self.servicer = AvatarGatewayServicer(self.manager)
         self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
         pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)
@@ -144,6 +146,7 @@ class GatewayServer:
             "gateway_started",
             listen=self.grpc_target,
             ops=self.ops_url,
+            replica=self.manager.owner,
             sandbox=sandbox,
             vendors=sorted(self.adapters),
             emulators=self.sandbox.describe() if self.sandbox else {},

@@ -30,7 +30,8 @@ from core.errors import (
 )
 from gateway import metrics
 from gateway.drive import DriveStream
-from gateway.sessions import SessionManager, parse_session_name, session_closed
+from gateway.registry import SessionRecord
+from gateway.sessions import SessionManager, SessionRuntime, parse_session_name, session_closed
 
 log = structlog.get_logger("gateway.servicer")
 
@@ -188,7 +189,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
     ) -> AsyncIterator[pb.DriveResponse]:
         """See the proto: config first, then audio/text/end_turn/interrupt."""
         drive: DriveStream | None = None
-        runtime = None
+        runtime: SessionRuntime | None = None
         try:
             if self.draining:
                 raise server_draining()
@@ -205,34 +206,41 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             config = first.config
             parse_session_name(config.session)
             DriveStream.validate_config(config)
-            record, runtime = await self.manager.prepare_drive(config.session)
-            structlog.contextvars.bind_contextvars(
-                session_id=record.session_id, vendor=record.vendor
-            )
-            try:
-                channel = await runtime.get_channel()
-            except GatewayError as exc:
-                if exc.session_gone:
-                    await self.manager.on_session_lost(record.session_id, exc.message)
-                    # The client asked to drive a session the vendor ended: say so plainly.
-                    closed = await self.manager.get_record(config.session)
-                    raise session_closed(closed) from None
-                raise
 
-            def on_activity() -> None:
-                runtime.last_activity = time.monotonic()
+            async def build(record: SessionRecord, runtime: SessionRuntime) -> DriveStream:
+                structlog.contextvars.bind_contextvars(
+                    session_id=record.session_id, vendor=record.vendor
+                )
+                try:
+                    channel = await runtime.get_channel()
+                except GatewayError as exc:
+                    if exc.session_gone:
+                        await self.manager.on_session_lost(record.session_id, exc.message)
+                        # The client asked to drive a session the vendor ended: say so plainly.
+                        closed = await self.manager.get_record(config.session)
+                        raise session_closed(closed) from None
+                    raise
+                lease = runtime.lease
+                assert lease is not None  # open_drive holds it for us
 
-            drive = DriveStream(
-                record,
-                runtime.adapter.capabilities,
-                config,
-                channel=channel,
-                next_turn_id=runtime.next_turn_id,
-                on_activity=on_activity,
-                call_done=context.done,
-                preferred_rate_hertz=runtime.handle.data.sample_rate_hertz,
+                def on_activity() -> None:
+                    runtime.last_activity = time.monotonic()
+
+                return DriveStream(
+                    record,
+                    runtime.adapter.capabilities,
+                    config,
+                    channel=channel,
+                    next_turn_id=lease.next_turn_id,
+                    fence=lease,
+                    on_activity=on_activity,
+                    call_done=context.done,
+                    preferred_rate_hertz=runtime.handle.data.sample_rate_hertz,
+                )
+
+            record, runtime, drive = await self.manager.open_drive(
+                config.session, config.preempt, build
             )
-            await self.manager.attach_drive(runtime, config.session, config.preempt, drive)
             self.drives.add(drive)
             metrics.ACTIVE_DRIVES.labels(record.vendor).inc()
             log.info("drive_started", vendor_rate=drive.vendor_rate)

@@ -4,6 +4,13 @@ Peer lesson (b) 2: leaked sessions keep billing. So a session is recorded before
 call returns, the vendor-side backstops are always set by the adapter, every close path
 (CloseSession, reaper, shutdown, vendor loss, failed start) goes through :meth:`close`, and
 the reaper closes sessions past ``idle_timeout`` or ``max_duration``.
+
+Replicas sharing the registry coordinate through leases (docs/architecture.md §4.1,
+:mod:`gateway.leases`): a session belongs to its owner while the owner's replica lease
+lives; a Drive first takes the session's drive lease (one Drive per session across
+replicas), then adopts the session if another replica owned it; the reaper of a live replica
+closes the sessions of a replica whose lease lapsed; and every change of owner or close by the
+reaper happens under the session's claim, so exactly one replica makes it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import hashlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,6 +48,7 @@ from core.errors import (
 from core.resilience import deadline_scope, keepalive_loop, poll_until
 from gateway import metrics
 from gateway.config import Settings
+from gateway.leases import DriveLease, ReplicaLease, default_replica_id
 from gateway.registry import SessionFilter, SessionRecord, SessionRegistry
 from gateway.vendors import VendorRegistry
 
@@ -52,6 +61,11 @@ MIN_IDLE_TIMEOUT_S = 30.0
 CLOSE_BUDGET_S = 30.0
 """Time a vendor close may take, retries included (s); the vendor's backstops cover the rest."""
 MAX_DURATION_S = 86400.0
+CLAIM_TTL_S = CLOSE_BUDGET_S + 30.0
+"""Lifetime of a session's claim (s): a close under it (vendor call included) fits, and the
+claim of a replica that died while holding it lapses."""
+CLAIM_WAIT_S = 5.0
+"""How long a Drive waits for another replica's claim on the session (s) before giving up."""
 
 
 def parse_session_name(name: str) -> str:
@@ -72,23 +86,22 @@ def parse_session_name(name: str) -> str:
 
 @dataclass
 class SessionRuntime:
-    """What this process holds for a session it owns: channel, active drive, turn counter."""
+    """What this process holds for a session it owns: channel, active drive, drive lease.
+
+    ``lease`` is held while a Drive stream of this process is attached (or being attached);
+    it also allocates the session's turn ids.
+    """
 
     session_id: str
     adapter: VendorAdapter
     handle: VendorSessionHandle
     channel: DriveChannel | None = None
     drive: DriveStream | None = None
-    turn_counter: int = 0
+    lease: DriveLease | None = None
     last_activity: float = field(default_factory=time.monotonic)
     keepalive_task: asyncio.Task[None] | None = None
     open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     attach_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def next_turn_id(self) -> str:
-        """Allocate the next turn id of the session ("1", "2", ...)."""
-        self.turn_counter += 1
-        return str(self.turn_counter)
 
     async def get_channel(self) -> DriveChannel:
         """The session's drive channel, opened at first use, with shared keepalive."""
@@ -120,7 +133,7 @@ class SessionManager:
         adapters: configured adapters by vendor id.
         registry: where records are stored.
         vendors: the vendor plugins (their option fields).
-        owner: this replica's id.
+        owner: this replica's id (default: host name and a per-process suffix).
     """
 
     def __init__(
@@ -135,12 +148,17 @@ class SessionManager:
         self.vendors = vendors
         self.adapters = adapters
         self.registry = registry
-        self.owner = owner or uuid.uuid4().hex[:12]
+        self.owner = owner or default_replica_id()
         self.runtimes: dict[str, SessionRuntime] = {}
         self._creating: dict[str, asyncio.Task[pb.Session]] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._close_locks: dict[str, asyncio.Lock] = {}
+        # Serialises, per session, the admission of Drive streams in this process (lease,
+        # adoption, channel, attach) with their detach and with lease losses.
+        self._drive_locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self.lease_ttl_s = settings.replica_lease_ttl_s
+        self.replica_lease = ReplicaLease(registry, self.owner, self.lease_ttl_s, self.reconcile)
 
     # ---- create -------------------------------------------------------------------------
 
@@ -424,33 +442,122 @@ class SessionManager:
 
     # ---- drive attach -------------------------------------------------------------------
 
-    async def prepare_drive(self, name: str) -> tuple[SessionRecord, SessionRuntime]:
-        """The record and this process's runtime of a session a Drive stream wants to drive.
+    async def open_drive(
+        self,
+        name: str,
+        preempt: bool,
+        build: Callable[[SessionRecord, SessionRuntime], Awaitable[DriveStream]],
+    ) -> tuple[SessionRecord, SessionRuntime, DriveStream]:
+        """Admit a Drive stream on session ``name``: lease, adoption, ``build``, attach.
 
-        Adopts a session another replica created (shared registry).
+        The session's drive lease is taken first (architecture.md §4.1): while another
+        replica holds it, the stream is refused, or with ``preempt`` that replica is asked to
+        end its stream and this call waits for it (at most two lease TTLs: an unreachable
+        holder's lease lapses within one). Then a session another replica owned is adopted
+        under its claim, ``build`` opens the channel and makes the stream, and the stream
+        becomes the session's one active stream in this process.
 
         Raises:
-            GatewayError: SESSION_NOT_FOUND, SESSION_CLOSED, SESSION_NOT_READY.
+            GatewayError: SESSION_NOT_FOUND, SESSION_CLOSED, SESSION_NOT_READY,
+                DRIVE_ALREADY_ACTIVE (with ``ownerReplica``), or what ``build`` raises.
         """
-        record = await self.get_record(name)
-        if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
-            raise session_closed(record)
-        if record.state != pb.SESSION_STATE_READY:
-            raise failed_precondition(
-                Reason.SESSION_NOT_READY,
-                f"session {name} is not ready to drive",
-                session=name,
-                state=pb.SessionState.Name(record.state),  # type: ignore[arg-type]
+        session_id = parse_session_name(name)
+        lock = self._drive_locks.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            record = _drivable(await self.get_record(name))
+            runtime = self.runtimes.get(session_id)
+            if runtime is not None and record.owner != self.owner:
+                # Another replica adopted the session meanwhile: what this process holds for
+                # it is stale (its channel may even block theirs, tencent.md §5).
+                await self._drop_runtime(runtime, _taken_over(record, self.owner))
+                runtime = None
+            lease = runtime.lease if runtime is not None else None
+            fresh: DriveLease | None = None
+            if lease is None or lease.lost is not None:
+                lease = fresh = await self._acquire_drive_lease(record, preempt)
+            try:
+                if runtime is None:
+                    record, runtime = await self._adopt(record)
+                if fresh is not None:
+                    runtime.lease = fresh
+                    fresh.start()
+                drive = await build(record, runtime)
+                await self.attach_drive(runtime, name, preempt, drive)
+            except BaseException:
+                if fresh is not None and (runtime is None or runtime.drive is None):
+                    if runtime is not None and runtime.lease is fresh:
+                        runtime.lease = None
+                    await asyncio.shield(fresh.release())
+                raise
+        return record, runtime, drive
+
+    async def _acquire_drive_lease(self, record: SessionRecord, preempt: bool) -> DriveLease:
+        ttl = self.lease_ttl_s
+        # A live holder sees the preempt request at its next renewal (a third of a TTL) and
+        # ends its stream; a dead one's lease lapses within a TTL.
+        began = time.monotonic()
+        deadline = began + 2 * ttl
+        while True:
+            started = time.monotonic()
+            state = await self.registry.acquire_drive(
+                record.session_id, self.owner, ttl, preempt=preempt
             )
-        runtime = self.runtimes.get(record.session_id)
-        if runtime is None:
-            runtime = await self._adopt(record)
-        return record, runtime
+            if state.held:
+                log.info(
+                    "drive_lease_acquired",
+                    session_id=record.session_id,
+                    token=state.token,
+                    waited_s=round(started - began, 3),
+                )
+                return DriveLease(
+                    self.registry,
+                    record.session_id,
+                    self.owner,
+                    state.token,
+                    ttl,
+                    started,
+                    self._on_drive_lease_end,
+                )
+            if not preempt or time.monotonic() >= deadline:
+                raise drive_already_active(record.name, state.holder)
+            await asyncio.sleep(min(0.2, ttl / 10))
+
+    def _on_drive_lease_end(self, lease: DriveLease, error: GatewayError) -> None:
+        """Another replica drives the session now (or asked to): end ours, free the channel."""
+        task = asyncio.ensure_future(self._drive_lease_ended(lease, error))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _drive_lease_ended(self, lease: DriveLease, error: GatewayError) -> None:
+        lock = self._drive_locks.setdefault(lease.session_id, asyncio.Lock())
+        async with lock:
+            runtime = self.runtimes.get(lease.session_id)
+            if runtime is not None and runtime.lease is lease:
+                await self._drop_runtime(runtime, error)
+        # Preempted: hand over now rather than after a TTL (the other replica polls for it).
+        # Taken over: the compare-and-delete leaves the new holder's lease alone.
+        await lease.release()
+
+    async def _drop_runtime(self, runtime: SessionRuntime, error: GatewayError) -> None:
+        """Forget a session this process no longer drives or owns (not the vendor session).
+
+        Ends its Drive stream with ``error`` and closes its channel, so the replica that
+        drives it now can open its own.
+        """
+        if self.runtimes.get(runtime.session_id) is runtime:
+            del self.runtimes[runtime.session_id]
+        if runtime.drive is not None:
+            await runtime.drive.terminate(error)
+        await runtime.aclose()
+        lease, runtime.lease = runtime.lease, None
+        if lease is not None:
+            await lease.release()
+        log.info("session_runtime_dropped", session_id=runtime.session_id, reason=error.reason)
 
     async def attach_drive(
         self, runtime: SessionRuntime, name: str, preempt: bool, drive: DriveStream
     ) -> None:
-        """Make ``drive`` the session's one active Drive stream.
+        """Make ``drive`` the session's one active Drive stream in this process.
 
         Raises:
             GatewayError: DRIVE_ALREADY_ACTIVE (``preempt`` unset and another stream is open).
@@ -466,12 +573,7 @@ class SessionManager:
                     runtime.drive = None
             if runtime.drive is not None:
                 if not preempt:
-                    raise failed_precondition(
-                        Reason.DRIVE_ALREADY_ACTIVE,
-                        f"session {name} already has an open Drive stream "
-                        "(set preempt to take it over)",
-                        session=name,
-                    )
+                    raise drive_already_active(name, self.owner)
                 old = runtime.drive
                 await old.terminate(
                     GatewayError(
@@ -491,31 +593,82 @@ class SessionManager:
                 record.vendor_sample_rate_hertz = drive.vendor_rate
             await self.registry.put(record)
 
-    async def _adopt(self, record: SessionRecord) -> SessionRuntime:
-        """Build a runtime for a session created by another replica (shared registry)."""
+    async def _adopt(self, record: SessionRecord) -> tuple[SessionRecord, SessionRuntime]:
+        """Build a runtime for a session; take it over (under its claim) if another owned it.
+
+        Called with the session's drive lease held, so no other replica drives it.
+
+        Raises:
+            GatewayError: UNKNOWN_VENDOR, SESSION_CLOSED (closed meanwhile, e.g. by a reaper
+                that had claimed it), SESSION_NOT_READY (another replica kept its claim).
+        """
         adapter = self.adapters.get(record.vendor)
         if adapter is None:
             raise unknown_vendor(record.vendor, sorted(self.adapters))
+        if record.owner != self.owner:
+            record = await self._take_over(record)
         handle = adapter.vendor_session_handle(record.vendor_session_id, record.vendor_data)
         if record.playback:
             handle.playback.ParseFromString(record.playback)
         runtime = SessionRuntime(record.session_id, adapter, handle)
         self.runtimes[record.session_id] = runtime
-        record.owner = self.owner  # this replica now holds the channel and reaps the session
-        await self.registry.put(record)
-        log.info("session_adopted", session_id=record.session_id, vendor=record.vendor)
-        return runtime
+        return record, runtime
+
+    async def _take_over(self, record: SessionRecord) -> SessionRecord:
+        """Make this replica the owner of ``record``'s session, under the session's claim."""
+        session_id = record.session_id
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while not await self.registry.claim(session_id, self.owner, CLAIM_TTL_S):
+            if time.monotonic() >= deadline:
+                raise failed_precondition(
+                    Reason.SESSION_NOT_READY,
+                    f"session {record.name} is being closed or handed over by another "
+                    "replica; retry",
+                    session=record.name,
+                    state=pb.SessionState.Name(record.state),  # type: ignore[arg-type]
+                )
+            await asyncio.sleep(0.05)
+        try:
+            current = await self.registry.get(session_id)
+            if current is None:
+                raise session_not_found(record.name)
+            current = _drivable(current)
+            previous = current.owner
+            current.owner = self.owner  # this replica now holds the channel and reaps it
+            await self.registry.put(current)
+        finally:
+            await self.registry.unclaim(session_id, self.owner)
+        log.info(
+            "session_adopted",
+            session_id=session_id,
+            vendor=current.vendor,
+            previous_owner=previous or "(released)",
+        )
+        return current
 
     async def detach_drive(self, runtime: SessionRuntime, drive: DriveStream) -> None:
         """Forget ``drive`` as the active stream (if it still is); persist the activity time.
 
         The registry keeps ``last_activity_time`` so that any replica can judge idleness.
+        The last stream of this process on the session gives the drive lease back.
         """
+        # At once, not behind an admission in progress: a client that reconnects right
+        # after cancelling must not find its old stream still attached.
         if runtime.drive is drive:
             runtime.drive = None
         runtime.last_activity = time.monotonic()
+        lock = self._drive_locks.setdefault(runtime.session_id, asyncio.Lock())
+        async with lock:
+            if runtime.drive is None and runtime.lease is not None:
+                lease, runtime.lease = runtime.lease, None
+                await lease.release()
         record = await self.registry.get(runtime.session_id)
-        if record is not None and not record.terminal and record.state != pb.SESSION_STATE_CLOSING:
+        if (
+            record is not None
+            and record.owner == self.owner  # not a session another replica took over
+            and not record.terminal
+            and record.state != pb.SESSION_STATE_CLOSING
+        ):
             record.last_activity_time = time.time()
             record.drive_active = runtime.drive is not None
             await self.registry.put(record)
@@ -585,7 +738,15 @@ class SessionManager:
             )
             return record.to_proto()
 
-    # ---- reaper and shutdown ------------------------------------------------------------
+    # ---- leases, reaper and shutdown ----------------------------------------------------
+
+    async def start_leases(self) -> None:
+        """Take this replica's liveness lease and keep renewing it (call before serving).
+
+        Raises:
+            Exception: the registry's error when it cannot be reached at start.
+        """
+        await self.replica_lease.start()
 
     def start_reaper(self) -> None:
         """Start the background reaper (every ``reaper_interval_s``)."""
@@ -600,37 +761,132 @@ class SessionManager:
                 log.exception("reaper_failed")
 
     async def reap_once(self) -> list[str]:
-        """Close owned sessions past max_duration, or idle past idle_timeout; return their ids."""
+        """One reaper pass; returns the ids of the sessions it closed.
+
+        Closes owned (and released) sessions past max_duration or idle past idle_timeout,
+        and the sessions of replicas whose lease lapsed at least one lease TTL ago (the
+        grace in which a reconnecting client's Drive adopts them instead): with renewals
+        every third of a TTL, a replica killed hard has its sessions closed within
+        2 x TTL + ``reaper_interval_s`` (architecture.md §4.1). Each close happens under the
+        session's claim, so two replicas never close one session.
+        """
+        owned = await self.registry.owned_by(self.owner)
+        await self.reconcile(owned)
         now_wall, now_mono = time.time(), time.monotonic()
         reaped: list[str] = []
         # Sessions released by a replica that shut down (shared registry) are reaped by anyone.
-        candidates = await self.registry.owned_by(self.owner) + await self.registry.owned_by("")
-        for record in candidates:
-            if record.state == pb.SESSION_STATE_CREATING:
-                stale = now_wall - record.create_time > self.settings.create_timeout_s + 30
-                if stale and record.session_id not in self._creating:
-                    # A create that never settled (its process died mid-way): close it.
-                    await self.close(record.name, pb.CLOSE_REASON_FAILED)
-                    reaped.append(record.session_id)
-                continue
-            if record.state != pb.SESSION_STATE_READY:
-                continue
-            runtime = self.runtimes.get(record.session_id)
-            if now_wall >= record.expire_time:
-                reason = pb.CLOSE_REASON_MAX_DURATION
-            elif (
-                runtime is not None
-                and runtime.drive is None
-                and (now_mono - runtime.last_activity >= record.idle_timeout_s)
-            ):
-                reason = pb.CLOSE_REASON_IDLE_TIMEOUT
-            elif runtime is None and now_wall - record.last_activity_time >= record.idle_timeout_s:
-                reason = pb.CLOSE_REASON_IDLE_TIMEOUT
-            else:
-                continue
-            await self.close(record.name, reason)
-            reaped.append(record.session_id)
+        for record in owned + await self.registry.owned_by(""):
+            reason = self._reap_reason(record, now_wall, now_mono)
+            if reason is not None and await self._close_claimed(record, reason):
+                reaped.append(record.session_id)
+        reaped += await self._reap_orphans()
         return reaped
+
+    def _reap_reason(self, record: SessionRecord, now_wall: float, now_mono: float) -> int | None:
+        """The close reason for an owned or released session the reaper should close, if any."""
+        if record.state == pb.SESSION_STATE_CREATING:
+            stale = now_wall - record.create_time > self.settings.create_timeout_s + 30
+            if stale and record.session_id not in self._creating:
+                # A create that never settled (its process died mid-way): close it.
+                return pb.CLOSE_REASON_FAILED
+            return None
+        if record.state != pb.SESSION_STATE_READY:
+            return None
+        runtime = self.runtimes.get(record.session_id)
+        if now_wall >= record.expire_time:
+            return pb.CLOSE_REASON_MAX_DURATION
+        if runtime is not None:
+            idle = (
+                runtime.drive is None and now_mono - runtime.last_activity >= record.idle_timeout_s
+            )
+        else:
+            idle = now_wall - record.last_activity_time >= record.idle_timeout_s
+        return pb.CLOSE_REASON_IDLE_TIMEOUT if idle else None
+
+    async def _reap_orphans(self) -> list[str]:
+        """Close the sessions of replicas whose lease lapsed at least one TTL ago."""
+        reaped: list[str] = []
+        gate = asyncio.Semaphore(16)  # vendor closes in parallel, but not all at once
+        for dead in await self.registry.lapsed_replicas(self.lease_ttl_s):
+            if dead == self.owner:
+                continue  # our own renewal was late: the lease loop takes it back
+            orphans = await self.registry.owned_by(dead)
+
+            async def close_orphan(record: SessionRecord, dead: str = dead) -> str | None:
+                reason = (
+                    pb.CLOSE_REASON_FAILED
+                    if record.state == pb.SESSION_STATE_CREATING
+                    else pb.CLOSE_REASON_SHUTDOWN
+                )
+                async with gate:
+                    if not await self._close_claimed(record, reason):
+                        return None
+                log.warning("orphan_session_closed", session_id=record.session_id, replica=dead)
+                return record.session_id
+
+            closed = await asyncio.gather(*(close_orphan(r) for r in orphans))
+            reaped += [c for c in closed if c is not None]
+            if not await self.registry.owned_by(dead):
+                await self.registry.forget_replica(dead)
+        return reaped
+
+    async def _close_claimed(self, record: SessionRecord, reason: int) -> bool:
+        """Close ``record``'s session under its claim if it is unchanged; whether it closed.
+
+        Skipped when another replica holds the claim (it is closing or adopting the
+        session), when the owner changed or the session ended meanwhile, or when another
+        replica holds its drive lease (it is adopting it for a Drive).
+        """
+        session_id, owner = record.session_id, record.owner
+        if not await self.registry.claim(session_id, self.owner, CLAIM_TTL_S):
+            return False
+        try:
+            current = await self.registry.get(session_id)
+            if current is None or current.terminal or current.owner != owner:
+                return False
+            holder = await self.registry.drive_holder(session_id)
+            if holder and holder not in (owner, self.owner):
+                return False
+            await self.close(record.name, reason)
+            return True
+        finally:
+            await self.registry.unclaim(session_id, self.owner)
+
+    async def reconcile(self, owned: list[SessionRecord] | None = None) -> None:
+        """Drop what this process holds for sessions it no longer owns.
+
+        After this replica stalled or lost Redis longer than its lease, other replicas may
+        have adopted or closed its sessions: their Drive streams end (``DRIVE_TAKEN_OVER``)
+        and their channels close, so the new owner can open its own (tencent.md §5 allows one).
+        Only a record that names another owner (or is closed) counts; a missing one does not.
+
+        Args:
+            owned: this replica's records, when the caller just read them.
+        """
+        if not self.runtimes:
+            return
+        if owned is None:
+            owned = await self.registry.owned_by(self.owner)
+        mine = {r.session_id for r in owned}
+        for session_id, runtime in list(self.runtimes.items()):
+            if session_id in mine or session_id in self._creating:
+                continue
+            lock = self._drive_locks.setdefault(session_id, asyncio.Lock())
+            async with lock:
+                if self.runtimes.get(session_id) is not runtime:
+                    continue
+                record = await self.registry.get(session_id)
+                if record is None:
+                    # Not proof that another replica took it (a registry that lost its
+                    # data says the same): keep it; the record's owner decides.
+                    continue
+                if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
+                    error = session_closed(record)
+                elif record.owner == self.owner:
+                    continue
+                else:
+                    error = _taken_over(record, self.owner)
+                await self._drop_runtime(runtime, error)
 
     async def shutdown(self, *, close_sessions: bool) -> None:
         """Stop the reaper and settle the sessions this process owns (SIGTERM path).
@@ -644,26 +900,72 @@ class SessionManager:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        owned = await self.registry.owned_by(self.owner)
-        if close_sessions:
-            await asyncio.gather(
-                *(self.close(r.name, pb.CLOSE_REASON_SHUTDOWN) for r in owned),
-                return_exceptions=True,
-            )
-            return
-        for record in owned:
-            runtime = self.runtimes.pop(record.session_id, None)
-            if runtime is not None:
-                await runtime.aclose()
-            record.owner = ""
-            record.drive_active = False
-            await self.registry.put(record)
+        try:
+            owned = await self.registry.owned_by(self.owner)
+            if close_sessions:
+                await asyncio.gather(
+                    *(self.close(r.name, pb.CLOSE_REASON_SHUTDOWN) for r in owned),
+                    return_exceptions=True,
+                )
+                return
+            for record in owned:
+                runtime = self.runtimes.pop(record.session_id, None)
+                if runtime is not None:
+                    await runtime.aclose()
+                    if runtime.lease is not None:
+                        await runtime.lease.release()
+                record.owner = ""
+                record.drive_active = False
+                await self.registry.put(record)
+        finally:
+            # Released sessions need no lease; a lease left behind would only delay nothing.
+            await self.replica_lease.stop(drop=True)
 
     async def on_session_lost(self, session_id: str, message: str) -> None:
         """The vendor ended the session by itself: close the record (reason VENDOR)."""
         log.warning("vendor_session_lost", session_id=session_id, message=message)
         with contextlib.suppress(GatewayError):
             await self.close(f"sessions/{session_id}", pb.CLOSE_REASON_VENDOR)
+
+
+def drive_already_active(name: str, owner: str) -> GatewayError:
+    """FAILED_PRECONDITION ``DRIVE_ALREADY_ACTIVE``: replica ``owner`` drives session ``name``."""
+    return failed_precondition(
+        Reason.DRIVE_ALREADY_ACTIVE,
+        f"session {name} already has an open Drive stream on replica {owner} "
+        "(set preempt to take it over)",
+        session=name,
+        ownerReplica=owner,
+    )
+
+
+def _taken_over(record: SessionRecord, owner: str) -> GatewayError:
+    """ABORTED ``DRIVE_TAKEN_OVER``: replica ``owner`` lost ``record``'s session to its owner."""
+    return GatewayError(
+        grpc.StatusCode.ABORTED,
+        Reason.DRIVE_TAKEN_OVER,
+        f"replica {owner} no longer owns session {record.name} (replica "
+        f"{record.owner or '(none)'} took it over); reconnect to drive it",
+        {"session": record.name, "ownerReplica": record.owner},
+    )
+
+
+def _drivable(record: SessionRecord) -> SessionRecord:
+    """``record`` if its session can be driven now.
+
+    Raises:
+        GatewayError: SESSION_CLOSED, SESSION_NOT_READY.
+    """
+    if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
+        raise session_closed(record)
+    if record.state != pb.SESSION_STATE_READY:
+        raise failed_precondition(
+            Reason.SESSION_NOT_READY,
+            f"session {record.name} is not ready to drive",
+            session=record.name,
+            state=pb.SessionState.Name(record.state),  # type: ignore[arg-type]
+        )
+    return record
 
 
 def _is_settled(status: SessionStatus) -> bool:

@@ -1,14 +1,23 @@
-"""Shared fixtures: a real gateway on loopback (sandbox emulators) and a real gRPC stub."""
+"""Shared fixtures: a real gateway on loopback (sandbox emulators) and a real gRPC stub;
+real processes (``redis-server``, ``avatar-gateway emulate``) for the multi-process tests."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
@@ -20,6 +29,8 @@ from gateway.logs import configure_logging
 from gateway.server import GatewayServer
 
 configure_logging("warning", "console")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -185,3 +196,143 @@ async def still_serving(gw: Gateway) -> None:
     assert h.status == health_pb2.HealthCheckResponse.SERVING
     s = await gw.create()
     assert s.state == pb.SESSION_STATE_READY
+
+
+# ---- real processes ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free loopback port (only where a port must be known before its server starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A real redis-server on loopback, started for the test and removed after it."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is required (make system-deps installs it)"
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(port=port)
+    for _ in range(100):
+        try:
+            await client.ping()
+            break
+        except Exception:
+            await asyncio.sleep(0.05)
+    await client.aclose()
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    await proc.wait()
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any AVATAR_GATEWAY_* variable, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
+    env.update(AVATAR_GATEWAY_LOG_FORMAT="json", AVATAR_GATEWAY_LOG_LEVEL="info", **extra)
+    return env
+
+
+@dataclass
+class LoggingProcess:
+    """A ``python -m gateway ...`` process, its start line (JSON) and every stderr line."""
+
+    proc: asyncio.subprocess.Process
+    started: dict[str, Any]
+    lines: list[str] = field(default_factory=list)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The JSON log lines whose ``event`` is ``name``."""
+        out = []
+        for line in list(self.lines):
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and event.get("event") == name:
+                    out.append(event)
+        return out
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(
+    env: dict[str, str], *args: str, started: str
+) -> AsyncIterator[LoggingProcess]:
+    """Run ``python -m gateway *args`` until its ``started`` log line (no fixed sleep).
+
+    Its stderr is drained for the process's life (into ``lines``); the process is killed on
+    exit if still running.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *args, cwd=ROOT, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    lines: list[str] = []
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(90):
+            while True:
+                raw = await stderr.readline()
+                assert raw, f"{' '.join(args)} exited before it started:\n" + "".join(lines)
+                lines.append(raw.decode())
+                with contextlib.suppress(ValueError):
+                    event = json.loads(raw)
+                    if isinstance(event, dict) and event.get("event") == started:
+                        break
+
+        async def keep_reading() -> None:
+            # Keep the pipe drained so the process never blocks on a full stderr.
+            while raw := await stderr.readline():
+                lines.append(raw.decode())
+
+        drain = asyncio.create_task(keep_reading())
+        yield LoggingProcess(proc, event, lines)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a test may have stopped it
+            proc.kill()
+            await proc.wait()
+        if drain is not None:
+            await drain
+
+
+@dataclass
+class EmulatorProcess(LoggingProcess):
+    """A running ``avatar-gateway emulate`` process and its ``emulator_started`` line."""
+
+    @property
+    def url(self) -> str:
+        return str(self.started["public_url"])
+
+    async def state(self) -> dict[str, Any]:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(self.started["admin_state_url"], timeout=10)
+        response.raise_for_status()
+        state: dict[str, Any] = response.json()
+        return state
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), 30)
+
+
+@contextlib.asynccontextmanager
+async def emulate(vendor: str, env: dict[str, str], *args: str) -> AsyncIterator[EmulatorProcess]:
+    """Start ``python -m gateway emulate`` and wait for its start line (no fixed sleep)."""
+    async with gateway_process(env, "emulate", vendor, *args, started="emulator_started") as p:
+        yield EmulatorProcess(p.proc, p.started, p.lines)

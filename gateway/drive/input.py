@@ -189,7 +189,7 @@ class DriveInput:
         open_turn = self.ledger.open_turn
         if open_turn is not None and open_turn.mode != mode:
             await self.end_turn()
-        return self.ledger.ensure_turn(mode)
+        return await self.ledger.ensure_turn(mode)
 
     async def end_turn(self) -> None:
         """Finish the open turn: flush converter, chunker and sentence buffer to the sender."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from core.audio import duration_s
@@ -74,7 +74,9 @@ class TurnLedger:
         vendor: vendor id (metrics label).
         capabilities: the vendor's capabilities (speech-end timeout, ack timeout).
         vendor_rate_hertz: the stream's vendor sample rate (Hz), to turn bytes into time.
-        next_turn_id: the session-wide turn-id allocator ("1", "2", ...).
+        next_turn_id: the session-wide turn-id allocator ("1", "2", ..., unique within the
+            session across replicas); it raises the error that ends the stream when this
+            replica no longer drives the session.
     """
 
     def __init__(
@@ -82,7 +84,7 @@ class TurnLedger:
         vendor: str,
         capabilities: Capabilities,
         vendor_rate_hertz: int,
-        next_turn_id: Callable[[], str],
+        next_turn_id: Callable[[], Awaitable[str]],
     ) -> None:
         self.vendor = vendor
         self.caps = capabilities
@@ -97,12 +99,16 @@ class TurnLedger:
 
     # ---- turns --------------------------------------------------------------------------
 
-    def ensure_turn(self, mode: TurnMode) -> TurnState:
-        """The open turn if it has ``mode``, else a new open turn of ``mode``."""
+    async def ensure_turn(self, mode: TurnMode) -> TurnState:
+        """The open turn if it has ``mode``, else a new open turn of ``mode``.
+
+        Raises:
+            GatewayError: from the allocator (this replica no longer drives the session).
+        """
         turn = self.open_turn
         if turn is not None and turn.mode == mode:
             return turn
-        turn = TurnState(self._next_turn_id(), mode)
+        turn = TurnState(await self._next_turn_id(), mode)
         self.turns[turn.turn_id] = turn
         self.open_turn = turn
         self.last_turn = turn

@@ -3,7 +3,9 @@
 It takes work in order, skips what an interrupt made stale, holds a turn's first send while
 earlier turns still play (``sequential_turns``), paces audio frames by the vendor's rule on
 a monotonic clock, and sends the vendor's interrupt commands beside a blocked call
-(docs/architecture.md §3, §5).
+(docs/architecture.md §3, §5). Before every vendor write it checks its :class:`Fence`, so a
+replica that lost the session's drive lease to another replica stops before its next write
+(architecture.md §4.1).
 """
 
 from __future__ import annotations
@@ -12,18 +14,36 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import structlog
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
 from core.audio import Pacer, duration_s
 from core.contract import Capabilities, DriveChannel, VendorEvent
-from core.errors import EventReason, VendorError
+from core.errors import EventReason, GatewayError, VendorError
 from core.pipeline import AudioFrame, EndAudio, EndOfInput, WorkItem
 from core.queues import SingleConsumerQueue
 from gateway import metrics
 from gateway.drive import translator
 from gateway.drive.ledger import DriveOutcome, TurnLedger, TurnState
+
+
+class Fence(Protocol):
+    """Whether this replica may still write to the session's vendor channel (a drive lease).
+
+    ``fresh()`` is a cheap local check run before every write; only when it is ``False`` is
+    ``confirm()`` awaited (it may ask the registry), which raises the error that ends the
+    stream when the session is driven elsewhere now. ``lost`` is that error once known.
+    """
+
+    lost: GatewayError | None
+
+    def fresh(self) -> bool:
+        """Whether the lease is known valid now, without asking the registry."""
+
+    async def confirm(self) -> None:
+        """Ask the registry; raises :class:`GatewayError` when the lease is gone."""
 
 
 class DriveSender:
@@ -39,6 +59,7 @@ class DriveSender:
         outcome: the stream's outcome (a lost vendor session is fatal).
         emit: queues a response to the client.
         log: the stream's bound logger.
+        fence: checked before every vendor write (the session's drive lease).
     """
 
     def __init__(
@@ -53,6 +74,7 @@ class DriveSender:
         outcome: DriveOutcome,
         emit: Callable[[pb.DriveResponse], None],
         log: structlog.typing.FilteringBoundLogger,
+        fence: Fence,
     ) -> None:
         self.vendor = vendor
         self.caps = capabilities
@@ -63,6 +85,7 @@ class DriveSender:
         self.outcome = outcome
         self.emit = emit
         self.log = log
+        self.fence = fence
         self.pacer = Pacer(capabilities.pacing)
         self.interrupt_task: asyncio.Task[None] | None = None
         self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
@@ -72,9 +95,14 @@ class DriveSender:
         """Send work until end of input or a lost vendor session.
 
         Then wait (bounded) for the vendor to finish every sent turn.
+
+        Raises:
+            GatewayError: from the fence, before a write: another replica drives the
+                session now (ABORTED ``DRIVE_TAKEN_OVER`` or ``DRIVE_PREEMPTED``).
         """
         channel = self.channel
         ledger = self.ledger
+        fence = self.fence
         while True:
             item = await self.work.get()
             interrupting = self.interrupt_task
@@ -106,16 +134,22 @@ class DriveSender:
                         await asyncio.sleep(wait)
                         if gen != ledger.generation:
                             continue
+                    if not fence.fresh():  # a comparison; the registry only when stale
+                        await fence.confirm()
                     ledger.mark_sent(turn)  # before the call: an interrupt must see it live
                     await channel.send_audio(item.turn_id, item.pcm, self.vendor_rate)
                     turn.audio_bytes_sent += len(item.pcm)
                 elif isinstance(item, EndAudio):
                     if turn.first_sent:
+                        if not fence.fresh():
+                            await fence.confirm()
                         await channel.end_audio(item.turn_id)
                         metrics.AUDIO_SECONDS.labels(self.vendor).inc(
                             duration_s(turn.audio_bytes_sent, self.vendor_rate)
                         )
                 elif item.text or turn.first_sent:
+                    if not fence.fresh():
+                        await fence.confirm()
                     ledger.mark_sent(turn)
                     await channel.send_text(item.turn_id, item.text, item.final)
                     turn.text_chars_sent += len(item.text)
@@ -194,6 +228,8 @@ class DriveSender:
         acknowledged = False
         try:
             if playing:  # a turn is pending from its first send on, so nothing else is live
+                if not self.fence.fresh():
+                    await self.fence.confirm()
                 for turn_id in targets:
                     await self.channel.interrupt(turn_id)
                 if self.caps.interrupt_ack:
@@ -209,6 +245,10 @@ class DriveSender:
                     EventReason.VENDOR_INTERRUPT_FAILED, exc.message, ack_turn, exc.metadata
                 )
             )
+        except GatewayError as exc:
+            # The fence: the session is driven elsewhere now; the stream ends with this.
+            self.outcome.fail(exc)
+            return
         finally:
             for turn_id, waiter in waiters.items():
                 self._interrupt_waiters.pop(turn_id, None)

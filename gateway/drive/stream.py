@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -33,7 +33,7 @@ from gateway import metrics
 from gateway.drive import translator
 from gateway.drive.input import DriveInput
 from gateway.drive.ledger import DriveOutcome, TurnLedger
-from gateway.drive.sender import DriveSender
+from gateway.drive.sender import DriveSender, Fence
 from gateway.registry import SessionRecord
 
 log = structlog.get_logger("gateway.drive")
@@ -50,7 +50,9 @@ class DriveStream:
         capabilities: the vendor's capabilities (pacing, limits).
         config: the stream's config request.
         channel: the session's drive channel.
-        next_turn_id: the session-wide turn-id allocator ("1", "2", ...).
+        next_turn_id: the session-wide turn-id allocator ("1", "2", ..., unique across
+            replicas); raises when this replica no longer drives the session.
+        fence: checked before every vendor write: the session's drive lease.
         on_activity: called for every request (the session is not idle).
         call_done: whether the client's call has ended: such a stream only waits for its
             cleanup, and a reconnecting client may take its place at once.
@@ -64,7 +66,8 @@ class DriveStream:
         config: pb.DriveConfig,
         *,
         channel: DriveChannel,
-        next_turn_id: Callable[[], str],
+        next_turn_id: Callable[[], Awaitable[str]],
+        fence: Fence,
         on_activity: Callable[[], None],
         call_done: Callable[[], bool],
         preferred_rate_hertz: int = 0,
@@ -73,6 +76,7 @@ class DriveStream:
         self.caps = capabilities
         self.config = config
         self.channel = channel
+        self.fence = fence
         self.call_done = call_done
         self.out: SingleConsumerQueue[pb.DriveResponse | None] = SingleConsumerQueue(1024)
         self.outcome = DriveOutcome()
@@ -99,6 +103,7 @@ class DriveStream:
             outcome=self.outcome,
             emit=self._emit,
             log=self.log,
+            fence=fence,
         )
         self.input = DriveInput(
             session=record.name,
@@ -193,6 +198,8 @@ class DriveStream:
         turn = self.ledger.open_turn
         if turn is not None and turn.first_sent and not self._terminated:
             with contextlib.suppress(Exception):
+                if not self.fence.fresh():
+                    await self.fence.confirm()  # raises (no write) if driven elsewhere now
                 await asyncio.wait_for(self.channel.end_audio(turn.turn_id), 2.0)
         self.closed.set()
 

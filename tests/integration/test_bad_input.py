@@ -147,10 +147,11 @@ async def test_second_drive_rejected_and_preempt(gateway: Gateway) -> None:
     first = gateway.stub.Drive(first_gen(), timeout=20)
     assert (await first.read()).HasField("started")
     code, reason, md, _ = await drive_error(gateway.stub, [cfg(s.name, audio_format())])
+    assert gateway.server.manager is not None
     assert (code, reason, md) == (
         C.FAILED_PRECONDITION,
         "DRIVE_ALREADY_ACTIVE",
-        {"session": s.name},
+        {"session": s.name, "ownerReplica": gateway.server.manager.owner},
     )
 
     async def second_gen():  # type: ignore[no-untyped-def]

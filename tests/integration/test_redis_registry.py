@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -17,45 +14,6 @@ from gateway.server import GatewayServer
 from tests.conftest import collect, make_settings, paced_requests, tone
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    """A real redis-server on loopback, started for the test and removed after it."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is required (make system-deps installs it)"
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis(port=port)
-    for _ in range(100):
-        try:
-            await client.ping()
-            break
-        except Exception:
-            await asyncio.sleep(0.05)
-    await client.aclose()
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    await proc.wait()
 
 
 async def test_two_replicas_share_sessions(redis_url: str) -> None:

@@ -13,24 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import os
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
 from emulators.livekit_server import LiveKitServer
 from tests.conftest import (
+    ROOT,
     Gateway,
+    base_env,
     collect,
+    emulate,
+    free_port,
     make_settings,
     paced_requests,
     running_gateway,
@@ -41,23 +42,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.timeout(900 if not LiveKitServer.is_built() else 90),
 ]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    # Only the gateway's ops port, which the ZEGO emulator must know before the gateway
-    # starts (its callback URL); every emulator port comes from the start line instead.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any AVATAR_GATEWAY_* variable, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
-    env.update(AVATAR_GATEWAY_LOG_FORMAT="json", AVATAR_GATEWAY_LOG_LEVEL="info", **extra)
-    return env
 
 
 async def run_emulate(vendor: str, env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -72,70 +56,6 @@ async def run_emulate(vendor: str, env: dict[str, str], *args: str) -> tuple[int
     _, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, stderr.decode()
-
-
-@dataclass
-class EmulatorProcess:
-    """A running ``avatar-gateway emulate`` process and its ``emulator_started`` line."""
-
-    proc: asyncio.subprocess.Process
-    started: dict[str, Any]
-    lines: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return str(self.started["public_url"])
-
-    async def state(self) -> dict[str, Any]:
-        async with httpx.AsyncClient() as client:
-            response = await client.get(self.started["admin_state_url"], timeout=10)
-        response.raise_for_status()
-        state: dict[str, Any] = response.json()
-        return state
-
-    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), 30)
-
-
-@contextlib.asynccontextmanager
-async def emulate(vendor: str, env: dict[str, str], *args: str) -> AsyncIterator[EmulatorProcess]:
-    """Start ``python -m gateway emulate`` and wait for its start line (no fixed sleep)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "gateway", "emulate", vendor, *args),
-        cwd=ROOT,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    stderr = proc.stderr
-    lines: list[str] = []
-    drain: asyncio.Task[None] | None = None
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                raw = await stderr.readline()
-                assert raw, f"emulate {vendor} exited before it started:\n" + "".join(lines)
-                lines.append(raw.decode())
-                with contextlib.suppress(ValueError):
-                    event = json.loads(raw)
-                    if event.get("event") == "emulator_started":
-                        break
-
-        async def keep_reading() -> None:
-            # Keep the pipe drained so the process never blocks on a full stderr.
-            while raw := await stderr.readline():
-                lines.append(raw.decode())
-
-        drain = asyncio.create_task(keep_reading())
-        yield EmulatorProcess(proc, event, lines)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if drain is not None:
-            await drain
 
 
 @contextlib.asynccontextmanager

@@ -104,7 +104,8 @@ const (
 	CloseReason_CLOSE_REASON_MAX_DURATION CloseReason = 3
 	// The vendor ended the session.
 	CloseReason_CLOSE_REASON_VENDOR CloseReason = 4
-	// The gateway shut down and closed the sessions it owned.
+	// The gateway shut down and closed the sessions it owned, or the replica
+	// owning the session died and another replica closed it.
 	CloseReason_CLOSE_REASON_SHUTDOWN CloseReason = 5
 	// The vendor session failed to start.
 	CloseReason_CLOSE_REASON_FAILED CloseReason = 6
@@ -1816,7 +1817,9 @@ type DriveConfig struct {
 	AudioFormat *AudioFormat `protobuf:"bytes,2,opt,name=audio_format,json=audioFormat,proto3" json:"audio_format,omitempty"`
 	// If a Drive stream is already open on the session, end it (ABORTED
 	// `DRIVE_PREEMPTED`) and take over, instead of failing with
-	// `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop.
+	// `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop
+	// (or after the replica it drove through died: the new stream then starts
+	// once that replica's lease lapsed).
 	Preempt       bool `protobuf:"varint,3,opt,name=preempt,proto3" json:"preempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -60,8 +60,9 @@ const (
 // | SESSION_NOT_FOUND         | NOT_FOUND           | session                               |
 // | SESSION_CLOSED            | FAILED_PRECONDITION | session, closeReason                  |
 // | SESSION_NOT_READY         | FAILED_PRECONDITION | session, state                        |
-// | DRIVE_ALREADY_ACTIVE      | FAILED_PRECONDITION | session                               |
+// | DRIVE_ALREADY_ACTIVE      | FAILED_PRECONDITION | session, ownerReplica                 |
 // | DRIVE_PREEMPTED           | ABORTED             | session                               |
+// | DRIVE_TAKEN_OVER          | ABORTED             | session, ownerReplica                 |
 // | AUDIO_NOT_SUPPORTED       | FAILED_PRECONDITION | vendor, session                       |
 // | TEXT_NOT_SUPPORTED        | FAILED_PRECONDITION | vendor, session                       |
 // | REQUEST_ID_REUSED         | INVALID_ARGUMENT    | requestId                             |
@@ -113,8 +114,9 @@ type AvatarGatewayClient interface {
 	//     the stream, an `end_turn` or an `interrupt`, and it ends with `end_turn`
 	//     (flush and tell the vendor the utterance is complete) or `interrupt`
 	//     (drop what is queued and stop the avatar now). Turn ids are assigned by
-	//     the server in order, "1", "2", ... per session, and appear on every
-	//     event of that turn.
+	//     the server in order, "1", "2", ... per session (unique within the
+	//     session, whichever server replica drives it), and appear on every event
+	//     of that turn.
 	//  3. Half-closing the request stream ends input: the server finishes the
 	//     current turn as if `end_turn` had been sent, waits (bounded) until the
 	//     vendor reports it spoken, then ends the call with OK.
@@ -127,10 +129,15 @@ type AvatarGatewayClient interface {
 	//     service comment). Audio the server accepted before a fatal error has
 	//     already been handed to the vendor.
 	//
-	// Only one Drive stream may be open per session: a second fails with
-	// FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`, unless its config sets
-	// `preempt`, in which case the older stream ends with ABORTED
-	// `DRIVE_PREEMPTED`.
+	// Only one Drive stream may be open per session, across all server
+	// replicas: a second fails with FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`
+	// (`ownerReplica` names the replica holding the open stream), unless its
+	// config sets `preempt`, in which case the older stream ends with ABORTED
+	// `DRIVE_PREEMPTED` (on another replica the new stream waits for that, at
+	// most twice the replica lease TTL). A stream whose replica lost the session
+	// to another replica (it was unreachable longer than the lease TTL) ends
+	// with ABORTED `DRIVE_TAKEN_OVER` before sending anything more to the
+	// vendor; reconnect to drive the session again.
 	//
 	// Flow control: the server reads audio no faster than the vendor accepts it
 	// plus a bounded buffer (a few seconds), so a client sending faster than real
@@ -249,8 +256,9 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | SESSION_NOT_FOUND         | NOT_FOUND           | session                               |
 // | SESSION_CLOSED            | FAILED_PRECONDITION | session, closeReason                  |
 // | SESSION_NOT_READY         | FAILED_PRECONDITION | session, state                        |
-// | DRIVE_ALREADY_ACTIVE      | FAILED_PRECONDITION | session                               |
+// | DRIVE_ALREADY_ACTIVE      | FAILED_PRECONDITION | session, ownerReplica                 |
 // | DRIVE_PREEMPTED           | ABORTED             | session                               |
+// | DRIVE_TAKEN_OVER          | ABORTED             | session, ownerReplica                 |
 // | AUDIO_NOT_SUPPORTED       | FAILED_PRECONDITION | vendor, session                       |
 // | TEXT_NOT_SUPPORTED        | FAILED_PRECONDITION | vendor, session                       |
 // | REQUEST_ID_REUSED         | INVALID_ARGUMENT    | requestId                             |
@@ -302,8 +310,9 @@ type AvatarGatewayServer interface {
 	//     the stream, an `end_turn` or an `interrupt`, and it ends with `end_turn`
 	//     (flush and tell the vendor the utterance is complete) or `interrupt`
 	//     (drop what is queued and stop the avatar now). Turn ids are assigned by
-	//     the server in order, "1", "2", ... per session, and appear on every
-	//     event of that turn.
+	//     the server in order, "1", "2", ... per session (unique within the
+	//     session, whichever server replica drives it), and appear on every event
+	//     of that turn.
 	//  3. Half-closing the request stream ends input: the server finishes the
 	//     current turn as if `end_turn` had been sent, waits (bounded) until the
 	//     vendor reports it spoken, then ends the call with OK.
@@ -316,10 +325,15 @@ type AvatarGatewayServer interface {
 	//     service comment). Audio the server accepted before a fatal error has
 	//     already been handed to the vendor.
 	//
-	// Only one Drive stream may be open per session: a second fails with
-	// FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`, unless its config sets
-	// `preempt`, in which case the older stream ends with ABORTED
-	// `DRIVE_PREEMPTED`.
+	// Only one Drive stream may be open per session, across all server
+	// replicas: a second fails with FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`
+	// (`ownerReplica` names the replica holding the open stream), unless its
+	// config sets `preempt`, in which case the older stream ends with ABORTED
+	// `DRIVE_PREEMPTED` (on another replica the new stream waits for that, at
+	// most twice the replica lease TTL). A stream whose replica lost the session
+	// to another replica (it was unreachable longer than the lease TTL) ends
+	// with ABORTED `DRIVE_TAKEN_OVER` before sending anything more to the
+	// vendor; reconnect to drive the session again.
 	//
 	// Flow control: the server reads audio no faster than the vendor accepts it
 	// plus a bounded buffer (a few seconds), so a client sending faster than real

@@ -76,7 +76,9 @@ class _CloseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CloseReas
     CLOSE_REASON_VENDOR: _CloseReason.ValueType  # 4
     """The vendor ended the session."""
     CLOSE_REASON_SHUTDOWN: _CloseReason.ValueType  # 5
-    """The gateway shut down and closed the sessions it owned."""
+    """The gateway shut down and closed the sessions it owned, or the replica
+    owning the session died and another replica closed it.
+    """
     CLOSE_REASON_FAILED: _CloseReason.ValueType  # 6
     """The vendor session failed to start."""
 
@@ -94,7 +96,9 @@ CLOSE_REASON_MAX_DURATION: CloseReason.ValueType  # 3
 CLOSE_REASON_VENDOR: CloseReason.ValueType  # 4
 """The vendor ended the session."""
 CLOSE_REASON_SHUTDOWN: CloseReason.ValueType  # 5
-"""The gateway shut down and closed the sessions it owned."""
+"""The gateway shut down and closed the sessions it owned, or the replica
+owning the session died and another replica closed it.
+"""
 CLOSE_REASON_FAILED: CloseReason.ValueType  # 6
 """The vendor session failed to start."""
 Global___CloseReason: _TypeAlias = CloseReason  # noqa: Y015
@@ -960,7 +964,9 @@ class DriveConfig(_message.Message):
     preempt: _builtins.bool
     """If a Drive stream is already open on the session, end it (ABORTED
     `DRIVE_PREEMPTED`) and take over, instead of failing with
-    `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop.
+    `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop
+    (or after the replica it drove through died: the new stream then starts
+    once that replica's lease lapsed).
     """
     @_builtins.property
     def audio_format(self) -> _media_pb2.AudioFormat:

@@ -105,7 +105,10 @@ export enum CloseReason {
   CLOSE_REASON_MAX_DURATION = 3,
   /** CLOSE_REASON_VENDOR - The vendor ended the session. */
   CLOSE_REASON_VENDOR = 4,
-  /** CLOSE_REASON_SHUTDOWN - The gateway shut down and closed the sessions it owned. */
+  /**
+   * CLOSE_REASON_SHUTDOWN - The gateway shut down and closed the sessions it owned, or the replica
+   * owning the session died and another replica closed it.
+   */
   CLOSE_REASON_SHUTDOWN = 5,
   /** CLOSE_REASON_FAILED - The vendor session failed to start. */
   CLOSE_REASON_FAILED = 6,
@@ -553,7 +556,9 @@ export interface DriveConfig {
   /**
    * If a Drive stream is already open on the session, end it (ABORTED
    * `DRIVE_PREEMPTED`) and take over, instead of failing with
-   * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop.
+   * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop
+   * (or after the replica it drove through died: the new stream then starts
+   * once that replica's lease lapsed).
    */
   preempt: boolean;
 }
@@ -5212,8 +5217,9 @@ export const GoAway: MessageFns<GoAway> = {
  * | SESSION_NOT_FOUND         | NOT_FOUND           | session                               |
  * | SESSION_CLOSED            | FAILED_PRECONDITION | session, closeReason                  |
  * | SESSION_NOT_READY         | FAILED_PRECONDITION | session, state                        |
- * | DRIVE_ALREADY_ACTIVE      | FAILED_PRECONDITION | session                               |
+ * | DRIVE_ALREADY_ACTIVE      | FAILED_PRECONDITION | session, ownerReplica                 |
  * | DRIVE_PREEMPTED           | ABORTED             | session                               |
+ * | DRIVE_TAKEN_OVER          | ABORTED             | session, ownerReplica                 |
  * | AUDIO_NOT_SUPPORTED       | FAILED_PRECONDITION | vendor, session                       |
  * | TEXT_NOT_SUPPORTED        | FAILED_PRECONDITION | vendor, session                       |
  * | REQUEST_ID_REUSED         | INVALID_ARGUMENT    | requestId                             |
@@ -5321,8 +5327,9 @@ export const AvatarGatewayService = {
    *    the stream, an `end_turn` or an `interrupt`, and it ends with `end_turn`
    *    (flush and tell the vendor the utterance is complete) or `interrupt`
    *    (drop what is queued and stop the avatar now). Turn ids are assigned by
-   *    the server in order, "1", "2", ... per session, and appear on every
-   *    event of that turn.
+   *    the server in order, "1", "2", ... per session (unique within the
+   *    session, whichever server replica drives it), and appear on every event
+   *    of that turn.
    * 3. Half-closing the request stream ends input: the server finishes the
    *    current turn as if `end_turn` had been sent, waits (bounded) until the
    *    vendor reports it spoken, then ends the call with OK.
@@ -5335,10 +5342,15 @@ export const AvatarGatewayService = {
    *    service comment). Audio the server accepted before a fatal error has
    *    already been handed to the vendor.
    *
-   * Only one Drive stream may be open per session: a second fails with
-   * FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`, unless its config sets
-   * `preempt`, in which case the older stream ends with ABORTED
-   * `DRIVE_PREEMPTED`.
+   * Only one Drive stream may be open per session, across all server
+   * replicas: a second fails with FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`
+   * (`ownerReplica` names the replica holding the open stream), unless its
+   * config sets `preempt`, in which case the older stream ends with ABORTED
+   * `DRIVE_PREEMPTED` (on another replica the new stream waits for that, at
+   * most twice the replica lease TTL). A stream whose replica lost the session
+   * to another replica (it was unreachable longer than the lease TTL) ends
+   * with ABORTED `DRIVE_TAKEN_OVER` before sending anything more to the
+   * vendor; reconnect to drive the session again.
    *
    * Flow control: the server reads audio no faster than the vendor accepts it
    * plus a bounded buffer (a few seconds), so a client sending faster than real
@@ -5395,8 +5407,9 @@ export interface AvatarGatewayServer extends UntypedServiceImplementation {
    *    the stream, an `end_turn` or an `interrupt`, and it ends with `end_turn`
    *    (flush and tell the vendor the utterance is complete) or `interrupt`
    *    (drop what is queued and stop the avatar now). Turn ids are assigned by
-   *    the server in order, "1", "2", ... per session, and appear on every
-   *    event of that turn.
+   *    the server in order, "1", "2", ... per session (unique within the
+   *    session, whichever server replica drives it), and appear on every event
+   *    of that turn.
    * 3. Half-closing the request stream ends input: the server finishes the
    *    current turn as if `end_turn` had been sent, waits (bounded) until the
    *    vendor reports it spoken, then ends the call with OK.
@@ -5409,10 +5422,15 @@ export interface AvatarGatewayServer extends UntypedServiceImplementation {
    *    service comment). Audio the server accepted before a fatal error has
    *    already been handed to the vendor.
    *
-   * Only one Drive stream may be open per session: a second fails with
-   * FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`, unless its config sets
-   * `preempt`, in which case the older stream ends with ABORTED
-   * `DRIVE_PREEMPTED`.
+   * Only one Drive stream may be open per session, across all server
+   * replicas: a second fails with FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`
+   * (`ownerReplica` names the replica holding the open stream), unless its
+   * config sets `preempt`, in which case the older stream ends with ABORTED
+   * `DRIVE_PREEMPTED` (on another replica the new stream waits for that, at
+   * most twice the replica lease TTL). A stream whose replica lost the session
+   * to another replica (it was unreachable longer than the lease TTL) ends
+   * with ABORTED `DRIVE_TAKEN_OVER` before sending anything more to the
+   * vendor; reconnect to drive the session again.
    *
    * Flow control: the server reads audio no faster than the vendor accepts it
    * plus a bounded buffer (a few seconds), so a client sending faster than real
@@ -5545,8 +5563,9 @@ export interface AvatarGatewayClient extends Client {
    *    the stream, an `end_turn` or an `interrupt`, and it ends with `end_turn`
    *    (flush and tell the vendor the utterance is complete) or `interrupt`
    *    (drop what is queued and stop the avatar now). Turn ids are assigned by
-   *    the server in order, "1", "2", ... per session, and appear on every
-   *    event of that turn.
+   *    the server in order, "1", "2", ... per session (unique within the
+   *    session, whichever server replica drives it), and appear on every event
+   *    of that turn.
    * 3. Half-closing the request stream ends input: the server finishes the
    *    current turn as if `end_turn` had been sent, waits (bounded) until the
    *    vendor reports it spoken, then ends the call with OK.
@@ -5559,10 +5578,15 @@ export interface AvatarGatewayClient extends Client {
    *    service comment). Audio the server accepted before a fatal error has
    *    already been handed to the vendor.
    *
-   * Only one Drive stream may be open per session: a second fails with
-   * FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`, unless its config sets
-   * `preempt`, in which case the older stream ends with ABORTED
-   * `DRIVE_PREEMPTED`.
+   * Only one Drive stream may be open per session, across all server
+   * replicas: a second fails with FAILED_PRECONDITION `DRIVE_ALREADY_ACTIVE`
+   * (`ownerReplica` names the replica holding the open stream), unless its
+   * config sets `preempt`, in which case the older stream ends with ABORTED
+   * `DRIVE_PREEMPTED` (on another replica the new stream waits for that, at
+   * most twice the replica lease TTL). A stream whose replica lost the session
+   * to another replica (it was unreachable longer than the lease TTL) ends
+   * with ABORTED `DRIVE_TAKEN_OVER` before sending anything more to the
+   * vendor; reconnect to drive the session again.
    *
    * Flow control: the server reads audio no faster than the vendor accepts it
    * plus a bounded buffer (a few seconds), so a client sending faster than real

@@ -57,7 +57,8 @@ public enum CloseReason
   CLOSE_REASON_VENDOR(4),
   /**
    * <pre>
-   * The gateway shut down and closed the sessions it owned.
+   * The gateway shut down and closed the sessions it owned, or the replica
+   * owning the session died and another replica closed it.
    * </pre>
    *
    * <code>CLOSE_REASON_SHUTDOWN = 5;</code>
@@ -125,7 +126,8 @@ public enum CloseReason
   public static final int CLOSE_REASON_VENDOR_VALUE = 4;
   /**
    * <pre>
-   * The gateway shut down and closed the sessions it owned.
+   * The gateway shut down and closed the sessions it owned, or the replica
+   * owning the session died and another replica closed it.
    * </pre>
    *
    * <code>CLOSE_REASON_SHUTDOWN = 5;</code>

@@ -151,7 +151,9 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * If a Drive stream is already open on the session, end it (ABORTED
    * `DRIVE_PREEMPTED`) and take over, instead of failing with
-   * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop.
+   * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop
+   * (or after the replica it drove through died: the new stream then starts
+   * once that replica's lease lapsed).
    * </pre>
    *
    * <code>bool preempt = 3 [json_name = "preempt"];</code>
@@ -801,7 +803,9 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * If a Drive stream is already open on the session, end it (ABORTED
      * `DRIVE_PREEMPTED`) and take over, instead of failing with
-     * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop.
+     * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop
+     * (or after the replica it drove through died: the new stream then starts
+     * once that replica's lease lapsed).
      * </pre>
      *
      * <code>bool preempt = 3 [json_name = "preempt"];</code>
@@ -815,7 +819,9 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * If a Drive stream is already open on the session, end it (ABORTED
      * `DRIVE_PREEMPTED`) and take over, instead of failing with
-     * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop.
+     * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop
+     * (or after the replica it drove through died: the new stream then starts
+     * once that replica's lease lapsed).
      * </pre>
      *
      * <code>bool preempt = 3 [json_name = "preempt"];</code>
@@ -833,7 +839,9 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * If a Drive stream is already open on the session, end it (ABORTED
      * `DRIVE_PREEMPTED`) and take over, instead of failing with
-     * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop.
+     * `DRIVE_ALREADY_ACTIVE`. For a client that reconnects after a network drop
+     * (or after the replica it drove through died: the new stream then starts
+     * once that replica's lease lapsed).
      * </pre>
      *
      * <code>bool preempt = 3 [json_name = "preempt"];</code>
