@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings
 from gateway.config import Settings
+from gateway.ratelimit import RedisRateLimitStorage
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
 from gateway.servicer import AvatarGatewayServicer
@@ -74,6 +75,9 @@ class GatewayServer:
         if registry is None:
             registry = RedisRegistry(settings.redis_url) if settings.redis_url else MemoryRegistry()
         self.registry = registry
+        # Vendor rate limits are per vendor account: with Redis, every replica counts in one
+        # window (gateway/ratelimit.py); without, each adapter counts in this process.
+        self.rate_limits = RedisRateLimitStorage(settings.redis_url) if settings.redis_url else None
         self.sandbox: Sandbox | None = None
         self.adapters: dict[str, VendorAdapter] = {}
         self.manager: SessionManager | None = None
@@ -118,7 +122,9 @@ class GatewayServer:
                 raise
             settings = settings.model_copy(update={"vendors": vendor_settings})
             self.settings = settings
-        self.adapters = self.vendors.build_adapters(vendor_settings, sandbox=sandbox)
+        self.adapters = self.vendors.build_adapters(
+            vendor_settings, sandbox=sandbox, rate_limits=self.rate_limits
+        )
         for adapter in self.adapters.values():
             for method, path, handler in adapter.http_routes():
                 self._callback_routes[(method.upper(), path)] = handler
@@ -252,6 +258,8 @@ class GatewayServer:
                 await adapter.aclose()
         if isinstance(self.registry, RedisRegistry):
             await self.registry.aclose()
+        if self.rate_limits is not None:
+            await self.rate_limits.aclose()
         await self._ops_runner_cleanup()
         if self.sandbox is not None:
             await self.sandbox.stop()
