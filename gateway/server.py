@@ -73,7 +73,11 @@ class GatewayServer:
         self.settings = settings
         self.vendors = vendors or VendorRegistry.discover(settings.plugin_modules)
         if registry is None:
-            registry = RedisRegistry(settings.redis_url) if settings.redis_url else MemoryRegistry()
+            registry = (
+                RedisRegistry(settings.redis_url, retention_s=settings.session_retention_s)
+                if settings.redis_url
+                else MemoryRegistry(retention_s=settings.session_retention_s)
+            )
         self.registry = registry
         # Vendor rate limits are per vendor account: with Redis, every replica counts in one
         # window (gateway/ratelimit.py); without, each adapter counts in this process.
@@ -109,6 +113,11 @@ class GatewayServer:
         settings = self.settings
         sandbox = settings.sandbox
         vendor_settings = self.check_configuration()
+        if isinstance(self.registry, RedisRegistry):
+            try:
+                await self.registry.migrate()
+            except Exception as exc:  # Redis down at start: serve; the next start migrates
+                log.warning("registry_migration_failed", error=type(exc).__name__)
         ops_app = web.Application()
         await self._start_ops(ops_app)
         if sandbox:

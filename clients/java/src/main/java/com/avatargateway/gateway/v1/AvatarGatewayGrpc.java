@@ -44,6 +44,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+ * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  * </pre>
  */
@@ -373,6 +374,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -386,7 +388,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     default void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -407,6 +413,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     default void listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request,
@@ -530,6 +540,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -584,6 +595,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -608,7 +620,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -631,6 +647,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public void listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request,
@@ -759,6 +779,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -783,7 +804,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) throws io.grpc.StatusException {
@@ -804,6 +829,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public com.avatargateway.gateway.v1.ListSessionsResponse listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request) throws io.grpc.StatusException {
@@ -929,6 +958,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -953,7 +983,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) {
@@ -974,6 +1008,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public com.avatargateway.gateway.v1.ListSessionsResponse listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request) {
@@ -1057,6 +1095,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -1081,7 +1120,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<com.avatargateway.gateway.v1.Session> createSession(
@@ -1104,6 +1147,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<com.avatargateway.gateway.v1.ListSessionsResponse> listSessions(
