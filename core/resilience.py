@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from abc import ABC, abstractmethod
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -244,17 +244,28 @@ class RateLimitStorage(ABC):
     """
 
     @abstractmethod
-    async def try_acquire(self, key: str, limit: int, window_s: float) -> float:
-        """Count one call for ``key`` if fewer than ``limit`` were counted in the last ``window_s``.
+    async def try_acquire(self, key: str, limit: int, window_s: float, call: str) -> float:
+        """Count call ``call`` for ``key`` if fewer than ``limit`` were counted in ``window_s``.
 
         Args:
             key: the limited thing (vendor account and operation).
             limit: calls allowed per window.
             window_s: the sliding window (s).
+            call: a unique id of this call (for :meth:`settle`).
 
         Returns:
-            0.0 when the call was counted; otherwise the seconds until the oldest counted
-            call leaves the window (nothing was counted).
+            0.0 when the call was counted (stamped now); otherwise the seconds until the
+            oldest counted call leaves the window (nothing was counted).
+        """
+
+    @abstractmethod
+    async def settle(self, key: str, window_s: float, call: str) -> None:
+        """Stamp counted call ``call`` of ``key`` with the time now (it was answered or failed).
+
+        Args:
+            key: as counted.
+            window_s: as counted (s).
+            call: the id the call was counted with.
         """
 
 
@@ -262,27 +273,40 @@ class MemoryRateLimitStorage(RateLimitStorage):
     """Sliding windows of call times in this process (monotonic clock)."""
 
     def __init__(self) -> None:
-        self._calls: dict[str, deque[float]] = {}
+        self._calls: dict[str, dict[str, float]] = {}
 
-    async def try_acquire(self, key: str, limit: int, window_s: float) -> float:
-        """Count one call for ``key`` if the window has room; else the seconds to wait."""
-        calls = self._calls.setdefault(key, deque())
+    async def try_acquire(self, key: str, limit: int, window_s: float, call: str) -> float:
+        """Count call ``call`` for ``key`` if the window has room; else the seconds to wait."""
+        calls = self._calls.setdefault(key, {})
         now = time.monotonic()
-        while calls and now - calls[0] >= window_s:
-            calls.popleft()
+        for old in [c for c, at in calls.items() if now - at >= window_s]:
+            del calls[old]
         if len(calls) < limit:
-            calls.append(now)
+            calls[call] = now
             return 0.0
-        return window_s - (now - calls[0])
+        return window_s - (now - min(calls.values()))
+
+    async def settle(self, key: str, window_s: float, call: str) -> None:
+        """Stamp call ``call`` of ``key`` with the time now."""
+        self._calls.setdefault(key, {})[call] = time.monotonic()
 
 
 class RateLimiter:
     """At most ``rate`` calls per sliding second per key (ZEGO: 10 QPS per Action, zegocloud.md §1).
 
-    :meth:`acquire` waits until a call is allowed instead of failing, so a burst of
+    :meth:`slot` waits until a call is allowed instead of failing, so a burst of
     CreateSession calls is smoothed rather than rejected by the vendor; the wait is bounded
     by the enclosing :func:`deadline_scope`. Calls are counted in this process unless
     :meth:`bind` shares the count (every replica using one vendor account).
+
+    The vendor counts a call when it arrives, some unknown time after we let it go
+    (connection set-up, a busy or cold process, the vendor's own queue), and we cannot see
+    arrivals. We see answers: a call has arrived by the time its answer (or error) comes. So
+    :meth:`slot` stamps the call again when it ends, and the window counts each call at an
+    upper bound of its arrival: the vendor never sees more than ``rate`` in its second
+    however latency varies between calls and replicas. (A margin on admission times could
+    only guess the spread: 100 ms was not enough for three processes on one busy host.)
+    Limit: a call still unanswered after a whole window leaves the count until it ends.
 
     Args:
         rate: calls per second.
@@ -309,24 +333,43 @@ class RateLimiter:
         self.storage = storage
         self.scope = scope
 
-    async def acquire(self, key: str) -> None:
-        """Wait until one more call for ``key`` fits in the window, then count it.
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        """Make one call of ``key`` inside: wait for room first, count it as of its end after.
 
         Raises:
             VendorError: RESOURCE_EXHAUSTED ``VENDOR_RATE_LIMITED`` (retryable, with the wait
                 as ``retry_after_s``) when no call fits before the deadline of the enclosing
                 :func:`deadline_scope`; nothing was sent to the vendor then.
         """
+        call = await self._admit(key)
+        try:
+            yield
+        finally:
+            await self.storage.settle(f"{self.scope}:{key}", self.window_s, call)
+
+    async def acquire(self, key: str) -> None:
+        """Wait until one more call for ``key`` fits in the window, then count it (as of now).
+
+        Prefer :meth:`slot`, which also counts the call as of its answer.
+
+        Raises:
+            VendorError: as :meth:`slot`.
+        """
+        await self._admit(key)
+
+    async def _admit(self, key: str) -> str:
         # Callers of this process queue here in order; only the head of the queue asks the
         # storage, so a shared storage sees one request per process and key at a time.
         lock = self._locks.setdefault(key, asyncio.Lock())
+        call = uuid.uuid4().hex
         async with lock:
             while True:
                 wait = await self.storage.try_acquire(
-                    f"{self.scope}:{key}", self.limit, self.window_s
+                    f"{self.scope}:{key}", self.limit, self.window_s, call
                 )
                 if wait <= 0:
-                    return
+                    return call
                 # Small margin: the vendor's window and ours never line up exactly.
                 wait += 0.005
                 deadline = _DEADLINE.get()

@@ -171,9 +171,9 @@ class CountingStorage(MemoryRateLimitStorage):
         super().__init__()
         self.keys: list[str] = []
 
-    async def try_acquire(self, key: str, limit: int, window_s: float) -> float:
+    async def try_acquire(self, key: str, limit: int, window_s: float, call: str) -> float:
         self.keys.append(key)
-        return await super().try_acquire(key, limit, window_s)
+        return await super().try_acquire(key, limit, window_s, call)
 
 
 async def test_a_bound_storage_counts_under_the_account_scope() -> None:
@@ -194,3 +194,15 @@ async def test_two_limiters_sharing_a_storage_share_the_window() -> None:
     await b.acquire("Op")
     with deadline_scope(time.monotonic() + 1.0), pytest.raises(VendorError):
         await a.acquire("Op")
+
+
+async def test_a_slot_counts_its_call_as_of_its_answer() -> None:
+    # A call answered late (a cold connection, a busy vendor) reached the vendor late too:
+    # the window runs from its answer, so the next call waits for that, not for admission.
+    limiter = RateLimiter(rate=5, window_s=0.2, vendor="v")  # 1 call per 0.2 s
+    async with limiter.slot("Op"):
+        await asyncio.sleep(0.3)  # the answer comes after a whole window
+    answered = time.monotonic()
+    async with limiter.slot("Op"):
+        admitted = time.monotonic()
+    assert admitted - answered >= 0.2
