@@ -150,6 +150,7 @@ class SessionManager:
         self._background: set[asyncio.Future[None]] = set()
         self._close_locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._reaper_stopped = False
 
     # ---- create -------------------------------------------------------------------------
 
@@ -622,7 +623,10 @@ class SessionManager:
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
 
     async def _reap_forever(self) -> None:
-        while True:
+        # A flag as well as the cancel: a cancel that lands inside a Redis call can be lost
+        # there (seen with redis-py 8 on Python 3.11), and the loop would then run on and
+        # keep shutdown() waiting for it forever.
+        while not self._reaper_stopped:
             await asyncio.sleep(self.settings.reaper_interval_s)
             try:
                 await self.reap_once()
@@ -671,6 +675,7 @@ class SessionManager:
                 (shared registry: the sessions outlive this replica).
         """
         if self._reaper is not None:
+            self._reaper_stopped = True
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
