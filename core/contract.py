@@ -30,7 +30,7 @@ from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict
 
 from core.queues import SingleConsumerQueue
-from core.resilience import RateLimiter
+from core.resilience import RateLimiter, RateLimitStorage
 
 
 @dataclass(frozen=True)
@@ -441,7 +441,23 @@ class VendorAdapter(ABC):
     def __init__(self, *, sandbox: bool = False) -> None:
         self.sandbox = sandbox
         caps = type(self).capabilities
-        self.rate_limiter = RateLimiter(caps.rest_qps) if caps.rest_qps else None
+        self.rate_limiter = (
+            RateLimiter(caps.rest_qps, vendor=caps.vendor) if caps.rest_qps else None
+        )
+
+    def share_rate_limits(self, storage: RateLimitStorage, account: str) -> None:
+        """Count the vendor's per-operation rate (``Capabilities.rest_qps``) in ``storage``.
+
+        The gateway calls this when replicas share a vendor account, so that the vendor's
+        limit holds for their calls together rather than for each replica alone.
+
+        Args:
+            storage: the shared count.
+            account: public id of the vendor account the credentials belong to
+                (``VendorSettings.account_id``); never a secret.
+        """
+        if self.rate_limiter is not None:
+            self.rate_limiter.bind(storage, f"{self.capabilities.vendor}:{account}")
 
     def vendor_session_handle(
         self, vendor_session_id: str, data: dict[str, Any]

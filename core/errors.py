@@ -65,6 +65,7 @@ class Reason(enum.StrEnum):
     VENDOR_INVALID_ARGUMENT = "VENDOR_INVALID_ARGUMENT"
     VENDOR_INTERNAL = "VENDOR_INTERNAL"
     SERVER_DRAINING = "SERVER_DRAINING"
+    SESSION_LIMIT_REACHED = "SESSION_LIMIT_REACHED"
     INTERNAL = "INTERNAL"
 
 
@@ -268,6 +269,24 @@ def server_draining() -> GatewayError:
     """UNAVAILABLE ``SERVER_DRAINING``: the server is shutting down; retry on another replica."""
     return GatewayError(
         grpc.StatusCode.UNAVAILABLE, Reason.SERVER_DRAINING, "the server is shutting down; retry"
+    )
+
+
+def session_limit_reached(scope: str, limit: int, retry_after_s: float) -> GatewayError:
+    """RESOURCE_EXHAUSTED ``SESSION_LIMIT_REACHED``, with a ``RetryInfo``.
+
+    Args:
+        scope: ``replica`` (this server holds its most; another replica may have room) or
+            ``cluster`` (every replica together).
+        limit: the limit reached (live sessions).
+        retry_after_s: when a retry may succeed (s).
+    """
+    return GatewayError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        Reason.SESSION_LIMIT_REACHED,
+        f"the {scope} already holds its maximum of {limit} live sessions; retry later",
+        {"scope": scope, "limit": str(limit)},
+        retry_after_s=retry_after_s,
     )
 
 

@@ -93,6 +93,17 @@ class VendorSettings(FileSettings):
                 raise KeyError(f"{type(self).__name__} has no field {name!r}")
         return [self.variable(name) for name in fields if getattr(self, name) is None]
 
+    @property
+    def account_id(self) -> str:
+        """Public id of the vendor account the credentials belong to; never a secret.
+
+        Vendor rate limits are per account, so replicas with one ``account_id`` share one
+        count (``VendorAdapter.share_rate_limits``). Default ``"default"``: one account per
+        deployment; a vendor whose account has a public id (ZEGO AppId) returns it, so two
+        deployments with different accounts on one Redis do not throttle each other.
+        """
+        return "default"
+
     def endpoints(self) -> dict[str, str]:
         """The vendor URLs the gateway calls, by field name (for the start-up log line)."""
         return {

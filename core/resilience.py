@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+import grpc
 import structlog
 
 from core.errors import Reason, VendorError, vendor_timeout
@@ -233,33 +235,157 @@ async def poll_until(
         delay = min(max_delay_s, delay * 1.5)
 
 
+class RateLimitStorage(ABC):
+    """Where a :class:`RateLimiter` counts calls: this process, or shared by every replica.
+
+    The default (:class:`MemoryRateLimitStorage`) counts in this process. The gateway injects
+    a shared one (Redis) when replicas share a vendor account, so that their calls together
+    stay within the vendor's rate (core knows no storage backend: architecture.md §1).
+    """
+
+    @abstractmethod
+    async def try_acquire(self, key: str, limit: int, window_s: float, call: str) -> float:
+        """Count call ``call`` for ``key`` if fewer than ``limit`` were counted in ``window_s``.
+
+        Args:
+            key: the limited thing (vendor account and operation).
+            limit: calls allowed per window.
+            window_s: the sliding window (s).
+            call: a unique id of this call (for :meth:`settle`).
+
+        Returns:
+            0.0 when the call was counted (stamped now); otherwise the seconds until the
+            oldest counted call leaves the window (nothing was counted).
+        """
+
+    @abstractmethod
+    async def settle(self, key: str, window_s: float, call: str) -> None:
+        """Stamp counted call ``call`` of ``key`` with the time now (it was answered or failed).
+
+        Args:
+            key: as counted.
+            window_s: as counted (s).
+            call: the id the call was counted with.
+        """
+
+
+class MemoryRateLimitStorage(RateLimitStorage):
+    """Sliding windows of call times in this process (monotonic clock)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, dict[str, float]] = {}
+
+    async def try_acquire(self, key: str, limit: int, window_s: float, call: str) -> float:
+        """Count call ``call`` for ``key`` if the window has room; else the seconds to wait."""
+        calls = self._calls.setdefault(key, {})
+        now = time.monotonic()
+        for old in [c for c, at in calls.items() if now - at >= window_s]:
+            del calls[old]
+        if len(calls) < limit:
+            calls[call] = now
+            return 0.0
+        return window_s - (now - min(calls.values()))
+
+    async def settle(self, key: str, window_s: float, call: str) -> None:
+        """Stamp call ``call`` of ``key`` with the time now."""
+        self._calls.setdefault(key, {})[call] = time.monotonic()
+
+
 class RateLimiter:
     """At most ``rate`` calls per sliding second per key (ZEGO: 10 QPS per Action, zegocloud.md §1).
 
-    :meth:`acquire` waits until a call is allowed instead of failing, so a burst of
-    CreateSession calls is smoothed rather than rejected by the vendor.
+    :meth:`slot` waits until a call is allowed instead of failing, so a burst of
+    CreateSession calls is smoothed rather than rejected by the vendor; the wait is bounded
+    by the enclosing :func:`deadline_scope`. Calls are counted in this process unless
+    :meth:`bind` shares the count (every replica using one vendor account).
+
+    The vendor counts a call when it arrives, some unknown time after we let it go
+    (connection set-up, a busy or cold process, the vendor's own queue), and we cannot see
+    arrivals. We see answers: a call has arrived by the time its answer (or error) comes. So
+    :meth:`slot` stamps the call again when it ends, and the window counts each call at an
+    upper bound of its arrival: the vendor never sees more than ``rate`` in its second
+    however latency varies between calls and replicas. (A margin on admission times could
+    only guess the spread: 100 ms was not enough for three processes on one busy host.)
+    Limit: a call still unanswered after a whole window leaves the count until it ends.
+
+    Args:
+        rate: calls per second.
+        window_s: the sliding window (s).
+        vendor: vendor id, for errors and as the default scope of keys.
     """
 
-    def __init__(self, rate: float, window_s: float = 1.0) -> None:
+    def __init__(self, rate: float, window_s: float = 1.0, *, vendor: str = "") -> None:
         self.limit = max(1, int(rate * window_s))
         self.window_s = window_s
-        self._calls: dict[str, deque[float]] = {}
+        self.vendor = vendor
+        self.scope = vendor
+        self.storage: RateLimitStorage = MemoryRateLimitStorage()
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def bind(self, storage: RateLimitStorage, scope: str) -> None:
+        """Count calls in ``storage`` from now on, keyed under ``scope``.
+
+        Args:
+            storage: the shared count (the gateway's Redis storage).
+            scope: the vendor account the limit belongs to (vendor id and a public account
+                id, e.g. ``zegocloud:123456``; never a secret).
+        """
+        self.storage = storage
+        self.scope = scope
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        """Make one call of ``key`` inside: wait for room first, count it as of its end after.
+
+        Raises:
+            VendorError: RESOURCE_EXHAUSTED ``VENDOR_RATE_LIMITED`` (retryable, with the wait
+                as ``retry_after_s``) when no call fits before the deadline of the enclosing
+                :func:`deadline_scope`; nothing was sent to the vendor then.
+        """
+        call = await self._admit(key)
+        try:
+            yield
+        finally:
+            await self.storage.settle(f"{self.scope}:{key}", self.window_s, call)
+
     async def acquire(self, key: str) -> None:
-        """Wait until one more call for ``key`` fits in the window, then count it."""
+        """Wait until one more call for ``key`` fits in the window, then count it (as of now).
+
+        Prefer :meth:`slot`, which also counts the call as of its answer.
+
+        Raises:
+            VendorError: as :meth:`slot`.
+        """
+        await self._admit(key)
+
+    async def _admit(self, key: str) -> str:
+        # Callers of this process queue here in order; only the head of the queue asks the
+        # storage, so a shared storage sees one request per process and key at a time.
         lock = self._locks.setdefault(key, asyncio.Lock())
+        call = uuid.uuid4().hex
         async with lock:
-            calls = self._calls.setdefault(key, deque())
             while True:
-                now = time.monotonic()
-                while calls and now - calls[0] >= self.window_s:
-                    calls.popleft()
-                if len(calls) < self.limit:
-                    calls.append(now)
-                    return
+                wait = await self.storage.try_acquire(
+                    f"{self.scope}:{key}", self.limit, self.window_s, call
+                )
+                if wait <= 0:
+                    return call
                 # Small margin: the vendor's window and ours never line up exactly.
-                await asyncio.sleep(self.window_s - (now - calls[0]) + 0.005)
+                wait += 0.005
+                deadline = _DEADLINE.get()
+                if deadline is not None and time.monotonic() + wait >= deadline:
+                    raise VendorError(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        Reason.VENDOR_RATE_LIMITED,
+                        f"{self.vendor}: the gateway's limit of {self.limit} {key} calls per "
+                        f"{self.window_s:g} s leaves no slot before the deadline",
+                        vendor=self.vendor,
+                        # No vendor code: the gateway refused before calling the vendor.
+                        metadata={"vendorCode": ""},
+                        retryable=True,
+                        retry_after_s=wait,
+                    )
+                await asyncio.sleep(wait)
 
 
 async def keepalive_loop(channel: DriveChannel, interval_s: float) -> None:

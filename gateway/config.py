@@ -52,7 +52,15 @@ class Settings(FileSettings):
     create_timeout_s: float = 60.0
     default_idle_timeout_s: float = 300.0
     default_max_duration_s: float = 3600.0
-    max_sessions: int = 1000
+    # Live sessions (creating or open) one replica holds at most; CreateSession beyond it is
+    # refused with RESOURCE_EXHAUSTED SESSION_LIMIT_REACHED (another replica may have room).
+    max_sessions: int = Field(default=1000, ge=1)
+    # Live sessions of all replicas together at most (counted in Redis, atomically with the
+    # record of the new session); unset: no cluster-wide limit.
+    cluster_max_sessions: int | None = Field(default=None, ge=1)
+    # How long the record of an ended (closed or failed) session stays readable (s); then the
+    # registry forgets it, so it does not grow with every session ever made.
+    session_retention_s: float = Field(default=3600.0, gt=0)
     # Extra vendor plugin modules, comma-separated, each exporting ``SPEC`` (the shipped
     # vendors are found through the ``avatar_gateway.vendors`` entry points).
     plugins: str = ""

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings
 from gateway.config import Settings
+from gateway.ratelimit import RedisRateLimitStorage
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
 from gateway.servicer import AvatarGatewayServicer
@@ -72,8 +73,15 @@ class GatewayServer:
         self.settings = settings
         self.vendors = vendors or VendorRegistry.discover(settings.plugin_modules)
         if registry is None:
-            registry = RedisRegistry(settings.redis_url) if settings.redis_url else MemoryRegistry()
+            registry = (
+                RedisRegistry(settings.redis_url, retention_s=settings.session_retention_s)
+                if settings.redis_url
+                else MemoryRegistry(retention_s=settings.session_retention_s)
+            )
         self.registry = registry
+        # Vendor rate limits are per vendor account: with Redis, every replica counts in one
+        # window (gateway/ratelimit.py); without, each adapter counts in this process.
+        self.rate_limits = RedisRateLimitStorage(settings.redis_url) if settings.redis_url else None
         self.sandbox: Sandbox | None = None
         self.adapters: dict[str, VendorAdapter] = {}
         self.manager: SessionManager | None = None
@@ -105,6 +113,11 @@ class GatewayServer:
         settings = self.settings
         sandbox = settings.sandbox
         vendor_settings = self.check_configuration()
+        if isinstance(self.registry, RedisRegistry):
+            try:
+                await self.registry.migrate()
+            except Exception as exc:  # Redis down at start: serve; the next start migrates
+                log.warning("registry_migration_failed", error=type(exc).__name__)
         ops_app = web.Application()
         await self._start_ops(ops_app)
         if sandbox:
@@ -118,7 +131,9 @@ class GatewayServer:
                 raise
             settings = settings.model_copy(update={"vendors": vendor_settings})
             self.settings = settings
-        self.adapters = self.vendors.build_adapters(vendor_settings, sandbox=sandbox)
+        self.adapters = self.vendors.build_adapters(
+            vendor_settings, sandbox=sandbox, rate_limits=self.rate_limits
+        )
         for adapter in self.adapters.values():
             for method, path, handler in adapter.http_routes():
                 self._callback_routes[(method.upper(), path)] = handler
@@ -255,6 +270,8 @@ class GatewayServer:
                 await adapter.aclose()
         if isinstance(self.registry, RedisRegistry):
             await self.registry.aclose()
+        if self.rate_limits is not None:
+            await self.rate_limits.aclose()
         await self._ops_runner_cleanup()
         if self.sandbox is not None:
             await self.sandbox.stop()

@@ -16,8 +16,10 @@ reaper happens under the session's claim, so exactly one replica makes it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,6 +44,7 @@ from core.errors import (
     VendorError,
     failed_precondition,
     invalid_argument,
+    session_limit_reached,
     session_not_found,
     unknown_vendor,
 )
@@ -66,6 +69,12 @@ CLAIM_TTL_S = CLOSE_BUDGET_S + 30.0
 claim of a replica that died while holding it lapses."""
 CLAIM_WAIT_S = 5.0
 """How long a Drive waits for another replica's claim on the session (s) before giving up."""
+REPLICA_LIMIT_RETRY_S = 1.0
+"""RetryInfo of a CreateSession refused by a full replica (s): a retry may reach another."""
+CLUSTER_LIMIT_RETRY_S = 10.0
+"""RetryInfo of a CreateSession refused by a full deployment (s): sessions end in minutes."""
+PAGE_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,200}={0,2}")
+PAGE_CURSOR = re.compile(r"[0-9]{16}:[A-Za-z0-9_-]{1,64}")
 
 
 def parse_session_name(name: str) -> str:
@@ -159,6 +168,7 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self.lease_ttl_s = settings.replica_lease_ttl_s
         self.replica_lease = ReplicaLease(registry, self.owner, self.lease_ttl_s, self.reconcile)
+        self._reaper_stopped = False
 
     # ---- create -------------------------------------------------------------------------
 
@@ -233,6 +243,15 @@ class SessionManager:
                 return await self._existing_for_request(req.request_id, earlier, fingerprint)
         else:
             session_id = uuid.uuid4().hex
+        # Checked and counted with no await in between, so concurrent creates on this
+        # replica cannot overshoot max_sessions.
+        if len(self._creating.keys() | self.runtimes.keys()) >= self.settings.max_sessions:
+            if req.request_id:
+                await self.registry.release_request_id(req.request_id)
+            metrics.SESSIONS_CREATED.labels(req.vendor, Reason.SESSION_LIMIT_REACHED).inc()
+            raise session_limit_reached(
+                "replica", self.settings.max_sessions, REPLICA_LIMIT_RETRY_S
+            )
         # The creation runs as its own task, shielded from this call: a caller that gives up
         # (deadline, cancel) must not abandon a vendor session half made. A retry with the
         # same request_id joins the same task instead of creating a second vendor session.
@@ -295,7 +314,11 @@ class SessionManager:
             request_id=req.request_id,
             request_fingerprint=fingerprint,
         )
-        await self.registry.put(record)
+        cluster_max = self.settings.cluster_max_sessions
+        if not await self.registry.insert(record, cluster_max):
+            metrics.SESSIONS_CREATED.labels(req.vendor, Reason.SESSION_LIMIT_REACHED).inc()
+            assert cluster_max is not None  # only a limit refuses
+            raise session_limit_reached("cluster", cluster_max, CLUSTER_LIMIT_RETRY_S)
         options_field = req.WhichOneof("vendor_options")
         spec = SessionSpec(
             session_id=session_id,
@@ -312,13 +335,16 @@ class SessionManager:
             with deadline_scope(create_deadline):
                 handle = await adapter.create_session(spec)
         except GatewayError as exc:
-            record.state = pb.SESSION_STATE_FAILED
-            record.close_reason = pb.CLOSE_REASON_FAILED
-            record.close_time = time.time()
-            _set_failure(record, exc)
-            await self.registry.put(record)
+            # The caller gets this error, not a session name, so no record may stay behind
+            # for ListSessions to show (the proto's CreateSession contract). The record held
+            # no vendor session id either: an adapter adopts a session whose create answer
+            # was lost (core.resilience.create_or_adopt), so nothing here is left to close.
             bound.warning("session_create_failed", reason=exc.reason, message=exc.message)
             metrics.SESSIONS_CREATED.labels(req.vendor, exc.reason).inc()
+            try:
+                await self.registry.delete(session_id)
+            except Exception as delete_exc:  # the reaper fails the CREATING record later
+                bound.warning("session_record_not_deleted", error=type(delete_exc).__name__)
             raise
         record.vendor_session_id = handle.vendor_session_id
         record.vendor_data = handle.data.model_dump(mode="json")
@@ -340,7 +366,15 @@ class SessionManager:
                 )
             await self.registry.put(record)
             await asyncio.shield(self.close(record.name, pb.CLOSE_REASON_FAILED))
-            raise
+            if not isinstance(exc, Exception):
+                raise  # cancelled (shutdown): there is no caller left to answer
+            # A vendor session existed and its record names it: answer with that FAILED
+            # session, as a failed start is answered, rather than an error and a record
+            # nobody was told about.
+            failed = await self.registry.get(record.session_id)
+            if failed is None:
+                raise
+            return failed.to_proto()
 
     async def _until_ready(
         self,
@@ -414,7 +448,11 @@ class SessionManager:
         return record
 
     async def list_sessions(self, req: pb.ListSessionsRequest) -> pb.ListSessionsResponse:
-        """ListSessions with offset page tokens.
+        """ListSessions, newest first, with cursor page tokens.
+
+        A page token is the creation-order position (``SessionRecord.index_key``) of the
+        page's last session, so the next page starts right after it however many sessions
+        were created or forgotten meanwhile, on any replica (an offset would shift).
 
         Raises:
             GatewayError: INVALID_ARGUMENT for a negative page size or a bad page token.
@@ -424,20 +462,13 @@ class SessionManager:
                 Reason.INVALID_ARGUMENT, "page_size must be >= 0", field="page_size"
             )
         size = min(req.page_size or 50, 500)
-        token = req.page_token
-        if token and not (token.isascii() and token.isdigit() and len(token) <= 9):
-            raise invalid_argument(
-                Reason.INVALID_ARGUMENT,
-                "page_token is not one this server issued",
-                field="page_token",
-            )
-        offset = int(token) if token else 0
+        after = _page_cursor(req.page_token) if req.page_token else ""
         flt = SessionFilter(vendor=req.vendor, state=req.state, labels=dict(req.labels))
-        records = await self.registry.list_records(flt, offset, size + 1)
+        records = await self.registry.list_records(flt, after, size + 1)
         more = len(records) > size
         return pb.ListSessionsResponse(
             sessions=[r.to_proto() for r in records[:size]],
-            next_page_token=str(offset + size) if more else "",
+            next_page_token=_page_token(records[size - 1].index_key) if more else "",
         )
 
     # ---- drive attach -------------------------------------------------------------------
@@ -753,7 +784,10 @@ class SessionManager:
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
 
     async def _reap_forever(self) -> None:
-        while True:
+        # A flag as well as the cancel: a cancel that lands inside a Redis call can be lost
+        # there (seen with redis-py 8 on Python 3.11), and the loop would then run on and
+        # keep shutdown() waiting for it forever.
+        while not self._reaper_stopped:
             await asyncio.sleep(self.settings.reaper_interval_s)
             try:
                 await self.reap_once()
@@ -897,6 +931,7 @@ class SessionManager:
                 (shared registry: the sessions outlive this replica).
         """
         if self._reaper is not None:
+            self._reaper_stopped = True
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
@@ -966,6 +1001,27 @@ def _drivable(record: SessionRecord) -> SessionRecord:
             state=pb.SessionState.Name(record.state),  # type: ignore[arg-type]
         )
     return record
+
+
+def _page_token(cursor: str) -> str:
+    return base64.urlsafe_b64encode(cursor.encode()).decode()
+
+
+def _page_cursor(token: str) -> str:
+    """The cursor a page token carries.
+
+    Raises:
+        GatewayError: INVALID_ARGUMENT when ``token`` is not one :func:`_page_token` made.
+    """
+    cursor = None
+    if PAGE_TOKEN.fullmatch(token):
+        with contextlib.suppress(ValueError):  # binascii.Error and UnicodeDecodeError too
+            cursor = base64.urlsafe_b64decode(token).decode("ascii")
+    if cursor is None or not PAGE_CURSOR.fullmatch(cursor):
+        raise invalid_argument(
+            Reason.INVALID_ARGUMENT, "page_token is not one this server issued", field="page_token"
+        )
+    return cursor
 
 
 def _is_settled(status: SessionStatus) -> bool:

@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings, VendorSpec
+from core.resilience import RateLimitStorage
 from gateway.config import Settings
 
 ENTRY_POINT_GROUP = "avatar_gateway.vendors"
@@ -118,12 +119,26 @@ class VendorRegistry:
         return offered
 
     def build_adapters(
-        self, vendor_settings: dict[str, VendorSettings], *, sandbox: bool
+        self,
+        vendor_settings: dict[str, VendorSettings],
+        *,
+        sandbox: bool,
+        rate_limits: RateLimitStorage | None = None,
     ) -> dict[str, VendorAdapter]:
-        """Instantiate the adapter of every configured vendor, keyed by vendor id."""
+        """Instantiate the adapter of every configured vendor, keyed by vendor id.
+
+        Args:
+            vendor_settings: every vendor's settings.
+            sandbox: whether the vendors are the local emulators.
+            rate_limits: where vendor rate limits are counted when replicas share them
+                (Redis); ``None``: in each adapter's process.
+        """
         adapters: dict[str, VendorAdapter] = {}
         for spec in self:
             vs = vendor_settings.get(spec.vendor)
             if vs is not None and vs.configured:
-                adapters[spec.vendor] = spec.create_adapter(vs, sandbox)
+                adapter = spec.create_adapter(vs, sandbox)
+                if rate_limits is not None:
+                    adapter.share_rate_limits(rate_limits, vs.account_id)
+                adapters[spec.vendor] = adapter
         return adapters

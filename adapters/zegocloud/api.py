@@ -7,6 +7,7 @@ success. Each request carries a fresh MD5 signature (zegocloud.md §2).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
@@ -176,10 +177,14 @@ class ZegoApi:
         self, action: str, body: dict[str, Any], parse: Callable[[dict[str, Any]], T]
     ) -> T:
         """One signed HTTP call of ``action``; its ``Data`` parsed with ``parse``."""
-        if self.rate_limiter is not None:
-            await self.rate_limiter.acquire(action)
+        limited = (
+            self.rate_limiter.slot(action)
+            if self.rate_limiter is not None
+            else contextlib.nullcontext()
+        )
         try:
-            response = await self.http.post(self.api_url, params=self._query(action), json=body)
+            async with limited:
+                response = await self.http.post(self.api_url, params=self._query(action), json=body)
         except httpx.TimeoutException as exc:
             raise vendor_timeout(VENDOR, f"{action}: {type(exc).__name__}") from None
         except httpx.HTTPError as exc:

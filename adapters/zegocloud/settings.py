@@ -28,3 +28,8 @@ class ZegocloudSettings(VendorSettings):
     api_url: str = "https://aigc-digitalhuman-api.zegotech.cn/"
     callback_secret: SecretStr | None = None
     timbre_id: str = "zego_timbre_en_female"
+
+    @property
+    def account_id(self) -> str:
+        """The AppId: ZEGO limits each Action, counted per AppId (inferred, zegocloud.md §1)."""
+        return str(self.app_id) if self.app_id is not None else "default"

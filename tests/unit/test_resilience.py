@@ -1,4 +1,4 @@
-"""retry_call's budget: attempts, and the caller's deadline through deadline_scope; acked sends."""
+"""retry_call's budget, the caller's deadline through deadline_scope, acked sends, rate limits."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 from core.errors import Reason, VendorError
 from core.resilience import (
     Backoff,
+    MemoryRateLimitStorage,
+    RateLimiter,
     current_deadline,
     deadline_scope,
     retry_call,
@@ -124,3 +126,83 @@ async def test_the_scoped_deadline_bounds_the_wait() -> None:
     with deadline_scope(time.monotonic() + 0.05):
         assert not await send_until_acknowledged(peer.send, peer.acked, attempts=3, wait_s=5.0)
     assert peer.sends == 1 and time.monotonic() - started < 1.0
+
+
+# ---- rate limits -------------------------------------------------------------------------
+
+
+async def test_the_limiter_waits_for_the_window_instead_of_failing() -> None:
+    limiter = RateLimiter(rate=20, window_s=0.2, vendor="v")  # 4 calls per 0.2 s
+    start = time.monotonic()
+    for _ in range(8):
+        await limiter.acquire("Op")
+    # The first four go at once; the next four wait for the first ones to leave the window.
+    assert time.monotonic() - start >= 0.2
+
+
+async def test_operations_have_their_own_windows() -> None:
+    limiter = RateLimiter(rate=0.25, window_s=4, vendor="v")  # 1 call per 4 s
+    await limiter.acquire("A")
+    await asyncio.wait_for(limiter.acquire("B"), 1.0)  # B's window is empty
+
+
+async def test_the_scoped_deadline_bounds_the_limiter() -> None:
+    limiter = RateLimiter(rate=0.25, window_s=4, vendor="v")  # 1 call per 4 s
+    await limiter.acquire("Op")
+    start = time.monotonic()
+    with deadline_scope(time.monotonic() + 0.2), pytest.raises(VendorError) as err:
+        await limiter.acquire("Op")
+    # Refused at once: no slot before the deadline, so waiting would only burn it.
+    assert time.monotonic() - start < 0.1
+    exc = err.value
+    assert (exc.code, exc.reason, exc.retryable) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        Reason.VENDOR_RATE_LIMITED,
+        True,
+    )
+    assert exc.metadata == {"vendor": "v", "vendorCode": ""}
+    assert exc.retry_after_s is not None and 3.5 < exc.retry_after_s <= 4.01
+
+
+class CountingStorage(MemoryRateLimitStorage):
+    """A storage that records the keys it was asked about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: list[str] = []
+
+    async def try_acquire(self, key: str, limit: int, window_s: float, call: str) -> float:
+        self.keys.append(key)
+        return await super().try_acquire(key, limit, window_s, call)
+
+
+async def test_a_bound_storage_counts_under_the_account_scope() -> None:
+    limiter = RateLimiter(rate=2, window_s=1.0, vendor="zegocloud")
+    shared = CountingStorage()
+    limiter.bind(shared, "zegocloud:123")
+    await limiter.acquire("CreateDigitalHumanStreamTask")
+    assert shared.keys == ["zegocloud:123:CreateDigitalHumanStreamTask"]
+
+
+async def test_two_limiters_sharing_a_storage_share_the_window() -> None:
+    # Two replicas' adapters of one vendor account: 2 calls per window in all, not each.
+    shared = MemoryRateLimitStorage()
+    a, b = (RateLimiter(rate=0.5, window_s=4, vendor="v") for _ in range(2))
+    for limiter in (a, b):
+        limiter.bind(shared, "v:acct")
+    await a.acquire("Op")
+    await b.acquire("Op")
+    with deadline_scope(time.monotonic() + 1.0), pytest.raises(VendorError):
+        await a.acquire("Op")
+
+
+async def test_a_slot_counts_its_call_as_of_its_answer() -> None:
+    # A call answered late (a cold connection, a busy vendor) reached the vendor late too:
+    # the window runs from its answer, so the next call waits for that, not for admission.
+    limiter = RateLimiter(rate=5, window_s=0.2, vendor="v")  # 1 call per 0.2 s
+    async with limiter.slot("Op"):
+        await asyncio.sleep(0.3)  # the answer comes after a whole window
+    answered = time.monotonic()
+    async with limiter.slot("Op"):
+        admitted = time.monotonic()
+    assert admitted - answered >= 0.2

@@ -78,6 +78,7 @@ const (
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+// | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayClient interface {
 	// Creates a vendor session and returns once it is ready to drive.
@@ -87,11 +88,19 @@ type AvatarGatewayClient interface {
 	// vendor to report the session ready, bounded by the call deadline and by the
 	// server's own limit; if the vendor session fails to start, the returned
 	// session is in state `SESSION_STATE_FAILED` with `failure` set and the
-	// vendor session has been closed.
+	// vendor session has been closed. A call that fails before the vendor made a
+	// session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+	// (`scope` "replica") or the whole deployment (`scope` "cluster") already
+	// holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
 	CreateSession(ctx context.Context, in *CreateSessionRequest, opts ...grpc.CallOption) (*Session, error)
 	// Returns one session by name (`sessions/{session_id}`).
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error)
 	// Lists sessions, newest first, optionally filtered by vendor, state and labels.
+	// Closed and failed sessions are listed for a retention period (1 h by
+	// default). A page token marks a position in creation order: paging returns
+	// each older session once, even while sessions are created or replicas come
+	// and go (a session forgotten meanwhile is skipped).
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
 	// Closes the vendor session and returns the final session. Idempotent: closing
 	// a closed session returns it unchanged. An open `Drive` stream on the
@@ -274,6 +283,7 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+// | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayServer interface {
 	// Creates a vendor session and returns once it is ready to drive.
@@ -283,11 +293,19 @@ type AvatarGatewayServer interface {
 	// vendor to report the session ready, bounded by the call deadline and by the
 	// server's own limit; if the vendor session fails to start, the returned
 	// session is in state `SESSION_STATE_FAILED` with `failure` set and the
-	// vendor session has been closed.
+	// vendor session has been closed. A call that fails before the vendor made a
+	// session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+	// (`scope` "replica") or the whole deployment (`scope` "cluster") already
+	// holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
 	CreateSession(context.Context, *CreateSessionRequest) (*Session, error)
 	// Returns one session by name (`sessions/{session_id}`).
 	GetSession(context.Context, *GetSessionRequest) (*Session, error)
 	// Lists sessions, newest first, optionally filtered by vendor, state and labels.
+	// Closed and failed sessions are listed for a retention period (1 h by
+	// default). A page token marks a position in creation order: paging returns
+	// each older session once, even while sessions are created or replicas come
+	// and go (a session forgotten meanwhile is skipped).
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
 	// Closes the vendor session and returns the final session. Idempotent: closing
 	// a closed session returns it unchanged. An open `Drive` stream on the

@@ -70,6 +70,7 @@ class AvatarGatewayStub:
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -161,6 +162,7 @@ class AvatarGatewayServicer:
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -172,7 +174,11 @@ class AvatarGatewayServicer:
         vendor to report the session ready, bounded by the call deadline and by the
         server's own limit; if the vendor session fails to start, the returned
         session is in state `SESSION_STATE_FAILED` with `failure` set and the
-        vendor session has been closed.
+        vendor session has been closed. A call that fails before the vendor made a
+        session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+        (`scope` "replica") or the whole deployment (`scope` "cluster") already
+        holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+        `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +193,10 @@ class AvatarGatewayServicer:
 
     def ListSessions(self, request, context):
         """Lists sessions, newest first, optionally filtered by vendor, state and labels.
+        Closed and failed sessions are listed for a retention period (1 h by
+        default). A page token marks a position in creation order: paging returns
+        each older session once, even while sessions are created or replicas come
+        and go (a session forgotten meanwhile is skipped).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -353,6 +363,7 @@ class AvatarGateway:
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 

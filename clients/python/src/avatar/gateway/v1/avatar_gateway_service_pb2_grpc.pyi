@@ -71,6 +71,7 @@ class AvatarGatewayStub:
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -86,12 +87,21 @@ class AvatarGatewayStub:
     vendor to report the session ready, bounded by the call deadline and by the
     server's own limit; if the vendor session fails to start, the returned
     session is in state `SESSION_STATE_FAILED` with `failure` set and the
-    vendor session has been closed.
+    vendor session has been closed. A call that fails before the vendor made a
+    session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+    (`scope` "replica") or the whole deployment (`scope` "cluster") already
+    holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+    `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
     """
     GetSession: _grpc.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.GetSessionRequest, _avatar_gateway_service_pb2.Session]
     """Returns one session by name (`sessions/{session_id}`)."""
     ListSessions: _grpc.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.ListSessionsRequest, _avatar_gateway_service_pb2.ListSessionsResponse]
-    """Lists sessions, newest first, optionally filtered by vendor, state and labels."""
+    """Lists sessions, newest first, optionally filtered by vendor, state and labels.
+    Closed and failed sessions are listed for a retention period (1 h by
+    default). A page token marks a position in creation order: paging returns
+    each older session once, even while sessions are created or replicas come
+    and go (a session forgotten meanwhile is skipped).
+    """
     CloseSession: _grpc.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.CloseSessionRequest, _avatar_gateway_service_pb2.Session]
     """Closes the vendor session and returns the final session. Idempotent: closing
     a closed session returns it unchanged. An open `Drive` stream on the
@@ -191,6 +201,7 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -203,12 +214,21 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     vendor to report the session ready, bounded by the call deadline and by the
     server's own limit; if the vendor session fails to start, the returned
     session is in state `SESSION_STATE_FAILED` with `failure` set and the
-    vendor session has been closed.
+    vendor session has been closed. A call that fails before the vendor made a
+    session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+    (`scope` "replica") or the whole deployment (`scope` "cluster") already
+    holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+    `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
     """
     GetSession: _aio.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.GetSessionRequest, _avatar_gateway_service_pb2.Session]  # type: ignore[assignment]
     """Returns one session by name (`sessions/{session_id}`)."""
     ListSessions: _aio.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.ListSessionsRequest, _avatar_gateway_service_pb2.ListSessionsResponse]  # type: ignore[assignment]
-    """Lists sessions, newest first, optionally filtered by vendor, state and labels."""
+    """Lists sessions, newest first, optionally filtered by vendor, state and labels.
+    Closed and failed sessions are listed for a retention period (1 h by
+    default). A page token marks a position in creation order: paging returns
+    each older session once, even while sessions are created or replicas come
+    and go (a session forgotten meanwhile is skipped).
+    """
     CloseSession: _aio.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.CloseSessionRequest, _avatar_gateway_service_pb2.Session]  # type: ignore[assignment]
     """Closes the vendor session and returns the final session. Idempotent: closing
     a closed session returns it unchanged. An open `Drive` stream on the
@@ -307,6 +327,7 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
     | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+    | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -323,7 +344,11 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
         vendor to report the session ready, bounded by the call deadline and by the
         server's own limit; if the vendor session fails to start, the returned
         session is in state `SESSION_STATE_FAILED` with `failure` set and the
-        vendor session has been closed.
+        vendor session has been closed. A call that fails before the vendor made a
+        session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+        (`scope` "replica") or the whole deployment (`scope` "cluster") already
+        holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+        `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
         """
 
     @_abc_1.abstractmethod
@@ -340,7 +365,12 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
         request: _avatar_gateway_service_pb2.ListSessionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_avatar_gateway_service_pb2.ListSessionsResponse, _abc.Awaitable[_avatar_gateway_service_pb2.ListSessionsResponse]]:
-        """Lists sessions, newest first, optionally filtered by vendor, state and labels."""
+        """Lists sessions, newest first, optionally filtered by vendor, state and labels.
+        Closed and failed sessions are listed for a retention period (1 h by
+        default). A page token marks a position in creation order: paging returns
+        each older session once, even while sessions are created or replicas come
+        and go (a session forgotten meanwhile is skipped).
+        """
 
     @_abc_1.abstractmethod
     def CloseSession(

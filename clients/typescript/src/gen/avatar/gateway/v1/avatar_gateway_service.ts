@@ -5235,6 +5235,7 @@ export const GoAway: MessageFns<GoAway> = {
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+ * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  */
 export type AvatarGatewayService = typeof AvatarGatewayService;
@@ -5247,7 +5248,11 @@ export const AvatarGatewayService = {
    * vendor to report the session ready, bounded by the call deadline and by the
    * server's own limit; if the vendor session fails to start, the returned
    * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-   * vendor session has been closed.
+   * vendor session has been closed. A call that fails before the vendor made a
+   * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+   * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+   * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
    */
   createSession: {
     path: "/avatar.gateway.v1.AvatarGateway/CreateSession" as const,
@@ -5268,7 +5273,13 @@ export const AvatarGatewayService = {
     responseSerialize: (value: Session): Buffer => Buffer.from(Session.encode(value).finish()),
     responseDeserialize: (value: Buffer): Session => Session.decode(value),
   },
-  /** Lists sessions, newest first, optionally filtered by vendor, state and labels. */
+  /**
+   * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+   * Closed and failed sessions are listed for a retention period (1 h by
+   * default). A page token marks a position in creation order: paging returns
+   * each older session once, even while sessions are created or replicas come
+   * and go (a session forgotten meanwhile is skipped).
+   */
   listSessions: {
     path: "/avatar.gateway.v1.AvatarGateway/ListSessions" as const,
     requestStream: false as const,
@@ -5376,12 +5387,22 @@ export interface AvatarGatewayServer extends UntypedServiceImplementation {
    * vendor to report the session ready, bounded by the call deadline and by the
    * server's own limit; if the vendor session fails to start, the returned
    * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-   * vendor session has been closed.
+   * vendor session has been closed. A call that fails before the vendor made a
+   * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+   * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+   * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
    */
   createSession: handleUnaryCall<CreateSessionRequest, Session>;
   /** Returns one session by name (`sessions/{session_id}`). */
   getSession: handleUnaryCall<GetSessionRequest, Session>;
-  /** Lists sessions, newest first, optionally filtered by vendor, state and labels. */
+  /**
+   * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+   * Closed and failed sessions are listed for a retention period (1 h by
+   * default). A page token marks a position in creation order: paging returns
+   * each older session once, even while sessions are created or replicas come
+   * and go (a session forgotten meanwhile is skipped).
+   */
   listSessions: handleUnaryCall<ListSessionsRequest, ListSessionsResponse>;
   /**
    * Closes the vendor session and returns the final session. Idempotent: closing
@@ -5448,7 +5469,11 @@ export interface AvatarGatewayClient extends Client {
    * vendor to report the session ready, bounded by the call deadline and by the
    * server's own limit; if the vendor session fails to start, the returned
    * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-   * vendor session has been closed.
+   * vendor session has been closed. A call that fails before the vendor made a
+   * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+   * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+   * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
    */
   createSession(
     request: CreateSessionRequest,
@@ -5481,7 +5506,13 @@ export interface AvatarGatewayClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Session) => void,
   ): ClientUnaryCall;
-  /** Lists sessions, newest first, optionally filtered by vendor, state and labels. */
+  /**
+   * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+   * Closed and failed sessions are listed for a retention period (1 h by
+   * default). A page token marks a position in creation order: paging returns
+   * each older session once, even while sessions are created or replicas come
+   * and go (a session forgotten meanwhile is skipped).
+   */
   listSessions(
     request: ListSessionsRequest,
     callback: (error: ServiceError | null, response: ListSessionsResponse) => void,

@@ -45,6 +45,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+ * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  * </pre>
  */
@@ -375,6 +376,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -388,7 +390,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     default void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -409,6 +415,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     default void listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request,
@@ -539,6 +549,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -594,6 +605,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -618,7 +630,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -641,6 +657,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public void listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request,
@@ -776,6 +796,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -800,7 +821,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) throws io.grpc.StatusException {
@@ -821,6 +846,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public com.avatargateway.gateway.v1.ListSessionsResponse listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request) throws io.grpc.StatusException {
@@ -953,6 +982,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -977,7 +1007,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) {
@@ -998,6 +1032,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public com.avatargateway.gateway.v1.ListSessionsResponse listSessions(com.avatargateway.gateway.v1.ListSessionsRequest request) {
@@ -1082,6 +1120,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -1106,7 +1145,11 @@ public final class AvatarGatewayGrpc {
      * vendor to report the session ready, bounded by the call deadline and by the
      * server's own limit; if the vendor session fails to start, the returned
      * session is in state `SESSION_STATE_FAILED` with `failure` set and the
-     * vendor session has been closed.
+     * vendor session has been closed. A call that fails before the vendor made a
+     * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
+     * (`scope` "replica") or the whole deployment (`scope` "cluster") already
+     * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<com.avatargateway.gateway.v1.Session> createSession(
@@ -1129,6 +1172,10 @@ public final class AvatarGatewayGrpc {
     /**
      * <pre>
      * Lists sessions, newest first, optionally filtered by vendor, state and labels.
+     * Closed and failed sessions are listed for a retention period (1 h by
+     * default). A page token marks a position in creation order: paging returns
+     * each older session once, even while sessions are created or replicas come
+     * and go (a session forgotten meanwhile is skipped).
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<com.avatargateway.gateway.v1.ListSessionsResponse> listSessions(
