@@ -28,7 +28,10 @@ from gateway.config import Settings
 from gateway.logs import configure_logging
 from gateway.server import GatewayServer
 
-configure_logging("warning", "console")
+# AVATAR_GATEWAY_TEST_LOG_LEVEL=info shows every RPC's server-side outcome when a test needs
+# diagnosing (the client of a bidirectional call can read INTERNAL instead of the server's
+# status when the server ends the call while the client still writes).
+configure_logging(os.environ.get("AVATAR_GATEWAY_TEST_LOG_LEVEL", "warning"), "console")
 
 ROOT = Path(__file__).resolve().parents[1]
 
