@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -420,8 +420,53 @@ class DriveChannel(ABC):
         """Close the channel's sockets. Idempotent. Does not close the vendor session."""
 
 
-HttpRoute = tuple[str, str, Callable[[Any], Awaitable[Any]]]
-"""An ops-listener route an adapter needs: (method, path, aiohttp handler)."""
+@dataclass(frozen=True, slots=True)
+class VendorCallback:
+    """A vendor callback that passed its signature check and parsed.
+
+    Attributes:
+        vendor_session_id: the vendor session it concerns ("" when it names none: it is
+            acknowledged and not routed).
+    """
+
+    vendor_session_id: str
+
+
+class CallbackRejected(Exception):
+    """A callback the vendor must be answered ``status`` (HTTP) for, with ``message``.
+
+    401 for a bad signature (before any field is read), 400 for a signed body that does
+    not parse: a vendor that retries on 4xx/5xx then sends it again.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRoute:
+    """An ops-listener route a vendor posts callbacks to; shared code routes them.
+
+    The gateway reads the body (size-limited), calls ``accept``, drops duplicates, and
+    hands the body to ``deliver`` in the replica that holds the session's channel: this
+    one, or the owner through the registry (architecture.md §4.1). A vendor package only
+    verifies, parses and applies.
+
+    Attributes:
+        method: HTTP method (``POST``).
+        path: path on the ops listener (``/callbacks/<vendor>``).
+        accept: ``(body, headers) -> VendorCallback``; raises :class:`CallbackRejected`.
+            Verifies the signature; must not change any state.
+        deliver: ``(body) -> bool``: apply an accepted body to this process's channel of
+            its session; ``False`` when this process has none (the body is then routed).
+    """
+
+    method: str
+    path: str
+    accept: Callable[[bytes, Mapping[str, str]], VendorCallback]
+    deliver: Callable[[bytes], bool]
 
 
 class VendorAdapter(ABC):
@@ -501,8 +546,8 @@ class VendorAdapter(ABC):
         """Vendor session ids the vendor reports open (for leak audits). Default: unknown."""
         return []
 
-    def http_routes(self) -> list[HttpRoute]:
-        """Routes the gateway's ops listener must serve for this vendor (callbacks)."""
+    def callback_routes(self) -> list[CallbackRoute]:
+        """Callback routes the gateway's ops listener must serve for this vendor (at most one)."""
         return []
 
     async def aclose(self) -> None:  # noqa: B027

@@ -35,3 +35,9 @@ INTERRUPT_ACK_LATENCY = Histogram(
 RPC_ERRORS = Counter(
     "avatar_gateway_rpc_errors_total", "Calls that ended with an error.", ["method", "reason"]
 )
+CALLBACKS = Counter(
+    "avatar_gateway_vendor_callbacks_total",
+    "Vendor callbacks by outcome (applied, forwarded, duplicate, unrouted, rejected, "
+    "too_large, failed); a forwarded one counts again where it is applied.",
+    ["vendor", "outcome"],
+)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from abc import ABC, abstractmethod
@@ -189,6 +190,21 @@ class LeaseState:
     turn: int = 0
 
 
+@dataclass(frozen=True)
+class QueuedCallback:
+    """A vendor callback queued for the replica that holds its session's channel.
+
+    Attributes:
+        entry_id: the queue's id of the entry (``<ms>-<seq>``, increasing).
+        vendor: vendor id (picks the adapter that applies it).
+        body: the verified callback body, as the vendor sent it (bytes).
+    """
+
+    entry_id: str
+    vendor: str
+    body: bytes
+
+
 class SessionRegistry(ABC):
     """Storage of session records, shared by replicas when backed by Redis.
 
@@ -330,6 +346,35 @@ class SessionRegistry(ABC):
     async def drive_holder(self, session_id: str) -> str:
         """The replica holding the session's drive lease ("" when none does)."""
 
+    # ---- vendor callbacks -------------------------------------------------------------
+
+    @abstractmethod
+    async def find_live(self, vendor: str, vendor_session_id: str) -> SessionRecord | None:
+        """The live (not ended) record of ``vendor``'s session ``vendor_session_id``, if any."""
+
+    @abstractmethod
+    async def first_delivery(self, key: str, ttl_s: float) -> bool:
+        """Mark callback ``key`` seen for ``ttl_s`` s; ``False`` when it was seen already."""
+
+    @abstractmethod
+    async def forget_delivery(self, key: str) -> None:
+        """Unmark callback ``key`` (its handling failed: the vendor's retry must count)."""
+
+    @abstractmethod
+    async def enqueue_callback(self, owner: str, vendor: str, body: bytes) -> None:
+        """Queue a verified callback ``body`` for replica ``owner``; durable once returned."""
+
+    @abstractmethod
+    async def read_callbacks(self, owner: str, after: str, block_s: float) -> list[QueuedCallback]:
+        """Replica ``owner``'s queued callbacks after entry ``after``, oldest first.
+
+        ``after`` "0-0" reads all; with none queued, waits up to ``block_s`` s for one.
+        """
+
+    @abstractmethod
+    async def ack_callbacks(self, owner: str, entry_ids: list[str]) -> None:
+        """Remove handled entries from replica ``owner``'s queue."""
+
 
 class MemoryRegistry(SessionRegistry):
     """In-process registry (one replica). Records are copied in and out like a store would.
@@ -352,6 +397,11 @@ class MemoryRegistry(SessionRegistry):
         self._claims: dict[str, tuple[str, float]] = {}
         self._drives: dict[str, _MemoryDriveLease] = {}
         self._seq: dict[str, list[int]] = {}  # session id -> [last token, last turn]
+        # Callbacks: seen keys (monotonic expiry, s) and each replica's queue.
+        self._seen: dict[str, float] = {}
+        self._inboxes: dict[str, list[QueuedCallback]] = {}
+        self._inbox_events: dict[str, asyncio.Event] = {}
+        self._entry_seq = 0
 
     def _prune(self) -> None:
         now = time.time()
@@ -519,6 +569,57 @@ class MemoryRegistry(SessionRegistry):
         lease = self._live_drive(session_id)
         return lease.owner if lease is not None else ""
 
+    async def find_live(self, vendor: str, vendor_session_id: str) -> SessionRecord | None:
+        """The live record of ``vendor``'s session ``vendor_session_id``, if any."""
+        for record in self._records.values():
+            if (
+                record.vendor == vendor
+                and record.vendor_session_id == vendor_session_id
+                and not record.terminal
+            ):
+                return _copy(record)
+        return None
+
+    async def first_delivery(self, key: str, ttl_s: float) -> bool:
+        """Mark callback ``key`` seen for ``ttl_s`` s; ``False`` when it was seen already."""
+        now = time.monotonic()
+        for old in [k for k, until in self._seen.items() if until <= now]:
+            del self._seen[old]
+        if key in self._seen:
+            return False
+        self._seen[key] = now + ttl_s
+        return True
+
+    async def forget_delivery(self, key: str) -> None:
+        """Unmark callback ``key``."""
+        self._seen.pop(key, None)
+
+    async def enqueue_callback(self, owner: str, vendor: str, body: bytes) -> None:
+        """Queue ``body`` for replica ``owner`` (a replica of this process)."""
+        self._entry_seq += 1
+        entry = QueuedCallback(f"{self._entry_seq}-0", vendor, body)
+        self._inboxes.setdefault(owner, []).append(entry)
+        self._inbox_events.setdefault(owner, asyncio.Event()).set()
+
+    async def read_callbacks(self, owner: str, after: str, block_s: float) -> list[QueuedCallback]:
+        """Replica ``owner``'s queued callbacks after entry ``after``, oldest first."""
+        floor = int(after.split("-")[0])
+        event = self._inbox_events.setdefault(owner, asyncio.Event())
+        entries = [e for e in self._inboxes.get(owner, []) if int(e.entry_id.split("-")[0]) > floor]
+        if not entries:
+            event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), block_s)
+            entries = [
+                e for e in self._inboxes.get(owner, []) if int(e.entry_id.split("-")[0]) > floor
+            ]
+        return entries
+
+    async def ack_callbacks(self, owner: str, entry_ids: list[str]) -> None:
+        """Remove handled entries from replica ``owner``'s queue."""
+        done = set(entry_ids)
+        self._inboxes[owner] = [e for e in self._inboxes.get(owner, []) if e.entry_id not in done]
+
 
 @dataclass
 class _MemoryDriveLease:
@@ -581,6 +682,9 @@ local function unindex(old, id)
   end
   redis.call('SREM', 'ag:idx:owner:' .. o.owner, id)
   redis.call('SREM', 'ag:idx:live', id)
+  if o.vendor_session_id and o.vendor_session_id ~= '' then
+    redis.call('DEL', 'ag:idx:vendor:' .. o.vendor .. ':' .. o.vendor_session_id)
+  end
 end
 """
 
@@ -609,6 +713,10 @@ else
   redis.call('SET', KEYS[1], json)
   redis.call('SADD', 'ag:idx:live', id)
   redis.call('SADD', 'ag:idx:owner:' .. owner, id)
+  local r = cjson.decode(json)
+  if r.vendor_session_id ~= '' then
+    redis.call('SET', 'ag:idx:vendor:' .. r.vendor .. ':' .. r.vendor_session_id, id)
+  end
 end
 return 1
 """
@@ -627,6 +735,11 @@ return 1
 
 _PRUNE_NOW = _PRUNE + "\nreturn prune(now_ms())\n"
 
+
+CALLBACK_QUEUE_MAX = 10000
+"""About how many callbacks a replica's queue keeps (older ones are trimmed)."""
+CALLBACK_QUEUE_TTL_S = 3600.0
+"""A replica's callback queue expires this long after its last entry (s)."""
 
 SEQ_TTL_S = 2 * 86400
 """How long a session's fencing-token and turn counters outlive their last use (s): beyond
@@ -976,6 +1089,56 @@ class RedisRegistry(SessionRegistry):
         """The replica holding the session's drive lease ("" when none does)."""
         holder = await self._redis.hget(f"ag:drive:{session_id}", "owner")
         return str(holder) if holder else ""
+
+    # ---- vendor callbacks -------------------------------------------------------------
+
+    async def find_live(self, vendor: str, vendor_session_id: str) -> SessionRecord | None:
+        """The live record of ``vendor``'s session ``vendor_session_id`` (its index), if any."""
+        session_id = await self._redis.get(f"ag:idx:vendor:{vendor}:{vendor_session_id}")
+        if not session_id:
+            return None
+        record = await self.get(str(session_id))
+        if record is None or record.terminal or record.vendor_session_id != vendor_session_id:
+            return None
+        return record
+
+    async def first_delivery(self, key: str, ttl_s: float) -> bool:
+        """Mark callback ``key`` seen for ``ttl_s`` s (``SET NX PX``); ``False`` if seen."""
+        return bool(await self._redis.set(f"ag:callback:seen:{key}", "1", nx=True, px=_ms(ttl_s)))
+
+    async def forget_delivery(self, key: str) -> None:
+        """Unmark callback ``key``."""
+        await self._redis.delete(f"ag:callback:seen:{key}")
+
+    async def enqueue_callback(self, owner: str, vendor: str, body: bytes) -> None:
+        """``XADD`` ``body`` to replica ``owner``'s stream, ``ag:callbacks:{owner}``.
+
+        The stream is capped (about ``CALLBACK_QUEUE_MAX`` entries) and expires
+        ``CALLBACK_QUEUE_TTL_S`` after its last entry, so a dead replica's queue goes away.
+        """
+        key = f"ag:callbacks:{owner}"
+        fields = {"vendor": vendor, "body": base64.b64encode(body).decode()}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, fields, maxlen=CALLBACK_QUEUE_MAX, approximate=True)
+            pipe.pexpire(key, _ms(CALLBACK_QUEUE_TTL_S))
+            await pipe.execute()
+
+    async def read_callbacks(self, owner: str, after: str, block_s: float) -> list[QueuedCallback]:
+        """``XREAD BLOCK`` replica ``owner``'s stream after entry ``after``."""
+        answer = await self._redis.xread(
+            {f"ag:callbacks:{owner}": after}, count=100, block=_ms(block_s)
+        )
+        entries: list[QueuedCallback] = []
+        for _, items in answer or []:
+            for entry_id, fields in items:
+                body = base64.b64decode(fields.get("body", ""))
+                entries.append(QueuedCallback(str(entry_id), str(fields.get("vendor", "")), body))
+        return entries
+
+    async def ack_callbacks(self, owner: str, entry_ids: list[str]) -> None:
+        """``XDEL`` handled entries."""
+        if entry_ids:
+            await self._redis.xdel(f"ag:callbacks:{owner}", *entry_ids)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

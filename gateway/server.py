@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings
+from gateway.callbacks import CallbackRouter
 from gateway.config import Settings
 from gateway.ratelimit import RedisRateLimitStorage
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
@@ -93,7 +94,7 @@ class GatewayServer:
         self.ops_port = 0
         self._ops_runner: web.AppRunner | None = None
         self._stopping: asyncio.Task[None] | None = None
-        self._callback_routes: dict[tuple[str, str], Any] = {}
+        self.callbacks: CallbackRouter | None = None
         self._vendor_settings: dict[str, VendorSettings] | None = None
 
     @property
@@ -134,12 +135,15 @@ class GatewayServer:
         self.adapters = self.vendors.build_adapters(
             vendor_settings, sandbox=sandbox, rate_limits=self.rate_limits
         )
-        for adapter in self.adapters.values():
-            for method, path, handler in adapter.http_routes():
-                self._callback_routes[(method.upper(), path)] = handler
         self.manager = SessionManager(settings, self.adapters, self.registry, self.vendors)
         # The liveness lease first: a session created here must never look orphaned.
         await self.manager.start_leases()
+        self.callbacks = CallbackRouter(
+            self.registry,
+            self.manager.owner,
+            [(v, route) for v, a in self.adapters.items() for route in a.callback_routes()],
+        )
+        self.callbacks.start()
         self.servicer = AvatarGatewayServicer(self.manager)
         self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
         pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)
@@ -221,16 +225,14 @@ class GatewayServer:
             return web.json_response(self.sandbox.describe() if self.sandbox else {})
 
         async def callback(request: web.Request) -> web.StreamResponse:
-            handler = self._callback_routes.get((request.method, request.path))
-            if handler is None:
-                raise web.HTTPNotFound()
-            response: web.StreamResponse = await handler(request)
-            return response
+            if self.callbacks is None:  # not started yet: the vendor retries
+                return web.json_response({"error": "starting"}, status=503)
+            return await self.callbacks.handle(request)
 
         app.router.add_get("/healthz", healthz)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/sandbox", sandbox_info)
-        # Vendor callbacks (adapters' http_routes) are known only after the sandbox started,
+        # Vendor callbacks (adapters' callback_routes) are known only after the sandbox started,
         # but aiohttp freezes its router on start: dispatch them through one route.
         app.router.add_route("*", "/callbacks/{vendor}", callback)
         host, port = _split_hostport(self.settings.ops_listen)
@@ -265,6 +267,9 @@ class GatewayServer:
             await self.server.stop(grace)
         if self.manager is not None:
             await self.manager.shutdown(close_sessions=isinstance(self.registry, MemoryRegistry))
+        if self.callbacks is not None:
+            # Only now: drives finishing their turns in the grace period still need theirs.
+            await self.callbacks.stop()
         for adapter in self.adapters.values():
             with contextlib.suppress(Exception):
                 await adapter.aclose()

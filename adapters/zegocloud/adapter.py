@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
-from aiohttp import web
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import vendor_options_pb2
 from pydantic import ValidationError
@@ -27,14 +27,16 @@ from adapters.zegocloud.settings import ZegocloudSettings
 from core.contract import (
     AvatarInfo,
     AvatarPage,
+    CallbackRejected,
+    CallbackRoute,
     Capabilities,
     DriveChannel,
-    HttpRoute,
     PacingRule,
     ReadyState,
     SessionSpec,
     SessionStatus,
     VendorAdapter,
+    VendorCallback,
     VendorSessionData,
     VendorSessionHandle,
 )
@@ -276,42 +278,50 @@ class ZegocloudAdapter(VendorAdapter):
         listed = await self.api.query_stream_tasks()
         return [t.task_id for t in listed.tasks]
 
-    def http_routes(self) -> list[HttpRoute]:
+    def callback_routes(self) -> list[CallbackRoute]:
         """The drive-status callback endpoint (zegocloud.md §6)."""
-        return [("POST", CALLBACK_PATH, self._on_callback)]
+        return [CallbackRoute("POST", CALLBACK_PATH, self._accept_callback, self._deliver_callback)]
 
-    async def _on_callback(self, request: web.Request) -> web.Response:
-        """One ZEGO callback (zegocloud.md §6): signature first (401), then the typed body (400).
+    def _accept_callback(self, raw: bytes, headers: Mapping[str, str]) -> VendorCallback:
+        """Verify one ZEGO callback (zegocloud.md §6): signature first (401), then the body (400).
 
         An unsigned body is refused before its fields are looked at, so a forger learns
-        nothing about validation. Unknown EventTypes are acknowledged and ignored.
+        nothing about validation. Unknown EventTypes are accepted (and later ignored).
+
+        Raises:
+            CallbackRejected: 401 bad signature, 400 malformed.
         """
-        raw = await request.read()
         try:
             signed = CallbackSignature.model_validate_json(raw)
         except ValidationError:
-            return web.json_response({"error": "malformed callback"}, status=400)
+            raise CallbackRejected(400, "malformed callback") from None
         if not verify_callback_signature(
             self._callback_secret, signed.timestamp, signed.nonce, signed.signature
         ):
             log.warning("callback_signature_invalid")
-            return web.json_response({"error": "bad signature"}, status=401)
+            raise CallbackRejected(401, "bad signature")
         try:
             callback = parse_callback(raw)
         except ValidationError:
             log.warning("callback_malformed")
-            return web.json_response({"error": "malformed callback"}, status=400)
+            raise CallbackRejected(400, "malformed callback") from None
+        return VendorCallback(callback.task_id)
+
+    def _deliver_callback(self, raw: bytes) -> bool:
+        """Apply an accepted callback to this process's channel of its task, if it has one."""
+        callback = parse_callback(raw)
         channel = self._channels.get(callback.task_id)
-        if channel is not None and isinstance(callback, DriveStatusCallback):
+        if channel is None:
+            return False
+        if isinstance(callback, DriveStatusCallback):
             detail = callback.detail
             channel.on_drive_status(detail.drive_id, detail.status, callback.event_time_ms)
-        elif (
-            channel is not None
-            and isinstance(callback, TaskStatusCallback)
-            and callback.detail.status in (TASK_STOPPING, TASK_STOPPED)
+        elif isinstance(callback, TaskStatusCallback) and callback.detail.status in (
+            TASK_STOPPING,
+            TASK_STOPPED,
         ):
             channel.on_task_stopped(callback.detail.fail_reason or "the vendor stopped the task")
-        return web.json_response({"ok": True})
+        return True
 
     async def aclose(self) -> None:
         """Close channels and the HTTP client."""

@@ -3,9 +3,8 @@
 Each replica is ``python -m gateway serve`` (not the sandbox) configured against a vendor
 emulator run as its own server (``python -m gateway emulate``), all sharing one
 ``redis-server``, with a short lease TTL so that the leases' bounds are seconds
-(docs/architecture.md §4.1). Tencent is the vendor where no callback is needed (ZEGOCLOUD
-posts drive-status callbacks to one URL, so one replica gets them; routing them to the
-owner is another piece of work). Scenarios:
+(docs/architecture.md §4.1). Tencent is the vendor where no callback is needed, except in
+scenario 5, which is about ZEGOCLOUD's callbacks. Scenarios:
 
 1. ``kill -9`` of the replica driving a session mid-turn: the client reconnects to another
    replica (``preempt``: a reconnect) and drives the same session; its turn arrives whole
@@ -18,6 +17,9 @@ owner is another piece of work). Scenarios:
    takes the Drive over and sends, the first is resumed: its stream ends with
    ``DRIVE_TAKEN_OVER`` and it writes nothing more to the vendor (ZEGOCLOUD records every
    drive socket's bytes).
+5. ZEGOCLOUD posts its callbacks to a replica that does not drive the session: they reach
+   the one that does (docs/architecture.md §4.2); one callback posted to every replica is
+   applied once.
 
 Every wait polls a condition with a deadline; nothing sleeps a fixed time for an event.
 """
@@ -29,15 +31,19 @@ import contextlib
 import hashlib
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
+from emulators.zegocloud import callback_signature
 from tests.conftest import (
     LoggingProcess,
     audio_format,
@@ -483,3 +489,85 @@ async def test_a_replica_that_lost_its_drive_lease_writes_nothing_more(redis_url
         assert not after[b_drive]["violations"]
         b_turns = turn_ids(responses)
         assert len(b_turns) == 1 and not b_turns & turn_ids(a_got)
+
+
+# ---- 5. vendor callbacks reach the replica that drives the session ------------------------
+
+
+async def callback_counts(replica: Replica) -> Counter[str]:
+    """``avatar_gateway_vendor_callbacks_total`` of ``replica`` by outcome (its /metrics)."""
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{replica.process.started['ops']}/metrics", timeout=10)
+    counts: Counter[str] = Counter()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "avatar_gateway_vendor_callbacks_total":
+                counts[sample.labels["outcome"]] += int(sample.value)
+    return counts
+
+
+async def test_callbacks_reach_the_replica_that_drives_the_session(redis_url: str) -> None:
+    """ZEGOCLOUD posts every callback to A while B drives: B's turn still gets its speech
+    events (they come only from callbacks, zegocloud.md §6), through A's queue for B. Then one
+    callback posted to all three replicas is applied once, by B."""
+    ops_a = free_port()
+    env = base_env(**ZEGO)
+    args = (
+        "--listen",
+        "127.0.0.1:0",
+        "--callback-url",
+        f"http://127.0.0.1:{ops_a}/callbacks/zegocloud",
+    )
+    async with (
+        emulate("zegocloud", env, *args) as emu,
+        cluster(
+            redis_url,
+            {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
+            ops_ports={0: ops_a},
+        ) as (a, b, c),
+    ):
+        session = await create(b, "zegocloud", "zego_emma")
+        pcm = tone(1.0, freq=250)
+        responses = [r async for r in b.stub.Drive(requests_for(session.name, pcm), timeout=60)]
+        got = kinds(responses)
+        assert "speech_started" in got and "speech_ended" in got, got
+        assert "warning" not in got, [r.warning for r in responses if r.HasField("warning")]
+        on_a, on_b = await callback_counts(a), await callback_counts(b)
+        assert on_a["forwarded"] >= 2 and on_a["applied"] == 0, on_a
+        # Every forwarded one reached B; those about the task before B opened its channel
+        # (task status at create) find none there.
+        assert on_b["applied"] >= 2, on_b
+        assert on_b["applied"] + on_b["unrouted"] == on_a["forwarded"], (on_a, on_b)
+
+        # One callback (a drive status of this task) sent to every replica: applied once.
+        secret = ZEGO["AVATAR_GATEWAY_ZEGOCLOUD__CALLBACK_SECRET"]
+        timestamp, nonce = str(int(time.time())), "every-replica"
+        body = {
+            "EventType": 4,
+            "TaskId": session.vendor_session_id,
+            "EventTime": int(time.time() * 1000),
+            "Detail": {"DriveId": "drive-not-sent", "Status": 3},
+            "Timestamp": timestamp,
+            "Nonce": nonce,
+            "Signature": callback_signature(secret, timestamp, nonce),
+        }
+        replicas = (a, b, c)
+        before = [await callback_counts(r) for r in replicas]
+        async with httpx.AsyncClient() as client:
+            answers = await asyncio.gather(
+                *(
+                    client.post(f"{r.process.started['ops']}/callbacks/zegocloud", json=body)
+                    for r in replicas
+                )
+            )
+        assert [x.status_code for x in answers] == [200, 200, 200]
+
+        async def settled() -> list[Counter[str]] | None:
+            after = [await callback_counts(r) for r in replicas]
+            delta = [x - y for x, y in zip(after, before, strict=True)]
+            return delta if delta[1]["applied"] else None
+
+        delta = await until("B to apply the callback", settled, 10)
+        assert sum((d["duplicate"] for d in delta), 0) == 2, delta
+        assert sum((d["applied"] for d in delta), 0) == 1, delta
+        assert delta[1]["applied"] == 1, delta

@@ -30,6 +30,8 @@ from adapters.zegocloud.models import (
 )
 from adapters.zegocloud.settings import ZegocloudSettings
 from core.errors import Reason, VendorError
+from gateway.callbacks import MAX_CALLBACK_BYTES, CallbackRouter
+from gateway.registry import MemoryRegistry
 
 pytestmark = pytest.mark.unit
 
@@ -283,9 +285,11 @@ async def callback_client() -> AsyncIterator[tuple[TestClient[Any, Any], Recordi
     adapter = ZegocloudAdapter(settings)
     channel = RecordingChannel()
     adapter._channels["task_1"] = channel  # type: ignore[assignment]
+    router = CallbackRouter(
+        MemoryRegistry(), "replica-1", [("zegocloud", r) for r in adapter.callback_routes()]
+    )
     app = web.Application()
-    for method, path, handler in adapter.http_routes():
-        app.router.add_route(method, path, handler)
+    app.router.add_route("*", "/callbacks/{vendor}", router.handle)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -310,6 +314,12 @@ async def test_callback_route(callback_client: Any) -> None:
     drive["Detail"] = {"DriveId": "d", "Status": 2}
     assert (await client.post(CALLBACK_PATH, json=signed(drive))).status == 200
     assert channel.drive_status == [("d", 2, 5)]
+    # The same body again (a vendor retry): acknowledged, applied once.
+    assert (await client.post(CALLBACK_PATH, json=signed(drive))).status == 200
+    assert channel.drive_status == [("d", 2, 5)]
+    # Larger than any callback: refused unread.
+    huge = b'{"x": "' + b"a" * MAX_CALLBACK_BYTES + b'"}'
+    assert (await client.post(CALLBACK_PATH, data=huge)).status == 413
     stopped = {"EventType": 3, "TaskId": "task_1", "Detail": {"Status": 5, "FailReason": ""}}
     assert (await client.post(CALLBACK_PATH, json=signed(stopped))).status == 200
     assert channel.stopped == ["the vendor stopped the task"]
