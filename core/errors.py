@@ -65,6 +65,7 @@ class Reason(enum.StrEnum):
     VENDOR_INVALID_ARGUMENT = "VENDOR_INVALID_ARGUMENT"
     VENDOR_INTERNAL = "VENDOR_INTERNAL"
     SERVER_DRAINING = "SERVER_DRAINING"
+    REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
     SESSION_LIMIT_REACHED = "SESSION_LIMIT_REACHED"
     INTERNAL = "INTERNAL"
 
@@ -269,6 +270,20 @@ def server_draining() -> GatewayError:
     """UNAVAILABLE ``SERVER_DRAINING``: the server is shutting down; retry on another replica."""
     return GatewayError(
         grpc.StatusCode.UNAVAILABLE, Reason.SERVER_DRAINING, "the server is shutting down; retry"
+    )
+
+
+def registry_unavailable() -> GatewayError:
+    """UNAVAILABLE ``REGISTRY_UNAVAILABLE``, with a ``RetryInfo`` of 1 s.
+
+    The session registry (Redis) cannot be reached, so nothing was done: no vendor call, no
+    record written. Live Drive streams are not affected (architecture.md §4.3).
+    """
+    return GatewayError(
+        grpc.StatusCode.UNAVAILABLE,
+        Reason.REGISTRY_UNAVAILABLE,
+        "the session registry cannot be reached; nothing was done, retry",
+        retry_after_s=1.0,
     )
 
 

@@ -9,10 +9,11 @@ session another replica drives. :class:`CallbackRouter` serves the ops listener'
    verifies its signature and parses it (401/400 as the adapter says);
 2. a duplicate is acknowledged and dropped: the first replica to see a body marks it in the
    registry for ``DEDUPE_TTL_S`` (a vendor retrying, or one callback sent to every replica);
-3. a replica holding the session's channel applies it at once; otherwise the session's
-   owner is looked up and the body queued for it in the registry (a Redis stream);
+3. a replica holding the session's channel applies it at once (also while Redis is down);
+   otherwise the session's owner is looked up and the body queued for it in the registry
+   (a Redis stream);
 4. the vendor gets 200 only once the callback was applied or durably queued. When the
-   registry cannot be reached the answer is 503 and the mark is removed, so the vendor's
+   registry cannot be reached the answer is 503 (and the mark is removed), so the vendor's
    retry is handled rather than dropped as a duplicate.
 
 Each replica reads its own queue (:meth:`CallbackRouter.start`) and applies what it finds.
@@ -107,13 +108,20 @@ class CallbackRouter:
             return self._answer(vendor, "rejected", exc.status, exc.message)
         key = f"{vendor}:{hashlib.sha256(body).hexdigest()}"
         try:
-            if not await self.registry.first_delivery(key, DEDUPE_TTL_S):
-                return self._answer(vendor, "duplicate")
+            first: bool | None = await self.registry.first_delivery(key, DEDUPE_TTL_S)
         except Exception as exc:
             log.warning("callback_registry_unavailable", vendor=vendor, error=repr(exc))
+            first = None  # unknown: applied here if the channel is here, else retried
+        if first is False:
+            return self._answer(vendor, "duplicate")
+        if route.deliver(body):
+            # Also while Redis is down: the session's channel is here (a duplicate may then
+            # be applied twice; channels ignore a status they already have).
+            return self._answer(vendor, "applied")
+        if first is None:
             return self._answer(vendor, "failed", 503, "try again")
         try:
-            outcome = await self._route(vendor, route, callback.vendor_session_id, body)
+            outcome = await self._route(vendor, callback.vendor_session_id, body)
         except Exception as exc:
             log.warning("callback_not_routed", vendor=vendor, error=repr(exc))
             with contextlib.suppress(Exception):
@@ -121,12 +129,8 @@ class CallbackRouter:
             return self._answer(vendor, "failed", 503, "try again")
         return self._answer(vendor, outcome)
 
-    async def _route(
-        self, vendor: str, route: CallbackRoute, vendor_session_id: str, body: bytes
-    ) -> str:
-        """Apply ``body`` here or queue it for its session's owner; the outcome label."""
-        if route.deliver(body):
-            return "applied"
+    async def _route(self, vendor: str, vendor_session_id: str, body: bytes) -> str:
+        """Queue ``body`` for its session's owner; the outcome label."""
         if not vendor_session_id:
             return "unrouted"
         record = await self.registry.find_live(vendor, vendor_session_id)

@@ -71,6 +71,18 @@ class ReplicaLease:
         self.ttl_s = ttl_s
         self._on_lapse = on_lapse
         self._task: asyncio.Task[None] | None = None
+        self._reachable_since: float | None = None
+
+    def reachable_for(self) -> float:
+        """How long the registry has answered every renewal, without a failure (s; 0 now).
+
+        After an outage every replica's lease looks lapsed until it renews again (within a
+        third of a TTL of Redis coming back): a replica judges others dead only once it has
+        reached Redis for a whole TTL itself.
+        """
+        if self._reachable_since is None:
+            return 0.0
+        return time.monotonic() - self._reachable_since
 
     async def start(self) -> None:
         """Take the lease now, then keep renewing it in the background.
@@ -79,6 +91,7 @@ class ReplicaLease:
             Exception: the registry's error when the first renewal fails (no Redis at start).
         """
         await self.registry.renew_replica(self.owner, self.ttl_s)
+        self._reachable_since = time.monotonic()
         self._task = asyncio.create_task(self._renew_forever(), name="replica-lease")
 
     async def _renew_forever(self) -> None:
@@ -91,7 +104,10 @@ class ReplicaLease:
                 )
             except Exception as exc:  # Redis unreachable: retry at the next tick
                 log.warning("replica_lease_renew_failed", error=type(exc).__name__)
+                self._reachable_since = None
                 continue
+            if self._reachable_since is None:
+                self._reachable_since = time.monotonic()
             if not alive:
                 log.warning("replica_lease_lapsed", replica=self.owner, ttl_s=self.ttl_s)
                 try:

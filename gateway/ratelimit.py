@@ -20,13 +20,14 @@ atomic scripts over a sorted set with Redis's own clock: :data:`_ACQUIRE`, :data
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from core.resilience import MemoryRateLimitStorage, RateLimitStorage
+from gateway.registry import redis_client
 
 log = structlog.get_logger("gateway.ratelimit")
 
@@ -38,6 +39,9 @@ spread: 50 and 100 ms both let the vendor see 11 calls in its second with three 
 processes on one busy host."""
 
 KEY_PREFIX = "ag:rl:"
+FALLBACK_S = 1.0
+"""After Redis failed, how long calls are counted in this process only before it is asked
+again (s)."""
 
 # KEYS[1]: the sorted set of one (account, operation): member per counted call, scored by
 # Redis time in µs. ARGV: limit, window (µs), the call's unique id. Returns 0 when the call
@@ -72,10 +76,11 @@ return 1
 class RedisRateLimitStorage(RateLimitStorage):
     """Sliding windows in Redis, one per vendor account and operation, for every replica.
 
-    If Redis cannot be reached the count falls back to this process (and a warning is
-    logged per call): closing a session calls the vendor too, and a Redis outage must not
-    stop the gateway from closing billed sessions; the vendor's own limit answer is retried
-    by shared code.
+    If Redis cannot be reached the count falls back to this process for
+    ``FALLBACK_S`` (a warning is logged when it starts): closing a session calls the vendor
+    too, and a Redis outage must not stop the gateway from closing billed sessions or live
+    Drives from starting turns; the vendor's own limit answer is retried by shared code.
+    Within that period no call waits for Redis again.
 
     Args:
         url: ``redis://host:port/db``.
@@ -83,29 +88,46 @@ class RedisRateLimitStorage(RateLimitStorage):
     """
 
     def __init__(self, url: str, *, margin_s: float = SHARED_WINDOW_MARGIN_S) -> None:
-        self._redis: Any = aioredis.from_url(url, decode_responses=True)
+        self._redis: Any = redis_client(url)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._settle = self._redis.register_script(_SETTLE)
         self._margin_s = margin_s
         self._fallback = MemoryRateLimitStorage()
+        self._down_until = 0.0  # time.monotonic() until which Redis is not asked
+
+    def _redis_down(self, key: str, exc: Exception) -> None:
+        if not self._down_until:
+            log.warning("rate_limit_redis_unavailable", key=key, error=type(exc).__name__)
+        self._down_until = time.monotonic() + FALLBACK_S
+
+    def _use_fallback(self) -> bool:
+        if self._down_until and time.monotonic() >= self._down_until:
+            self._down_until = 0.0
+            log.info("rate_limit_redis_retried")
+        return bool(self._down_until)
 
     async def try_acquire(self, key: str, limit: int, window_s: float, call: str) -> float:
         """Count call ``call`` for ``key`` in the shared window if it has room; else the wait."""
         window_us = int((window_s + self._margin_s) * 1_000_000)
+        if self._use_fallback():
+            return await self._fallback.try_acquire(key, limit, window_s, call)
         try:
             wait_us = await self._acquire(keys=[KEY_PREFIX + key], args=[limit, window_us, call])
         except RedisError as exc:
-            log.warning("rate_limit_redis_unavailable", key=key, error=type(exc).__name__)
+            self._redis_down(key, exc)
             return await self._fallback.try_acquire(key, limit, window_s, call)
         return int(wait_us) / 1_000_000
 
     async def settle(self, key: str, window_s: float, call: str) -> None:
         """Stamp call ``call`` of ``key`` with Redis time now (it was answered or failed)."""
         lifetime_ms = int((window_s + self._margin_s) * 1000) + 1000
+        if self._use_fallback():
+            await self._fallback.settle(key, window_s, call)
+            return
         try:
             await self._settle(keys=[KEY_PREFIX + key], args=[call, lifetime_ms])
         except RedisError as exc:
-            log.warning("rate_limit_redis_unavailable", key=key, error=type(exc).__name__)
+            self._redis_down(key, exc)
             await self._fallback.settle(key, window_s, call)
 
     async def aclose(self) -> None:

@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.exceptions
 import structlog
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import media_pb2
@@ -211,6 +212,10 @@ class SessionRegistry(ABC):
     Args:
         retention_s: how long the record of an ended session stays after it ended (s).
     """
+
+    unavailable_errors: tuple[type[Exception], ...] = ()
+    """Errors that mean the registry cannot be reached now (callers answer UNAVAILABLE
+    ``REGISTRY_UNAVAILABLE`` and retry later); none for the in-memory registry."""
 
     def __init__(self, retention_s: float = 3600.0) -> None:
         self.retention_s = retention_s
@@ -736,6 +741,42 @@ return 1
 _PRUNE_NOW = _PRUNE + "\nreturn prune(now_ms())\n"
 
 
+REDIS_TIMEOUT_S = 2.0
+"""Socket connect and read timeout of every Redis command (s); a blocking read asks less."""
+REDIS_RETRIES = 2
+"""Retries of a Redis command that failed to connect or timed out, 20-100 ms apart."""
+REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+"""redis-py's errors for a Redis that cannot be reached (a restart's LOADING included)."""
+
+
+def redis_client(url: str) -> Any:
+    """An asyncio redis-py client (``decode_responses``) that gives up fast.
+
+    redis-py 8 retries a failed command 10 times, up to 1 s apart, each try waiting up to
+    5 s for its socket: a CreateSession would hang for seconds, holding its caller, before
+    it could answer UNAVAILABLE. Here a command fails within about ``REDIS_RETRIES`` x
+    ``REDIS_TIMEOUT_S`` when Redis is silent, at once (after 2 quick retries) when it
+    refuses connections.
+
+    Args:
+        url: ``redis://host:port/db``.
+    """
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.02, cap=0.1), REDIS_RETRIES),
+    )
+
+
 CALLBACK_QUEUE_MAX = 10000
 """About how many callbacks a replica's queue keeps (older ones are trimmed)."""
 CALLBACK_QUEUE_TTL_S = 3600.0
@@ -855,13 +896,13 @@ class RedisRegistry(SessionRegistry):
         retention_s: how long the record of an ended session stays after it ended (s).
     """
 
+    unavailable_errors = REDIS_UNAVAILABLE_ERRORS
+
     def __init__(
         self, url: str, request_id_ttl_s: int = 86400, retention_s: float = 3600.0
     ) -> None:
-        import redis.asyncio as aioredis
-
         super().__init__(retention_s)
-        self._redis: Any = aioredis.from_url(url, decode_responses=True)
+        self._redis: Any = redis_client(url)
         self._ttl = request_id_ttl_s
         self._put = self._redis.register_script(_PUT)
         self._delete = self._redis.register_script(_DELETE)

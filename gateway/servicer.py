@@ -24,6 +24,7 @@ from core.errors import (
     Reason,
     internal_error,
     invalid_argument,
+    registry_unavailable,
     server_draining,
     to_rpc_status,
     unknown_vendor,
@@ -68,6 +69,10 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             await _abort(context, exc)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
+        except self.manager.registry.unavailable_errors as exc:
+            log.warning("rpc_registry_unavailable", error=type(exc).__name__)
+            metrics.RPC_ERRORS.labels("unary", Reason.REGISTRY_UNAVAILABLE).inc()
+            await _abort(context, registry_unavailable())
         except Exception as exc:
             log.exception("rpc_internal_error")
             await _abort(context, internal_error(exc))
@@ -258,6 +263,11 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             await _abort(context, exc)
         except (asyncio.CancelledError, grpc.aio.AbortError, GeneratorExit):
             raise
+        except self.manager.registry.unavailable_errors as exc:
+            # At the start of the stream (lease, record): a live stream does not need Redis.
+            log.warning("drive_registry_unavailable", error=type(exc).__name__)
+            metrics.RPC_ERRORS.labels("Drive", Reason.REGISTRY_UNAVAILABLE).inc()
+            await _abort(context, registry_unavailable())
         except Exception as exc:
             log.exception("drive_internal_error")
             await _abort(context, internal_error(exc))

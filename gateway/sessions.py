@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import copy
 import hashlib
 import re
 import time
@@ -167,7 +168,13 @@ class SessionManager:
         self._drive_locks: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
         self.lease_ttl_s = settings.replica_lease_ttl_s
-        self.replica_lease = ReplicaLease(registry, self.owner, self.lease_ttl_s, self.reconcile)
+        self.replica_lease = ReplicaLease(
+            registry, self.owner, self.lease_ttl_s, self._on_replica_lease_lapsed
+        )
+        # A copy of each live record this replica owns, as it last wrote it: what it puts
+        # back if Redis restarts empty (rebuild()).
+        self._owned: dict[str, SessionRecord] = {}
+        self._released: dict[str, SessionRecord] = {}  # nobody's, as the reaper last read
         self._reaper_stopped = False
 
     # ---- create -------------------------------------------------------------------------
@@ -315,7 +322,7 @@ class SessionManager:
             request_fingerprint=fingerprint,
         )
         cluster_max = self.settings.cluster_max_sessions
-        if not await self.registry.insert(record, cluster_max):
+        if not await self._insert(record, cluster_max):
             metrics.SESSIONS_CREATED.labels(req.vendor, Reason.SESSION_LIMIT_REACHED).inc()
             assert cluster_max is not None  # only a limit refuses
             raise session_limit_reached("cluster", cluster_max, CLUSTER_LIMIT_RETRY_S)
@@ -342,7 +349,7 @@ class SessionManager:
             bound.warning("session_create_failed", reason=exc.reason, message=exc.message)
             metrics.SESSIONS_CREATED.labels(req.vendor, exc.reason).inc()
             try:
-                await self.registry.delete(session_id)
+                await self._delete(session_id)
             except Exception as delete_exc:  # the reaper fails the CREATING record later
                 bound.warning("session_record_not_deleted", error=type(delete_exc).__name__)
             raise
@@ -364,7 +371,7 @@ class SessionManager:
                         grpc.StatusCode.INTERNAL, Reason.INTERNAL, str(type(exc).__name__)
                     ),
                 )
-            await self.registry.put(record)
+            await self._put(record)
             await asyncio.shield(self.close(record.name, pb.CLOSE_REASON_FAILED))
             if not isinstance(exc, Exception):
                 raise  # cancelled (shutdown): there is no caller left to answer
@@ -386,7 +393,7 @@ class SessionManager:
     ) -> pb.Session:
         """Wait until the vendor session is ready and start it; FAILED (closed) otherwise."""
         req_vendor, session_id = record.vendor, record.session_id
-        await self.registry.put(record)
+        await self._put(record)
         now = time.monotonic()
         ready_deadline = now + self.settings.create_timeout_s
         if deadline is not None and deadline - 0.2 > now:
@@ -414,7 +421,7 @@ class SessionManager:
         except GatewayError as exc:
             bound.warning("session_start_failed", reason=exc.reason, message=exc.message)
             _set_failure(record, exc)
-            await self.registry.put(record)
+            await self._put(record)
             await self.close(record.name, pb.CLOSE_REASON_FAILED)
             metrics.SESSIONS_CREATED.labels(req_vendor, exc.reason).inc()
             failed = await self.registry.get(session_id)
@@ -422,7 +429,7 @@ class SessionManager:
             return failed.to_proto()
         record.state = pb.SESSION_STATE_READY
         record.last_activity_time = time.time()
-        await self.registry.put(record)
+        await self._put(record)
         bound.info("session_ready", vendor_session_id=handle.vendor_session_id)
         metrics.SESSIONS_CREATED.labels(req_vendor, "READY").inc()
         return record.to_proto()
@@ -577,6 +584,7 @@ class SessionManager:
         """
         if self.runtimes.get(runtime.session_id) is runtime:
             del self.runtimes[runtime.session_id]
+        self._owned.pop(runtime.session_id, None)
         if runtime.drive is not None:
             await runtime.drive.terminate(error)
         await runtime.aclose()
@@ -622,7 +630,7 @@ class SessionManager:
             record.drive_active = True
             if drive.has_audio:
                 record.vendor_sample_rate_hertz = drive.vendor_rate
-            await self.registry.put(record)
+            await self._put(record)
 
     async def _adopt(self, record: SessionRecord) -> tuple[SessionRecord, SessionRuntime]:
         """Build a runtime for a session; take it over (under its claim) if another owned it.
@@ -666,7 +674,7 @@ class SessionManager:
             current = _drivable(current)
             previous = current.owner
             current.owner = self.owner  # this replica now holds the channel and reaps it
-            await self.registry.put(current)
+            await self._put(current)
         finally:
             await self.registry.unclaim(session_id, self.owner)
         log.info(
@@ -702,7 +710,7 @@ class SessionManager:
         ):
             record.last_activity_time = time.time()
             record.drive_active = runtime.drive is not None
-            await self.registry.put(record)
+            await self._put(record)
 
     # ---- close --------------------------------------------------------------------------
 
@@ -725,7 +733,7 @@ class SessionManager:
                 return record.to_proto()
             failed_start = reason == pb.CLOSE_REASON_FAILED
             record.state = pb.SESSION_STATE_CLOSING
-            await self.registry.put(record)
+            await self._put(record)
             runtime = self.runtimes.pop(session_id, None)
             if runtime is not None and runtime.drive is not None:
                 record.close_reason = reason
@@ -756,7 +764,7 @@ class SessionManager:
             record.close_reason = reason
             record.close_time = time.time()
             record.drive_active = False
-            await self.registry.put(record)
+            await self._put(record)
             metrics.SESSIONS_CLOSED.labels(
                 record.vendor,
                 pb.CloseReason.Name(reason),  # type: ignore[arg-type]
@@ -787,12 +795,23 @@ class SessionManager:
         # A flag as well as the cancel: a cancel that lands inside a Redis call can be lost
         # there (seen with redis-py 8 on Python 3.11), and the loop would then run on and
         # keep shutdown() waiting for it forever.
+        paused = False
         while not self._reaper_stopped:
             await asyncio.sleep(self.settings.reaper_interval_s)
             try:
                 await self.reap_once()
+            except self.registry.unavailable_errors as exc:
+                # Redis is down: nothing can be claimed, so nothing is closed; the next
+                # pass after it returns finds the same sessions (closes are under claims).
+                if not paused:
+                    log.warning("reaper_paused", error=type(exc).__name__)
+                paused = True
+                continue
             except Exception:  # the reaper must outlive any one bad session
                 log.exception("reaper_failed")
+            if paused:
+                log.info("reaper_resumed")
+                paused = False
 
     async def reap_once(self) -> list[str]:
         """One reaper pass; returns the ids of the sessions it closed.
@@ -808,13 +827,28 @@ class SessionManager:
         await self.reconcile(owned)
         now_wall, now_mono = time.time(), time.monotonic()
         reaped: list[str] = []
-        # Sessions released by a replica that shut down (shared registry) are reaped by anyone.
-        for record in owned + await self.registry.owned_by(""):
+        # Sessions released by a replica that shut down (shared registry) are reaped by anyone,
+        # and every replica keeps their last state, to put back should Redis lose it.
+        released = await self.registry.owned_by("")
+        await self._remember_released(released)
+        for record in owned + released:
             reason = self._reap_reason(record, now_wall, now_mono)
             if reason is not None and await self._close_claimed(record, reason):
                 reaped.append(record.session_id)
         reaped += await self._reap_orphans()
         return reaped
+
+    async def _remember_released(self, released: list[SessionRecord]) -> None:
+        """Keep the last state of every released session, for :meth:`rebuild`.
+
+        A session that left the listing was adopted or closed, unless the registry lost it:
+        then its copy stays, to be put back.
+        """
+        listed = {r.session_id: r for r in released}
+        for session_id, record in self._released.items():
+            if session_id not in listed and await self.registry.get(session_id) is None:
+                listed[session_id] = record
+        self._released = listed
 
     def _reap_reason(self, record: SessionRecord, now_wall: float, now_mono: float) -> int | None:
         """The close reason for an owned or released session the reaper should close, if any."""
@@ -840,6 +874,10 @@ class SessionManager:
     async def _reap_orphans(self) -> list[str]:
         """Close the sessions of replicas whose lease lapsed at least one TTL ago."""
         reaped: list[str] = []
+        if self.replica_lease.reachable_for() < self.lease_ttl_s:
+            # Redis was away (or this replica just started): the others' leases may look
+            # lapsed only because nobody could renew; wait until they had a TTL to do so.
+            return reaped
         gate = asyncio.Semaphore(16)  # vendor closes in parallel, but not all at once
         for dead in await self.registry.lapsed_replicas(self.lease_ttl_s):
             if dead == self.owner:
@@ -885,6 +923,59 @@ class SessionManager:
             return True
         finally:
             await self.registry.unclaim(session_id, self.owner)
+
+    # ---- registry writes, mirrored ------------------------------------------------------
+
+    def _mirror(self, record: SessionRecord) -> None:
+        if record.owner == self.owner and not record.terminal:
+            self._owned[record.session_id] = copy.deepcopy(record)
+        else:
+            self._owned.pop(record.session_id, None)
+
+    async def _put(self, record: SessionRecord) -> None:
+        await self.registry.put(record)
+        self._mirror(record)
+
+    async def _insert(self, record: SessionRecord, max_live: int | None) -> bool:
+        stored = await self.registry.insert(record, max_live)
+        if stored:
+            self._mirror(record)
+        return stored
+
+    async def _delete(self, session_id: str) -> None:
+        await self.registry.delete(session_id)
+        self._owned.pop(session_id, None)
+
+    async def rebuild(self) -> list[str]:
+        """Put back the records of live sessions that the registry lost.
+
+        Redis restarted without its data (no persistence, a failover to an empty replica):
+        every replica writes again the records it owns, as it last wrote them, and those of
+        sessions released by a drained replica, as its reaper last read them, with their
+        request_id bindings, so no session is lost track of. A record the registry still
+        has is left alone (another replica may have adopted the session meanwhile).
+
+        Returns:
+            The ids of the records put back.
+        """
+        restored: list[str] = []
+        known = {**self._released, **self._owned}
+        for session_id, record in known.items():
+            if await self.registry.get(session_id) is not None:
+                continue
+            await self.registry.put(copy.deepcopy(record))
+            if record.request_id:
+                await self.registry.claim_request_id(record.request_id, session_id)
+            restored.append(session_id)
+        if restored:
+            log.warning("registry_rebuilt", sessions=len(restored))
+        return restored
+
+    async def _on_replica_lease_lapsed(self) -> None:
+        # Either this replica stalled past its lease (others may have adopted or closed its
+        # sessions) or Redis lost its data (the lease key with it): rebuild, then reconcile.
+        await self.rebuild()
+        await self.reconcile()
 
     async def reconcile(self, owned: list[SessionRecord] | None = None) -> None:
         """Drop what this process holds for sessions it no longer owns.
@@ -951,7 +1042,7 @@ class SessionManager:
                         await runtime.lease.release()
                 record.owner = ""
                 record.drive_active = False
-                await self.registry.put(record)
+                await self._put(record)
         finally:
             # Released sessions need no lease; a lease left behind would only delay nothing.
             await self.replica_lease.stop(drop=True)

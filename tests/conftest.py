@@ -211,37 +211,69 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    """A real redis-server on loopback, started for the test and removed after it."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is required (make system-deps installs it)"
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    import redis.asyncio as aioredis
+class RedisServer:
+    """A real ``redis-server`` on a loopback port, without persistence.
 
-    client = aioredis.Redis(port=port)
-    for _ in range(100):
+    A test may :meth:`stop` it and :meth:`start` it again on the same port: it comes back
+    empty, as a restarted Redis without persistence (or a failover to an empty replica).
+    """
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is required (make system-deps installs it)"
+        self.binary = binary
+        self.port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        """Start and wait until it answers PING."""
+        self.proc = await asyncio.create_subprocess_exec(
+            self.binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no"),
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis(port=self.port)
         try:
-            await client.ping()
-            break
-        except Exception:
-            await asyncio.sleep(0.05)
-    await client.aclose()
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    await proc.wait()
+            for _ in range(200):
+                try:
+                    await client.ping()
+                    return
+                except Exception:
+                    await asyncio.sleep(0.05)
+            raise AssertionError(f"redis-server on port {self.port} did not answer")
+        finally:
+            await client.aclose()
+
+    async def stop(self) -> None:
+        """Kill it (SIGKILL: nothing is saved)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def redis_server() -> AsyncIterator[RedisServer]:
+    """A real redis-server on loopback, started for the test and removed after it."""
+    server = RedisServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def redis_url(redis_server: RedisServer) -> str:
+    """The URL of a real redis-server started for the test (see :class:`RedisServer`)."""
+    return redis_server.url
 
 
 def base_env(**extra: str) -> dict[str, str]:

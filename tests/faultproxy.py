@@ -77,6 +77,7 @@ class FaultProxy:
         for event in self._flowing.values():
             event.set()
         self._lose_answers = 0
+        self.refusing = False
         self._server: asyncio.Server | None = None
         self._conns: set[_Conn] = set()
         self.port = 0
@@ -169,8 +170,22 @@ class FaultProxy:
             if not transport.is_closing():
                 transport.abort()
 
+    async def partition(self) -> None:
+        """Cut every connection and reset new ones until :meth:`heal`: the upstream is
+        unreachable (a network partition) while it keeps running with its state."""
+        self.refusing = True
+        self.stats.faults += 1
+        await self.cut()
+
+    def heal(self) -> None:
+        """End a partition: new connections are forwarded again."""
+        self.refusing = False
+
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
+        if self.refusing:
+            client_w.transport.abort()
+            return
         try:
             upstream_r, upstream_w = await asyncio.open_connection(
                 self.upstream_host, self.upstream_port, limit=self.chunk_bytes

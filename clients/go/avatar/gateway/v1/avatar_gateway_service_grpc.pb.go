@@ -78,6 +78,7 @@ const (
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+// | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayClient interface {
@@ -283,6 +284,7 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+// | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayServer interface {

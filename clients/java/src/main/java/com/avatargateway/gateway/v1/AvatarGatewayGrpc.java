@@ -45,6 +45,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+ * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
  * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  * </pre>
@@ -376,6 +377,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -549,6 +551,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -605,6 +608,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -796,6 +800,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -982,6 +987,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -1120,6 +1126,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INVALID_ARGUMENT   | INVALID_ARGUMENT    | vendor, vendorCode                    |
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
+   * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
