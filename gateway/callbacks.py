@@ -11,17 +11,16 @@ session another replica drives. :class:`CallbackRouter` serves the ops listener'
    registry for ``DEDUPE_TTL_S`` (a vendor retrying, or one callback sent to every replica);
 3. a replica holding the session's channel applies it at once (also while Redis is down);
    otherwise the session's owner is looked up and the body queued for it in the registry
-   (a Redis stream);
+   (its :class:`gateway.inbox.ReplicaInbox` reads it);
 4. the vendor gets 200 only once the callback was applied or durably queued. When the
    registry cannot be reached the answer is 503 (and the mark is removed), so the vendor's
    retry is handled rather than dropped as a duplicate.
 
-Each replica reads its own queue (:meth:`CallbackRouter.start`) and applies what it finds.
+The owner applies it in :meth:`CallbackRouter.apply_forwarded`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from collections.abc import Mapping
@@ -39,14 +38,10 @@ MAX_CALLBACK_BYTES = 64 * 1024
 """Largest callback body accepted (bytes); ZEGO's are under 1 KiB (zegocloud.md §6)."""
 DEDUPE_TTL_S = 600.0
 """How long a callback body is remembered as handled (s): longer than a vendor's retries."""
-READ_BLOCK_S = 1.0
-"""How long one read of this replica's queue waits for an entry (s)."""
-RETRY_PAUSE_S = 0.5
-"""Pause after a failed read of the queue before the next (s)."""
 
 
 class CallbackRouter:
-    """Serves vendor callback routes and this replica's queue of forwarded callbacks.
+    """Serves vendor callback routes; applies the callbacks other replicas forward here.
 
     Args:
         registry: where duplicates are marked, owners looked up and queues kept.
@@ -67,23 +62,6 @@ class CallbackRouter:
         if len(self._by_vendor) != len(routes):
             # A forwarded callback names only its vendor, which must pick its route.
             raise ValueError("a vendor declares at most one callback route")
-        self._inbox: asyncio.Task[None] | None = None
-        self._stopped = False
-
-    def start(self) -> None:
-        """Start reading this replica's queue of forwarded callbacks."""
-        if self._by_vendor and self._inbox is None:
-            self._inbox = asyncio.create_task(self._read_inbox(), name="callback-inbox")
-
-    async def stop(self) -> None:
-        """Stop reading the queue (entries left in it expire with it)."""
-        self._stopped = True
-        if self._inbox is not None:
-            self._inbox.cancel()
-            # A cancel that lands inside a Redis call can be lost there (see the reaper):
-            # the flag ends the loop after its current read at the latest.
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._inbox, READ_BLOCK_S * 3)
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one vendor callback (steps in the module docstring).
@@ -138,7 +116,7 @@ class CallbackRouter:
             # No live session, or one nobody drives (released, or ours without a channel):
             # no channel anywhere waits for it.
             return "unrouted"
-        await self.registry.enqueue_callback(record.owner, vendor, body)
+        await self.registry.send_to_replica(record.owner, "callback", vendor, body)
         log.info(
             "callback_forwarded",
             vendor=vendor,
@@ -147,23 +125,8 @@ class CallbackRouter:
         )
         return "forwarded"
 
-    async def _read_inbox(self) -> None:
-        after = "0-0"
-        while not self._stopped:
-            try:
-                entries = await self.registry.read_callbacks(self.owner, after, READ_BLOCK_S)
-                for entry in entries:
-                    after = entry.entry_id  # never read twice, even if applying it fails
-                    self._apply_forwarded(entry.vendor, entry.body)
-                if entries:
-                    await self.registry.ack_callbacks(self.owner, [e.entry_id for e in entries])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a Redis outage: keep reading once it is back
-                log.warning("callback_inbox_failed", error=repr(exc))
-                await asyncio.sleep(RETRY_PAUSE_S)
-
-    def _apply_forwarded(self, vendor: str, body: bytes) -> None:
+    async def apply_forwarded(self, vendor: str, body: bytes) -> None:
+        """Apply a callback another replica queued for this one (a ``callback`` message)."""
         route = self._by_vendor.get(vendor)
         try:
             applied = route is not None and route.deliver(body)

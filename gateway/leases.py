@@ -143,6 +143,8 @@ class DriveLease:
         acquired_at: ``time.monotonic()`` just before the acquiring call was sent.
         on_end: called once when the lease ends for this replica (another replica took the
             Drive over, or asked to), with the error the Drive stream ends with.
+        floor: the session's last turn number known to this replica (its record's): turn
+            ids this lease allocates are above it.
     """
 
     def __init__(
@@ -154,6 +156,7 @@ class DriveLease:
         ttl_s: float,
         acquired_at: float,
         on_end: Callable[[DriveLease, GatewayError], None],
+        floor: int = 0,
     ) -> None:
         self.registry = registry
         self.session_id = session_id
@@ -163,10 +166,15 @@ class DriveLease:
         self.lost: GatewayError | None = None
         self._on_end = on_end
         self._valid_until = acquired_at + ttl_s * VALID_FRACTION
-        self._last_turn = 0
+        self._last_turn = floor
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._released = False
+
+    @property
+    def last_turn(self) -> int:
+        """The last turn number this lease allocated (or its floor)."""
+        return self._last_turn
 
     @property
     def name(self) -> str:

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class SessionRecord:
         vendor_data: adapter's JSON-serialisable details (``VendorSessionHandle.data``).
         playback: serialized ``pb.Playback``.
         vendor_sample_rate_hertz: rate the vendor receives (0: not driven yet).
+        last_turn: the session's highest turn number as of its last Drive stream's end; the
+            floor of the next drive lease's turn ids, so they stay unique even after the
+            registry lost its turn counter (architecture.md §4.3).
     """
 
     session_id: str
@@ -77,6 +81,7 @@ class SessionRecord:
     last_activity_time: float = field(default_factory=time.time)
     drive_active: bool = False
     vendor_sample_rate_hertz: int = 0
+    last_turn: int = 0
 
     @property
     def name(self) -> str:
@@ -192,16 +197,19 @@ class LeaseState:
 
 
 @dataclass(frozen=True)
-class QueuedCallback:
-    """A vendor callback queued for the replica that holds its session's channel.
+class ReplicaMessage:
+    """A message from one replica to another, through the registry (architecture.md §4.2).
 
     Attributes:
         entry_id: the queue's id of the entry (``<ms>-<seq>``, increasing).
-        vendor: vendor id (picks the adapter that applies it).
-        body: the verified callback body, as the vendor sent it (bytes).
+        kind: ``callback`` (a vendor callback for the session this replica drives) or
+            ``release`` (another replica adopted a session: drop its channel here).
+        vendor: vendor id (picks the adapter that applies a callback; "" otherwise).
+        body: the verified callback body as the vendor sent it, or the session id (bytes).
     """
 
     entry_id: str
+    kind: str
     vendor: str
     body: bytes
 
@@ -351,7 +359,26 @@ class SessionRegistry(ABC):
     async def drive_holder(self, session_id: str) -> str:
         """The replica holding the session's drive lease ("" when none does)."""
 
-    # ---- vendor callbacks -------------------------------------------------------------
+    # ---- data loss ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def mark_data(self, *, rebuilding: bool) -> None:
+        """Mark the registry's data as present, unless marked already (``ag:data``).
+
+        Args:
+            rebuilding: the data was just lost and replicas are putting back what they
+                hold: :meth:`data_age` counts from now. Otherwise (a first start) from never.
+        """
+
+    @abstractmethod
+    async def data_age(self) -> float | None:
+        """Seconds since the registry lost its data and was marked rebuilding.
+
+        ``inf`` when it never was; ``None`` when the mark is missing: the data was lost just
+        now.
+        """
+
+    # ---- vendor callbacks and messages between replicas --------------------------------
 
     @abstractmethod
     async def find_live(self, vendor: str, vendor_session_id: str) -> SessionRecord | None:
@@ -366,18 +393,18 @@ class SessionRegistry(ABC):
         """Unmark callback ``key`` (its handling failed: the vendor's retry must count)."""
 
     @abstractmethod
-    async def enqueue_callback(self, owner: str, vendor: str, body: bytes) -> None:
-        """Queue a verified callback ``body`` for replica ``owner``; durable once returned."""
+    async def send_to_replica(self, owner: str, kind: str, vendor: str, body: bytes) -> None:
+        """Queue a :class:`ReplicaMessage` for replica ``owner``; durable once returned."""
 
     @abstractmethod
-    async def read_callbacks(self, owner: str, after: str, block_s: float) -> list[QueuedCallback]:
-        """Replica ``owner``'s queued callbacks after entry ``after``, oldest first.
+    async def read_messages(self, owner: str, after: str, block_s: float) -> list[ReplicaMessage]:
+        """Replica ``owner``'s queued messages after entry ``after``, oldest first.
 
         ``after`` "0-0" reads all; with none queued, waits up to ``block_s`` s for one.
         """
 
     @abstractmethod
-    async def ack_callbacks(self, owner: str, entry_ids: list[str]) -> None:
+    async def ack_messages(self, owner: str, entry_ids: list[str]) -> None:
         """Remove handled entries from replica ``owner``'s queue."""
 
 
@@ -404,7 +431,7 @@ class MemoryRegistry(SessionRegistry):
         self._seq: dict[str, list[int]] = {}  # session id -> [last token, last turn]
         # Callbacks: seen keys (monotonic expiry, s) and each replica's queue.
         self._seen: dict[str, float] = {}
-        self._inboxes: dict[str, list[QueuedCallback]] = {}
+        self._inboxes: dict[str, list[ReplicaMessage]] = {}
         self._inbox_events: dict[str, asyncio.Event] = {}
         self._entry_seq = 0
 
@@ -574,6 +601,13 @@ class MemoryRegistry(SessionRegistry):
         lease = self._live_drive(session_id)
         return lease.owner if lease is not None else ""
 
+    async def mark_data(self, *, rebuilding: bool) -> None:
+        """Nothing to mark: in-process data is never lost while the process runs."""
+
+    async def data_age(self) -> float | None:
+        """Never lost: ``inf``."""
+        return math.inf
+
     async def find_live(self, vendor: str, vendor_session_id: str) -> SessionRecord | None:
         """The live record of ``vendor``'s session ``vendor_session_id``, if any."""
         for record in self._records.values():
@@ -599,15 +633,15 @@ class MemoryRegistry(SessionRegistry):
         """Unmark callback ``key``."""
         self._seen.pop(key, None)
 
-    async def enqueue_callback(self, owner: str, vendor: str, body: bytes) -> None:
-        """Queue ``body`` for replica ``owner`` (a replica of this process)."""
+    async def send_to_replica(self, owner: str, kind: str, vendor: str, body: bytes) -> None:
+        """Queue a message for replica ``owner`` (a replica of this process)."""
         self._entry_seq += 1
-        entry = QueuedCallback(f"{self._entry_seq}-0", vendor, body)
+        entry = ReplicaMessage(f"{self._entry_seq}-0", kind, vendor, body)
         self._inboxes.setdefault(owner, []).append(entry)
         self._inbox_events.setdefault(owner, asyncio.Event()).set()
 
-    async def read_callbacks(self, owner: str, after: str, block_s: float) -> list[QueuedCallback]:
-        """Replica ``owner``'s queued callbacks after entry ``after``, oldest first."""
+    async def read_messages(self, owner: str, after: str, block_s: float) -> list[ReplicaMessage]:
+        """Replica ``owner``'s queued messages after entry ``after``, oldest first."""
         floor = int(after.split("-")[0])
         event = self._inbox_events.setdefault(owner, asyncio.Event())
         entries = [e for e in self._inboxes.get(owner, []) if int(e.entry_id.split("-")[0]) > floor]
@@ -620,7 +654,7 @@ class MemoryRegistry(SessionRegistry):
             ]
         return entries
 
-    async def ack_callbacks(self, owner: str, entry_ids: list[str]) -> None:
+    async def ack_messages(self, owner: str, entry_ids: list[str]) -> None:
         """Remove handled entries from replica ``owner``'s queue."""
         done = set(entry_ids)
         self._inboxes[owner] = [e for e in self._inboxes.get(owner, []) if e.entry_id not in done]
@@ -777,10 +811,10 @@ def redis_client(url: str) -> Any:
     )
 
 
-CALLBACK_QUEUE_MAX = 10000
-"""About how many callbacks a replica's queue keeps (older ones are trimmed)."""
-CALLBACK_QUEUE_TTL_S = 3600.0
-"""A replica's callback queue expires this long after its last entry (s)."""
+INBOX_MAX = 10000
+"""About how many messages a replica's queue keeps (older ones are trimmed)."""
+INBOX_TTL_S = 3600.0
+"""A replica's queue expires this long after its last entry (s)."""
 
 SEQ_TTL_S = 2 * 86400
 """How long a session's fencing-token and turn counters outlive their last use (s): beyond
@@ -1131,6 +1165,28 @@ class RedisRegistry(SessionRegistry):
         holder = await self._redis.hget(f"ag:drive:{session_id}", "owner")
         return str(holder) if holder else ""
 
+    # ---- data loss --------------------------------------------------------------------
+
+    async def mark_data(self, *, rebuilding: bool) -> None:
+        """``SET ag:data NX``: Redis time in ms when rebuilding, else 0."""
+        value = 0
+        if rebuilding:
+            seconds, micros = await self._redis.time()
+            value = int(seconds) * 1000 + int(micros) // 1000
+        await self._redis.set("ag:data", str(value), nx=True)
+
+    async def data_age(self) -> float | None:
+        """From ``ag:data`` and Redis's clock (see the base class)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get("ag:data")
+            pipe.time()
+            marked, (seconds, micros) = await pipe.execute()
+        if marked is None:
+            return None
+        if int(marked) == 0:
+            return math.inf
+        return (int(seconds) * 1000 + int(micros) // 1000 - int(marked)) / 1000
+
     # ---- vendor callbacks -------------------------------------------------------------
 
     async def find_live(self, vendor: str, vendor_session_id: str) -> SessionRecord | None:
@@ -1151,35 +1207,41 @@ class RedisRegistry(SessionRegistry):
         """Unmark callback ``key``."""
         await self._redis.delete(f"ag:callback:seen:{key}")
 
-    async def enqueue_callback(self, owner: str, vendor: str, body: bytes) -> None:
-        """``XADD`` ``body`` to replica ``owner``'s stream, ``ag:callbacks:{owner}``.
+    async def send_to_replica(self, owner: str, kind: str, vendor: str, body: bytes) -> None:
+        """``XADD`` a message to replica ``owner``'s stream, ``ag:inbox:{owner}``.
 
-        The stream is capped (about ``CALLBACK_QUEUE_MAX`` entries) and expires
-        ``CALLBACK_QUEUE_TTL_S`` after its last entry, so a dead replica's queue goes away.
+        The stream is capped (about ``INBOX_MAX`` entries) and expires ``INBOX_TTL_S``
+        after its last entry, so a dead replica's queue goes away.
         """
-        key = f"ag:callbacks:{owner}"
-        fields = {"vendor": vendor, "body": base64.b64encode(body).decode()}
+        key = f"ag:inbox:{owner}"
+        fields = {"kind": kind, "vendor": vendor, "body": base64.b64encode(body).decode()}
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(key, fields, maxlen=CALLBACK_QUEUE_MAX, approximate=True)
-            pipe.pexpire(key, _ms(CALLBACK_QUEUE_TTL_S))
+            pipe.xadd(key, fields, maxlen=INBOX_MAX, approximate=True)
+            pipe.pexpire(key, _ms(INBOX_TTL_S))
             await pipe.execute()
 
-    async def read_callbacks(self, owner: str, after: str, block_s: float) -> list[QueuedCallback]:
+    async def read_messages(self, owner: str, after: str, block_s: float) -> list[ReplicaMessage]:
         """``XREAD BLOCK`` replica ``owner``'s stream after entry ``after``."""
         answer = await self._redis.xread(
-            {f"ag:callbacks:{owner}": after}, count=100, block=_ms(block_s)
+            {f"ag:inbox:{owner}": after}, count=100, block=_ms(block_s)
         )
-        entries: list[QueuedCallback] = []
+        entries: list[ReplicaMessage] = []
         for _, items in answer or []:
             for entry_id, fields in items:
-                body = base64.b64decode(fields.get("body", ""))
-                entries.append(QueuedCallback(str(entry_id), str(fields.get("vendor", "")), body))
+                entries.append(
+                    ReplicaMessage(
+                        str(entry_id),
+                        str(fields.get("kind", "")),
+                        str(fields.get("vendor", "")),
+                        base64.b64decode(fields.get("body", "")),
+                    )
+                )
         return entries
 
-    async def ack_callbacks(self, owner: str, entry_ids: list[str]) -> None:
+    async def ack_messages(self, owner: str, entry_ids: list[str]) -> None:
         """``XDEL`` handled entries."""
         if entry_ids:
-            await self._redis.xdel(f"ag:callbacks:{owner}", *entry_ids)
+            await self._redis.xdel(f"ag:inbox:{owner}", *entry_ids)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

@@ -26,6 +26,7 @@ from core.contract import VendorAdapter
 from core.plugin import VendorSettings
 from gateway.callbacks import CallbackRouter
 from gateway.config import Settings
+from gateway.inbox import ReplicaInbox
 from gateway.ratelimit import RedisRateLimitStorage
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
@@ -95,6 +96,7 @@ class GatewayServer:
         self._ops_runner: web.AppRunner | None = None
         self._stopping: asyncio.Task[None] | None = None
         self.callbacks: CallbackRouter | None = None
+        self.inbox: ReplicaInbox | None = None
         self._vendor_settings: dict[str, VendorSettings] | None = None
 
     @property
@@ -143,7 +145,12 @@ class GatewayServer:
             self.manager.owner,
             [(v, route) for v, a in self.adapters.items() for route in a.callback_routes()],
         )
-        self.callbacks.start()
+        self.inbox = ReplicaInbox(
+            self.registry,
+            self.manager.owner,
+            {"callback": self.callbacks.apply_forwarded, "release": self.manager.release_requested},
+        )
+        self.inbox.start()
         self.servicer = AvatarGatewayServicer(self.manager)
         self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
         pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)
@@ -267,9 +274,10 @@ class GatewayServer:
             await self.server.stop(grace)
         if self.manager is not None:
             await self.manager.shutdown(close_sessions=isinstance(self.registry, MemoryRegistry))
-        if self.callbacks is not None:
-            # Only now: drives finishing their turns in the grace period still need theirs.
-            await self.callbacks.stop()
+        if self.inbox is not None:
+            # Only now: drives finishing their turns in the grace period still need their
+            # forwarded callbacks.
+            await self.inbox.stop()
         for adapter in self.adapters.values():
             with contextlib.suppress(Exception):
                 await adapter.aclose()

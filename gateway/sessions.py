@@ -45,6 +45,7 @@ from core.errors import (
     VendorError,
     failed_precondition,
     invalid_argument,
+    registry_unavailable,
     session_limit_reached,
     session_not_found,
     unknown_vendor,
@@ -68,6 +69,9 @@ MAX_DURATION_S = 86400.0
 CLAIM_TTL_S = CLOSE_BUDGET_S + 30.0
 """Lifetime of a session's claim (s): a close under it (vendor call included) fits, and the
 claim of a replica that died while holding it lapses."""
+HANDOVER_WAIT_S = 5.0
+"""How long a replica that adopted a session retries opening its channel (s) while the
+previous owner lets go of its own (a ``release`` message, else its next reaper pass)."""
 CLAIM_WAIT_S = 5.0
 """How long a Drive waits for another replica's claim on the session (s) before giving up."""
 REPLICA_LIMIT_RETRY_S = 1.0
@@ -112,18 +116,39 @@ class SessionRuntime:
     keepalive_task: asyncio.Task[None] | None = None
     open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     attach_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_turn: int = 0
+    """The highest turn number this process's Drives of the session allocated."""
+    handover_until: float = 0.0
+    """``time.monotonic()`` until which opening the channel is retried: the session was just
+    adopted from a replica that may still hold the vendor's channel."""
 
     async def get_channel(self) -> DriveChannel:
-        """The session's drive channel, opened at first use, with shared keepalive."""
+        """The session's drive channel, opened at first use, with shared keepalive.
+
+        Right after an adoption (``handover_until``) a refused open is retried: the previous
+        owner may still hold the vendor's one channel for a moment.
+        """
         async with self.open_lock:
             if self.channel is None or self.channel.closed:
-                self.channel = await self.adapter.open_channel(self.handle, self.session_id)
+                self.channel = await self._open_channel()
                 interval = self.adapter.capabilities.keepalive_interval_s
                 if interval:
                     self.keepalive_task = asyncio.create_task(
                         keepalive_loop(self.channel, interval), name=f"keepalive-{self.session_id}"
                     )
             return self.channel
+
+    async def _open_channel(self) -> DriveChannel:
+        delay = 0.1
+        while True:
+            try:
+                return await self.adapter.open_channel(self.handle, self.session_id)
+            except GatewayError as exc:
+                if exc.session_gone or time.monotonic() + delay > self.handover_until:
+                    raise
+                log.info("channel_open_retried", session_id=self.session_id, reason=exc.reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     async def aclose(self) -> None:
         """Stop keepalive and close the channel (not the vendor session)."""
@@ -245,6 +270,9 @@ class SessionManager:
             stripped.request_id = ""
             fingerprint = hashlib.sha256(stripped.SerializeToString(deterministic=True)).hexdigest()
             session_id = uuid.uuid4().hex
+            if await self.registry_rebuilding():
+                # Its binding may be one the registry lost: a new session would be a second.
+                raise registry_unavailable()
             earlier = await self.registry.claim_request_id(req.request_id, session_id)
             if earlier is not None:
                 return await self._existing_for_request(req.request_id, earlier, fingerprint)
@@ -445,7 +473,7 @@ class SessionManager:
         session_id = parse_session_name(name)
         record = await self.registry.get(session_id)
         if record is None:
-            raise session_not_found(name)
+            raise await self._missing(name)
         runtime = self.runtimes.get(session_id)
         if runtime is not None:
             record.drive_active = runtime.drive is not None
@@ -555,6 +583,7 @@ class SessionManager:
                     ttl,
                     started,
                     self._on_drive_lease_end,
+                    floor=record.last_turn,
                 )
             if not preempt or time.monotonic() >= deadline:
                 raise drive_already_active(record.name, state.holder)
@@ -644,14 +673,50 @@ class SessionManager:
         adapter = self.adapters.get(record.vendor)
         if adapter is None:
             raise unknown_vendor(record.vendor, sorted(self.adapters))
+        previous = ""
         if record.owner != self.owner:
+            previous = record.owner
             record = await self._take_over(record)
         handle = adapter.vendor_session_handle(record.vendor_session_id, record.vendor_data)
         if record.playback:
             handle.playback.ParseFromString(record.playback)
         runtime = SessionRuntime(record.session_id, adapter, handle)
+        if previous:
+            # The previous owner may be alive and still hold the vendor's channel (one per
+            # session at Tencent, tencent.md §5): ask it to let go now, and let this
+            # runtime's first channel open wait for that (SessionRuntime.get_channel).
+            runtime.handover_until = time.monotonic() + HANDOVER_WAIT_S
+            try:
+                await self.registry.send_to_replica(
+                    previous, "release", record.vendor, record.session_id.encode()
+                )
+            except Exception as exc:  # it lets go at its next reaper pass instead
+                log.warning("release_request_failed", replica=previous, error=type(exc).__name__)
         self.runtimes[record.session_id] = runtime
         return record, runtime
+
+    async def release_requested(self, vendor: str, body: bytes) -> None:
+        """Another replica adopted session ``body`` (its id): drop what this process holds.
+
+        Only if the record says so (the message may be late): reconcile's rule, for one
+        session, at once rather than at the next reaper pass.
+        """
+        session_id = body.decode()
+        runtime = self.runtimes.get(session_id)
+        if runtime is None:
+            return
+        lock = self._drive_locks.setdefault(session_id, asyncio.Lock())
+        async with lock:
+            if self.runtimes.get(session_id) is not runtime:
+                return
+            record = await self.registry.get(session_id)
+            if record is None or record.owner == self.owner:
+                return
+            if record.terminal or record.state == pb.SESSION_STATE_CLOSING:
+                error = session_closed(record)
+            else:
+                error = _taken_over(record, self.owner)
+            await self._drop_runtime(runtime, error)
 
     async def _take_over(self, record: SessionRecord) -> SessionRecord:
         """Make this replica the owner of ``record``'s session, under the session's claim."""
@@ -670,7 +735,7 @@ class SessionManager:
         try:
             current = await self.registry.get(session_id)
             if current is None:
-                raise session_not_found(record.name)
+                raise await self._missing(record.name)
             current = _drivable(current)
             previous = current.owner
             current.owner = self.owner  # this replica now holds the channel and reaps it
@@ -698,6 +763,8 @@ class SessionManager:
         runtime.last_activity = time.monotonic()
         lock = self._drive_locks.setdefault(runtime.session_id, asyncio.Lock())
         async with lock:
+            if runtime.lease is not None:
+                runtime.last_turn = max(runtime.last_turn, runtime.lease.last_turn)
             if runtime.drive is None and runtime.lease is not None:
                 lease, runtime.lease = runtime.lease, None
                 await lease.release()
@@ -710,6 +777,7 @@ class SessionManager:
         ):
             record.last_activity_time = time.time()
             record.drive_active = runtime.drive is not None
+            record.last_turn = max(record.last_turn, runtime.last_turn)
             await self._put(record)
 
     # ---- close --------------------------------------------------------------------------
@@ -726,7 +794,7 @@ class SessionManager:
         async with lock:
             record = await self.registry.get(session_id)
             if record is None:
-                raise session_not_found(name)
+                raise await self._missing(name)
             if record.state == pb.SESSION_STATE_CLOSED or (
                 record.state == pb.SESSION_STATE_FAILED and record.close_time
             ):
@@ -786,6 +854,9 @@ class SessionManager:
             Exception: the registry's error when it cannot be reached at start.
         """
         await self.replica_lease.start()
+        # A first start of the deployment: the data is there (no rebuild window). After a
+        # loss, the first replica to notice marks it instead (registry_rebuilding).
+        await self.registry.mark_data(rebuilding=False)
 
     def start_reaper(self) -> None:
         """Start the background reaper (every ``reaper_interval_s``)."""
@@ -971,10 +1042,42 @@ class SessionManager:
             log.warning("registry_rebuilt", sessions=len(restored))
         return restored
 
+    async def _missing(self, name: str) -> GatewayError:
+        """The error for session ``name``, which has no record.
+
+        NOT_FOUND, or UNAVAILABLE ``REGISTRY_UNAVAILABLE`` while the registry is being
+        rebuilt: it may be a record the registry lost that its owner has not put back yet.
+        """
+        if await self.registry_rebuilding():
+            return registry_unavailable()
+        return session_not_found(name)
+
+    async def registry_rebuilding(self) -> bool:
+        """Whether the registry lost its data less than a lease TTL ago (or just now).
+
+        Within that time every live replica renews its lease, finds it gone and puts back
+        what it holds (:meth:`rebuild`); until then a missing record or request_id binding
+        proves nothing. Asked only on a miss, and before a request_id is claimed.
+        """
+        age = await self.registry.data_age()
+        if age is None:
+            await self._after_data_loss()
+            return True
+        return age < self.lease_ttl_s
+
+    async def _after_data_loss(self) -> None:
+        await self.rebuild()
+        # Marked after this replica put back its records: another replica's miss in between
+        # finds no mark and rebuilds too (harmless), never a mark without those records.
+        await self.registry.mark_data(rebuilding=True)
+
     async def _on_replica_lease_lapsed(self) -> None:
         # Either this replica stalled past its lease (others may have adopted or closed its
         # sessions) or Redis lost its data (the lease key with it): rebuild, then reconcile.
-        await self.rebuild()
+        if await self.registry.data_age() is None:
+            await self._after_data_loss()
+        else:
+            await self.rebuild()
         await self.reconcile()
 
     async def reconcile(self, owned: list[SessionRecord] | None = None) -> None:

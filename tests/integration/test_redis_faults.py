@@ -265,16 +265,25 @@ async def test_redis_restarted_empty_replicas_put_back_what_they_own(
         await until("every session listed again", all_listed, 6 * TTL_S)
         again = await a.stub.GetSession(pb.GetSessionRequest(name=on_a[0].name), timeout=10)
         assert again.state == pb.SESSION_STATE_READY and dict(again.labels) == {"n": "0"}
-        # The request_id binding is back: a retry returns the same session.
-        retried = await a.stub.CreateSession(
-            pb.CreateSessionRequest(
-                vendor="zegocloud",
-                avatar_id="zego_emma",
-                request_id="req-b-1",
-                max_duration=_dur(600),
-            ),
-            timeout=30,
+        # The request_id binding is back: a retry returns the same session. Until every
+        # replica had a lease TTL to put its records back, a retry is told to wait instead
+        # of risking a second vendor session for a binding not back yet.
+        retry = pb.CreateSessionRequest(
+            vendor="zegocloud",
+            avatar_id="zego_emma",
+            request_id="req-b-1",
+            max_duration=_dur(600),
         )
+
+        async def retried_create() -> pb.Session | None:
+            try:
+                return await a.stub.CreateSession(retry, timeout=30)
+            except grpc.aio.AioRpcError as err:
+                code, reason, _ = error_info(err)
+                assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "REGISTRY_UNAVAILABLE")
+                return None
+
+        retried = await until("the request_id retry to be answered", retried_create, 4 * TTL_S)
         assert retried.name == on_b.name
         # Each can be driven (here: the released one, which A adopts) and closed once.
         drive = LiveDrive(a, on_b)
