@@ -24,9 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import grpc  # noqa: E402
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc  # noqa: E402
+from results_md import write_block  # noqa: E402
 
 from emulators.livekit_server import LiveKitServer  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
@@ -120,14 +122,7 @@ def block(report: ChaosReport, command: str) -> str:
 
 
 def write(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else ""
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        updated = head + text + tail
-    else:
-        updated = current.rstrip("\n") + ("\n\n" if current else "") + text + "\n"
-    RESULTS.write_text(updated)
+    write_block(RESULTS, BEGIN, END, text)
 
 
 def main() -> None:

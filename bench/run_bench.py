@@ -119,6 +119,7 @@ from emulator_proc import (  # noqa: E402
     make_speech_chunk,
     serve,
 )
+from results_md import replace_block  # noqa: E402
 
 from adapters.tencent.api import TencentApi  # noqa: E402
 from adapters.tencent.models import Answer, CreateSessionAnswer, StatSessionAnswer  # noqa: E402
@@ -257,7 +258,14 @@ class GatewayProcess:
         log_dir: Path,
         what_if: str = "",
         event_loop: str = "uvloop",
+        extra_env: dict[str, str] | None = None,
+        label: str = "",
     ) -> None:
+        """Start the process (``wait_ready`` waits for it).
+
+        ``extra_env`` is added to the environment last (e.g. ``AVATAR_GATEWAY_REDIS_URL``);
+        ``label`` names the log file (``gateway-<label>.log``, default the vendor).
+        """
         self.vendor = vendor
         self.grpc_port = free_port()
         self.ops_port = free_port()
@@ -293,7 +301,8 @@ class GatewayProcess:
                     "AVATAR_GATEWAY_ZEGOCLOUD__CALLBACK_SECRET": callback_secret,
                 }
             )
-        self.log_path = log_dir / f"gateway-{vendor}.log"
+        env.update(extra_env or {})
+        self.log_path = log_dir / f"gateway-{label or vendor}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         command = [sys.executable, "-m", "gateway", "serve"]
         if what_if:
@@ -1835,17 +1844,9 @@ def write_results(
         ]
     )
     text = RESULTS.read_text() if RESULTS.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = (text or "# Benchmark results\n\n") + "\n" + block + "\n"
+    text = replace_block(text or "# Benchmark results\n", BEGIN, END, block)
     if profile is not None:
-        if PBEGIN in text and PEND in text:
-            head, rest = text.split(PBEGIN, 1)
-            text = head + profile + rest.split(PEND, 1)[1]
-        else:
-            text = text.rstrip("\n") + "\n\n" + profile + "\n"
+        text = replace_block(text, PBEGIN, PEND, profile)
     RESULTS.write_text(text)
 
 
