@@ -196,6 +196,18 @@ class LeaseState:
     turn: int = 0
 
 
+class RegistryRebuilding(Exception):
+    """The registry lost its data, or replicas are still putting back what they hold.
+
+    ``lost``: the loss happened just now (nobody noticed yet). Either way a missing entry
+    proves nothing yet (architecture.md §4.3).
+    """
+
+    def __init__(self, *, lost: bool) -> None:
+        super().__init__("the registry lost its data" if lost else "the registry is rebuilt")
+        self.lost = lost
+
+
 @dataclass(frozen=True)
 class ReplicaMessage:
     """A message from one replica to another, through the registry (architecture.md §4.2).
@@ -264,8 +276,20 @@ class SessionRegistry(ABC):
         """
 
     @abstractmethod
-    async def claim_request_id(self, request_id: str, session_id: str) -> str | None:
-        """Bind ``request_id`` to ``session_id`` unless bound; return the earlier binding."""
+    async def claim_request_id(
+        self, request_id: str, session_id: str, *, settled_after_s: float = 0.0
+    ) -> str | None:
+        """Bind ``request_id`` to ``session_id`` unless bound; return the earlier binding.
+
+        Args:
+            request_id: the caller's idempotency key.
+            session_id: the new session's id, bound when the key is free.
+            settled_after_s: refuse while the registry lost its data less than this long
+                ago (replicas may not have put back the binding yet).
+
+        Raises:
+            RegistryRebuilding: the data was lost just now or is being rebuilt (not bound).
+        """
 
     @abstractmethod
     async def release_request_id(self, request_id: str) -> None:
@@ -485,7 +509,9 @@ class MemoryRegistry(SessionRegistry):
         matching.sort(key=lambda r: r.index_key, reverse=True)
         return [_copy(r) for r in matching[:limit]]
 
-    async def claim_request_id(self, request_id: str, session_id: str) -> str | None:
+    async def claim_request_id(
+        self, request_id: str, session_id: str, *, settled_after_s: float = 0.0
+    ) -> str | None:
         """Bind ``request_id`` to ``session_id`` unless bound; return the earlier binding."""
         async with self._lock:
             existing = self._request_ids.get(request_id)
@@ -816,6 +842,21 @@ INBOX_MAX = 10000
 INBOX_TTL_S = 3600.0
 """A replica's queue expires this long after its last entry (s)."""
 
+# KEYS[1]: ag:request:{request_id}. ARGV: session id, binding ttl (s), window (ms; 0: none).
+# Returns {0, 'lost' | 'rebuilding'} (not bound), {1, ''} (bound now), {2, earlier id}.
+_CLAIM_REQUEST = """
+local mark = redis.call('GET', 'ag:data')
+if not mark then return {0, 'lost'} end
+local window = tonumber(ARGV[3])
+if window > 0 and tonumber(mark) > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now - tonumber(mark) < window then return {0, 'rebuilding'} end
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return {1, ''} end
+return {2, redis.call('GET', KEYS[1]) or ''}
+"""
+
 SEQ_TTL_S = 2 * 86400
 """How long a session's fencing-token and turn counters outlive their last use (s): beyond
 the longest session (``MAX_DURATION_S``), so a live session never restarts its turn ids."""
@@ -941,6 +982,7 @@ class RedisRegistry(SessionRegistry):
         self._put = self._redis.register_script(_PUT)
         self._delete = self._redis.register_script(_DELETE)
         self._prune = self._redis.register_script(_PRUNE_NOW)
+        self._claim_request = self._redis.register_script(_CLAIM_REQUEST)
         self._renew_replica = self._redis.register_script(_RENEW_REPLICA)
         self._lapsed_replicas = self._redis.register_script(_LAPSED_REPLICAS)
         self._forget_replica = self._redis.register_script(_FORGET_REPLICA)
@@ -1035,13 +1077,20 @@ class RedisRegistry(SessionRegistry):
                 break
         return out
 
-    async def claim_request_id(self, request_id: str, session_id: str) -> str | None:
-        """Bind ``request_id`` to ``session_id`` unless bound (atomic across replicas)."""
-        key = f"ag:request:{request_id}"
-        if await self._redis.set(key, session_id, nx=True, ex=self._ttl):
-            return None
-        existing = await self._redis.get(key)
-        return str(existing) if existing is not None else None
+    async def claim_request_id(
+        self, request_id: str, session_id: str, *, settled_after_s: float = 0.0
+    ) -> str | None:
+        """Bind ``request_id`` to ``session_id`` unless bound (see the base class).
+
+        One script, atomic across replicas, which also checks the data mark.
+        """
+        outcome, value = await self._claim_request(
+            keys=[f"ag:request:{request_id}"],
+            args=[session_id, self._ttl, _ms(settled_after_s) if settled_after_s else 0],
+        )
+        if int(outcome) == 0:
+            raise RegistryRebuilding(lost=value == "lost")
+        return str(value) if int(outcome) == 2 and value else None
 
     async def release_request_id(self, request_id: str) -> None:
         """Unbind ``request_id``."""

@@ -54,7 +54,7 @@ from core.resilience import deadline_scope, keepalive_loop, poll_until
 from gateway import metrics
 from gateway.config import Settings
 from gateway.leases import DriveLease, ReplicaLease, default_replica_id
-from gateway.registry import SessionFilter, SessionRecord, SessionRegistry
+from gateway.registry import RegistryRebuilding, SessionFilter, SessionRecord, SessionRegistry
 from gateway.vendors import VendorRegistry
 
 if TYPE_CHECKING:
@@ -270,10 +270,15 @@ class SessionManager:
             stripped.request_id = ""
             fingerprint = hashlib.sha256(stripped.SerializeToString(deterministic=True)).hexdigest()
             session_id = uuid.uuid4().hex
-            if await self.registry_rebuilding():
+            try:
+                earlier = await self.registry.claim_request_id(
+                    req.request_id, session_id, settled_after_s=self.lease_ttl_s
+                )
+            except RegistryRebuilding as exc:
                 # Its binding may be one the registry lost: a new session would be a second.
-                raise registry_unavailable()
-            earlier = await self.registry.claim_request_id(req.request_id, session_id)
+                if exc.lost:
+                    await self._after_data_loss()
+                raise registry_unavailable() from None
             if earlier is not None:
                 return await self._existing_for_request(req.request_id, earlier, fingerprint)
         else:
@@ -1066,10 +1071,10 @@ class SessionManager:
         return age < self.lease_ttl_s
 
     async def _after_data_loss(self) -> None:
-        await self.rebuild()
-        # Marked after this replica put back its records: another replica's miss in between
-        # finds no mark and rebuilds too (harmless), never a mark without those records.
+        # Marked first: from now on, for a lease TTL, misses and request_id claims on every
+        # replica are answered "retry" while each replica puts back what it holds.
         await self.registry.mark_data(rebuilding=True)
+        await self.rebuild()
 
     async def _on_replica_lease_lapsed(self) -> None:
         # Either this replica stalled past its lease (others may have adopted or closed its
