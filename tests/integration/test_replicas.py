@@ -20,6 +20,8 @@ scenario 5, which is about ZEGOCLOUD's callbacks. Scenarios:
 5. ZEGOCLOUD posts its callbacks to a replica that does not drive the session: they reach
    the one that does (docs/architecture.md §4.2); one callback posted to every replica is
    applied once.
+6. A CreateSession burst spread over the three processes: zero rate-limit refusals at the
+   vendor (the limit is counted in Redis for all replicas, docs/architecture.md §4).
 
 Every wait polls a condition with a deadline; nothing sleeps a fixed time for an event.
 """
@@ -571,3 +573,36 @@ async def test_callbacks_reach_the_replica_that_drives_the_session(redis_url: st
         assert sum((d["duplicate"] for d in delta), 0) == 2, delta
         assert sum((d["applied"] for d in delta), 0) == 1, delta
         assert delta[1]["applied"] == 1, delta
+
+
+# ---- 6. a CreateSession burst over three replica processes keeps the vendor's rate -------
+
+
+async def test_a_create_burst_over_three_replica_processes_keeps_the_vendor_rate(
+    redis_url: str,
+) -> None:
+    """24 CreateSessions at once, 8 per replica process. ZEGOCLOUD allows 10 calls per
+    second per Action (zegocloud.md §1); its emulator refuses and counts the 11th."""
+    ops_a = free_port()
+    env = base_env(**ZEGO)
+    args = (
+        "--listen",
+        "127.0.0.1:0",
+        "--callback-url",
+        f"http://127.0.0.1:{ops_a}/callbacks/zegocloud",
+    )
+    async with (
+        emulate("zegocloud", env, *args) as emu,
+        cluster(
+            redis_url,
+            {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
+            ops_ports={0: ops_a},
+        ) as replicas,
+    ):
+        sessions = await asyncio.gather(
+            *(create(replicas[i % 3], "zegocloud", "zego_emma") for i in range(24))
+        )
+        state = await emu.state()
+        assert state["rejected"] == {}, state["rejected"]  # no rate refusal, nor any other
+        assert state["calls"]["CreateDigitalHumanStreamTask"] == 24
+        assert len({s.vendor_session_id for s in sessions}) == 24
