@@ -61,6 +61,13 @@ class Settings(FileSettings):
     # How long the record of an ended (closed or failed) session stays readable (s); then the
     # registry forgets it, so it does not grow with every session ever made.
     session_retention_s: float = Field(default=3600.0, gt=0)
+    # The tenants' API keys, as SHA-256 hashes (gateway/auth.py; docs/security.md): every
+    # call but health must then carry ``authorization: Bearer <key>``. Unset: no
+    # authentication (one anonymous tenant), which the first log line says loudly.
+    api_keys_file: str | None = None
+    # gRPC server reflection (grpcurl without protos). Off hides the API's shape from
+    # callers who may reach the port but have no key.
+    reflection: bool = True
     # Extra vendor plugin modules, comma-separated, each exporting ``SPEC`` (the shipped
     # vendors are found through the ``avatar_gateway.vendors`` entry points).
     plugins: str = ""

@@ -54,6 +54,7 @@ class SessionRecord:
         vendor_data: adapter's JSON-serialisable details (``VendorSessionHandle.data``).
         playback: serialized ``pb.Playback``.
         vendor_sample_rate_hertz: rate the vendor receives (0: not driven yet).
+        tenant: the tenant that created the session ("" without authentication).
         last_turn: the session's highest turn number as of its last Drive stream's end; the
             floor of the next drive lease's turn ids, so they stay unique even after the
             registry lost its turn counter (architecture.md §4.3).
@@ -82,6 +83,7 @@ class SessionRecord:
     drive_active: bool = False
     vendor_sample_rate_hertz: int = 0
     last_turn: int = 0
+    tenant: str = ""
 
     @property
     def name(self) -> str:
@@ -123,6 +125,7 @@ class SessionRecord:
             vendor_session_id=self.vendor_session_id,
             close_reason=self.close_reason,  # type: ignore[arg-type]
             drive_active=self.drive_active,
+            tenant=self.tenant,
             last_activity_time=_ts(self.last_activity_time),
         )
         if self.playback:
@@ -167,9 +170,13 @@ class SessionFilter:
     vendor: str = ""
     state: int = 0
     labels: dict[str, str] = field(default_factory=dict)
+    tenant: str | None = None
+    """Only this tenant's sessions (``None``: every tenant's, for an admin)."""
 
     def matches(self, record: SessionRecord) -> bool:
         """Whether ``record`` passes the filter."""
+        if self.tenant is not None and record.tenant != self.tenant:
+            return False
         if self.vendor and record.vendor != self.vendor:
             return False
         if self.state and record.state != self.state:

@@ -24,13 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings
+from gateway.auth import ApiKeys, AuthInterceptor
 from gateway.callbacks import CallbackRouter
 from gateway.config import Settings
 from gateway.inbox import ReplicaInbox
 from gateway.ratelimit import RedisRateLimitStorage
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
-from gateway.servicer import AvatarGatewayServicer
+from gateway.servicer import AvatarGatewayServicer, refused
 from gateway.sessions import SessionManager
 from gateway.vendors import PluginError, VendorRegistry
 
@@ -96,6 +97,7 @@ class GatewayServer:
         self._ops_runner: web.AppRunner | None = None
         self._stopping: asyncio.Task[None] | None = None
         self.callbacks: CallbackRouter | None = None
+        self.api_keys: ApiKeys | None = None
         self.inbox: ReplicaInbox | None = None
         self._vendor_settings: dict[str, VendorSettings] | None = None
 
@@ -152,12 +154,16 @@ class GatewayServer:
         )
         self.inbox.start()
         self.servicer = AvatarGatewayServicer(self.manager)
-        self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS)
+        interceptors = []
+        if self.api_keys is not None:
+            interceptors.append(AuthInterceptor(self.api_keys, refused))
+        self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS, interceptors=interceptors)
         pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
+        if settings.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+            )
         self.grpc_port = self.server.add_insecure_port(settings.listen)
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -195,11 +201,15 @@ class GatewayServer:
         if self._vendor_settings is not None:
             return self._vendor_settings
         vendor_settings = self.vendors.vendor_settings(self.settings)
+        if self.settings.api_keys_file:
+            self.api_keys = ApiKeys(self.settings.api_keys_file)
+        authentication = "api_keys" if self.api_keys is not None else "none"
         if self.settings.sandbox:
             log.warning(
                 "sandbox_mode",
                 message="serving in-process vendor emulators, not the vendors' clouds",
                 vendors=self.settings.sandbox_vendor_ids,
+                authentication=authentication,
             )
             self._vendor_settings = vendor_settings
             return vendor_settings
@@ -208,7 +218,14 @@ class GatewayServer:
             "vendors_live",
             mode="production",
             vendors={vendor: vendor_settings[vendor].endpoints() for vendor in offered},
+            authentication=authentication,
         )
+        if self.api_keys is None:
+            log.warning(
+                "authentication_disabled",
+                message="anyone who reaches the gRPC port can create billed vendor sessions; "
+                "set AVATAR_GATEWAY_API_KEYS_FILE (docs/security.md)",
+            )
         for vendor, vs in vendor_settings.items():
             if vs.partially_configured:
                 log.warning(

@@ -30,17 +30,50 @@ from core.errors import (
     unknown_vendor,
 )
 from gateway import metrics
+from gateway.auth import Principal, current_principal
 from gateway.drive import DriveStream
 from gateway.registry import SessionRecord
 from gateway.sessions import SessionManager, SessionRuntime, parse_session_name, session_closed
 
 log = structlog.get_logger("gateway.servicer")
+audit_log = structlog.get_logger("gateway.audit")
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: GatewayError) -> NoReturn:
     status = to_rpc_status(error)
     await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("unreachable")  # context.abort always raises
+
+
+def _scope(principal: Principal | None = None) -> str | None:
+    """The tenant whose sessions the caller may use (``None``: every tenant's, an admin)."""
+    principal = principal or current_principal()
+    return None if principal.admin else principal.tenant
+
+
+def _audit(
+    principal: Principal,
+    action: str,
+    session: str,
+    error: BaseException | None,
+    state: int = 0,
+) -> None:
+    """One ``audit`` log line per CreateSession and CloseSession (docs/security.md §4)."""
+    if error is None:
+        result = pb.SessionState.Name(state)  # type: ignore[arg-type]
+    elif isinstance(error, GatewayError):
+        result = error.reason
+    else:
+        result = type(error).__name__
+    audit_log.info("audit", tenant=principal.tenant, action=action, session=session, result=result)
+
+
+def refused(method: str) -> None:
+    """Audit a call refused for its credential (``AuthInterceptor``'s ``on_refused``)."""
+    audit_log.info(
+        "audit", tenant="", action=method.rsplit("/", 1)[-1], result=Reason.UNAUTHENTICATED
+    )
+    metrics.RPC_ERRORS.labels(method.rsplit("/", 1)[-1], Reason.UNAUTHENTICATED).inc()
 
 
 def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
@@ -81,9 +114,18 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         self, request: pb.CreateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Session:
         """See the proto."""
-        result: pb.Session = await self._unary(
-            context, lambda: self.manager.create(request, _deadline(context))
-        )
+        principal = current_principal()
+
+        async def call() -> pb.Session:
+            try:
+                session = await self.manager.create(request, _deadline(context), principal.tenant)
+            except Exception as exc:
+                _audit(principal, "CreateSession", "", exc)
+                raise
+            _audit(principal, "CreateSession", session.name, None, session.state)
+            return session
+
+        result: pb.Session = await self._unary(context, call)
         return result
 
     async def GetSession(
@@ -92,7 +134,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         """See the proto."""
 
         async def call() -> pb.Session:
-            return (await self.manager.get_record(request.name)).to_proto()
+            return (await self.manager.get_record(request.name, _scope())).to_proto()
 
         result: pb.Session = await self._unary(context, call)
         return result
@@ -102,7 +144,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
     ) -> pb.ListSessionsResponse:
         """See the proto."""
         result: pb.ListSessionsResponse = await self._unary(
-            context, lambda: self.manager.list_sessions(request)
+            context, lambda: self.manager.list_sessions(request, _scope())
         )
         return result
 
@@ -110,9 +152,20 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         self, request: pb.CloseSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Session:
         """See the proto."""
-        result: pb.Session = await self._unary(
-            context, lambda: self.manager.close(request.name, pb.CLOSE_REASON_CLIENT)
-        )
+        principal = current_principal()
+
+        async def call() -> pb.Session:
+            try:
+                session = await self.manager.close(
+                    request.name, pb.CLOSE_REASON_CLIENT, _scope(principal)
+                )
+            except Exception as exc:
+                _audit(principal, "CloseSession", request.name, exc)
+                raise
+            _audit(principal, "CloseSession", session.name, None, session.state)
+            return session
+
+        result: pb.Session = await self._unary(context, call)
         return result
 
     async def ListAvatars(
@@ -244,7 +297,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 )
 
             record, runtime, drive = await self.manager.open_drive(
-                config.session, config.preempt, build
+                config.session, config.preempt, build, _scope()
             )
             self.drives.add(drive)
             metrics.ACTIVE_DRIVES.labels(record.vendor).inc()

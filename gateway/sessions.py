@@ -251,12 +251,16 @@ class SessionManager:
             )
         return adapter, max_duration, idle
 
-    async def create(self, req: pb.CreateSessionRequest, deadline: float | None) -> pb.Session:
+    async def create(
+        self, req: pb.CreateSessionRequest, deadline: float | None, tenant: str = ""
+    ) -> pb.Session:
         """CreateSession: create the vendor session, wait until it is ready, return it.
 
         Args:
             req: the request.
             deadline: the call's deadline as ``time.monotonic()``, or ``None``.
+            tenant: the caller's tenant: the session's owner, and the scope of its
+                ``request_id`` (two tenants may use the same one).
 
         Raises:
             GatewayError: bad request, unknown vendor, reused request id, or a vendor
@@ -272,7 +276,7 @@ class SessionManager:
             session_id = uuid.uuid4().hex
             try:
                 earlier = await self.registry.claim_request_id(
-                    req.request_id, session_id, settled_after_s=self.lease_ttl_s
+                    _binding(tenant, req.request_id), session_id, settled_after_s=self.lease_ttl_s
                 )
             except RegistryRebuilding as exc:
                 # Its binding may be one the registry lost: a new session would be a second.
@@ -287,7 +291,7 @@ class SessionManager:
         # replica cannot overshoot max_sessions.
         if len(self._creating.keys() | self.runtimes.keys()) >= self.settings.max_sessions:
             if req.request_id:
-                await self.registry.release_request_id(req.request_id)
+                await self.registry.release_request_id(_binding(tenant, req.request_id))
             metrics.SESSIONS_CREATED.labels(req.vendor, Reason.SESSION_LIMIT_REACHED).inc()
             raise session_limit_reached(
                 "replica", self.settings.max_sessions, REPLICA_LIMIT_RETRY_S
@@ -296,7 +300,9 @@ class SessionManager:
         # (deadline, cancel) must not abandon a vendor session half made. A retry with the
         # same request_id joins the same task instead of creating a second vendor session.
         task = asyncio.create_task(
-            self._create(req, adapter, session_id, fingerprint, max_duration, idle, deadline),
+            self._create(
+                req, adapter, session_id, fingerprint, max_duration, idle, deadline, tenant
+            ),
             name=f"create-{session_id}",
         )
         self._creating[session_id] = task
@@ -306,7 +312,7 @@ class SessionManager:
             if not done.cancelled() and done.exception() is not None and req.request_id:
                 # No vendor session exists (a failed start returns a FAILED session
                 # instead), so a retry with the same id may try again.
-                task_release = self.registry.release_request_id(req.request_id)
+                task_release = self.registry.release_request_id(_binding(tenant, req.request_id))
                 self._background.add(asyncio.ensure_future(task_release))
 
         task.add_done_callback(settled)
@@ -342,8 +348,10 @@ class SessionManager:
         max_duration: float,
         idle: float,
         deadline: float | None,
+        tenant: str,
     ) -> pb.Session:
         record = SessionRecord(
+            tenant=tenant,
             session_id=session_id,
             vendor=req.vendor,
             avatar_id=req.avatar_id,
@@ -469,8 +477,13 @@ class SessionManager:
 
     # ---- read ---------------------------------------------------------------------------
 
-    async def get_record(self, name: str) -> SessionRecord:
+    async def get_record(self, name: str, tenant: str | None = None) -> SessionRecord:
         """The record for session name ``name``.
+
+        Args:
+            name: ``sessions/{session_id}``.
+            tenant: the caller's tenant: another tenant's session is answered exactly as a
+                missing one. ``None``: any tenant's (an admin, or the gateway itself).
 
         Raises:
             GatewayError: INVALID_SESSION_NAME or SESSION_NOT_FOUND.
@@ -479,6 +492,8 @@ class SessionManager:
         record = await self.registry.get(session_id)
         if record is None:
             raise await self._missing(name)
+        if tenant is not None and record.tenant != tenant:
+            raise session_not_found(name)
         runtime = self.runtimes.get(session_id)
         if runtime is not None:
             record.drive_active = runtime.drive is not None
@@ -487,12 +502,15 @@ class SessionManager:
             )
         return record
 
-    async def list_sessions(self, req: pb.ListSessionsRequest) -> pb.ListSessionsResponse:
+    async def list_sessions(
+        self, req: pb.ListSessionsRequest, tenant: str | None = None
+    ) -> pb.ListSessionsResponse:
         """ListSessions, newest first, with cursor page tokens.
 
-        A page token is the creation-order position (``SessionRecord.index_key``) of the
-        page's last session, so the next page starts right after it however many sessions
-        were created or forgotten meanwhile, on any replica (an offset would shift).
+        Only ``tenant``'s sessions, unless it is ``None`` (an admin). A page token is the
+        creation-order position (``SessionRecord.index_key``) of the page's last session, so
+        the next page starts right after it however many sessions were created or forgotten
+        meanwhile, on any replica (an offset would shift).
 
         Raises:
             GatewayError: INVALID_ARGUMENT for a negative page size or a bad page token.
@@ -503,7 +521,9 @@ class SessionManager:
             )
         size = min(req.page_size or 50, 500)
         after = _page_cursor(req.page_token) if req.page_token else ""
-        flt = SessionFilter(vendor=req.vendor, state=req.state, labels=dict(req.labels))
+        flt = SessionFilter(
+            vendor=req.vendor, state=req.state, labels=dict(req.labels), tenant=tenant
+        )
         records = await self.registry.list_records(flt, after, size + 1)
         more = len(records) > size
         return pb.ListSessionsResponse(
@@ -518,6 +538,7 @@ class SessionManager:
         name: str,
         preempt: bool,
         build: Callable[[SessionRecord, SessionRuntime], Awaitable[DriveStream]],
+        tenant: str | None = None,
     ) -> tuple[SessionRecord, SessionRuntime, DriveStream]:
         """Admit a Drive stream on session ``name``: lease, adoption, ``build``, attach.
 
@@ -535,7 +556,7 @@ class SessionManager:
         session_id = parse_session_name(name)
         lock = self._drive_locks.setdefault(session_id, asyncio.Lock())
         async with lock:
-            record = _drivable(await self.get_record(name))
+            record = _drivable(await self.get_record(name, tenant))
             runtime = self.runtimes.get(session_id)
             if runtime is not None and record.owner != self.owner:
                 # Another replica adopted the session meanwhile: what this process holds for
@@ -787,12 +808,13 @@ class SessionManager:
 
     # ---- close --------------------------------------------------------------------------
 
-    async def close(self, name: str, reason: int) -> pb.Session:
+    async def close(self, name: str, reason: int, tenant: str | None = None) -> pb.Session:
         """Close a session on every path: end its Drive, channel and vendor session.
 
         Idempotent: a closed (or failed) session is returned unchanged. Vendor close errors
         that are retryable are retried with backoff; the record is marked CLOSED even if
         the vendor keeps failing (its own backstops then end it) and the error is logged.
+        ``tenant``: as :meth:`get_record` (a caller's close; ``None`` for the gateway's).
         """
         session_id = parse_session_name(name)
         lock = self._close_locks.setdefault(session_id, asyncio.Lock())
@@ -800,6 +822,8 @@ class SessionManager:
             record = await self.registry.get(session_id)
             if record is None:
                 raise await self._missing(name)
+            if tenant is not None and record.tenant != tenant:
+                raise session_not_found(name)
             if record.state == pb.SESSION_STATE_CLOSED or (
                 record.state == pb.SESSION_STATE_FAILED and record.close_time
             ):
@@ -1041,7 +1065,9 @@ class SessionManager:
                 continue
             await self.registry.put(copy.deepcopy(record))
             if record.request_id:
-                await self.registry.claim_request_id(record.request_id, session_id)
+                await self.registry.claim_request_id(
+                    _binding(record.tenant, record.request_id), session_id
+                )
             restored.append(session_id)
         if restored:
             log.warning("registry_rebuilt", sessions=len(restored))
@@ -1242,6 +1268,11 @@ def session_closed(record: SessionRecord) -> GatewayError:
         session=record.name,
         closeReason=reason,
     )
+
+
+def _binding(tenant: str, request_id: str) -> str:
+    """The registry key of a request_id: scoped by tenant (tenant names hold no "/")."""
+    return f"{tenant}/{request_id}" if tenant else request_id
 
 
 def _request_id_reused(request_id: str) -> GatewayError:

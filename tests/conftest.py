@@ -279,7 +279,8 @@ async def redis_url(redis_server: RedisServer) -> str:
 def base_env(**extra: str) -> dict[str, str]:
     """This process's environment without any AVATAR_GATEWAY_* variable, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
-    env.update(AVATAR_GATEWAY_LOG_FORMAT="json", AVATAR_GATEWAY_LOG_LEVEL="info", **extra)
+    env.update(AVATAR_GATEWAY_LOG_FORMAT="json", AVATAR_GATEWAY_LOG_LEVEL="info")
+    env.update(extra)
     return env
 
 

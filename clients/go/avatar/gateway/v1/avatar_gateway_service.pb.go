@@ -251,8 +251,12 @@ type Session struct {
 	LastActivityTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=last_activity_time,json=lastActivityTime,proto3" json:"last_activity_time,omitempty"`
 	// Output only. The audio format the vendor receives, after conversion.
 	VendorAudioFormat *AudioFormat `protobuf:"bytes,17,opt,name=vendor_audio_format,json=vendorAudioFormat,proto3" json:"vendor_audio_format,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Output only. The tenant that created the session (its caller's identity; empty
+	// when the server runs without authentication). Only that tenant, or an admin,
+	// can see or use the session.
+	Tenant        string `protobuf:"bytes,18,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Session) Reset() {
@@ -402,6 +406,13 @@ func (x *Session) GetVendorAudioFormat() *AudioFormat {
 		return x.VendorAudioFormat
 	}
 	return nil
+}
+
+func (x *Session) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 // Why a session failed: the same reason and message a call would have failed with.
@@ -2736,7 +2747,7 @@ var File_avatar_gateway_v1_avatar_gateway_service_proto protoreflect.FileDescrip
 
 const file_avatar_gateway_v1_avatar_gateway_service_proto_rawDesc = "" +
 	"\n" +
-	".avatar/gateway/v1/avatar_gateway_service.proto\x12\x11avatar.gateway.v1\x1a\x1davatar/gateway/v1/media.proto\x1a&avatar/gateway/v1/vendor_options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\a\n" +
+	".avatar/gateway/v1/avatar_gateway_service.proto\x12\x11avatar.gateway.v1\x1a\x1davatar/gateway/v1/media.proto\x1a&avatar/gateway/v1/vendor_options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\a\n" +
 	"\aSession\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12\x1b\n" +
@@ -2758,7 +2769,8 @@ const file_avatar_gateway_v1_avatar_gateway_service_proto_rawDesc = "" +
 	"\afailure\x18\x0e \x01(\v2!.avatar.gateway.v1.SessionFailureR\afailure\x12!\n" +
 	"\fdrive_active\x18\x0f \x01(\bR\vdriveActive\x12H\n" +
 	"\x12last_activity_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastActivityTime\x12N\n" +
-	"\x13vendor_audio_format\x18\x11 \x01(\v2\x1e.avatar.gateway.v1.AudioFormatR\x11vendorAudioFormat\x1a9\n" +
+	"\x13vendor_audio_format\x18\x11 \x01(\v2\x1e.avatar.gateway.v1.AudioFormatR\x11vendorAudioFormat\x12\x16\n" +
+	"\x06tenant\x18\x12 \x01(\tR\x06tenant\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +

@@ -41,6 +41,13 @@ const (
 // stream on it and sends PCM audio or text; the vendor renders the avatar and
 // pushes the video to end users over its own RTC (see `Session.playback`).
 //
+// Authentication. When the server is configured with API keys, every call but
+// the health service carries `authorization: Bearer <api key>` metadata; a
+// missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+// to the tenant whose key created it: to any other tenant it answers exactly as
+// a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+// tenant. A key with the admin role sees every tenant's sessions.
+//
 // Errors. Every failed call ends with a canonical status code and exactly one
 // `google.rpc.ErrorInfo` in the status details, with domain
 // `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -79,6 +86,7 @@ const (
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
 // | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+// | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayClient interface {
@@ -247,6 +255,13 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // stream on it and sends PCM audio or text; the vendor renders the avatar and
 // pushes the video to end users over its own RTC (see `Session.playback`).
 //
+// Authentication. When the server is configured with API keys, every call but
+// the health service carries `authorization: Bearer <api key>` metadata; a
+// missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+// to the tenant whose key created it: to any other tenant it answers exactly as
+// a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+// tenant. A key with the admin role sees every tenant's sessions.
+//
 // Errors. Every failed call ends with a canonical status code and exactly one
 // `google.rpc.ErrorInfo` in the status details, with domain
 // `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -285,6 +300,7 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
 // | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+// | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayServer interface {

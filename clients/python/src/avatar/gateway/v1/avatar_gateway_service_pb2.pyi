@@ -170,6 +170,7 @@ class Session(_message.Message):
     DRIVE_ACTIVE_FIELD_NUMBER: _builtins.int
     LAST_ACTIVITY_TIME_FIELD_NUMBER: _builtins.int
     VENDOR_AUDIO_FORMAT_FIELD_NUMBER: _builtins.int
+    TENANT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Identifier. `sessions/{session_id}`."""
     vendor: _builtins.str
@@ -186,6 +187,11 @@ class Session(_message.Message):
     """Output only. Why the session was closed."""
     drive_active: _builtins.bool
     """Output only. Whether a Drive stream is open on the session."""
+    tenant: _builtins.str
+    """Output only. The tenant that created the session (its caller's identity; empty
+    when the server runs without authentication). Only that tenant, or an admin,
+    can see or use the session.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Labels given at creation (for listing and filtering)."""
@@ -246,10 +252,11 @@ class Session(_message.Message):
         drive_active: _builtins.bool = ...,
         last_activity_time: _timestamp_pb2.Timestamp | None = ...,
         vendor_audio_format: _media_pb2.AudioFormat | None = ...,
+        tenant: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "expire_time", b"expire_time", "failure", b"failure", "idle_timeout", b"idle_timeout", "last_activity_time", b"last_activity_time", "max_duration", b"max_duration", "playback", b"playback", "vendor_audio_format", b"vendor_audio_format"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_id", b"avatar_id", "close_reason", b"close_reason", "close_time", b"close_time", "create_time", b"create_time", "drive_active", b"drive_active", "expire_time", b"expire_time", "failure", b"failure", "idle_timeout", b"idle_timeout", "labels", b"labels", "last_activity_time", b"last_activity_time", "max_duration", b"max_duration", "name", b"name", "playback", b"playback", "state", b"state", "vendor", b"vendor", "vendor_audio_format", b"vendor_audio_format", "vendor_session_id", b"vendor_session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_id", b"avatar_id", "close_reason", b"close_reason", "close_time", b"close_time", "create_time", b"create_time", "drive_active", b"drive_active", "expire_time", b"expire_time", "failure", b"failure", "idle_timeout", b"idle_timeout", "labels", b"labels", "last_activity_time", b"last_activity_time", "max_duration", b"max_duration", "name", b"name", "playback", b"playback", "state", b"state", "tenant", b"tenant", "vendor", b"vendor", "vendor_audio_format", b"vendor_audio_format", "vendor_session_id", b"vendor_session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

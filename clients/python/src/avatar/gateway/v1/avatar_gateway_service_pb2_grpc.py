@@ -33,6 +33,13 @@ class AvatarGatewayStub:
     stream on it and sends PCM audio or text; the vendor renders the avatar and
     pushes the video to end users over its own RTC (see `Session.playback`).
 
+    Authentication. When the server is configured with API keys, every call but
+    the health service carries `authorization: Bearer <api key>` metadata; a
+    missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+    to the tenant whose key created it: to any other tenant it answers exactly as
+    a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+    tenant. A key with the admin role sees every tenant's sessions.
+
     Errors. Every failed call ends with a canonical status code and exactly one
     `google.rpc.ErrorInfo` in the status details, with domain
     `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -71,6 +78,7 @@ class AvatarGatewayStub:
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+    | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -126,6 +134,13 @@ class AvatarGatewayServicer:
     stream on it and sends PCM audio or text; the vendor renders the avatar and
     pushes the video to end users over its own RTC (see `Session.playback`).
 
+    Authentication. When the server is configured with API keys, every call but
+    the health service carries `authorization: Bearer <api key>` metadata; a
+    missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+    to the tenant whose key created it: to any other tenant it answers exactly as
+    a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+    tenant. A key with the admin role sees every tenant's sessions.
+
     Errors. Every failed call ends with a canonical status code and exactly one
     `google.rpc.ErrorInfo` in the status details, with domain
     `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -164,6 +179,7 @@ class AvatarGatewayServicer:
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+    | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -328,6 +344,13 @@ class AvatarGateway:
     stream on it and sends PCM audio or text; the vendor renders the avatar and
     pushes the video to end users over its own RTC (see `Session.playback`).
 
+    Authentication. When the server is configured with API keys, every call but
+    the health service carries `authorization: Bearer <api key>` metadata; a
+    missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+    to the tenant whose key created it: to any other tenant it answers exactly as
+    a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+    tenant. A key with the admin role sees every tenant's sessions.
+
     Errors. Every failed call ends with a canonical status code and exactly one
     `google.rpc.ErrorInfo` in the status details, with domain
     `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -366,6 +389,7 @@ class AvatarGateway:
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+    | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """

@@ -34,6 +34,13 @@ class AvatarGatewayStub:
     stream on it and sends PCM audio or text; the vendor renders the avatar and
     pushes the video to end users over its own RTC (see `Session.playback`).
 
+    Authentication. When the server is configured with API keys, every call but
+    the health service carries `authorization: Bearer <api key>` metadata; a
+    missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+    to the tenant whose key created it: to any other tenant it answers exactly as
+    a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+    tenant. A key with the admin role sees every tenant's sessions.
+
     Errors. Every failed call ends with a canonical status code and exactly one
     `google.rpc.ErrorInfo` in the status details, with domain
     `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -72,6 +79,7 @@ class AvatarGatewayStub:
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+    | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -165,6 +173,13 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     stream on it and sends PCM audio or text; the vendor renders the avatar and
     pushes the video to end users over its own RTC (see `Session.playback`).
 
+    Authentication. When the server is configured with API keys, every call but
+    the health service carries `authorization: Bearer <api key>` metadata; a
+    missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+    to the tenant whose key created it: to any other tenant it answers exactly as
+    a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+    tenant. A key with the admin role sees every tenant's sessions.
+
     Errors. Every failed call ends with a canonical status code and exactly one
     `google.rpc.ErrorInfo` in the status details, with domain
     `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -203,6 +218,7 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+    | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -292,6 +308,13 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
     stream on it and sends PCM audio or text; the vendor renders the avatar and
     pushes the video to end users over its own RTC (see `Session.playback`).
 
+    Authentication. When the server is configured with API keys, every call but
+    the health service carries `authorization: Bearer <api key>` metadata; a
+    missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+    to the tenant whose key created it: to any other tenant it answers exactly as
+    a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+    tenant. A key with the admin role sees every tenant's sessions.
+
     Errors. Every failed call ends with a canonical status code and exactly one
     `google.rpc.ErrorInfo` in the status details, with domain
     `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -330,6 +353,7 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
     | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+    | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """

@@ -264,7 +264,15 @@ export interface Session {
     | Date
     | undefined;
   /** Output only. The audio format the vendor receives, after conversion. */
-  vendorAudioFormat: AudioFormat | undefined;
+  vendorAudioFormat:
+    | AudioFormat
+    | undefined;
+  /**
+   * Output only. The tenant that created the session (its caller's identity; empty
+   * when the server runs without authentication). Only that tenant, or an admin,
+   * can see or use the session.
+   */
+  tenant: string;
 }
 
 export interface Session_LabelsEntry {
@@ -743,6 +751,7 @@ function createBaseSession(): Session {
     driveActive: false,
     lastActivityTime: undefined,
     vendorAudioFormat: undefined,
+    tenant: "",
   };
 }
 
@@ -798,6 +807,9 @@ export const Session: MessageFns<Session> = {
     }
     if (message.vendorAudioFormat !== undefined) {
       AudioFormat.encode(message.vendorAudioFormat, writer.uint32(138).fork()).join();
+    }
+    if (message.tenant !== "") {
+      writer.uint32(146).string(message.tenant);
     }
     return writer;
   },
@@ -954,6 +966,14 @@ export const Session: MessageFns<Session> = {
             message.vendorAudioFormat = AudioFormat.decode(reader, reader.uint32());
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1042,6 +1062,7 @@ export const Session: MessageFns<Session> = {
         : isSet(object.vendor_audio_format)
         ? AudioFormat.fromJSON(object.vendor_audio_format)
         : undefined,
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
     };
   },
 
@@ -1104,6 +1125,9 @@ export const Session: MessageFns<Session> = {
     if (message.vendorAudioFormat !== undefined) {
       obj.vendorAudioFormat = AudioFormat.toJSON(message.vendorAudioFormat);
     }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
     return obj;
   },
 
@@ -1147,6 +1171,7 @@ export const Session: MessageFns<Session> = {
     message.vendorAudioFormat = (object.vendorAudioFormat !== undefined && object.vendorAudioFormat !== null)
       ? AudioFormat.fromPartial(object.vendorAudioFormat)
       : undefined;
+    message.tenant = object.tenant ?? "";
     return message;
   },
 };
@@ -5198,6 +5223,13 @@ export const GoAway: MessageFns<GoAway> = {
  * stream on it and sends PCM audio or text; the vendor renders the avatar and
  * pushes the video to end users over its own RTC (see `Session.playback`).
  *
+ * Authentication. When the server is configured with API keys, every call but
+ * the health service carries `authorization: Bearer <api key>` metadata; a
+ * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+ * to the tenant whose key created it: to any other tenant it answers exactly as
+ * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+ * tenant. A key with the admin role sees every tenant's sessions.
+ *
  * Errors. Every failed call ends with a canonical status code and exactly one
  * `google.rpc.ErrorInfo` in the status details, with domain
  * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -5236,6 +5268,7 @@ export const GoAway: MessageFns<GoAway> = {
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
  * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+ * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
  * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  */

@@ -9,6 +9,12 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * A caller creates a session on a vendor (`CreateSession`), opens a `Drive`
  * stream on it and sends PCM audio or text; the vendor renders the avatar and
  * pushes the video to end users over its own RTC (see `Session.playback`).
+ * Authentication. When the server is configured with API keys, every call but
+ * the health service carries `authorization: Bearer &lt;api key&gt;` metadata; a
+ * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+ * to the tenant whose key created it: to any other tenant it answers exactly as
+ * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+ * tenant. A key with the admin role sees every tenant's sessions.
  * Errors. Every failed call ends with a canonical status code and exactly one
  * `google.rpc.ErrorInfo` in the status details, with domain
  * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -46,6 +52,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
  * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+ * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
  * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  * </pre>
@@ -341,6 +348,12 @@ public final class AvatarGatewayGrpc {
    * A caller creates a session on a vendor (`CreateSession`), opens a `Drive`
    * stream on it and sends PCM audio or text; the vendor renders the avatar and
    * pushes the video to end users over its own RTC (see `Session.playback`).
+   * Authentication. When the server is configured with API keys, every call but
+   * the health service carries `authorization: Bearer &lt;api key&gt;` metadata; a
+   * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+   * to the tenant whose key created it: to any other tenant it answers exactly as
+   * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+   * tenant. A key with the admin role sees every tenant's sessions.
    * Errors. Every failed call ends with a canonical status code and exactly one
    * `google.rpc.ErrorInfo` in the status details, with domain
    * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -378,6 +391,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+   * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -515,6 +529,12 @@ public final class AvatarGatewayGrpc {
    * A caller creates a session on a vendor (`CreateSession`), opens a `Drive`
    * stream on it and sends PCM audio or text; the vendor renders the avatar and
    * pushes the video to end users over its own RTC (see `Session.playback`).
+   * Authentication. When the server is configured with API keys, every call but
+   * the health service carries `authorization: Bearer &lt;api key&gt;` metadata; a
+   * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+   * to the tenant whose key created it: to any other tenant it answers exactly as
+   * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+   * tenant. A key with the admin role sees every tenant's sessions.
    * Errors. Every failed call ends with a canonical status code and exactly one
    * `google.rpc.ErrorInfo` in the status details, with domain
    * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -552,6 +572,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+   * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -572,6 +593,12 @@ public final class AvatarGatewayGrpc {
    * A caller creates a session on a vendor (`CreateSession`), opens a `Drive`
    * stream on it and sends PCM audio or text; the vendor renders the avatar and
    * pushes the video to end users over its own RTC (see `Session.playback`).
+   * Authentication. When the server is configured with API keys, every call but
+   * the health service carries `authorization: Bearer &lt;api key&gt;` metadata; a
+   * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+   * to the tenant whose key created it: to any other tenant it answers exactly as
+   * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+   * tenant. A key with the admin role sees every tenant's sessions.
    * Errors. Every failed call ends with a canonical status code and exactly one
    * `google.rpc.ErrorInfo` in the status details, with domain
    * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -609,6 +636,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+   * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -764,6 +792,12 @@ public final class AvatarGatewayGrpc {
    * A caller creates a session on a vendor (`CreateSession`), opens a `Drive`
    * stream on it and sends PCM audio or text; the vendor renders the avatar and
    * pushes the video to end users over its own RTC (see `Session.playback`).
+   * Authentication. When the server is configured with API keys, every call but
+   * the health service carries `authorization: Bearer &lt;api key&gt;` metadata; a
+   * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+   * to the tenant whose key created it: to any other tenant it answers exactly as
+   * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+   * tenant. A key with the admin role sees every tenant's sessions.
    * Errors. Every failed call ends with a canonical status code and exactly one
    * `google.rpc.ErrorInfo` in the status details, with domain
    * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -801,6 +835,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+   * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -951,6 +986,12 @@ public final class AvatarGatewayGrpc {
    * A caller creates a session on a vendor (`CreateSession`), opens a `Drive`
    * stream on it and sends PCM audio or text; the vendor renders the avatar and
    * pushes the video to end users over its own RTC (see `Session.playback`).
+   * Authentication. When the server is configured with API keys, every call but
+   * the health service carries `authorization: Bearer &lt;api key&gt;` metadata; a
+   * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+   * to the tenant whose key created it: to any other tenant it answers exactly as
+   * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+   * tenant. A key with the admin role sees every tenant's sessions.
    * Errors. Every failed call ends with a canonical status code and exactly one
    * `google.rpc.ErrorInfo` in the status details, with domain
    * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -988,6 +1029,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+   * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -1090,6 +1132,12 @@ public final class AvatarGatewayGrpc {
    * A caller creates a session on a vendor (`CreateSession`), opens a `Drive`
    * stream on it and sends PCM audio or text; the vendor renders the avatar and
    * pushes the video to end users over its own RTC (see `Session.playback`).
+   * Authentication. When the server is configured with API keys, every call but
+   * the health service carries `authorization: Bearer &lt;api key&gt;` metadata; a
+   * missing, unknown or revoked key fails with UNAUTHENTICATED. A session belongs
+   * to the tenant whose key created it: to any other tenant it answers exactly as
+   * a session that does not exist (NOT_FOUND), and `request_id` is scoped per
+   * tenant. A key with the admin role sees every tenant's sessions.
    * Errors. Every failed call ends with a canonical status code and exactly one
    * `google.rpc.ErrorInfo` in the status details, with domain
    * `avatargateway.dev` and one of these reasons (metadata keys are lowerCamelCase
@@ -1127,6 +1175,7 @@ public final class AvatarGatewayGrpc {
    * | VENDOR_INTERNAL           | INTERNAL            | vendor, vendorCode                    |
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
+   * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>

@@ -38,6 +38,7 @@ private static final long serialVersionUID = 0L;
     state_ = 0;
     vendorSessionId_ = "";
     closeReason_ = 0;
+    tenant_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -765,6 +766,57 @@ java.lang.String defaultValue) {
     return vendorAudioFormat_ == null ? com.avatargateway.gateway.v1.AudioFormat.getDefaultInstance() : vendorAudioFormat_;
   }
 
+  public static final int TENANT_FIELD_NUMBER = 18;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object tenant_ = "";
+  /**
+   * <pre>
+   * Output only. The tenant that created the session (its caller's identity; empty
+   * when the server runs without authentication). Only that tenant, or an admin,
+   * can see or use the session.
+   * </pre>
+   *
+   * <code>string tenant = 18 [json_name = "tenant"];</code>
+   * @return The tenant.
+   */
+  @java.lang.Override
+  public java.lang.String getTenant() {
+    java.lang.Object ref = tenant_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      tenant_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Output only. The tenant that created the session (its caller's identity; empty
+   * when the server runs without authentication). Only that tenant, or an admin,
+   * can see or use the session.
+   * </pre>
+   *
+   * <code>string tenant = 18 [json_name = "tenant"];</code>
+   * @return The bytes for tenant.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getTenantBytes() {
+    java.lang.Object ref = tenant_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      tenant_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -832,6 +884,9 @@ java.lang.String defaultValue) {
     }
     if (((bitField0_ & 0x00000100) != 0)) {
       output.writeMessage(17, getVendorAudioFormat());
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(tenant_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 18, tenant_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -906,6 +961,9 @@ java.lang.String defaultValue) {
     if (((bitField0_ & 0x00000100) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(17, getVendorAudioFormat());
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(tenant_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(18, tenant_);
     }
     return size;
   }
@@ -990,6 +1048,8 @@ java.lang.String defaultValue) {
       if (!getVendorAudioFormat()
           .equals(other.getVendorAudioFormat())) return false;
     }
+    if (!getTenant()
+        .equals(other.getTenant())) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -1056,6 +1116,8 @@ java.lang.String defaultValue) {
       hash = (37 * hash) + VENDOR_AUDIO_FORMAT_FIELD_NUMBER;
       hash = (53 * hash) + getVendorAudioFormat().hashCode();
     }
+    hash = (37 * hash) + TENANT_FIELD_NUMBER;
+    hash = (53 * hash) + getTenant().hashCode();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1280,6 +1342,7 @@ java.lang.String defaultValue) {
         vendorAudioFormatBuilder_.dispose();
         vendorAudioFormatBuilder_ = null;
       }
+      tenant_ = "";
       return this;
     }
 
@@ -1393,6 +1456,9 @@ java.lang.String defaultValue) {
             : vendorAudioFormatBuilder_.build();
         to_bitField0_ |= 0x00000100;
       }
+      if (((from_bitField0_ & 0x00020000) != 0)) {
+        result.tenant_ = tenant_;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1466,6 +1532,11 @@ java.lang.String defaultValue) {
       }
       if (other.hasVendorAudioFormat()) {
         mergeVendorAudioFormat(other.getVendorAudioFormat());
+      }
+      if (!other.getTenant().isEmpty()) {
+        tenant_ = other.tenant_;
+        bitField0_ |= 0x00020000;
+        onChanged();
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1598,6 +1669,11 @@ java.lang.String defaultValue) {
               bitField0_ |= 0x00010000;
               break;
             } // case 138
+            case 146: {
+              tenant_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00020000;
+              break;
+            } // case 146
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3724,6 +3800,108 @@ java.lang.String defaultValue) {
         vendorAudioFormat_ = null;
       }
       return vendorAudioFormatBuilder_;
+    }
+
+    private java.lang.Object tenant_ = "";
+    /**
+     * <pre>
+     * Output only. The tenant that created the session (its caller's identity; empty
+     * when the server runs without authentication). Only that tenant, or an admin,
+     * can see or use the session.
+     * </pre>
+     *
+     * <code>string tenant = 18 [json_name = "tenant"];</code>
+     * @return The tenant.
+     */
+    public java.lang.String getTenant() {
+      java.lang.Object ref = tenant_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        tenant_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Output only. The tenant that created the session (its caller's identity; empty
+     * when the server runs without authentication). Only that tenant, or an admin,
+     * can see or use the session.
+     * </pre>
+     *
+     * <code>string tenant = 18 [json_name = "tenant"];</code>
+     * @return The bytes for tenant.
+     */
+    public com.google.protobuf.ByteString
+        getTenantBytes() {
+      java.lang.Object ref = tenant_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        tenant_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Output only. The tenant that created the session (its caller's identity; empty
+     * when the server runs without authentication). Only that tenant, or an admin,
+     * can see or use the session.
+     * </pre>
+     *
+     * <code>string tenant = 18 [json_name = "tenant"];</code>
+     * @param value The tenant to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTenant(
+        java.lang.String value) {
+      java.util.Objects.requireNonNull(value);
+      tenant_ = value;
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. The tenant that created the session (its caller's identity; empty
+     * when the server runs without authentication). Only that tenant, or an admin,
+     * can see or use the session.
+     * </pre>
+     *
+     * <code>string tenant = 18 [json_name = "tenant"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearTenant() {
+      tenant_ = getDefaultInstance().getTenant();
+      bitField0_ = (bitField0_ & ~0x00020000);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. The tenant that created the session (its caller's identity; empty
+     * when the server runs without authentication). Only that tenant, or an admin,
+     * can see or use the session.
+     * </pre>
+     *
+     * <code>string tenant = 18 [json_name = "tenant"];</code>
+     * @param value The bytes for tenant to set.
+     * @return This builder for chaining.
+     */
+    public Builder setTenantBytes(
+        com.google.protobuf.ByteString value) {
+      java.util.Objects.requireNonNull(value);
+      checkByteStringIsUtf8(value);
+      tenant_ = value;
+      bitField0_ |= 0x00020000;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:avatar.gateway.v1.Session)

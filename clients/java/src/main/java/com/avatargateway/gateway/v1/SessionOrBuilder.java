@@ -436,4 +436,28 @@ java.lang.String defaultValue);
    * <code>.avatar.gateway.v1.AudioFormat vendor_audio_format = 17 [json_name = "vendorAudioFormat"];</code>
    */
   com.avatargateway.gateway.v1.AudioFormatOrBuilder getVendorAudioFormatOrBuilder();
+
+  /**
+   * <pre>
+   * Output only. The tenant that created the session (its caller's identity; empty
+   * when the server runs without authentication). Only that tenant, or an admin,
+   * can see or use the session.
+   * </pre>
+   *
+   * <code>string tenant = 18 [json_name = "tenant"];</code>
+   * @return The tenant.
+   */
+  java.lang.String getTenant();
+  /**
+   * <pre>
+   * Output only. The tenant that created the session (its caller's identity; empty
+   * when the server runs without authentication). Only that tenant, or an admin,
+   * can see or use the session.
+   * </pre>
+   *
+   * <code>string tenant = 18 [json_name = "tenant"];</code>
+   * @return The bytes for tenant.
+   */
+  com.google.protobuf.ByteString
+      getTenantBytes();
 }

@@ -1,0 +1,266 @@
+"""Who is calling: API keys per tenant, checked by one gRPC server interceptor.
+
+The keys file (``AVATAR_GATEWAY_API_KEYS_FILE``, e.g. a mounted Kubernetes Secret) holds one
+key per line, as its SHA-256, never the key itself (docs/security.md §2)::
+
+    # tenant  sha256(key) in hex                                              [role]
+    acme      3b1f...e9a0
+    ops       9d04...77c2                                                       admin
+
+A caller sends ``authorization: Bearer <key>``. The key's SHA-256 is compared with every
+entry in constant time (``hmac.compare_digest``), so the time taken does not tell how close
+a guess was. The file is read again when it changes (at most once per ``RELOAD_CHECK_S``):
+deleting a line revokes its key without a restart; a file that cannot be read or parsed
+keeps the keys last loaded, and says so in the log.
+
+:class:`AuthInterceptor` checks every call except the health service (probes carry no
+key), and hands the handler its :class:`Principal` through a context variable read with
+:func:`current_principal`. A failure is UNAUTHENTICATED ``UNAUTHENTICATED`` with nothing
+that would help a guesser (no "unknown key" against "revoked key").
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+
+from core.errors import GatewayError, Reason, to_rpc_status
+
+log = structlog.get_logger("gateway.auth")
+
+RELOAD_CHECK_S = 1.0
+"""How often, at most, the keys file is checked for changes (s)."""
+OPEN_SERVICES = ("/grpc.health.v1.Health/",)
+"""Method prefixes answered without a key: health (Kubernetes probes carry none)."""
+_LINE = re.compile(
+    r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})\s+(?P<hash>[0-9a-fA-F]{64})"
+    r"(?:\s+(?P<role>admin))?\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller.
+
+    Attributes:
+        tenant: the tenant the key belongs to ("" when the server runs without keys).
+        admin: may see and use every tenant's sessions.
+    """
+
+    tenant: str
+    admin: bool = False
+
+    def may_use(self, tenant: str) -> bool:
+        """Whether this caller may see or use a session of ``tenant``."""
+        return self.admin or self.tenant == tenant
+
+
+ANONYMOUS = Principal("", admin=True)
+"""The caller when no keys are configured: one tenant, every session (sandbox, tests)."""
+
+if TYPE_CHECKING:
+    MethodHandler = grpc.RpcMethodHandler[Any, Any]
+
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar(
+    "avatar_gateway_principal", default=ANONYMOUS
+)
+
+
+def current_principal() -> Principal:
+    """The caller of the RPC being handled (:data:`ANONYMOUS` without keys)."""
+    return _principal.get()
+
+
+def hash_key(key: str) -> str:
+    """The hex SHA-256 of an API key: what the keys file stores."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def unauthenticated() -> GatewayError:
+    """UNAUTHENTICATED ``UNAUTHENTICATED``: no valid credential (nothing more is said)."""
+    return GatewayError(
+        grpc.StatusCode.UNAUTHENTICATED,
+        Reason.UNAUTHENTICATED,
+        "a valid credential is required (authorization: Bearer <api key>)",
+    )
+
+
+class KeysFileError(ValueError):
+    """The keys file cannot be read or has a line that is not ``tenant sha256 [admin]``."""
+
+
+class ApiKeys:
+    """The tenants' API keys, as hashes, from a file re-read when it changes.
+
+    Args:
+        path: the keys file (format in the module docstring).
+
+    Raises:
+        KeysFileError: at construction, when the file cannot be read or parsed (a
+            misconfigured server must not start open or closed by accident).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._entries: list[tuple[bytes, Principal]] = []
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = 0.0
+        self._load()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        st = os.stat(self.path)  # follows the symlinks a mounted Secret swaps on update
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> None:
+        try:
+            stamp = self._file_stamp()
+            text = self.path.read_text()
+        except OSError as exc:
+            raise KeysFileError(f"{self.path} cannot be read: {exc.strerror}") from None
+        entries: list[tuple[bytes, Principal]] = []
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            match = _LINE.match(line)
+            if match is None:
+                raise KeysFileError(f"{self.path} line {number}: expected 'tenant sha256 [admin]'")
+            principal = Principal(match["tenant"], admin=match["role"] == "admin")
+            entries.append((bytes.fromhex(match["hash"]), principal))
+        self._entries = entries
+        self._stamp = stamp
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < RELOAD_CHECK_S:
+            return
+        self._checked = now
+        try:
+            if self._file_stamp() == self._stamp:
+                return
+            self._load()
+            log.info("api_keys_reloaded", keys=len(self._entries))
+        except (OSError, KeysFileError) as exc:
+            log.error("api_keys_not_reloaded", error=str(exc), keys=len(self._entries))
+
+    def principal(self, key: str) -> Principal | None:
+        """The tenant of ``key``, or ``None`` when it is not a current key."""
+        self._maybe_reload()
+        digest = hashlib.sha256(key.encode()).digest()
+        found: Principal | None = None
+        for stored, principal in self._entries:  # every entry: constant time in the key
+            if hmac.compare_digest(stored, digest):
+                found = principal
+        return found
+
+
+def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Authenticates every call but health; the handler runs with its :class:`Principal`.
+
+    Args:
+        keys: the API keys.
+        on_refused: called with the method name of each refused call (audit, metrics).
+    """
+
+    def __init__(self, keys: ApiKeys, on_refused: Callable[[str], None]) -> None:
+        self.keys = keys
+        self._on_refused = on_refused
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> MethodHandler:
+        """Pass the call on with its principal, or answer UNAUTHENTICATED."""
+        method = handler_call_details.method
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(OPEN_SERVICES):
+            return handler
+        token = _bearer(handler_call_details.invocation_metadata)
+        principal = self.keys.principal(token) if token is not None else None
+        if principal is None:
+            self._on_refused(method)
+            return _refusing(handler)
+        return _with_principal(handler, principal)
+
+
+def _refusing(handler: MethodHandler) -> MethodHandler:
+    """A handler of the same shape that ends the call with UNAUTHENTICATED."""
+    status = to_rpc_status(unauthenticated())
+
+    async def abort(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    async def unary(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await abort(context)
+
+    async def streaming(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await abort(context)
+        yield  # pragma: no cover - an async generator, as the server expects
+
+    return _same_shape(handler, unary, streaming)
+
+
+def _with_principal(handler: MethodHandler, principal: Principal) -> MethodHandler:
+    """``handler`` run with ``principal`` as :func:`current_principal`."""
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        token = _principal.set(principal)
+        try:
+            behaviour: Any = handler.unary_unary or handler.stream_unary
+            return await behaviour(request, context)
+        finally:
+            _principal.reset(token)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        token = _principal.set(principal)
+        try:
+            behaviour: Any = handler.unary_stream or handler.stream_stream
+            stream: AsyncIterator[Any] = behaviour(request, context)
+            async for response in stream:
+                yield response
+        finally:
+            _principal.reset(token)
+
+    return _same_shape(handler, unary, streaming)
+
+
+def _same_shape(
+    handler: MethodHandler,
+    unary: Callable[..., Any],
+    streaming: Callable[..., Any],
+) -> MethodHandler:
+    args = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary, **args)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary, **args)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming, **args)
+    return grpc.stream_stream_rpc_method_handler(streaming, **args)
