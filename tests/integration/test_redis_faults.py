@@ -23,19 +23,17 @@ import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
-from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from google.protobuf import duration_pb2
 
 from emulators.zegocloud import ZegocloudEmulator
-from gateway.server import GatewayServer
-from tests.conftest import RedisServer, audio_format, error_info, kinds, make_settings, tone
+from tests.conftest import RedisServer, audio_format, error_info, kinds, tone
 from tests.faultproxy import FaultProxy
+from tests.integration.test_replica_limits import Replica, start_replica
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -43,13 +41,6 @@ TTL_S = 1.5
 """Replica and drive lease TTL of the replicas under test (s)."""
 REAPER_S = 0.2
 """Reaper interval of the replicas under test (s)."""
-
-
-@dataclass
-class Replica:
-    server: GatewayServer
-    channel: grpc.aio.Channel
-    stub: pb_grpc.AvatarGatewayStub
 
 
 @contextlib.asynccontextmanager
@@ -60,30 +51,19 @@ async def pair(redis_url: str) -> AsyncIterator[tuple[ZegocloudEmulator, Replica
     replicas: list[Replica] = []
     try:
         for _ in range(2):
-            settings = make_settings(
-                sandbox=False,
-                redis_url=redis_url,
-                replica_lease_ttl_s=TTL_S,
-                reaper_interval_s=REAPER_S,
-                vendors={
-                    "zegocloud": {
-                        "app_id": emulator.app_id,
-                        "server_secret": emulator.server_secret,
-                        "callback_secret": emulator.callback_secret,
-                        "api_url": emulator.rest.base_url + "/",
-                    }
-                },
+            replicas.append(
+                await start_replica(
+                    emulator,
+                    redis_url=redis_url,
+                    replica_lease_ttl_s=TTL_S,
+                    reaper_interval_s=REAPER_S,
+                )
             )
-            server = GatewayServer(settings)
-            await server.start()
-            channel = grpc.aio.insecure_channel(server.grpc_target)
-            replicas.append(Replica(server, channel, pb_grpc.AvatarGatewayStub(channel)))
         emulator.callback_url = f"{replicas[0].server.ops_url}/callbacks/zegocloud"
         yield emulator, replicas[0], replicas[1]
     finally:
         for replica in replicas:
-            await replica.channel.close()
-            await replica.server.stop(grace_s=0.5)
+            await replica.stop()
         await emulator.stop()
 
 

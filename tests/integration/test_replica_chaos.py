@@ -51,6 +51,7 @@ from tests.conftest import (
     tone,
 )
 from tests.faultproxy import FaultProxy
+from tests.integration.test_replicas import TENCENT, ZEGO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -72,15 +73,6 @@ RETRYABLE = {
     # The client of a bidirectional call that the server ends while it writes can read this
     # instead of the server's status (grpc-python); the Drive is simply retried.
     grpc.StatusCode.INTERNAL,
-}
-TENCENT = {
-    "AVATAR_GATEWAY_TENCENT__APPKEY": "tencent-appkey-0123",
-    "AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN": "tencent-access-token-4567",
-}
-ZEGO = {
-    "AVATAR_GATEWAY_ZEGOCLOUD__APP_ID": "424242",
-    "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET": "zego-server-secret-0123456789abcd",
-    "AVATAR_GATEWAY_ZEGOCLOUD__CALLBACK_SECRET": "zego-callback-secret",
 }
 AVATARS = {"zegocloud": "zego_emma", "tencent": "sandbox-project"}
 T = TypeVar("T")

@@ -47,6 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from emulators.zegocloud import callback_signature
 from tests.conftest import (
+    EmulatorProcess,
     LoggingProcess,
     audio_format,
     base_env,
@@ -129,6 +130,32 @@ async def cluster(
         replicas = await asyncio.gather(*(start(i) for i in range(count)))
         assert len({r.replica_id for r in replicas}) == count
         yield list(replicas)
+
+
+@contextlib.asynccontextmanager
+async def zego_cluster(
+    redis_url: str, callbacks_to: int
+) -> AsyncIterator[tuple[EmulatorProcess, list[Replica]]]:
+    """A standalone ZEGOCLOUD emulator and the cluster configured against it.
+
+    The emulator's callbacks go to the replica of index ``callbacks_to``.
+    """
+    ops = free_port()  # the replica's ops port, which the emulator must know first
+    args = (
+        "--listen",
+        "127.0.0.1:0",
+        "--callback-url",
+        f"http://127.0.0.1:{ops}/callbacks/zegocloud",
+    )
+    async with (
+        emulate("zegocloud", base_env(**ZEGO), *args) as emu,
+        cluster(
+            redis_url,
+            {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
+            ops_ports={callbacks_to: ops},
+        ) as replicas,
+    ):
+        yield emu, replicas
 
 
 async def until(
@@ -367,22 +394,7 @@ async def test_two_concurrent_drives_on_two_replicas_exactly_one_wins(redis_url:
 
 
 async def test_a_replica_that_lost_its_drive_lease_writes_nothing_more(redis_url: str) -> None:
-    ops_b = free_port()  # ZEGOCLOUD's drive-status callbacks go to B, the replica taking over
-    env = base_env(**ZEGO)
-    args = (
-        "--listen",
-        "127.0.0.1:0",
-        "--callback-url",
-        f"http://127.0.0.1:{ops_b}/callbacks/zegocloud",
-    )
-    async with (
-        emulate("zegocloud", env, *args) as emu,
-        cluster(
-            redis_url,
-            {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
-            ops_ports={1: ops_b},
-        ) as (a, b, _),
-    ):
+    async with zego_cluster(redis_url, callbacks_to=1) as (emu, (a, b, _)):
         session = await create(a, "zegocloud", "zego_emma")
         task_id = session.vendor_session_id
 
@@ -512,22 +524,7 @@ async def test_callbacks_reach_the_replica_that_drives_the_session(redis_url: st
     """ZEGOCLOUD posts every callback to A while B drives: B's turn still gets its speech
     events (they come only from callbacks, zegocloud.md §6), through A's queue for B. Then one
     callback posted to all three replicas is applied once, by B."""
-    ops_a = free_port()
-    env = base_env(**ZEGO)
-    args = (
-        "--listen",
-        "127.0.0.1:0",
-        "--callback-url",
-        f"http://127.0.0.1:{ops_a}/callbacks/zegocloud",
-    )
-    async with (
-        emulate("zegocloud", env, *args) as emu,
-        cluster(
-            redis_url,
-            {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
-            ops_ports={0: ops_a},
-        ) as (a, b, c),
-    ):
+    async with zego_cluster(redis_url, callbacks_to=0) as (emu, (a, b, c)):
         session = await create(b, "zegocloud", "zego_emma")
         pcm = tone(1.0, freq=250)
         responses = [r async for r in b.stub.Drive(requests_for(session.name, pcm), timeout=60)]
@@ -583,22 +580,7 @@ async def test_a_create_burst_over_three_replica_processes_keeps_the_vendor_rate
 ) -> None:
     """24 CreateSessions at once, 8 per replica process. ZEGOCLOUD allows 10 calls per
     second per Action (zegocloud.md §1); its emulator refuses and counts the 11th."""
-    ops_a = free_port()
-    env = base_env(**ZEGO)
-    args = (
-        "--listen",
-        "127.0.0.1:0",
-        "--callback-url",
-        f"http://127.0.0.1:{ops_a}/callbacks/zegocloud",
-    )
-    async with (
-        emulate("zegocloud", env, *args) as emu,
-        cluster(
-            redis_url,
-            {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
-            ops_ports={0: ops_a},
-        ) as replicas,
-    ):
+    async with zego_cluster(redis_url, callbacks_to=0) as (emu, replicas):
         sessions = await asyncio.gather(
             *(create(replicas[i % 3], "zegocloud", "zego_emma") for i in range(24))
         )
