@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -67,6 +68,7 @@ class Reason(enum.StrEnum):
     SERVER_DRAINING = "SERVER_DRAINING"
     REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"
     UNAUTHENTICATED = "UNAUTHENTICATED"
+    TENANT_QUOTA_EXCEEDED = "TENANT_QUOTA_EXCEEDED"
     SESSION_LIMIT_REACHED = "SESSION_LIMIT_REACHED"
     INTERNAL = "INTERNAL"
 
@@ -104,6 +106,8 @@ class GatewayError(Exception):
             ``metadata``.
         metadata: ErrorInfo metadata, lowerCamelCase keys.
         retry_after_s: when set, a ``google.rpc.RetryInfo`` detail is added (seconds).
+        quota_violation: ``(subject, description)``: a ``google.rpc.QuotaFailure`` detail
+            with that one violation is added.
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class GatewayError(Exception):
         metadata: dict[str, str] | None = None,
         *,
         retry_after_s: float | None = None,
+        quota_violation: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -121,6 +126,7 @@ class GatewayError(Exception):
         self.message = message
         self.metadata = dict(metadata or {})
         self.retry_after_s = retry_after_s
+        self.quota_violation = quota_violation
 
     @property
     def session_gone(self) -> bool:
@@ -274,6 +280,30 @@ def server_draining() -> GatewayError:
     )
 
 
+def tenant_quota_exceeded(
+    tenant: str, quota: str, limit: float, retry_after_s: float
+) -> GatewayError:
+    """RESOURCE_EXHAUSTED ``TENANT_QUOTA_EXCEEDED``, with ``QuotaFailure`` and ``RetryInfo``.
+
+    Args:
+        tenant: the caller's tenant.
+        quota: ``sessions`` (live sessions at once) or ``create_rate`` (CreateSession per
+            minute).
+        limit: the tenant's limit for that quota.
+        retry_after_s: when a retry may succeed (s).
+    """
+    shown = f"{limit:g}"
+    what = "live sessions" if quota == "sessions" else "CreateSession calls per minute"
+    return GatewayError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        Reason.TENANT_QUOTA_EXCEEDED,
+        f"tenant {tenant} is at its quota of {shown} {what}; retry later",
+        {"tenant": tenant, "quota": quota, "limit": shown},
+        retry_after_s=retry_after_s,
+        quota_violation=(f"tenant:{tenant}", f"{quota} quota of {shown} {what} reached"),
+    )
+
+
 def registry_unavailable() -> GatewayError:
     """UNAVAILABLE ``REGISTRY_UNAVAILABLE``, with a ``RetryInfo`` of 1 s.
 
@@ -319,7 +349,8 @@ def internal_error(exc: BaseException) -> GatewayError:
 def to_rpc_status(error: GatewayError) -> grpc.Status:
     """Return the ``grpc.Status`` for ``error``: code, message and one ErrorInfo detail.
 
-    A ``RetryInfo`` detail is added when ``error.retry_after_s`` is set.
+    A ``RetryInfo`` detail is added when ``error.retry_after_s`` is set, a ``QuotaFailure``
+    when ``error.quota_violation`` is.
     """
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     details = [_pack(info)]
@@ -327,6 +358,12 @@ def to_rpc_status(error: GatewayError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after_s * 1e9))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    if error.quota_violation is not None:
+        subject, description = error.quota_violation
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject=subject, description=description
+        )
+        details.append(_pack(error_details_pb2.QuotaFailure(violations=[violation])))
     status = status_pb2.Status(
         code=_CODE_TO_PB.get(error.code, code_pb2.UNKNOWN), message=error.message, details=details
     )
@@ -334,7 +371,7 @@ def to_rpc_status(error: GatewayError) -> grpc.Status:
     return result
 
 
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.RetryInfo) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

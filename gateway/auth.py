@@ -3,9 +3,9 @@
 The keys file (``AVATAR_GATEWAY_API_KEYS_FILE``, e.g. a mounted Kubernetes Secret) holds one
 key per line, as its SHA-256, never the key itself (docs/security.md §2)::
 
-    # tenant  sha256(key) in hex                                              [role]
-    acme      3b1f...e9a0
-    ops       9d04...77c2                                                       admin
+    # tenant  sha256(key) in hex   [admin] [max_sessions=N] [creates_per_minute=N]
+    acme      3b1f...e9a0                   max_sessions=20 creates_per_minute=60
+    ops       9d04...77c2          admin
 
 A caller sends ``authorization: Bearer <key>``. The key's SHA-256 is compared with every
 entry in constant time (``hmac.compare_digest``), so the time taken does not tell how close
@@ -45,7 +45,8 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 """Method prefixes answered without a key: health (Kubernetes probes carry none)."""
 _LINE = re.compile(
     r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})\s+(?P<hash>[0-9a-fA-F]{64})"
-    r"(?:\s+(?P<role>admin))?\s*$"
+    r"(?P<options>(?:\s+(?:admin|max_sessions=[1-9][0-9]{0,6}|creates_per_minute=[1-9][0-9]{0,6}))*)"
+    r"\s*$"
 )
 
 
@@ -56,10 +57,16 @@ class Principal:
     Attributes:
         tenant: the tenant the key belongs to ("" when the server runs without keys).
         admin: may see and use every tenant's sessions.
+        max_sessions: the tenant's live sessions at most, across replicas (``None``: no
+            quota).
+        creates_per_minute: the tenant's CreateSession calls per sliding minute at most,
+            across replicas (``None``: no quota).
     """
 
     tenant: str
     admin: bool = False
+    max_sessions: int | None = None
+    creates_per_minute: int | None = None
 
     def may_use(self, tenant: str) -> bool:
         """Whether this caller may see or use a session of ``tenant``."""
@@ -105,14 +112,23 @@ class ApiKeys:
 
     Args:
         path: the keys file (format in the module docstring).
+        max_sessions: every tenant's live-session quota unless its line sets one.
+        creates_per_minute: every tenant's CreateSession quota unless its line sets one.
 
     Raises:
         KeysFileError: at construction, when the file cannot be read or parsed (a
             misconfigured server must not start open or closed by accident).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_sessions: int | None = None,
+        creates_per_minute: int | None = None,
+    ) -> None:
         self.path = Path(path)
+        self._defaults = {"max_sessions": max_sessions, "creates_per_minute": creates_per_minute}
         self._entries: list[tuple[bytes, Principal]] = []
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
@@ -138,8 +154,22 @@ class ApiKeys:
                 continue
             match = _LINE.match(line)
             if match is None:
-                raise KeysFileError(f"{self.path} line {number}: expected 'tenant sha256 [admin]'")
-            principal = Principal(match["tenant"], admin=match["role"] == "admin")
+                raise KeysFileError(
+                    f"{self.path} line {number}: expected 'tenant sha256 [admin] "
+                    "[max_sessions=N] [creates_per_minute=N]'"
+                )
+            options = match["options"].split()
+            quotas: dict[str, int | None] = dict(self._defaults)
+            for option in options:
+                name, _, value = option.partition("=")
+                if value:
+                    quotas[name] = int(value)
+            principal = Principal(
+                match["tenant"],
+                admin="admin" in options,
+                max_sessions=quotas["max_sessions"],
+                creates_per_minute=quotas["creates_per_minute"],
+            )
             entries.append((bytes.fromhex(match["hash"]), principal))
         self._entries = entries
         self._stamp = stamp

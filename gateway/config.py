@@ -65,6 +65,10 @@ class Settings(FileSettings):
     # call but health must then carry ``authorization: Bearer <key>``. Unset: no
     # authentication (one anonymous tenant), which the first log line says loudly.
     api_keys_file: str | None = None
+    # Every tenant's quotas, unless its line in the keys file sets its own: live sessions at
+    # once, and CreateSession calls per sliding minute, both counted across replicas (Redis).
+    tenant_max_sessions: int | None = Field(default=None, ge=1)
+    tenant_creates_per_minute: int | None = Field(default=None, ge=1)
     # gRPC server reflection (grpcurl without protos). Off hides the API's shape from
     # callers who may reach the port but have no key.
     reflection: bool = True

@@ -252,15 +252,25 @@ class SessionRegistry(ABC):
         """Insert or replace a record; a terminal one is forgotten ``retention_s`` later."""
 
     @abstractmethod
-    async def insert(self, record: SessionRecord, max_live: int | None = None) -> bool:
-        """Store a new record unless ``max_live`` live (not terminal) records exist already.
+    async def insert(
+        self,
+        record: SessionRecord,
+        max_live: int | None = None,
+        max_tenant_live: int | None = None,
+    ) -> str:
+        """Store a new record unless a limit of live (not terminal) records is reached.
 
         The count and the write are one atomic step across replicas, so concurrent creates
-        cannot overshoot the limit. The count is of the records themselves (the live index),
+        cannot overshoot a limit. The count is of the records themselves (the live indexes),
         not a separate counter, so a replica that dies mid-create cannot make it drift.
 
+        Args:
+            record: the new record.
+            max_live: live records of every tenant at most (``None``: no limit).
+            max_tenant_live: live records of ``record.tenant`` at most (``None``: no limit).
+
         Returns:
-            Whether the record was stored.
+            "" when stored; else the limit that refused it: ``cluster`` or ``tenant``.
         """
 
     @abstractmethod
@@ -486,13 +496,24 @@ class MemoryRegistry(SessionRegistry):
         self._prune()
         self._store(record)
 
-    async def insert(self, record: SessionRecord, max_live: int | None = None) -> bool:
-        """Store a new record unless ``max_live`` live records exist already."""
+    async def insert(
+        self,
+        record: SessionRecord,
+        max_live: int | None = None,
+        max_tenant_live: int | None = None,
+    ) -> str:
+        """Store a new record unless a limit is reached (see the base class)."""
         self._prune()
         if max_live is not None and await self.live_count() >= max_live:
-            return False
+            return "cluster"
+        if max_tenant_live is not None:
+            tenant_live = sum(
+                1 for r in self._records.values() if r.tenant == record.tenant and not r.terminal
+            )
+            if tenant_live >= max_tenant_live:
+                return "tenant"
         self._store(record)
-        return True
+        return ""
 
     async def get(self, session_id: str) -> SessionRecord | None:
         """The record, or ``None``."""
@@ -754,6 +775,7 @@ local function unindex(old, id)
   end
   redis.call('SREM', 'ag:idx:owner:' .. o.owner, id)
   redis.call('SREM', 'ag:idx:live', id)
+  redis.call('SREM', 'ag:idx:tenant:' .. (o.tenant or ''), id)
   if o.vendor_session_id and o.vendor_session_id ~= '' then
     redis.call('DEL', 'ag:idx:vendor:' .. o.vendor .. ':' .. o.vendor_session_id)
   end
@@ -761,16 +783,20 @@ end
 """
 
 # KEYS[1]: ag:session:{id}. ARGV: id, JSON, index key, state, owner, "1" if terminal,
-# retention (ms), "insert" or "put", max live ("-1": none). Returns 1 if stored, 0 if the
-# live limit refused it.
+# retention (ms), "insert" or "put", max live ("-1": none), tenant, the tenant's max live
+# ("-1": none). Returns 1 if stored, 0 if the live limit refused it, 2 if the tenant's did.
 _PUT = (
     _PRUNE
     + """
 local id, json, member, state, owner = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local terminal, retention = ARGV[6] == '1', tonumber(ARGV[7])
 local max_live = tonumber(ARGV[9])
-if ARGV[8] == 'insert' and max_live >= 0 and redis.call('SCARD', 'ag:idx:live') >= max_live then
-  return 0
+local tenant, tenant_max = ARGV[10], tonumber(ARGV[11])
+if ARGV[8] == 'insert' then
+  if max_live >= 0 and redis.call('SCARD', 'ag:idx:live') >= max_live then return 0 end
+  if tenant_max >= 0 and redis.call('SCARD', 'ag:idx:tenant:' .. tenant) >= tenant_max then
+    return 2
+  end
 end
 local old = redis.call('GET', KEYS[1])
 if old then unindex(old, id) end
@@ -785,6 +811,7 @@ else
   redis.call('SET', KEYS[1], json)
   redis.call('SADD', 'ag:idx:live', id)
   redis.call('SADD', 'ag:idx:owner:' .. owner, id)
+  redis.call('SADD', 'ag:idx:tenant:' .. tenant, id)
   local r = cjson.decode(json)
   if r.vendor_session_id ~= '' then
     redis.call('SET', 'ag:idx:vendor:' .. r.vendor .. ':' .. r.vendor_session_id, id)
@@ -1013,7 +1040,13 @@ class RedisRegistry(SessionRegistry):
         data["playback"] = base64.b64decode(data["playback"])
         return SessionRecord(**data)
 
-    async def _write(self, record: SessionRecord, mode: str, max_live: int | None) -> bool:
+    async def _write(
+        self,
+        record: SessionRecord,
+        mode: str,
+        max_live: int | None,
+        max_tenant_live: int | None = None,
+    ) -> str:
         stored = await self._put(
             keys=[f"ag:session:{record.session_id}"],
             args=[
@@ -1026,17 +1059,24 @@ class RedisRegistry(SessionRegistry):
                 max(1, int(self.retention_s * 1000)),
                 mode,
                 -1 if max_live is None else max_live,
+                record.tenant,
+                -1 if max_tenant_live is None else max_tenant_live,
             ],
         )
-        return bool(int(stored))
+        return {1: "", 0: "cluster", 2: "tenant"}[int(stored)]
 
     async def put(self, record: SessionRecord) -> None:
         """Insert or replace a record; a terminal one is forgotten ``retention_s`` later."""
         await self._write(record, "put", None)
 
-    async def insert(self, record: SessionRecord, max_live: int | None = None) -> bool:
-        """Store a new record unless ``max_live`` live records exist (atomic in Redis)."""
-        return await self._write(record, "insert", max_live)
+    async def insert(
+        self,
+        record: SessionRecord,
+        max_live: int | None = None,
+        max_tenant_live: int | None = None,
+    ) -> str:
+        """Store a new record unless a limit is reached (atomic in Redis; see the base)."""
+        return await self._write(record, "insert", max_live, max_tenant_live)
 
     async def get(self, session_id: str) -> SessionRecord | None:
         """The record, or ``None``."""

@@ -139,7 +139,13 @@ class GatewayServer:
         self.adapters = self.vendors.build_adapters(
             vendor_settings, sandbox=sandbox, rate_limits=self.rate_limits
         )
-        self.manager = SessionManager(settings, self.adapters, self.registry, self.vendors)
+        self.manager = SessionManager(
+            settings,
+            self.adapters,
+            self.registry,
+            self.vendors,
+            quota_storage=self.rate_limits,
+        )
         # The liveness lease first: a session created here must never look orphaned.
         await self.manager.start_leases()
         self.callbacks = CallbackRouter(
@@ -202,7 +208,11 @@ class GatewayServer:
             return self._vendor_settings
         vendor_settings = self.vendors.vendor_settings(self.settings)
         if self.settings.api_keys_file:
-            self.api_keys = ApiKeys(self.settings.api_keys_file)
+            self.api_keys = ApiKeys(
+                self.settings.api_keys_file,
+                max_sessions=self.settings.tenant_max_sessions,
+                creates_per_minute=self.settings.tenant_creates_per_minute,
+            )
         authentication = "api_keys" if self.api_keys is not None else "none"
         if self.settings.sandbox:
             log.warning(

@@ -118,7 +118,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
 
         async def call() -> pb.Session:
             try:
-                session = await self.manager.create(request, _deadline(context), principal.tenant)
+                session = await self.manager.create(request, _deadline(context), principal)
             except Exception as exc:
                 _audit(principal, "CreateSession", "", exc)
                 raise

@@ -48,10 +48,18 @@ from core.errors import (
     registry_unavailable,
     session_limit_reached,
     session_not_found,
+    tenant_quota_exceeded,
     unknown_vendor,
 )
-from core.resilience import deadline_scope, keepalive_loop, poll_until
+from core.resilience import (
+    MemoryRateLimitStorage,
+    RateLimitStorage,
+    deadline_scope,
+    keepalive_loop,
+    poll_until,
+)
 from gateway import metrics
+from gateway.auth import ANONYMOUS, Principal
 from gateway.config import Settings
 from gateway.leases import DriveLease, ReplicaLease, default_replica_id
 from gateway.registry import RegistryRebuilding, SessionFilter, SessionRecord, SessionRegistry
@@ -178,8 +186,11 @@ class SessionManager:
         registry: SessionRegistry,
         vendors: VendorRegistry,
         owner: str | None = None,
+        quota_storage: RateLimitStorage | None = None,
     ) -> None:
         self.settings = settings
+        # Where tenants' CreateSession rates are counted: Redis (every replica) or here.
+        self.quota_storage = quota_storage or MemoryRateLimitStorage()
         self.vendors = vendors
         self.adapters = adapters
         self.registry = registry
@@ -252,21 +263,25 @@ class SessionManager:
         return adapter, max_duration, idle
 
     async def create(
-        self, req: pb.CreateSessionRequest, deadline: float | None, tenant: str = ""
+        self,
+        req: pb.CreateSessionRequest,
+        deadline: float | None,
+        principal: Principal = ANONYMOUS,
     ) -> pb.Session:
         """CreateSession: create the vendor session, wait until it is ready, return it.
 
         Args:
             req: the request.
             deadline: the call's deadline as ``time.monotonic()``, or ``None``.
-            tenant: the caller's tenant: the session's owner, and the scope of its
-                ``request_id`` (two tenants may use the same one).
+            principal: the caller: its tenant owns the session and scopes its
+                ``request_id`` (two tenants may use the same one); its quotas apply.
 
         Raises:
             GatewayError: bad request, unknown vendor, reused request id, or a vendor
                 error before a vendor session existed.
         """
         adapter, max_duration, idle = self._validate_create(req)
+        tenant = principal.tenant
         fingerprint = ""
         if req.request_id:
             stripped = pb.CreateSessionRequest()
@@ -287,6 +302,13 @@ class SessionManager:
                 return await self._existing_for_request(req.request_id, earlier, fingerprint)
         else:
             session_id = uuid.uuid4().hex
+        # A retry that found its session above is not a new create: only new ones count.
+        try:
+            await self._check_create_rate(principal, session_id)
+        except GatewayError:
+            if req.request_id:
+                await self.registry.release_request_id(_binding(tenant, req.request_id))
+            raise
         # Checked and counted with no await in between, so concurrent creates on this
         # replica cannot overshoot max_sessions.
         if len(self._creating.keys() | self.runtimes.keys()) >= self.settings.max_sessions:
@@ -301,7 +323,7 @@ class SessionManager:
         # same request_id joins the same task instead of creating a second vendor session.
         task = asyncio.create_task(
             self._create(
-                req, adapter, session_id, fingerprint, max_duration, idle, deadline, tenant
+                req, adapter, session_id, fingerprint, max_duration, idle, deadline, principal
             ),
             name=f"create-{session_id}",
         )
@@ -317,6 +339,23 @@ class SessionManager:
 
         task.add_done_callback(settled)
         return await asyncio.shield(task)
+
+    async def _check_create_rate(self, principal: Principal, session_id: str) -> None:
+        """Count this CreateSession in the tenant's sliding minute, or refuse it.
+
+        Raises:
+            GatewayError: RESOURCE_EXHAUSTED ``TENANT_QUOTA_EXCEEDED`` (``create_rate``),
+                with the time until the oldest counted call leaves the minute.
+        """
+        limit = principal.creates_per_minute
+        if limit is None:
+            return
+        wait_s = await self.quota_storage.try_acquire(
+            f"tenant:{principal.tenant}:create", limit, 60.0, session_id
+        )
+        if wait_s > 0:
+            metrics.RPC_ERRORS.labels("CreateSession", Reason.TENANT_QUOTA_EXCEEDED).inc()
+            raise tenant_quota_exceeded(principal.tenant, "create_rate", limit, wait_s)
 
     async def _existing_for_request(
         self, request_id: str, session_id: str, fingerprint: str
@@ -348,10 +387,10 @@ class SessionManager:
         max_duration: float,
         idle: float,
         deadline: float | None,
-        tenant: str,
+        principal: Principal,
     ) -> pb.Session:
         record = SessionRecord(
-            tenant=tenant,
+            tenant=principal.tenant,
             session_id=session_id,
             vendor=req.vendor,
             avatar_id=req.avatar_id,
@@ -363,10 +402,17 @@ class SessionManager:
             request_fingerprint=fingerprint,
         )
         cluster_max = self.settings.cluster_max_sessions
-        if not await self._insert(record, cluster_max):
+        refused = await self._insert(record, cluster_max, principal.max_sessions)
+        if refused == "cluster":
             metrics.SESSIONS_CREATED.labels(req.vendor, Reason.SESSION_LIMIT_REACHED).inc()
             assert cluster_max is not None  # only a limit refuses
             raise session_limit_reached("cluster", cluster_max, CLUSTER_LIMIT_RETRY_S)
+        if refused == "tenant":
+            metrics.SESSIONS_CREATED.labels(req.vendor, Reason.TENANT_QUOTA_EXCEEDED).inc()
+            assert principal.max_sessions is not None
+            raise tenant_quota_exceeded(
+                principal.tenant, "sessions", principal.max_sessions, CLUSTER_LIMIT_RETRY_S
+            )
         options_field = req.WhichOneof("vendor_options")
         spec = SessionSpec(
             session_id=session_id,
@@ -1036,11 +1082,13 @@ class SessionManager:
         await self.registry.put(record)
         self._mirror(record)
 
-    async def _insert(self, record: SessionRecord, max_live: int | None) -> bool:
-        stored = await self.registry.insert(record, max_live)
-        if stored:
+    async def _insert(
+        self, record: SessionRecord, max_live: int | None, max_tenant_live: int | None
+    ) -> str:
+        refused = await self.registry.insert(record, max_live, max_tenant_live)
+        if not refused:
             self._mirror(record)
-        return stored
+        return refused
 
     async def _delete(self, session_id: str) -> None:
         await self.registry.delete(session_id)

@@ -54,15 +54,26 @@ def rec(n: int, owner: str = "a", **kw: Any) -> SessionRecord:
 async def test_insert_counts_live_records_atomically_with_the_write(
     registry: SessionRegistry,
 ) -> None:
-    assert await registry.insert(rec(1), max_live=2)
-    assert await registry.insert(rec(2), max_live=2)
-    assert not await registry.insert(rec(3), max_live=2)
+    assert await registry.insert(rec(1), max_live=2) == ""  # stored
+    assert await registry.insert(rec(2), max_live=2) == ""
+    assert await registry.insert(rec(3), max_live=2) == "cluster"
     assert await registry.get("s03") is None
     ended = rec(1, state=pb.SESSION_STATE_CLOSED)
     await registry.put(ended)
     assert await registry.live_count() == 1
-    assert await registry.insert(rec(3), max_live=2)
-    assert await registry.insert(rec(4))  # no limit
+    assert await registry.insert(rec(3), max_live=2) == ""
+    assert await registry.insert(rec(4)) == ""  # no limit
+
+
+async def test_insert_counts_a_tenants_live_records(registry: SessionRegistry) -> None:
+    assert await registry.insert(rec(1, tenant="acme"), max_tenant_live=1) == ""
+    assert await registry.insert(rec(2, tenant="globex"), max_tenant_live=1) == ""
+    assert await registry.insert(rec(3, tenant="acme"), max_tenant_live=1) == "tenant"
+    assert await registry.get("s03") is None
+    await registry.put(rec(1, tenant="acme", state=pb.SESSION_STATE_CLOSED))
+    assert await registry.insert(rec(3, tenant="acme"), max_tenant_live=1) == ""
+    # The cluster limit is checked first; both may be given.
+    assert await registry.insert(rec(4, tenant="x"), max_live=2, max_tenant_live=5) == "cluster"
 
 
 async def test_owner_and_state_indexes_follow_the_record(registry: SessionRegistry) -> None:

@@ -15,7 +15,9 @@ admin. What is checked:
 * reflection can be turned off;
 * keys (good, wrong, revoked) and their hashes never reach logs, statuses or responses;
 * a Hypothesis state machine of several tenants issuing random calls: no tenant ever
-  observes or affects another tenant's sessions.
+  observes or affects another tenant's sessions;
+* quotas per tenant (live sessions, creates per minute) hold across two replicas sharing
+  Redis, refused with ``QuotaFailure`` and ``RetryInfo``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import httpx
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from hypothesis import HealthCheck, Phase, settings
@@ -40,6 +43,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 import gateway.auth
+from emulators.zegocloud import ZegocloudEmulator
 from gateway.auth import KeysFileError, hash_key
 from gateway.server import GatewayServer
 from tests.conftest import (
@@ -52,6 +56,7 @@ from tests.conftest import (
     running_gateway,
     tone,
 )
+from tests.integration.test_replica_limits import start_replica
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -462,3 +467,104 @@ async def test_keys_never_reach_logs_statuses_or_responses(tmp_path: Path) -> No
     for secret in (*KEYS.values(), ADMIN_KEY, wrong):
         for form in (secret, hash_key(secret)):
             assert form not in text, f"{form[:12]}... leaked"
+
+
+# ---- quotas per tenant ---------------------------------------------------------------------
+
+
+def quota_details(err: grpc.aio.AioRpcError) -> tuple[list[tuple[str, str]], float]:
+    """The QuotaFailure violations (subject, description) and the RetryInfo delay (s)."""
+    raw = dict(err.trailing_metadata() or ()).get("grpc-status-details-bin")
+    assert raw is not None
+    rich = status_pb2.Status.FromString(raw)
+    violations: list[tuple[str, str]] = []
+    delays: list[float] = []
+    for detail in rich.details:
+        if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            failure = error_details_pb2.QuotaFailure()
+            detail.Unpack(failure)
+            violations += [(v.subject, v.description) for v in failure.violations]
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            delays.append(info.retry_delay.ToNanoseconds() / 1e9)
+    assert len(delays) == 1, rich
+    return violations, delays[0]
+
+
+async def test_quotas_hold_per_tenant_across_replicas(tmp_path: Path, redis_url: str) -> None:
+    """acme: at most 2 live sessions and 4 creates a minute (its line); the others: the
+    defaults from the settings. Two replicas share Redis: the quotas are for both together."""
+    path = tmp_path / "keys"
+    path.write_text(
+        f"acme {hash_key(KEYS['acme'])} max_sessions=2 creates_per_minute=4\n"
+        f"globex {hash_key(KEYS['globex'])}\n"
+    )
+    emulator = ZegocloudEmulator(app_id=9, server_secret="x", callback_secret="cb")
+    await emulator.start()
+    replicas = []
+    try:
+        for _ in range(2):
+            replicas.append(
+                await start_replica(
+                    emulator,
+                    redis_url=redis_url,
+                    api_keys_file=str(path),
+                    tenant_max_sessions=3,
+                    tenant_creates_per_minute=100,
+                )
+            )
+        a, b = (r.stub for r in replicas)
+
+        async def create_on(stub: pb_grpc.AvatarGatewayStub, key: str, **kw: Any) -> Any:
+            try:
+                return await stub.CreateSession(
+                    pb.CreateSessionRequest(vendor="zegocloud", avatar_id="zego_emma", **kw),
+                    metadata=auth(key),
+                    timeout=30,
+                )
+            except grpc.aio.AioRpcError as err:
+                return err
+
+        acme = KEYS["acme"]
+        first = await create_on(a, acme)
+        second = await create_on(b, acme)  # the other replica: counted together
+        assert first.state == second.state == pb.SESSION_STATE_READY
+        third = await create_on(a, acme)
+        assert isinstance(third, grpc.aio.AioRpcError)
+        assert error_info(third) == (
+            C.RESOURCE_EXHAUSTED,
+            "TENANT_QUOTA_EXCEEDED",
+            {"tenant": "acme", "quota": "sessions", "limit": "2"},
+        )
+        violations, delay = quota_details(third)
+        assert [v[0] for v in violations] == ["tenant:acme"] and delay > 0
+        # Another tenant is not held by acme's quota; its own default applies (3).
+        globex = [await create_on(b, KEYS["globex"]) for _ in range(4)]
+        assert [isinstance(g, pb.Session) for g in globex] == [True, True, True, False]
+        assert error_info(globex[3])[2]["limit"] == "3"
+        # A closed session frees its place (on either replica).
+        await b.CloseSession(
+            pb.CloseSessionRequest(name=first.name), metadata=auth(acme), timeout=10
+        )
+        fourth = await create_on(b, acme, request_id="acme-4")
+        assert fourth.state == pb.SESSION_STATE_READY
+        # The rate: 4 creates counted in this minute (the refused third among them).
+        # A retry of an existing request_id is not a new create, so it is answered ...
+        again = await create_on(a, acme, request_id="acme-4")
+        assert again.name == fourth.name
+        # ... while a new create is refused for the rate, with the wait until the oldest
+        # counted create leaves the minute.
+        await b.CloseSession(
+            pb.CloseSessionRequest(name=second.name), metadata=auth(acme), timeout=10
+        )
+        fifth = await create_on(a, acme)
+        assert isinstance(fifth, grpc.aio.AioRpcError)
+        assert error_info(fifth)[2] == {"tenant": "acme", "quota": "create_rate", "limit": "4"}
+        violations, delay = quota_details(fifth)
+        assert violations[0][0] == "tenant:acme" and 0 < delay <= 60
+        assert len(emulator.tasks) == 2 + 3 + 1  # refused creates never reached the vendor
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        await emulator.stop()

@@ -87,6 +87,7 @@ const (
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
 // | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
 // | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+// | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayClient interface {
@@ -101,7 +102,10 @@ type AvatarGatewayClient interface {
 	// session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
 	// (`scope` "replica") or the whole deployment (`scope` "cluster") already
 	// holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+	// quota (live sessions, or CreateSession calls per minute) gets
+	// RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+	// and a `google.rpc.RetryInfo`.
 	CreateSession(ctx context.Context, in *CreateSessionRequest, opts ...grpc.CallOption) (*Session, error)
 	// Returns one session by name (`sessions/{session_id}`).
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error)
@@ -301,6 +305,7 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
 // | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
 // | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+// | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayServer interface {
@@ -315,7 +320,10 @@ type AvatarGatewayServer interface {
 	// session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
 	// (`scope` "replica") or the whole deployment (`scope` "cluster") already
 	// holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+	// quota (live sessions, or CreateSession calls per minute) gets
+	// RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+	// and a `google.rpc.RetryInfo`.
 	CreateSession(context.Context, *CreateSessionRequest) (*Session, error)
 	// Returns one session by name (`sessions/{session_id}`).
 	GetSession(context.Context, *GetSessionRequest) (*Session, error)

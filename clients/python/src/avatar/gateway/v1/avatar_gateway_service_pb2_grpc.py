@@ -79,6 +79,7 @@ class AvatarGatewayStub:
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+    | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -180,6 +181,7 @@ class AvatarGatewayServicer:
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+    | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -196,7 +198,10 @@ class AvatarGatewayServicer:
         session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
         (`scope` "replica") or the whole deployment (`scope` "cluster") already
         holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-        `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+        `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+        quota (live sessions, or CreateSession calls per minute) gets
+        RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+        and a `google.rpc.RetryInfo`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -390,6 +395,7 @@ class AvatarGateway:
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+    | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """

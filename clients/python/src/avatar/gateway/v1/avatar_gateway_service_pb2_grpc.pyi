@@ -80,6 +80,7 @@ class AvatarGatewayStub:
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+    | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -100,7 +101,10 @@ class AvatarGatewayStub:
     session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
     (`scope` "replica") or the whole deployment (`scope` "cluster") already
     holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-    `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+    `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+    quota (live sessions, or CreateSession calls per minute) gets
+    RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+    and a `google.rpc.RetryInfo`.
     """
     GetSession: _grpc.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.GetSessionRequest, _avatar_gateway_service_pb2.Session]
     """Returns one session by name (`sessions/{session_id}`)."""
@@ -219,6 +223,7 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+    | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -236,7 +241,10 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
     (`scope` "replica") or the whole deployment (`scope` "cluster") already
     holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-    `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+    `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+    quota (live sessions, or CreateSession calls per minute) gets
+    RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+    and a `google.rpc.RetryInfo`.
     """
     GetSession: _aio.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.GetSessionRequest, _avatar_gateway_service_pb2.Session]  # type: ignore[assignment]
     """Returns one session by name (`sessions/{session_id}`)."""
@@ -354,6 +362,7 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
     | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
     | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+    | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
@@ -375,7 +384,10 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
         session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
         (`scope` "replica") or the whole deployment (`scope` "cluster") already
         holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-        `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+        `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+        quota (live sessions, or CreateSession calls per minute) gets
+        RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+        and a `google.rpc.RetryInfo`.
         """
 
     @_abc_1.abstractmethod

@@ -5269,6 +5269,7 @@ export const GoAway: MessageFns<GoAway> = {
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
  * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
  * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+ * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
  * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  */
@@ -5286,7 +5287,10 @@ export const AvatarGatewayService = {
    * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
    * (`scope` "replica") or the whole deployment (`scope` "cluster") already
    * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+   * quota (live sessions, or CreateSession calls per minute) gets
+   * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+   * and a `google.rpc.RetryInfo`.
    */
   createSession: {
     path: "/avatar.gateway.v1.AvatarGateway/CreateSession" as const,
@@ -5425,7 +5429,10 @@ export interface AvatarGatewayServer extends UntypedServiceImplementation {
    * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
    * (`scope` "replica") or the whole deployment (`scope` "cluster") already
    * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+   * quota (live sessions, or CreateSession calls per minute) gets
+   * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+   * and a `google.rpc.RetryInfo`.
    */
   createSession: handleUnaryCall<CreateSessionRequest, Session>;
   /** Returns one session by name (`sessions/{session_id}`). */
@@ -5507,7 +5514,10 @@ export interface AvatarGatewayClient extends Client {
    * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
    * (`scope` "replica") or the whole deployment (`scope` "cluster") already
    * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+   * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+   * quota (live sessions, or CreateSession calls per minute) gets
+   * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+   * and a `google.rpc.RetryInfo`.
    */
   createSession(
     request: CreateSessionRequest,

@@ -53,6 +53,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
  * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
  * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+ * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
  * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
  * | INTERNAL                  | INTERNAL            | exception                             |
  * </pre>
@@ -392,6 +393,7 @@ public final class AvatarGatewayGrpc {
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+   * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -410,7 +412,10 @@ public final class AvatarGatewayGrpc {
      * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
      * (`scope` "replica") or the whole deployment (`scope` "cluster") already
      * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+     * quota (live sessions, or CreateSession calls per minute) gets
+     * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+     * and a `google.rpc.RetryInfo`.
      * </pre>
      */
     default void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -573,6 +578,7 @@ public final class AvatarGatewayGrpc {
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+   * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -637,6 +643,7 @@ public final class AvatarGatewayGrpc {
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+   * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -666,7 +673,10 @@ public final class AvatarGatewayGrpc {
      * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
      * (`scope` "replica") or the whole deployment (`scope` "cluster") already
      * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+     * quota (live sessions, or CreateSession calls per minute) gets
+     * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+     * and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -836,6 +846,7 @@ public final class AvatarGatewayGrpc {
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+   * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -865,7 +876,10 @@ public final class AvatarGatewayGrpc {
      * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
      * (`scope` "replica") or the whole deployment (`scope` "cluster") already
      * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+     * quota (live sessions, or CreateSession calls per minute) gets
+     * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+     * and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) throws io.grpc.StatusException {
@@ -1030,6 +1044,7 @@ public final class AvatarGatewayGrpc {
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+   * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -1059,7 +1074,10 @@ public final class AvatarGatewayGrpc {
      * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
      * (`scope` "replica") or the whole deployment (`scope` "cluster") already
      * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+     * quota (live sessions, or CreateSession calls per minute) gets
+     * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+     * and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) {
@@ -1176,6 +1194,7 @@ public final class AvatarGatewayGrpc {
    * | SERVER_DRAINING           | UNAVAILABLE         | (none)                                |
    * | REGISTRY_UNAVAILABLE      | UNAVAILABLE         | (none)                                |
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
+   * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
@@ -1205,7 +1224,10 @@ public final class AvatarGatewayGrpc {
      * session (e.g. `AVATAR_NOT_FOUND`) leaves no session behind. When the server
      * (`scope` "replica") or the whole deployment (`scope` "cluster") already
      * holds its most live sessions, the call fails with RESOURCE_EXHAUSTED
-     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`.
+     * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
+     * quota (live sessions, or CreateSession calls per minute) gets
+     * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
+     * and a `google.rpc.RetryInfo`.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<com.avatargateway.gateway.v1.Session> createSession(
