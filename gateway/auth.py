@@ -1,4 +1,4 @@
-"""Who is calling: API keys per tenant, checked by one gRPC server interceptor.
+"""Who is calling: API keys per tenant and JWT bearer tokens, checked by one gRPC interceptor.
 
 The keys file (``AVATAR_GATEWAY_API_KEYS_FILE``, e.g. a mounted Kubernetes Secret) holds one
 key per line, as its SHA-256, never the key itself (docs/security.md §2)::
@@ -7,7 +7,7 @@ key per line, as its SHA-256, never the key itself (docs/security.md §2)::
     acme      3b1f...e9a0                   max_sessions=20 creates_per_minute=60
     ops       9d04...77c2          admin
 
-A caller sends ``authorization: Bearer <key>``. The key's SHA-256 is compared with every
+A caller sends ``authorization: Bearer <key>`` (or a JWT: :class:`JwtVerifier`). The key's SHA-256 is compared with every
 entry in constant time (``hmac.compare_digest``), so the time taken does not tell how close
 a guess was. The file is read again when it changes (at most once per ``RELOAD_CHECK_S``):
 deleting a line revokes its key without a restart; a file that cannot be read or parsed
@@ -21,6 +21,7 @@ that would help a guesser (no "unknown key" against "revoked key").
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import hmac
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import jwt
 import structlog
 
 from core.errors import GatewayError, Reason, to_rpc_status
@@ -40,9 +42,17 @@ from core.errors import GatewayError, Reason, to_rpc_status
 log = structlog.get_logger("gateway.auth")
 
 RELOAD_CHECK_S = 1.0
-"""How often, at most, the keys file is checked for changes (s)."""
+"""How often, at most, the keys file (and a JWKS file) is checked for changes (s)."""
+JWKS_CACHE_S = 300
+"""How long a JWKS fetched from a URL is used before it is fetched again (s)."""
+JWKS_REFRESH_COOLDOWN_S = 30.0
+"""Least time between two fetches forced by unknown ``kid``s (s): a key the issuer rotated
+in is accepted at most this long after the last fetch."""
+JWKS_FETCH_TIMEOUT_S = 5.0
+"""Timeout of one JWKS fetch (s)."""
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 """Method prefixes answered without a key: health (Kubernetes probes carry none)."""
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _LINE = re.compile(
     r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})\s+(?P<hash>[0-9a-fA-F]{64})"
     r"(?P<options>(?:\s+(?:admin|max_sessions=[1-9][0-9]{0,6}|creates_per_minute=[1-9][0-9]{0,6}))*)"
@@ -198,6 +208,144 @@ class ApiKeys:
         return found
 
 
+class JwksError(ValueError):
+    """The JWKS file cannot be read or holds no usable key, or the JWT settings are incomplete."""
+
+
+class JwtVerifier:
+    """JWT bearer tokens, verified against a JWKS (PyJWT; docs/security.md §2.1).
+
+    A token is accepted when its signature verifies with the JWKS key its header names
+    (``kid``), with an allowed algorithm (``algorithms``: asymmetric only, never ``none``),
+    and its ``exp``, ``iss`` and ``aud`` are present and right (``nbf``, ``iat`` too when
+    present), within ``leeway_s`` of clock skew. The tenant is the ``tenant_claim`` claim; the
+    caller is an admin when the ``roles_claim`` claim (a string or a list) holds ``admin``.
+
+    Args:
+        jwks: a file (re-read when it changes, like the keys file) or an ``http(s)://`` URL
+            (fetched by PyJWT's ``PyJWKClient``, cached ``JWKS_CACHE_S``, fetched again for
+            an unknown ``kid`` at most once per ``JWKS_REFRESH_COOLDOWN_S``: an issuer's key
+            rotation needs no restart).
+        issuer: the required ``iss``.
+        audience: the required ``aud``.
+        tenant_claim: the claim naming the tenant.
+        roles_claim: the claim listing roles.
+        leeway_s: clock skew allowed (s).
+        max_sessions: every tenant's live-session quota.
+        creates_per_minute: every tenant's CreateSession quota.
+
+    Raises:
+        JwksError: at construction, a JWKS file that cannot be read or holds no key.
+    """
+
+    ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
+
+    def __init__(
+        self,
+        jwks: str,
+        *,
+        issuer: str,
+        audience: str,
+        tenant_claim: str = "tenant",
+        roles_claim: str = "roles",
+        leeway_s: float = 30.0,
+        max_sessions: int | None = None,
+        creates_per_minute: int | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.tenant_claim = tenant_claim
+        self.roles_claim = roles_claim
+        self.leeway_s = leeway_s
+        self._quotas = {"max_sessions": max_sessions, "creates_per_minute": creates_per_minute}
+        self._client: jwt.PyJWKClient | None = None
+        self._path: Path | None = None
+        self._keys: dict[str, Any] = {}
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = 0.0
+        if jwks.startswith(("https://", "http://")):
+            # The JWK set is cached (not each key forever: a key the issuer withdraws stops
+            # working within JWKS_CACHE_S); an unknown kid refreshes it, at most once per
+            # cooldown, so a flood of made-up kids cannot hammer the issuer.
+            self._client = jwt.PyJWKClient(
+                jwks,
+                cache_keys=False,
+                cache_jwk_set=True,
+                lifespan=JWKS_CACHE_S,
+                cooldown_duration=JWKS_REFRESH_COOLDOWN_S,
+                timeout=JWKS_FETCH_TIMEOUT_S,
+            )
+        else:
+            self._path = Path(jwks)
+            self._load_file()
+
+    def _load_file(self) -> None:
+        assert self._path is not None
+        try:
+            st = os.stat(self._path)
+            keys = jwt.PyJWKSet.from_json(self._path.read_text())
+        except (OSError, jwt.PyJWTError, ValueError) as exc:
+            raise JwksError(f"JWKS {self._path} cannot be used: {exc}") from None
+        self._keys = {k.key_id: k for k in keys.keys if k.key_id}
+        if not self._keys:
+            raise JwksError(f"JWKS {self._path} has no key with a kid")
+        self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _file_key(self, kid: str) -> Any:
+        now = time.monotonic()
+        if now - self._checked >= RELOAD_CHECK_S:
+            self._checked = now
+            assert self._path is not None
+            try:
+                st = os.stat(self._path)
+                if (st.st_ino, st.st_mtime_ns, st.st_size) != self._stamp:
+                    self._load_file()
+                    log.info("jwks_reloaded", keys=len(self._keys))
+            except (OSError, JwksError) as exc:
+                log.error("jwks_not_reloaded", error=str(exc), keys=len(self._keys))
+        key = self._keys.get(kid)
+        return key.key if key is not None else None
+
+    async def principal(self, token: str) -> Principal | None:
+        """The caller a valid token names, or ``None`` (any failure; logged without detail)."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            if not isinstance(kid, str):
+                return None
+            if self._client is not None:
+                # A fetch (for a key not cached yet) is blocking I/O: off the event loop.
+                signing = await asyncio.to_thread(self._client.get_signing_key, kid)
+                key = signing.key
+            else:
+                key = self._file_key(kid)
+                if key is None:
+                    return None
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(self.ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except (jwt.PyJWTError, ValueError) as exc:
+            log.debug("jwt_refused", error=type(exc).__name__)
+            return None
+        tenant = claims.get(self.tenant_claim)
+        if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+            log.debug("jwt_refused", error="tenant claim missing or malformed")
+            return None
+        roles = claims.get(self.roles_claim, [])
+        roles = [roles] if isinstance(roles, str) else roles
+        return Principal(
+            tenant,
+            admin=isinstance(roles, list) and "admin" in roles,
+            max_sessions=self._quotas["max_sessions"],
+            creates_per_minute=self._quotas["creates_per_minute"],
+        )
+
+
 def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
@@ -210,14 +358,32 @@ def _bearer(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Authenticates every call but health; the handler runs with its :class:`Principal`.
 
+    A bearer credential shaped like a JWT (three dot-separated parts) goes to ``jwt``; any
+    other to ``keys``.
+
     Args:
-        keys: the API keys.
+        keys: the API keys (``None``: none accepted).
+        jwt_verifier: the JWT verifier (``None``: no JWT accepted).
         on_refused: called with the method name of each refused call (audit, metrics).
     """
 
-    def __init__(self, keys: ApiKeys, on_refused: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        keys: ApiKeys | None,
+        jwt_verifier: JwtVerifier | None,
+        on_refused: Callable[[str], None],
+    ) -> None:
         self.keys = keys
+        self.jwt = jwt_verifier
         self._on_refused = on_refused
+
+    async def authenticate(self, token: str | None) -> Principal | None:
+        """The caller a bearer credential names, or ``None``."""
+        if token is None:
+            return None
+        if token.count(".") == 2:
+            return await self.jwt.principal(token) if self.jwt is not None else None
+        return self.keys.principal(token) if self.keys is not None else None
 
     async def intercept_service(
         self,
@@ -230,7 +396,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
         token = _bearer(handler_call_details.invocation_metadata)
-        principal = self.keys.principal(token) if token is not None else None
+        principal = await self.authenticate(token)
         if principal is None:
             self._on_refused(method)
             return _refusing(handler)

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"sandbox": True})
     configure_logging(settings.log_level, settings.log_format)
     # Imported here, after the check above, so a missing API package gets its one line.
-    from gateway.auth import KeysFileError
+    from gateway.auth import JwksError, KeysFileError
     from gateway.server import GatewayServer
     from gateway.vendors import PluginError, VendorRegistry
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     server = GatewayServer(settings, vendors=vendors)
     try:
         server.check_configuration()
-    except (PluginError, ValidationError, SettingsFileError, KeysFileError) as exc:
+    except (PluginError, ValidationError, SettingsFileError, KeysFileError, JwksError) as exc:
         # One line that names what to set; a traceback would bury it.
         log.error("gateway_not_started", reason=_one_line(exc))
         return EXIT_CONFIGURATION

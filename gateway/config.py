@@ -65,6 +65,15 @@ class Settings(FileSettings):
     # call but health must then carry ``authorization: Bearer <key>``. Unset: no
     # authentication (one anonymous tenant), which the first log line says loudly.
     api_keys_file: str | None = None
+    # JWT bearer tokens (gateway/auth.py; docs/security.md §2.1): the JWKS (a file, or an
+    # http(s) URL fetched and cached), the required issuer and audience, the claim naming
+    # the tenant, the claim listing roles ("admin"), and the clock skew allowed (s).
+    jwt_jwks: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_tenant_claim: str = "tenant"
+    jwt_roles_claim: str = "roles"
+    jwt_leeway_s: float = Field(default=30.0, ge=0, le=300)
     # Every tenant's quotas, unless its line in the keys file sets its own: live sessions at
     # once, and CreateSession calls per sliding minute, both counted across replicas (Redis).
     tenant_max_sessions: int | None = Field(default=None, ge=1)

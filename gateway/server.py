@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings
-from gateway.auth import ApiKeys, AuthInterceptor
+from gateway.auth import ApiKeys, AuthInterceptor, JwksError, JwtVerifier
 from gateway.callbacks import CallbackRouter
 from gateway.config import Settings
 from gateway.inbox import ReplicaInbox
@@ -98,6 +98,7 @@ class GatewayServer:
         self._stopping: asyncio.Task[None] | None = None
         self.callbacks: CallbackRouter | None = None
         self.api_keys: ApiKeys | None = None
+        self.jwt_verifier: JwtVerifier | None = None
         self.inbox: ReplicaInbox | None = None
         self._vendor_settings: dict[str, VendorSettings] | None = None
 
@@ -161,8 +162,8 @@ class GatewayServer:
         self.inbox.start()
         self.servicer = AvatarGatewayServicer(self.manager)
         interceptors = []
-        if self.api_keys is not None:
-            interceptors.append(AuthInterceptor(self.api_keys, refused))
+        if self.api_keys is not None or self.jwt_verifier is not None:
+            interceptors.append(AuthInterceptor(self.api_keys, self.jwt_verifier, refused))
         self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS, interceptors=interceptors)
         pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -213,7 +214,14 @@ class GatewayServer:
                 max_sessions=self.settings.tenant_max_sessions,
                 creates_per_minute=self.settings.tenant_creates_per_minute,
             )
-        authentication = "api_keys" if self.api_keys is not None else "none"
+        if self.settings.jwt_jwks:
+            self.jwt_verifier = self._jwt_verifier()
+        methods = [
+            name
+            for name, on in (("api_keys", self.api_keys), ("jwt", self.jwt_verifier))
+            if on is not None
+        ]
+        authentication = ",".join(methods) or "none"
         if self.settings.sandbox:
             log.warning(
                 "sandbox_mode",
@@ -230,7 +238,7 @@ class GatewayServer:
             vendors={vendor: vendor_settings[vendor].endpoints() for vendor in offered},
             authentication=authentication,
         )
-        if self.api_keys is None:
+        if not methods:
             log.warning(
                 "authentication_disabled",
                 message="anyone who reaches the gRPC port can create billed vendor sessions; "
@@ -245,6 +253,31 @@ class GatewayServer:
                 )
         self._vendor_settings = vendor_settings
         return vendor_settings
+
+    def _jwt_verifier(self) -> JwtVerifier:
+        """The JWT verifier the settings describe.
+
+        Raises:
+            JwksError: issuer or audience unset (a token for any audience would do), or
+                the JWKS file cannot be used.
+        """
+        s = self.settings
+        assert s.jwt_jwks is not None
+        if not s.jwt_issuer or not s.jwt_audience:
+            raise JwksError(
+                "AVATAR_GATEWAY_JWT_JWKS needs AVATAR_GATEWAY_JWT_ISSUER and "
+                "AVATAR_GATEWAY_JWT_AUDIENCE (tokens of any issuer or audience would pass)"
+            )
+        return JwtVerifier(
+            s.jwt_jwks,
+            issuer=s.jwt_issuer,
+            audience=s.jwt_audience,
+            tenant_claim=s.jwt_tenant_claim,
+            roles_claim=s.jwt_roles_claim,
+            leeway_s=s.jwt_leeway_s,
+            max_sessions=s.tenant_max_sessions,
+            creates_per_minute=s.tenant_creates_per_minute,
+        )
 
     async def _start_ops(self, app: web.Application) -> None:
         async def healthz(_: web.Request) -> web.Response:
