@@ -427,9 +427,16 @@ class VendorCallback:
     Attributes:
         vendor_session_id: the vendor session it concerns ("" when it names none: it is
             acknowledged and not routed).
+        replay_key: what makes the signature unique (e.g. ZEGO's timestamp and nonce), for
+            vendors whose signature does not cover the body: a second, different body with
+            the same key is a replay and is refused ("": the signature covers the body).
+        issued_at: when the vendor signed it (Unix s), if the signature covers a time: an
+            older callback than the gateway's freshness window is refused.
     """
 
     vendor_session_id: str
+    replay_key: str = ""
+    issued_at: float | None = None
 
 
 class CallbackRejected(Exception):

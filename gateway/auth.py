@@ -7,11 +7,11 @@ key per line, as its SHA-256, never the key itself (docs/security.md §2)::
     acme      3b1f...e9a0                   max_sessions=20 creates_per_minute=60
     ops       9d04...77c2          admin
 
-A caller sends ``authorization: Bearer <key>`` (or a JWT: :class:`JwtVerifier`). The key's SHA-256 is compared with every
-entry in constant time (``hmac.compare_digest``), so the time taken does not tell how close
-a guess was. The file is read again when it changes (at most once per ``RELOAD_CHECK_S``):
-deleting a line revokes its key without a restart; a file that cannot be read or parsed
-keeps the keys last loaded, and says so in the log.
+A caller sends ``authorization: Bearer <key>`` (or a JWT: :class:`JwtVerifier`). The key's
+SHA-256 is compared with every entry in constant time (``hmac.compare_digest``), so the time
+taken does not tell how close a guess was. The file is read again when it changes (at most
+once per ``RELOAD_CHECK_S``): deleting a line revokes its key without a restart; a file that
+cannot be read or parsed keeps the keys last loaded, and says so in the log.
 
 :class:`AuthInterceptor` checks every call except the health service (probes carry no
 key), and hands the handler its :class:`Principal` through a context variable read with

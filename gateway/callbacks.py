@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Mapping
 
 import structlog
 from aiohttp import web
 
-from core.contract import CallbackRejected, CallbackRoute
+from core.contract import CallbackRejected, CallbackRoute, VendorCallback
 from gateway import metrics
 from gateway.registry import SessionRegistry
 
@@ -36,6 +37,9 @@ log = structlog.get_logger("gateway.callbacks")
 
 MAX_CALLBACK_BYTES = 64 * 1024
 """Largest callback body accepted (bytes); ZEGO's are under 1 KiB (zegocloud.md §6)."""
+MAX_CALLBACK_AGE_S = 300.0
+"""Oldest signed time a callback may carry (s, either way: clock skew): longer than a vendor's
+retries (ZEGO: 2 + 4 + 8 + 16 + 32 s, zegocloud.md §6), short enough to bound a replay."""
 DEDUPE_TTL_S = 600.0
 """How long a callback body is remembered as handled (s): longer than a vendor's retries."""
 
@@ -84,6 +88,11 @@ class CallbackRouter:
             callback = route.accept(body, request.headers)
         except CallbackRejected as exc:
             return self._answer(vendor, "rejected", exc.status, exc.message)
+        if (
+            callback.issued_at is not None
+            and abs(time.time() - callback.issued_at) > MAX_CALLBACK_AGE_S
+        ):
+            return self._answer(vendor, "rejected", 401, "stale callback")
         key = f"{vendor}:{hashlib.sha256(body).hexdigest()}"
         try:
             first: bool | None = await self.registry.first_delivery(key, DEDUPE_TTL_S)
@@ -92,6 +101,11 @@ class CallbackRouter:
             first = None  # unknown: applied here if the channel is here, else retried
         if first is False:
             return self._answer(vendor, "duplicate")
+        if first and callback.replay_key and not await self._fresh_signature(vendor, callback):
+            with contextlib.suppress(Exception):
+                await self.registry.forget_delivery(key)
+            log.warning("callback_signature_replayed", vendor=vendor)
+            return self._answer(vendor, "rejected", 401, "bad signature")
         if route.deliver(body):
             # Also while Redis is down: the session's channel is here (a duplicate may then
             # be applied twice; channels ignore a status they already have).
@@ -106,6 +120,18 @@ class CallbackRouter:
                 await self.registry.forget_delivery(key)
             return self._answer(vendor, "failed", 503, "try again")
         return self._answer(vendor, outcome)
+
+    async def _fresh_signature(self, vendor: str, callback: VendorCallback) -> bool:
+        """Whether this is the first body signed with ``callback.replay_key``.
+
+        A different body with a seen key is a replay. ``True`` when the registry cannot say.
+        """
+        try:
+            return await self.registry.first_delivery(
+                f"{vendor}:signature:{callback.replay_key}", 2 * MAX_CALLBACK_AGE_S
+            )
+        except Exception:
+            return True
 
     async def _route(self, vendor: str, vendor_session_id: str, body: bytes) -> str:
         """Queue ``body`` for its session's owner; the outcome label."""

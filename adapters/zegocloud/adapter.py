@@ -302,10 +302,17 @@ class ZegocloudAdapter(VendorAdapter):
             raise CallbackRejected(401, "bad signature")
         try:
             callback = parse_callback(raw)
-        except ValidationError:
+            issued_at = float(int(signed.timestamp))
+        except (ValidationError, ValueError):
             log.warning("callback_malformed")
             raise CallbackRejected(400, "malformed callback") from None
-        return VendorCallback(callback.task_id)
+        # The signature covers the secret, Timestamp and Nonce, not the body
+        # (zegocloud.md §6): a captured one must not carry another body, nor outlive its time.
+        return VendorCallback(
+            callback.task_id,
+            replay_key=f"{signed.timestamp}:{signed.nonce}",
+            issued_at=issued_at,
+        )
 
     def _deliver_callback(self, raw: bytes) -> bool:
         """Apply an accepted callback to this process's channel of its task, if it has one."""

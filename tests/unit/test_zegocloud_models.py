@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -268,8 +270,12 @@ class RecordingChannel:
         pass
 
 
-def signed(body: dict[str, Any], secret: str = CALLBACK_SECRET) -> dict[str, Any]:
-    ts, nonce = "1700000000", "abc123"
+def signed(
+    body: dict[str, Any], secret: str = CALLBACK_SECRET, ts: str = "", nonce: str = ""
+) -> dict[str, Any]:
+    """``body`` signed as ZEGO signs it, now (fresh) with a new nonce unless given."""
+    ts = ts or str(int(time.time()))
+    nonce = nonce or secrets.token_hex(8)
     joined = "".join(sorted([secret, ts, nonce]))
     signature = hashlib.sha1(joined.encode()).hexdigest()
     return {**body, "Timestamp": ts, "Nonce": nonce, "Signature": signature}
@@ -312,10 +318,18 @@ async def test_callback_route(callback_client: Any) -> None:
     # Signed but malformed (Detail.Status missing): 400, so ZEGO retries (zegocloud.md §6).
     assert (await client.post(CALLBACK_PATH, json=signed(drive))).status == 400
     drive["Detail"] = {"DriveId": "d", "Status": 2}
-    assert (await client.post(CALLBACK_PATH, json=signed(drive))).status == 200
+    once = signed(drive)
+    assert (await client.post(CALLBACK_PATH, json=once)).status == 200
     assert channel.drive_status == [("d", 2, 5)]
     # The same body again (a vendor retry): acknowledged, applied once.
-    assert (await client.post(CALLBACK_PATH, json=signed(drive))).status == 200
+    assert (await client.post(CALLBACK_PATH, json=once)).status == 200
+    assert channel.drive_status == [("d", 2, 5)]
+    # Its signature (which does not cover the body, zegocloud.md §6) on another body: a
+    # replay, refused. A signature older than the freshness window: refused.
+    replayed = {**once, "Detail": {"DriveId": "d", "Status": 4}}
+    assert (await client.post(CALLBACK_PATH, json=replayed)).status == 401
+    stale = signed({**drive, "EventTime": 6}, ts=str(int(time.time()) - 3600))
+    assert (await client.post(CALLBACK_PATH, json=stale)).status == 401
     assert channel.drive_status == [("d", 2, 5)]
     # Larger than any callback: refused unread.
     huge = b'{"x": "' + b"a" * MAX_CALLBACK_BYTES + b'"}'
