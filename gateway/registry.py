@@ -471,7 +471,10 @@ class MemoryRegistry(SessionRegistry):
         self._drives: dict[str, _MemoryDriveLease] = {}
         self._seq: dict[str, list[int]] = {}  # session id -> [last token, last turn]
         # Callbacks: seen keys (monotonic expiry, s) and each replica's queue.
+        # Seen keys, in the order they were marked: expired ones are pruned from the front
+        # (the router marks every key for as long, so that is expiry order).
         self._seen: dict[str, float] = {}
+        self._by_vendor_id: dict[tuple[str, str], str] = {}  # (vendor, vendor id) -> id
         self._inboxes: dict[str, list[ReplicaMessage]] = {}
         self._inbox_events: dict[str, asyncio.Event] = {}
         self._entry_seq = 0
@@ -483,13 +486,20 @@ class MemoryRegistry(SessionRegistry):
             if at > now:
                 break
             del self._expiry[session_id]
-            self._records.pop(session_id, None)
+            self._forget(session_id)
+
+    def _forget(self, session_id: str) -> None:
+        gone = self._records.pop(session_id, None)
+        if gone is not None:
+            self._by_vendor_id.pop((gone.vendor, gone.vendor_session_id), None)
 
     def _store(self, record: SessionRecord) -> None:
         self._records[record.session_id] = _copy(record)
         self._expiry.pop(record.session_id, None)
         if record.terminal:
             self._expiry[record.session_id] = time.time() + self.retention_s
+        elif record.vendor_session_id:
+            self._by_vendor_id[(record.vendor, record.vendor_session_id)] = record.session_id
 
     async def put(self, record: SessionRecord) -> None:
         """Insert or replace a record; a terminal one is forgotten ``retention_s`` later."""
@@ -523,7 +533,7 @@ class MemoryRegistry(SessionRegistry):
 
     async def delete(self, session_id: str) -> None:
         """Forget a record."""
-        self._records.pop(session_id, None)
+        self._forget(session_id)
         self._expiry.pop(session_id, None)
 
     async def list_records(self, flt: SessionFilter, after: str, limit: int) -> list[SessionRecord]:
@@ -664,22 +674,23 @@ class MemoryRegistry(SessionRegistry):
 
     async def find_live(self, vendor: str, vendor_session_id: str) -> SessionRecord | None:
         """The live record of ``vendor``'s session ``vendor_session_id``, if any."""
-        for record in self._records.values():
-            if (
-                record.vendor == vendor
-                and record.vendor_session_id == vendor_session_id
-                and not record.terminal
-            ):
-                return _copy(record)
-        return None
+        session_id = self._by_vendor_id.get((vendor, vendor_session_id))
+        record = self._records.get(session_id) if session_id is not None else None
+        if record is None or record.terminal or record.vendor_session_id != vendor_session_id:
+            return None
+        return _copy(record)
 
     async def first_delivery(self, key: str, ttl_s: float) -> bool:
         """Mark callback ``key`` seen for ``ttl_s`` s; ``False`` when it was seen already."""
         now = time.monotonic()
-        for old in [k for k, until in self._seen.items() if until <= now]:
-            del self._seen[old]
-        if key in self._seen:
+        while self._seen:
+            oldest, until = next(iter(self._seen.items()))
+            if until > now:
+                break
+            del self._seen[oldest]
+        if self._seen.get(key, 0.0) > now:
             return False
+        self._seen.pop(key, None)  # re-marked: to the back, in expiry order
         self._seen[key] = now + ttl_s
         return True
 
