@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import structlog
 from aiohttp import web
 
-from core.contract import CallbackRejected, CallbackRoute, VendorCallback
+from core.contract import CallbackRejected, CallbackRoute
 from gateway import metrics
 from gateway.registry import SessionRegistry
 
@@ -40,8 +40,9 @@ MAX_CALLBACK_BYTES = 64 * 1024
 MAX_CALLBACK_AGE_S = 300.0
 """Oldest signed time a callback may carry (s, either way: clock skew): longer than a vendor's
 retries (ZEGO: 2 + 4 + 8 + 16 + 32 s, zegocloud.md §6), short enough to bound a replay."""
-DEDUPE_TTL_S = 600.0
-"""How long a callback body is remembered as handled (s): longer than a vendor's retries."""
+DEDUPE_TTL_S = 2 * MAX_CALLBACK_AGE_S
+"""How long a callback body (and a signature) is remembered as seen (s): longer than a
+vendor's retries, and than a signature stays fresh."""
 
 
 class CallbackRouter:
@@ -94,16 +95,23 @@ class CallbackRouter:
         ):
             return self._answer(vendor, "rejected", 401, "stale callback")
         key = f"{vendor}:{hashlib.sha256(body).hexdigest()}"
+        # The body, and the signature when it does not cover the body, marked in one trip:
+        # a new body whose signature was seen on another body is a replay.
+        keys = [key]
+        if callback.replay_key:
+            keys.append(f"{vendor}:signature:{callback.replay_key}")
         try:
-            first: bool | None = await self.registry.first_delivery(key, DEDUPE_TTL_S)
+            marks = await self.registry.mark_seen(keys, DEDUPE_TTL_S)
+            first: bool | None = marks[0]
+            replayed = len(marks) > 1 and not marks[1]
         except Exception as exc:
             log.warning("callback_registry_unavailable", vendor=vendor, error=repr(exc))
-            first = None  # unknown: applied here if the channel is here, else retried
+            first, replayed = None, False  # unknown: applied if the channel is here, else retried
         if first is False:
             return self._answer(vendor, "duplicate")
-        if first and callback.replay_key and not await self._fresh_signature(vendor, callback):
+        if replayed:
             with contextlib.suppress(Exception):
-                await self.registry.forget_delivery(key)
+                await self.registry.forget_seen(key)
             log.warning("callback_signature_replayed", vendor=vendor)
             return self._answer(vendor, "rejected", 401, "bad signature")
         if route.deliver(body):
@@ -117,21 +125,9 @@ class CallbackRouter:
         except Exception as exc:
             log.warning("callback_not_routed", vendor=vendor, error=repr(exc))
             with contextlib.suppress(Exception):
-                await self.registry.forget_delivery(key)
+                await self.registry.forget_seen(key)
             return self._answer(vendor, "failed", 503, "try again")
         return self._answer(vendor, outcome)
-
-    async def _fresh_signature(self, vendor: str, callback: VendorCallback) -> bool:
-        """Whether this is the first body signed with ``callback.replay_key``.
-
-        A different body with a seen key is a replay. ``True`` when the registry cannot say.
-        """
-        try:
-            return await self.registry.first_delivery(
-                f"{vendor}:signature:{callback.replay_key}", 2 * MAX_CALLBACK_AGE_S
-            )
-        except Exception:
-            return True
 
     async def _route(self, vendor: str, vendor_session_id: str, body: bytes) -> str:
         """Queue ``body`` for its session's owner; the outcome label."""

@@ -426,12 +426,16 @@ class SessionRegistry(ABC):
         """The live (not ended) record of ``vendor``'s session ``vendor_session_id``, if any."""
 
     @abstractmethod
-    async def first_delivery(self, key: str, ttl_s: float) -> bool:
-        """Mark callback ``key`` seen for ``ttl_s`` s; ``False`` when it was seen already."""
+    async def mark_seen(self, keys: list[str], ttl_s: float) -> list[bool]:
+        """Mark each key seen for ``ttl_s`` s, in one round trip.
+
+        Returns:
+            For each key, whether it was not seen before (``False``: a duplicate).
+        """
 
     @abstractmethod
-    async def forget_delivery(self, key: str) -> None:
-        """Unmark callback ``key`` (its handling failed: the vendor's retry must count)."""
+    async def forget_seen(self, key: str) -> None:
+        """Unmark ``key`` (its handling failed: the vendor's retry must count)."""
 
     @abstractmethod
     async def send_to_replica(self, owner: str, kind: str, vendor: str, body: bytes) -> None:
@@ -680,22 +684,26 @@ class MemoryRegistry(SessionRegistry):
             return None
         return _copy(record)
 
-    async def first_delivery(self, key: str, ttl_s: float) -> bool:
-        """Mark callback ``key`` seen for ``ttl_s`` s; ``False`` when it was seen already."""
+    async def mark_seen(self, keys: list[str], ttl_s: float) -> list[bool]:
+        """Mark each key seen for ``ttl_s`` s; for each, whether it was not seen before."""
         now = time.monotonic()
         while self._seen:
             oldest, until = next(iter(self._seen.items()))
             if until > now:
                 break
             del self._seen[oldest]
-        if self._seen.get(key, 0.0) > now:
-            return False
-        self._seen.pop(key, None)  # re-marked: to the back, in expiry order
-        self._seen[key] = now + ttl_s
-        return True
+        fresh = []
+        for key in keys:
+            if self._seen.get(key, 0.0) > now:
+                fresh.append(False)
+                continue
+            self._seen.pop(key, None)  # re-marked: to the back, in expiry order
+            self._seen[key] = now + ttl_s
+            fresh.append(True)
+        return fresh
 
-    async def forget_delivery(self, key: str) -> None:
-        """Unmark callback ``key``."""
+    async def forget_seen(self, key: str) -> None:
+        """Unmark ``key``."""
         self._seen.pop(key, None)
 
     async def send_to_replica(self, owner: str, kind: str, vendor: str, body: bytes) -> None:
@@ -1306,13 +1314,17 @@ class RedisRegistry(SessionRegistry):
             return None
         return record
 
-    async def first_delivery(self, key: str, ttl_s: float) -> bool:
-        """Mark callback ``key`` seen for ``ttl_s`` s (``SET NX PX``); ``False`` if seen."""
-        return bool(await self._redis.set(f"ag:callback:seen:{key}", "1", nx=True, px=_ms(ttl_s)))
+    async def mark_seen(self, keys: list[str], ttl_s: float) -> list[bool]:
+        """``SET NX PX`` each ``ag:seen:{key}``, pipelined; for each, whether it was set."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.set(f"ag:seen:{key}", "1", nx=True, px=_ms(ttl_s))
+            answers = await pipe.execute()
+        return [bool(a) for a in answers]
 
-    async def forget_delivery(self, key: str) -> None:
-        """Unmark callback ``key``."""
-        await self._redis.delete(f"ag:callback:seen:{key}")
+    async def forget_seen(self, key: str) -> None:
+        """Unmark ``key``."""
+        await self._redis.delete(f"ag:seen:{key}")
 
     async def send_to_replica(self, owner: str, kind: str, vendor: str, body: bytes) -> None:
         """``XADD`` a message to replica ``owner``'s stream, ``ag:inbox:{owner}``.
