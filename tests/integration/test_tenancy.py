@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -56,6 +57,7 @@ from tests.conftest import (
     running_gateway,
     tone,
 )
+from tests.integration.test_jwt import AUDIENCE, ISSUER, Issuer
 from tests.integration.test_replica_limits import start_replica
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -423,10 +425,15 @@ def test_tenants_never_observe_or_affect_each_other(tenant_gateway: GatewayThrea
 
 
 async def test_keys_never_reach_logs_statuses_or_responses(tmp_path: Path) -> None:
-    """A ``serve`` process at debug level: keys (good, wrong, revoked) and their hashes
-    appear nowhere a client or an operator can read."""
+    """A ``serve`` process at debug level: keys (good, wrong, revoked), their hashes and JWTs
+    (valid and forged) appear nowhere a client or an operator can read."""
     path = keys_file(tmp_path / "keys", KEYS)
     wrong = "agk_wrong_key_0123456789abcdef"
+    issuer = Issuer()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(issuer.jwks()))
+    valid_jwt = issuer.token(tenant="initech")
+    forged_jwt = issuer.token(tenant="initech", aud="someone-else")
     env = base_env(
         AVATAR_GATEWAY_SANDBOX="true",
         AVATAR_GATEWAY_SANDBOX_VENDORS="zegocloud",
@@ -434,6 +441,9 @@ async def test_keys_never_reach_logs_statuses_or_responses(tmp_path: Path) -> No
         AVATAR_GATEWAY_OPS_LISTEN="127.0.0.1:0",
         AVATAR_GATEWAY_LOG_LEVEL="debug",
         AVATAR_GATEWAY_API_KEYS_FILE=str(path),
+        AVATAR_GATEWAY_JWT_JWKS=str(jwks),
+        AVATAR_GATEWAY_JWT_ISSUER=ISSUER,
+        AVATAR_GATEWAY_JWT_AUDIENCE=AUDIENCE,
     )
     seen: list[str] = []
     async with gateway_process(env, "serve", started="gateway_started") as process:
@@ -446,7 +456,7 @@ async def test_keys_never_reach_logs_statuses_or_responses(tmp_path: Path) -> No
             )
             seen.append(str(s))
             keys_file(path, {"globex": KEYS["globex"]})  # acme revoked
-            for key in (wrong, KEYS["acme"], KEYS["acme"], KEYS["globex"]):
+            for key in (wrong, KEYS["acme"], KEYS["acme"], KEYS["globex"], forged_jwt):
                 try:
                     seen.append(
                         str(
@@ -457,6 +467,10 @@ async def test_keys_never_reach_logs_statuses_or_responses(tmp_path: Path) -> No
                     )
                 except grpc.aio.AioRpcError as err:
                     seen += [str(err.details()), str(err.trailing_metadata()), str(err)]
+            listed = await stub.ListSessions(
+                pb.ListSessionsRequest(), metadata=auth(valid_jwt), timeout=10
+            )
+            seen.append(str(listed))
             async with httpx.AsyncClient() as http:
                 seen.append((await http.get(f"{process.started['ops']}/metrics")).text)
         process.proc.send_signal(signal.SIGTERM)
@@ -467,6 +481,9 @@ async def test_keys_never_reach_logs_statuses_or_responses(tmp_path: Path) -> No
     for secret in (*KEYS.values(), ADMIN_KEY, wrong):
         for form in (secret, hash_key(secret)):
             assert form not in text, f"{form[:12]}... leaked"
+    for token in (valid_jwt, forged_jwt):
+        signature = token.rsplit(".", 1)[1]
+        assert token not in text and signature not in text, "a JWT leaked"
 
 
 # ---- quotas per tenant ---------------------------------------------------------------------
