@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -741,6 +742,9 @@ class _MemoryDriveLease:
     preempt: str = ""
 
 
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(SessionRecord))
+
+
 def _copy(record: SessionRecord) -> SessionRecord:
     return SessionRecord(
         **{
@@ -1055,9 +1059,10 @@ class RedisRegistry(SessionRegistry):
     @staticmethod
     def _decode(raw: str) -> SessionRecord:
         data = json.loads(raw)
-        data.pop("_index", None)
         data["playback"] = base64.b64decode(data["playback"])
-        return SessionRecord(**data)
+        # Fields a newer version added are left out (``_index`` too), so that during a
+        # rolling upgrade an older replica still reads what a newer one wrote.
+        return SessionRecord(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
 
     async def _write(
         self,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 
 from emulators.zegocloud import ZegocloudEmulator
+from gateway.registry import RedisRegistry, SessionRecord
 from gateway.server import GatewayServer
 from tests.conftest import collect, make_settings, paced_requests, tone
 
@@ -86,3 +89,22 @@ async def test_two_replicas_share_sessions(redis_url: str) -> None:
         for r in replicas:
             await r.stop(grace_s=0.5)
         await emulator.stop()
+
+
+async def test_a_record_with_fields_from_a_newer_version_is_read(redis_url: str) -> None:
+    """Rolling upgrades: a record a newer replica wrote, with fields this version does not
+    know, is read (those fields left out), not refused."""
+    registry = RedisRegistry(redis_url)
+    try:
+        await registry.put(
+            SessionRecord(session_id="s1", vendor="zegocloud", avatar_id="a", owner="r")
+        )
+        client = aioredis.from_url(redis_url, decode_responses=True)
+        raw = json.loads(await client.get("ag:session:s1"))
+        raw["a_field_from_the_future"] = {"x": 1}
+        await client.set("ag:session:s1", json.dumps(raw))
+        await client.aclose()
+        record = await registry.get("s1")
+        assert record is not None and record.avatar_id == "a"
+    finally:
+        await registry.aclose()
