@@ -114,7 +114,7 @@ class CallbackRouter:
                 await self.registry.forget_seen(key)
             log.warning("callback_signature_replayed", vendor=vendor)
             return self._answer(vendor, "rejected", 401, "bad signature")
-        if route.deliver(body):
+        if _deliver(route, vendor, body):
             # Also while Redis is down: the session's channel is here (a duplicate may then
             # be applied twice; channels ignore a status they already have).
             return self._answer(vendor, "applied")
@@ -150,11 +150,7 @@ class CallbackRouter:
     async def apply_forwarded(self, vendor: str, body: bytes) -> None:
         """Apply a callback another replica queued for this one (a ``callback`` message)."""
         route = self._by_vendor.get(vendor)
-        try:
-            applied = route is not None and route.deliver(body)
-        except Exception:
-            log.exception("callback_apply_failed", vendor=vendor)
-            applied = False
+        applied = route is not None and _deliver(route, vendor, body)
         # Not applied: the channel closed since the sender looked the owner up.
         metrics.CALLBACKS.labels(vendor, "applied" if applied else "unrouted").inc()
 
@@ -163,3 +159,15 @@ class CallbackRouter:
         metrics.CALLBACKS.labels(vendor, outcome).inc()
         body: Mapping[str, object] = {"error": message} if status != 200 else {"ok": True}
         return web.json_response(body, status=status)
+
+
+def _deliver(route: CallbackRoute, vendor: str, body: bytes) -> bool:
+    """``route.deliver(body)``, whose failures are logged, not raised.
+
+    A callback the vendor's code failed to apply is handled as if no channel were here.
+    """
+    try:
+        return route.deliver(body)
+    except Exception:
+        log.exception("callback_apply_failed", vendor=vendor)
+        return False
