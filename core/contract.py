@@ -553,6 +553,16 @@ class VendorAdapter(ABC):
         """Vendor session ids the vendor reports open (for leak audits). Default: unknown."""
         return []
 
+    async def find_vendor_session(self, session_id: str) -> str | None:
+        """The open vendor session a create for gateway session ``session_id`` made, if any.
+
+        Found by the id the adapter derives from ours (ZEGO StreamId, Akool room, Tencent
+        UserId): the gateway asks when it closes a session whose create never recorded the
+        vendor's answer (a replica killed between the two), so that it is closed rather than
+        billed until the vendor's backstop. Default: ``None`` (the vendor cannot tell).
+        """
+        return None
+
     def callback_routes(self) -> list[CallbackRoute]:
         """Callback routes the gateway's ops listener must serve for this vendor (at most one)."""
         return []

@@ -840,6 +840,12 @@ class SessionManager:
             if runtime.drive is None and runtime.lease is not None:
                 lease, runtime.lease = runtime.lease, None
                 await lease.release()
+        # The copy kept for a rebuild learns the turn too, even when the registry's record
+        # is missing right now (Redis lost it and nobody put it back yet): turn ids stay
+        # unique after the rebuild.
+        mirrored = self._owned.get(runtime.session_id)
+        if mirrored is not None:
+            mirrored.last_turn = max(mirrored.last_turn, runtime.last_turn)
         record = await self.registry.get(runtime.session_id)
         if (
             record is not None
@@ -884,6 +890,17 @@ class SessionManager:
             if runtime is not None:
                 await runtime.aclose()
             adapter = self.adapters.get(record.vendor)
+            if adapter is not None and not record.vendor_session_id:
+                # A create cut between the vendor's answer and its record (its replica was
+                # killed): find what it made by the id derived from ours, and close that.
+                try:
+                    with deadline_scope(time.monotonic() + CLOSE_BUDGET_S):
+                        found = await adapter.find_vendor_session(session_id)
+                except GatewayError:
+                    found = None
+                if found:
+                    log.warning("vendor_session_found", session_id=session_id, vendor=record.vendor)
+                    record.vendor_session_id = found
             if adapter is not None and record.vendor_session_id:
                 handle = (
                     runtime.handle
@@ -1111,7 +1128,13 @@ class SessionManager:
         for session_id, record in known.items():
             if await self.registry.get(session_id) is not None:
                 continue
-            await self.registry.put(copy.deepcopy(record))
+            restored_record = copy.deepcopy(record)
+            runtime = self.runtimes.get(session_id)
+            if runtime is not None:
+                # Turns this process numbered since it last wrote the record.
+                last = runtime.lease.last_turn if runtime.lease is not None else 0
+                restored_record.last_turn = max(restored_record.last_turn, runtime.last_turn, last)
+            await self.registry.put(restored_record)
             if record.request_id:
                 await self.registry.claim_request_id(
                     _binding(record.tenant, record.request_id), session_id

@@ -501,6 +501,10 @@ class AkoolAdapter(VendorAdapter):
         more = bool(data.result) and page * size < data.count
         return AvatarPage(avatars, str(page + 1) if more else "")
 
+    async def find_vendor_session(self, session_id: str) -> str | None:
+        """The open session whose LiveKit room is the one derived from ``session_id``."""
+        return await self._find_session_by_room(f"akool-{session_id}")
+
     async def _find_session_by_room(self, room: str) -> str | None:
         """The id of the open session whose LiveKit room is ``room``, if Akool lists one.
 

@@ -386,6 +386,27 @@ class TencentAdapter(VendorAdapter):
                 return
             raise
 
+    async def find_vendor_session(self, session_id: str) -> str | None:
+        """The open session whose ``UserId`` is the one derived from ``session_id``.
+
+        Vendor calls: at most ``REST_ATTEMPTS`` (5) ``listsessionofuin``. A session created
+        with a caller-chosen ``TencentOptions.user_id`` is not found.
+        """
+        wanted = user_id_for(session_id)
+        answer = await retry_call(
+            lambda: self.api.call("listsessionofuin", {}, ListSessionsAnswer),
+            backoff=self.backoff,
+            operation="listsessionofuin",
+        )
+        return next(
+            (
+                s.session_id
+                for s in answer.sessions
+                if s.user_id == wanted and s.session_id and s.session_status in (1, 3)
+            ),
+            None,
+        )
+
     async def list_open_vendor_sessions(self) -> list[str]:
         """Ids of open sessions (status 1 or 3) this gateway created, for leak audits.
 

@@ -57,6 +57,11 @@ BACKSTOP_MARGIN_S = 60
 closes first and the vendor only acts if the gateway is gone."""
 
 
+def stream_id_for(session_id: str) -> str:
+    """The StreamId derived from a gateway session id (unique per AppID, zegocloud.md §4)."""
+    return f"ag_{session_id}"
+
+
 def _clamp(value: float, bounds: tuple[int, int]) -> int:
     return max(bounds[0], min(bounds[1], math.ceil(value)))
 
@@ -131,7 +136,7 @@ class ZegocloudAdapter(VendorAdapter):
             or vendor_options_pb2.ZegocloudOptions()
         )
         room_id = opts.room_id or f"ag-{spec.session_id[:20]}"
-        stream_id = opts.stream_id or f"ag_{spec.session_id}"
+        stream_id = opts.stream_id or stream_id_for(spec.session_id)
         if (
             opts.sample_rate_hertz
             and opts.sample_rate_hertz not in self.capabilities.sample_rates_hertz
@@ -180,6 +185,13 @@ class ZegocloudAdapter(VendorAdapter):
                 sample_rate_hertz=opts.sample_rate_hertz,
             ),
         )
+
+    async def find_vendor_session(self, session_id: str) -> str | None:
+        """The live task publishing the StreamId derived from ``session_id`` (see the base).
+
+        A task created with a caller-chosen ``stream_id`` option is not found.
+        """
+        return await self._find_task(stream_id_for(session_id))
 
     async def _find_task(self, stream_id: str) -> str | None:
         """The TaskId of the live task publishing ``stream_id``, if ZEGO lists one.

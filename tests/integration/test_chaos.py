@@ -60,7 +60,10 @@ CHAOS_CONCURRENCY = 12
 CHAOS_SETTINGS: dict[str, Any] = {
     "sandbox_vendors": "zegocloud,tencent,akool",
     "reaper_interval_s": 0.2,
-    "shutdown_grace_s": 2.0,
+    # Drives open at SIGTERM finish their turn within the grace (20 s in service). An Akool
+    # turn ends only once the avatar has played it over LiveKit: 2 s was seen too short once
+    # in a full run (the stream cut, UNAVAILABLE); 6 s keeps the check about draining.
+    "shutdown_grace_s": 6.0,
 }
 
 # Faults per vendor. Akool's drive is a LiveKit room: the emulator has no socket-drop hook.

@@ -13,6 +13,10 @@ Two replicas (``GatewayServer``s in this process) share one ``redis-server``
    data. A replica puts back the records of the sessions it owns, and of those a drained
    replica released: each is listed and readable again, can be driven, closed, and reaped.
 
+3. **A create cut before its record learnt the vendor's id** (its replica killed between
+   the two, as the chaos run across replicas found): its close finds the vendor session by
+   the id derived from ours and closes it.
+
 Every wait polls a condition with a deadline, except the outage's own length.
 """
 
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -30,9 +35,12 @@ import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from google.protobuf import duration_pb2
 
+from core.contract import SessionSpec
 from emulators.zegocloud import ZegocloudEmulator
-from tests.conftest import RedisServer, audio_format, error_info, kinds, tone
+from gateway.registry import SessionRecord
+from tests.conftest import Gateway, RedisServer, audio_format, error_info, kinds, tone
 from tests.faultproxy import FaultProxy
+from tests.integration.test_faults import open_vendor_sessions
 from tests.integration.test_replica_limits import Replica, start_replica
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -280,3 +288,29 @@ async def test_redis_restarted_empty_replicas_put_back_what_they_own(
         for session in (*on_a, on_b, expiring):
             assert stops(emulator, session.vendor_session_id) == 1, session.name
         assert not emulator.open_tasks()
+
+
+@pytest.mark.parametrize("gateway", [{"sandbox_vendors": "zegocloud,tencent"}], indirect=True)
+async def test_a_create_cut_before_its_record_knew_the_vendor_id_is_still_closed(
+    gateway: Gateway,
+) -> None:
+    """A replica killed between the vendor's create answer and the record's update leaves
+    a CREATING record without the vendor's id. Its close finds the vendor session by the
+    id derived from ours (ZEGO StreamId, Tencent UserId) and closes it."""
+    manager = gateway.server.manager
+    assert manager is not None
+    for vendor, avatar in (("zegocloud", "zego_emma"), ("tencent", "sandbox-project")):
+        session_id = uuid.uuid4().hex
+        adapter = manager.adapters[vendor]
+        spec = SessionSpec(
+            session_id=session_id, avatar_id=avatar, max_duration_s=600, idle_timeout_s=300
+        )
+        handle = await adapter.create_session(spec)  # the vendor made it ...
+        record = SessionRecord(session_id=session_id, vendor=vendor, avatar_id=avatar, owner="")
+        await manager.registry.put(record)  # ... and the record never learnt its id
+        emulator = gateway.emulator(vendor)
+        assert handle.vendor_session_id in open_vendor_sessions(vendor, emulator)
+        closed = await manager.close(f"sessions/{session_id}", pb.CLOSE_REASON_FAILED)
+        assert closed.state == pb.SESSION_STATE_FAILED
+        assert closed.vendor_session_id == handle.vendor_session_id
+        assert handle.vendor_session_id not in open_vendor_sessions(vendor, emulator)
