@@ -171,6 +171,7 @@ class Clients:
         self.fleet = fleet
         self.rng = rng
         self.report = Report()
+        self.live = asyncio.Event()  # set once a session is READY
 
     async def on_any(
         self, what: str, call: Callable[[pb_grpc.AvatarGatewayStub], Awaitable[T]]
@@ -211,6 +212,7 @@ class Clients:
             self.report.create_failed.append(f"{session.name} {session.failure.reason}")
             return
         self.report.created += 1
+        self.live.set()
         for k in range(rng.choice((1, 2, 3))):
             pcm = tone(rng.uniform(0.4, 0.9), freq=180 + 7 * index + 3 * k)
             turn = Turn(session.name, session.vendor_session_id, vendor, pcm)
@@ -262,9 +264,12 @@ class Clients:
             turn.outcome = "unconfirmed"
 
 
-async def chaos(fleet: Fleet, redis: RedisServer, rng: random.Random, done: asyncio.Event) -> None:
-    """Restart Redis empty once, early; then kill and replace replicas until ``KILLS``."""
-    await asyncio.sleep(1.5)
+async def chaos(
+    fleet: Fleet, redis: RedisServer, rng: random.Random, done: asyncio.Event, live: asyncio.Event
+) -> None:
+    """Restart Redis empty once sessions live (``live``); then kill and replace replicas
+    until ``KILLS``."""
+    await live.wait()
     await redis.stop()
     await redis.start()
     while fleet.kills < KILLS and not done.is_set():
@@ -350,7 +355,9 @@ async def test_chaos_across_replicas_leaks_no_session(redis_server: RedisServer)
                     async with gate:
                         await clients.life(i)
 
-                chaos_task = asyncio.create_task(chaos(fleet, redis_server, rng, done))
+                chaos_task = asyncio.create_task(
+                    chaos(fleet, redis_server, rng, done, clients.live)
+                )
                 try:
                     await asyncio.wait_for(
                         asyncio.gather(*(guarded(i) for i in range(SESSIONS))), 240
