@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -42,6 +42,7 @@ from tests.conftest import Gateway, RedisServer, audio_format, error_info, kinds
 from tests.faultproxy import FaultProxy
 from tests.integration.test_faults import open_vendor_sessions
 from tests.integration.test_replica_limits import Replica, start_replica
+from tests.integration.test_replicas import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -73,15 +74,6 @@ async def pair(redis_url: str) -> AsyncIterator[tuple[ZegocloudEmulator, Replica
         for replica in replicas:
             await replica.stop()
         await emulator.stop()
-
-
-async def until(what: str, check: Callable[[], Awaitable[Any]], timeout_s: float) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not (result := await check()):
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        await asyncio.sleep(0.05)
-    return result
 
 
 def _dur(seconds: float) -> duration_pb2.Duration:
