@@ -275,6 +275,8 @@ class GatewayProcess:
                 "AVATAR_GATEWAY_SANDBOX": "false",
                 "AVATAR_GATEWAY_LISTEN": f"127.0.0.1:{self.grpc_port}",
                 "AVATAR_GATEWAY_OPS_LISTEN": f"127.0.0.1:{self.ops_port}",
+                "AVATAR_GATEWAY_CALLBACKS_LISTEN": "127.0.0.1:0",
+                "AVATAR_GATEWAY_PLAINTEXT": "true",
                 "AVATAR_GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{self.ops_port}",
                 "AVATAR_GATEWAY_LOG_LEVEL": "warning",
                 "AVATAR_GATEWAY_LOG_FORMAT": "json",

@@ -1,13 +1,16 @@
 """Who is calling: API keys per tenant and JWT bearer tokens, checked by one gRPC interceptor.
 
 The keys file (``AVATAR_GATEWAY_API_KEYS_FILE``, e.g. a mounted Kubernetes Secret) holds one
-key per line, as its SHA-256, never the key itself (docs/security.md §2)::
+credential per line: an API key as its SHA-256, never the key itself, or the SPIFFE ID of a
+client certificate (docs/security.md §2)::
 
-    # tenant  sha256(key) in hex   [admin] [max_sessions=N] [creates_per_minute=N]
-    acme      3b1f...e9a0                   max_sessions=20 creates_per_minute=60
-    ops       9d04...77c2          admin
+    # tenant  sha256(key) in hex, or SPIFFE ID   [admin] [max_sessions=N] [creates_per_minute=N]
+    acme      3b1f...e9a0                         max_sessions=20 creates_per_minute=60
+    acme      spiffe://prod.example/ns/acme/sa/talker  max_sessions=20 creates_per_minute=60
+    ops       9d04...77c2                         admin
 
-A caller sends ``authorization: Bearer <key>`` (or a JWT: :class:`JwtVerifier`). The key's
+A caller sends ``authorization: Bearer <key>`` (or a JWT: :class:`JwtVerifier`); without
+one, under mutual TLS, the SPIFFE ID of its verified client certificate names it. The key's
 SHA-256 is compared with every entry in constant time (``hmac.compare_digest``), so the time
 taken does not tell how close a guess was. The file is read again when it changes (at most
 once per ``RELOAD_CHECK_S``): deleting a line revokes its key without a restart; a file that
@@ -28,7 +31,7 @@ import hmac
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +41,7 @@ import jwt
 import structlog
 
 from core.errors import GatewayError, Reason, to_rpc_status
+from gateway.tls import peer_spiffe_id
 
 log = structlog.get_logger("gateway.auth")
 
@@ -54,7 +58,8 @@ OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 """Method prefixes answered without a key: health (Kubernetes probes carry none)."""
 _TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _LINE = re.compile(
-    r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})\s+(?P<hash>[0-9a-fA-F]{64})"
+    r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})\s+"
+    r"(?:(?P<hash>[0-9a-fA-F]{64})|(?P<spiffe>spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*))"
     r"(?P<options>(?:\s+(?:admin|max_sessions=[1-9][0-9]{0,6}|creates_per_minute=[1-9][0-9]{0,6}))*)"
     r"\s*$"
 )
@@ -114,11 +119,11 @@ def unauthenticated() -> GatewayError:
 
 
 class KeysFileError(ValueError):
-    """The keys file cannot be read or has a line that is not ``tenant sha256 [admin]``."""
+    """The keys file cannot be read or has a line that is not ``tenant credential [options]``."""
 
 
 class ApiKeys:
-    """The tenants' API keys, as hashes, from a file re-read when it changes.
+    """The tenants' API keys (as hashes) and SPIFFE IDs, from a file re-read when it changes.
 
     Args:
         path: the keys file (format in the module docstring).
@@ -140,12 +145,13 @@ class ApiKeys:
         self.path = Path(path)
         self._defaults = {"max_sessions": max_sessions, "creates_per_minute": creates_per_minute}
         self._entries: list[tuple[bytes, Principal]] = []
+        self._spiffe: dict[str, Principal] = {}
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
         self._load()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._spiffe)
 
     def _file_stamp(self) -> tuple[int, int, int]:
         st = os.stat(self.path)  # follows the symlinks a mounted Secret swaps on update
@@ -158,6 +164,7 @@ class ApiKeys:
         except OSError as exc:
             raise KeysFileError(f"{self.path} cannot be read: {exc.strerror}") from None
         entries: list[tuple[bytes, Principal]] = []
+        spiffe: dict[str, Principal] = {}
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.split("#", 1)[0].strip()
             if not line:
@@ -165,8 +172,8 @@ class ApiKeys:
             match = _LINE.match(line)
             if match is None:
                 raise KeysFileError(
-                    f"{self.path} line {number}: expected 'tenant sha256 [admin] "
-                    "[max_sessions=N] [creates_per_minute=N]'"
+                    f"{self.path} line {number}: expected 'tenant <sha256 | spiffe://...> "
+                    "[admin] [max_sessions=N] [creates_per_minute=N]'"
                 )
             options = match["options"].split()
             quotas: dict[str, int | None] = dict(self._defaults)
@@ -180,8 +187,17 @@ class ApiKeys:
                 max_sessions=quotas["max_sessions"],
                 creates_per_minute=quotas["creates_per_minute"],
             )
-            entries.append((bytes.fromhex(match["hash"]), principal))
+            if match["spiffe"]:
+                if spiffe.get(match["spiffe"], principal) != principal:
+                    raise KeysFileError(
+                        f"{self.path} line {number}: {match['spiffe']} is already another "
+                        "tenant's or has other options"
+                    )
+                spiffe[match["spiffe"]] = principal
+            else:
+                entries.append((bytes.fromhex(match["hash"]), principal))
         self._entries = entries
+        self._spiffe = spiffe
         self._stamp = stamp
 
     def _maybe_reload(self) -> None:
@@ -193,9 +209,9 @@ class ApiKeys:
             if self._file_stamp() == self._stamp:
                 return
             self._load()
-            log.info("api_keys_reloaded", keys=len(self._entries))
+            log.info("api_keys_reloaded", keys=len(self._entries), spiffe_ids=len(self._spiffe))
         except (OSError, KeysFileError) as exc:
-            log.error("api_keys_not_reloaded", error=str(exc), keys=len(self._entries))
+            log.error("api_keys_not_reloaded", error=str(exc), keys=len(self))
 
     def principal(self, key: str) -> Principal | None:
         """The tenant of ``key``, or ``None`` when it is not a current key."""
@@ -206,6 +222,15 @@ class ApiKeys:
             if hmac.compare_digest(stored, digest):
                 found = principal
         return found
+
+    def spiffe_principal(self, spiffe_id: str) -> Principal | None:
+        """The tenant of a verified client certificate's SPIFFE ID, or ``None``.
+
+        An exact match: a SPIFFE ID is a name, not a secret, and only a certificate signed
+        by the configured client CA (gateway/tls.py) gets this far.
+        """
+        self._maybe_reload()
+        return self._spiffe.get(spiffe_id)
 
 
 class JwksError(ValueError):
@@ -359,10 +384,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Authenticates every call but health; the handler runs with its :class:`Principal`.
 
     A bearer credential shaped like a JWT (three dot-separated parts) goes to ``jwt``; any
-    other to ``keys``.
+    other to ``keys``. A call without one is named by its verified client certificate's
+    SPIFFE ID (mutual TLS; ``keys`` maps it to a tenant). A bearer credential that fails is
+    refused even when a certificate would name the caller: a caller that sent a wrong
+    credential is told so rather than served as someone else.
 
     Args:
-        keys: the API keys (``None``: none accepted).
+        keys: the API keys and SPIFFE IDs (``None``: none accepted).
         jwt_verifier: the JWT verifier (``None``: no JWT accepted).
         on_refused: called with the method name of each refused call (audit, metrics).
     """
@@ -377,10 +405,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self.jwt = jwt_verifier
         self._on_refused = on_refused
 
-    async def authenticate(self, token: str | None) -> Principal | None:
-        """The caller a bearer credential names, or ``None``."""
+    async def authenticate(
+        self, token: str | None, auth_context: Mapping[str, Iterable[bytes]] | None = None
+    ) -> Principal | None:
+        """The caller a bearer credential, else a client certificate, names; or ``None``.
+
+        Args:
+            token: the bearer credential (``None``: the call carried none).
+            auth_context: the call's ``context.auth_context()`` (TLS peer properties).
+        """
         if token is None:
-            return None
+            spiffe_id = peer_spiffe_id(auth_context or {})
+            if spiffe_id is None or self.keys is None:
+                return None
+            return self.keys.spiffe_principal(spiffe_id)
         if token.count(".") == 2:
             return await self.jwt.principal(token) if self.jwt is not None else None
         return self.keys.principal(token) if self.keys is not None else None
@@ -390,40 +428,36 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[MethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> MethodHandler:
-        """Pass the call on with its principal, or answer UNAUTHENTICATED."""
+        """Pass the call on to a handler that authenticates it first (with its context)."""
         method = handler_call_details.method
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler
         token = _bearer(handler_call_details.invocation_metadata)
-        principal = await self.authenticate(token)
-        if principal is None:
-            self._on_refused(method)
-            return _refusing(handler)
-        return _with_principal(handler, principal)
+
+        async def principal(context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
+            found = await self.authenticate(token, context.auth_context())
+            if found is None:
+                self._on_refused(method)
+            return found
+
+        return _authenticating(handler, principal)
 
 
-def _refusing(handler: MethodHandler) -> MethodHandler:
-    """A handler of the same shape that ends the call with UNAUTHENTICATED."""
+def _authenticating(
+    handler: MethodHandler,
+    principal_of: Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[Principal | None]],
+) -> MethodHandler:
+    """``handler`` run with the call's principal as :func:`current_principal`.
+
+    A call without one ends with UNAUTHENTICATED before the handler sees it.
+    """
     status = to_rpc_status(unauthenticated())
 
-    async def abort(context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(status.code, status.details, status.trailing_metadata)
-
-    async def unary(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await abort(context)
-
-    async def streaming(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await abort(context)
-        yield  # pragma: no cover - an async generator, as the server expects
-
-    return _same_shape(handler, unary, streaming)
-
-
-def _with_principal(handler: MethodHandler, principal: Principal) -> MethodHandler:
-    """``handler`` run with ``principal`` as :func:`current_principal`."""
-
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        principal = await principal_of(context)
+        if principal is None:
+            await context.abort(status.code, status.details, status.trailing_metadata)
         token = _principal.set(principal)
         try:
             behaviour: Any = handler.unary_unary or handler.stream_unary
@@ -432,6 +466,9 @@ def _with_principal(handler: MethodHandler, principal: Principal) -> MethodHandl
             _principal.reset(token)
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        principal = await principal_of(context)
+        if principal is None:
+            await context.abort(status.code, status.details, status.trailing_metadata)
         token = _principal.set(principal)
         try:
             behaviour: Any = handler.unary_stream or handler.stream_stream

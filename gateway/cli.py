@@ -1,7 +1,7 @@
 """``avatar-gateway`` command line.
 
-``serve`` runs the gateway until SIGTERM; ``health`` checks a running gateway's gRPC health
-(the container image's ``HEALTHCHECK``).
+``serve`` runs the gateway until SIGTERM; ``health`` checks a running gateway's readiness on
+its ops listener (the container image's ``HEALTHCHECK``).
 """
 
 from __future__ import annotations
@@ -47,16 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     emulate.add_argument("--internal-livekit-url", help="LiveKit URL its avatars join (Akool)")
     health = sub.add_parser(
         "health",
-        help="exit 0 if the gateway's gRPC health service reports SERVING (container probes)",
+        help="exit 0 if the gateway's /healthz answers 200 (ready; container healthchecks)",
     )
     health.add_argument(
-        "--target", help="host:port to check (default: AVATAR_GATEWAY_LISTEN on loopback)"
+        "--target",
+        help="ops listener host:port (default: AVATAR_GATEWAY_OPS_LISTEN on loopback)",
     )
-    health.add_argument("--service", default="", help="health service name (default: server)")
     health.add_argument("--timeout", type=float, default=3.0, help="deadline in seconds")
     args = parser.parse_args(argv)
     if args.command == "health":
-        return _health(args.target, args.service, args.timeout)
+        return _health(args.target, args.timeout)
     if args.command == "emulate":
         return _emulate(args)
     if importlib.util.find_spec("avatar.gateway.v1") is None:
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     # Imported here, after the check above, so a missing API package gets its one line.
     from gateway.auth import JwksError, KeysFileError
-    from gateway.server import GatewayServer
+    from gateway.server import GatewayServer, TransportConfigError
+    from gateway.tls import TlsConfigError
     from gateway.vendors import PluginError, VendorRegistry
 
     log = structlog.get_logger("gateway")
@@ -88,7 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     server = GatewayServer(settings, vendors=vendors)
     try:
         server.check_configuration()
-    except (PluginError, ValidationError, SettingsFileError, KeysFileError, JwksError) as exc:
+    except (
+        PluginError,
+        ValidationError,
+        SettingsFileError,
+        KeysFileError,
+        JwksError,
+        TransportConfigError,
+        TlsConfigError,
+    ) as exc:
         # One line that names what to set; a traceback would bury it.
         log.error("gateway_not_started", reason=_one_line(exc))
         return EXIT_CONFIGURATION
@@ -113,31 +122,27 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def _health(target: str | None, service: str, timeout_s: float) -> int:
-    """One ``grpc.health.v1.Health/Check``: 0 when SERVING, 1 otherwise (says why on stderr).
+def _health(target: str | None, timeout_s: float) -> int:
+    """``GET /healthz`` on the ops listener: 0 when 200 (serving, not draining), else 1.
 
-    The image's ``HEALTHCHECK`` and compose healthchecks run it; Kubernetes uses its native
-    gRPC probes instead.
+    The image's ``HEALTHCHECK`` and compose healthchecks run it; Kubernetes probes the same
+    path itself. HTTP on the internal listener rather than gRPC health: the gRPC port may
+    require TLS and client certificates that a probe does not have.
     """
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    import httpx
 
     if target is None:
-        host, _, port = Settings().listen.rpartition(":")
+        host, _, port = Settings().ops_listen.rpartition(":")
         # A wildcard bind is reachable on loopback; a specific address only on itself.
         host = "127.0.0.1" if host.strip("[]") in ("", "0.0.0.0", "::") else host
         target = f"{host}:{port}"
-    with grpc.insecure_channel(target) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout_s
-            )
-        except grpc.RpcError as exc:
-            print(f"{target}: {exc.code().name} {exc.details()}", file=sys.stderr)
-            return 1
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
-    if response.status != health_pb2.HealthCheckResponse.SERVING:
-        print(f"{target}: {status}", file=sys.stderr)
+    try:
+        response = httpx.get(f"http://{target}/healthz", timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        print(f"{target}: {type(exc).__name__} {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"{target}: {response.status_code} {response.text.strip()}", file=sys.stderr)
         return 1
     return 0
 

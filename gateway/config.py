@@ -27,9 +27,26 @@ class Settings(FileSettings):
 
     # All interfaces: in a container or pod loopback is unreachable from outside.
     listen: str = "0.0.0.0:50051"
-    # Ops HTTP listener: vendor callbacks, /metrics, /healthz, /sandbox.
+    # TLS on the gRPC port (docs/security.md §5): the certificate chain and key (PEM files,
+    # e.g. a mounted kubernetes.io/tls Secret), re-read when they change; with a client CA
+    # every caller must present a certificate it signed (mutual TLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Serve gRPC without TLS. Only when set explicitly (or in sandbox mode): a production
+    # server with neither this nor a certificate refuses to start.
+    plaintext: bool = False
+    # Internal ops HTTP listener: /metrics, /healthz (readiness), /livez, and /sandbox in
+    # sandbox mode. Reachable by the cluster's monitoring and kubelet, never the internet.
     ops_listen: str = "0.0.0.0:8081"
-    # Public base URL of the ops listener as the vendors reach it (ZEGO callback URL).
+    # Public HTTP listener: vendor callbacks (/callbacks/<vendor>) and nothing else.
+    callbacks_listen: str = "0.0.0.0:8080"
+    # Vendor callbacks accepted per sliding second per vendor on this replica; beyond it 429
+    # with Retry-After (ZEGO retries after 2, 4, 8... s). Bounds the registry writes a flood
+    # of forged or replayed callbacks causes. ZEGO sends a few per turn: 500/s is above what
+    # a replica's sessions send at its capacity (docs/security.md §6).
+    callbacks_per_second: float = Field(default=500.0, gt=0)
+    # Public base URL of the callbacks listener as the vendors reach it (ZEGO callback URL).
     public_url: str | None = None
     # The in-process vendor emulators instead of the vendors' clouds; only when asked for.
     sandbox: bool = False

@@ -41,3 +41,7 @@ CALLBACKS = Counter(
     "too_large, failed); a forwarded one counts again where it is applied.",
     ["vendor", "outcome"],
 )
+TLS_CERT_NOT_AFTER = Gauge(
+    "avatar_gateway_tls_certificate_expiry_timestamp_seconds",
+    "When the gRPC server certificate in use expires (Unix time); alert well before it.",
+)

@@ -1,4 +1,8 @@
-"""Process assembly: gRPC server (health, reflection), ops HTTP listener, sandbox, SIGTERM.
+"""Process assembly: gRPC server, the ops and callbacks HTTP listeners, sandbox, SIGTERM.
+
+The gRPC server carries TLS (gateway/tls.py), authentication (gateway/auth.py), health and
+reflection; the internal ops listener /metrics, /healthz, /livez (and /sandbox in sandbox
+mode); the public callbacks listener only the vendors' callbacks (docs/security.md §1).
 
 Graceful shutdown (architecture.md §6): health goes NOT_SERVING, every open Drive stream gets
 ``go_away``, ``server.stop(grace)`` lets streams finish within the grace period, then the
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import math
 import signal
 from typing import Any
 
@@ -24,8 +29,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings
+from core.resilience import MemoryRateLimitStorage
+from gateway import metrics
 from gateway.auth import ApiKeys, AuthInterceptor, JwksError, JwtVerifier
-from gateway.callbacks import CallbackRouter
+from gateway.callbacks import MAX_CALLBACK_BYTES, CallbackRouter
 from gateway.config import Settings
 from gateway.inbox import ReplicaInbox
 from gateway.ratelimit import RedisRateLimitStorage
@@ -33,6 +40,7 @@ from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
 from gateway.sandbox import Sandbox
 from gateway.servicer import AvatarGatewayServicer, refused
 from gateway.sessions import SessionManager
+from gateway.tls import ServerTls
 from gateway.vendors import PluginError, VendorRegistry
 
 log = structlog.get_logger("gateway.server")
@@ -56,6 +64,10 @@ GRPC_SERVER_OPTIONS: list[tuple[str, Any]] = [
 def _split_hostport(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class TransportConfigError(ValueError):
+    """The gRPC transport is not chosen: no certificate and plaintext not asked for, or both."""
 
 
 class GatewayServer:
@@ -94,7 +106,11 @@ class GatewayServer:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.grpc_port = 0
         self.ops_port = 0
-        self._ops_runner: web.AppRunner | None = None
+        self.callbacks_port = 0
+        self._runners: list[web.AppRunner] = []
+        self._callback_limits = MemoryRateLimitStorage()
+        self._callback_count = 0
+        self.tls: ServerTls | None = None
         self._stopping: asyncio.Task[None] | None = None
         self.callbacks: CallbackRouter | None = None
         self.api_keys: ApiKeys | None = None
@@ -110,9 +126,20 @@ class GatewayServer:
 
     @property
     def ops_url(self) -> str:
-        """Base URL of the ops listener."""
+        """Base URL of the internal ops listener (/metrics, /healthz, /livez, /sandbox)."""
         host, _ = _split_hostport(self.settings.ops_listen)
         return f"http://{host}:{self.ops_port}"
+
+    @property
+    def callbacks_url(self) -> str:
+        """Base URL of the public callbacks listener (/callbacks/<vendor>)."""
+        host, _ = _split_hostport(self.settings.callbacks_listen)
+        return f"http://{host}:{self.callbacks_port}"
+
+    @property
+    def transport(self) -> str:
+        """``"mtls"``, ``"tls"`` or ``"plaintext"``: how the gRPC port is served."""
+        return self.tls.mode if self.tls is not None else "plaintext"
 
     async def start(self) -> None:
         """Start the ops listener, the sandbox (if enabled), the adapters and gRPC."""
@@ -124,16 +151,15 @@ class GatewayServer:
                 await self.registry.migrate()
             except Exception as exc:  # Redis down at start: serve; the next start migrates
                 log.warning("registry_migration_failed", error=type(exc).__name__)
-        ops_app = web.Application()
-        await self._start_ops(ops_app)
+        await self._start_http()
         if sandbox:
-            self.sandbox = Sandbox(settings.public_url or self.ops_url)
+            self.sandbox = Sandbox(settings.public_url or self.callbacks_url)
             try:
                 vendor_settings = await self.sandbox.start(
                     self.vendors, settings.sandbox_vendor_ids, vendor_settings
                 )
             except PluginError:
-                await self._ops_runner_cleanup()
+                await self._http_cleanup()
                 raise
             settings = settings.model_copy(update={"vendors": vendor_settings})
             self.settings = settings
@@ -171,7 +197,10 @@ class GatewayServer:
             reflection.enable_server_reflection(
                 (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
             )
-        self.grpc_port = self.server.add_insecure_port(settings.listen)
+        if self.tls is not None:
+            self.grpc_port = self.server.add_secure_port(settings.listen, self.tls.credentials())
+        else:
+            self.grpc_port = self.server.add_insecure_port(settings.listen)
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
@@ -184,7 +213,9 @@ class GatewayServer:
         log.info(
             "gateway_started",
             listen=self.grpc_target,
+            transport=self.transport,
             ops=self.ops_url,
+            callbacks=self.callbacks_url,
             replica=self.manager.owner,
             sandbox=sandbox,
             vendors=sorted(self.adapters),
@@ -203,11 +234,15 @@ class GatewayServer:
 
         Raises:
             NoVendorConfigured: production mode and no vendor has complete credentials.
+            TransportConfigError: production mode with neither a TLS certificate nor
+                ``plaintext``; or both; or a key without a certificate.
+            TlsConfigError: the TLS files cannot be used.
             pydantic.ValidationError, core.settings.SettingsFileError: a setting is invalid.
         """
         if self._vendor_settings is not None:
             return self._vendor_settings
         vendor_settings = self.vendors.vendor_settings(self.settings)
+        self.tls = self._server_tls()
         if self.settings.api_keys_file:
             self.api_keys = ApiKeys(
                 self.settings.api_keys_file,
@@ -225,8 +260,10 @@ class GatewayServer:
         if self.settings.sandbox:
             log.warning(
                 "sandbox_mode",
-                message="serving in-process vendor emulators, not the vendors' clouds",
+                message="serving in-process vendor emulators, not the vendors' clouds"
+                + ("; open to anyone who reaches the port" if not methods else ""),
                 vendors=self.settings.sandbox_vendor_ids,
+                transport=self.transport,
                 authentication=authentication,
             )
             self._vendor_settings = vendor_settings
@@ -236,8 +273,15 @@ class GatewayServer:
             "vendors_live",
             mode="production",
             vendors={vendor: vendor_settings[vendor].endpoints() for vendor in offered},
+            transport=self.transport,
             authentication=authentication,
         )
+        if self.tls is None:
+            log.warning(
+                "plaintext_grpc",
+                message="gRPC without TLS (AVATAR_GATEWAY_PLAINTEXT): credentials and playback "
+                "secrets cross the network in clear; only behind a mesh or on a trusted link",
+            )
         if not methods:
             log.warning(
                 "authentication_disabled",
@@ -253,6 +297,35 @@ class GatewayServer:
                 )
         self._vendor_settings = vendor_settings
         return vendor_settings
+
+    def _server_tls(self) -> ServerTls | None:
+        """The TLS credentials the settings name; ``None`` for plaintext.
+
+        Raises:
+            TransportConfigError, TlsConfigError: as :meth:`check_configuration` says.
+        """
+        s = self.settings
+        if bool(s.tls_cert_file) != bool(s.tls_key_file):
+            raise TransportConfigError(
+                "AVATAR_GATEWAY_TLS_CERT_FILE and AVATAR_GATEWAY_TLS_KEY_FILE go together"
+            )
+        if s.tls_cert_file and s.tls_key_file:
+            if s.plaintext:
+                raise TransportConfigError(
+                    "AVATAR_GATEWAY_PLAINTEXT=true contradicts AVATAR_GATEWAY_TLS_CERT_FILE"
+                )
+            return ServerTls(s.tls_cert_file, s.tls_key_file, s.tls_client_ca_file)
+        if s.tls_client_ca_file:
+            raise TransportConfigError(
+                "AVATAR_GATEWAY_TLS_CLIENT_CA_FILE needs AVATAR_GATEWAY_TLS_CERT_FILE and _KEY_FILE"
+            )
+        if not s.plaintext and not s.sandbox:
+            raise TransportConfigError(
+                "no TLS certificate: set AVATAR_GATEWAY_TLS_CERT_FILE and "
+                "AVATAR_GATEWAY_TLS_KEY_FILE, or AVATAR_GATEWAY_PLAINTEXT=true to serve "
+                "gRPC without TLS (docs/security.md §5)"
+            )
+        return None
 
     def _jwt_verifier(self) -> JwtVerifier:
         """The JWT verifier the settings describe.
@@ -279,9 +352,22 @@ class GatewayServer:
             creates_per_minute=s.tenant_creates_per_minute,
         )
 
-    async def _start_ops(self, app: web.Application) -> None:
+    async def _start_http(self) -> None:
+        """Start the internal ops listener and the public callbacks listener."""
+
         async def healthz(_: web.Request) -> web.Response:
-            return web.json_response({"status": "ok" if self._stopping is None else "draining"})
+            # Readiness: 503 until gRPC serves and from the first moment of a drain, so a
+            # probe or load balancer stops sending new work before the streams are told.
+            if self._stopping is not None:
+                return web.json_response({"status": "draining"}, status=503)
+            if self.server is None or self.manager is None:
+                return web.json_response({"status": "starting"}, status=503)
+            return web.json_response({"status": "ok"})
+
+        async def livez(_: web.Request) -> web.Response:
+            # Liveness: the event loop answers. 200 while draining too (a restart would cut
+            # the streams the drain lets finish).
+            return web.json_response({"status": "alive"})
 
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(
@@ -291,30 +377,57 @@ class GatewayServer:
         async def sandbox_info(_: web.Request) -> web.Response:
             return web.json_response(self.sandbox.describe() if self.sandbox else {})
 
-        async def callback(request: web.Request) -> web.StreamResponse:
-            if self.callbacks is None:  # not started yet: the vendor retries
-                return web.json_response({"error": "starting"}, status=503)
-            return await self.callbacks.handle(request)
-
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/sandbox", sandbox_info)
+        ops = web.Application()
+        ops.router.add_get("/healthz", healthz)
+        ops.router.add_get("/livez", livez)
+        ops.router.add_get("/metrics", metrics)
+        if self.settings.sandbox:
+            ops.router.add_get("/sandbox", sandbox_info)
+        self.ops_port = await self._listen(ops, self.settings.ops_listen)
+        callbacks = web.Application(client_max_size=MAX_CALLBACK_BYTES)
         # Vendor callbacks (adapters' callback_routes) are known only after the sandbox started,
         # but aiohttp freezes its router on start: dispatch them through one route.
-        app.router.add_route("*", "/callbacks/{vendor}", callback)
-        host, port = _split_hostport(self.settings.ops_listen)
-        self._ops_runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._ops_runner.setup()
-        site = web.TCPSite(self._ops_runner, host, port)
+        callbacks.router.add_route("*", "/callbacks/{vendor}", self._callback)
+        self.callbacks_port = await self._listen(callbacks, self.settings.callbacks_listen)
+
+    async def _callback(self, request: web.Request) -> web.StreamResponse:
+        """One vendor callback: rate limited per vendor, then :meth:`CallbackRouter.handle`."""
+        vendor = request.match_info["vendor"]
+        if self.callbacks is None or vendor not in self.adapters:
+            if self.callbacks is None:  # not started yet: the vendor retries
+                return web.json_response({"error": "starting"}, status=503)
+            raise web.HTTPNotFound()
+        self._callback_count += 1
+        wait = await self._callback_limits.try_acquire(
+            vendor,
+            max(1, int(self.settings.callbacks_per_second)),
+            1.0,
+            str(self._callback_count),
+        )
+        if wait > 0:
+            metrics.CALLBACKS.labels(vendor, "rate_limited").inc()
+            return web.json_response(
+                {"error": "too many callbacks"},
+                status=429,
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return await self.callbacks.handle(request)
+
+    async def _listen(self, app: web.Application, address: str) -> int:
+        """Serve ``app`` on ``address`` (``host:port``, port 0: any); the bound port."""
+        host, port = _split_hostport(address)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         server = site._server
         assert server is not None
-        self.ops_port = int(getattr(server, "sockets", [])[0].getsockname()[1])
+        return int(getattr(server, "sockets", [])[0].getsockname()[1])
 
-    async def _ops_runner_cleanup(self) -> None:
-        if self._ops_runner is not None:
-            await self._ops_runner.cleanup()
-            self._ops_runner = None
+    async def _http_cleanup(self) -> None:
+        while self._runners:
+            await self._runners.pop().cleanup()
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Drain and stop, idempotently: NOT_SERVING, go_away, grace period, close sessions."""
@@ -345,7 +458,7 @@ class GatewayServer:
             await self.registry.aclose()
         if self.rate_limits is not None:
             await self.rate_limits.aclose()
-        await self._ops_runner_cleanup()
+        await self._http_cleanup()
         if self.sandbox is not None:
             await self.sandbox.stop()
         log.info("gateway_stopped")

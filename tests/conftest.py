@@ -60,7 +60,10 @@ def make_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "listen": "127.0.0.1:0",
         "ops_listen": "127.0.0.1:0",
+        "callbacks_listen": "127.0.0.1:0",
         "sandbox": True,
+        # Also when a test turns the sandbox off: TLS has its own tests (test_tls.py).
+        "plaintext": True,
         "sandbox_vendors": "zegocloud",
         "reaper_interval_s": 0.2,
         "shutdown_grace_s": 2.0,
@@ -277,9 +280,18 @@ async def redis_url(redis_server: RedisServer) -> str:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any AVATAR_GATEWAY_* variable, plus ``extra``."""
+    """This process's environment without any AVATAR_GATEWAY_* variable, plus ``extra``.
+
+    A gateway started with it serves plaintext gRPC (TLS has its own tests: test_tls.py) and
+    its callbacks listener on any free loopback port, unless ``extra`` says otherwise.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
-    env.update(AVATAR_GATEWAY_LOG_FORMAT="json", AVATAR_GATEWAY_LOG_LEVEL="info")
+    env.update(
+        AVATAR_GATEWAY_LOG_FORMAT="json",
+        AVATAR_GATEWAY_LOG_LEVEL="info",
+        AVATAR_GATEWAY_PLAINTEXT="true",
+        AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+    )
     env.update(extra)
     return env
 

@@ -1,4 +1,4 @@
-"""A flood of forged vendor callbacks changes nothing (docs/security.md §1).
+"""A flood of forged vendor callbacks changes nothing (docs/security.md §1, §6).
 
 While a real Drive turn plays on a sandboxed ZEGOCLOUD session, 300 callbacks are posted at
 once to the gateway's public callback route, each one an attack on that very session: task
@@ -78,7 +78,7 @@ async def test_forged_callbacks_change_nothing(gateway: Gateway) -> None:
         "Nonce": nonce,
         "Signature": callback_signature(emulator.callback_secret, ts, nonce),
     }
-    url = f"{gateway.server.ops_url}/callbacks/zegocloud"
+    url = f"{gateway.server.callbacks_url}/callbacks/zegocloud"
     harmless = {"EventType": 7, "TaskId": task_id, "Detail": {}, **seen}
     async with httpx.AsyncClient(timeout=30) as http:
         assert (await http.post(url, json=harmless)).status_code == 200
@@ -110,4 +110,48 @@ async def test_forged_callbacks_change_nothing(gateway: Gateway) -> None:
     assert [d.sha256 for d in drives] == [hashlib.sha256(pcm).hexdigest()]
     again = await gateway.stub.GetSession(pb.GetSessionRequest(name=session.name), timeout=10)
     assert again.state == pb.SESSION_STATE_READY
+    await still_serving(gateway)
+
+
+@pytest.mark.parametrize("gateway", [{"callbacks_per_second": 20}], indirect=True)
+async def test_callbacks_beyond_the_rate_are_refused_with_retry_after(gateway: Gateway) -> None:
+    """Past ``callbacks_per_second`` a vendor's callbacks get 429 and Retry-After, before
+    any signature check or registry write; the window slides, so a vendor's retry succeeds.
+    """
+    session = await gateway.create()
+    emulator = gateway.emulator("zegocloud")
+    url = f"{gateway.server.callbacks_url}/callbacks/zegocloud"
+    ts = str(int(time.time()))
+    signed = {
+        "EventType": 7,
+        "TaskId": session.vendor_session_id,
+        "Detail": {},
+        "Timestamp": ts,
+        "Signature": callback_signature(emulator.callback_secret, ts, "n"),
+    }
+    async with httpx.AsyncClient(timeout=30) as http:
+        answers = [await http.post(url, json={**signed, "Nonce": "n", "Seq": i}) for i in range(30)]
+        statuses = [a.status_code for a in answers]
+        # The window holds 20 (including the sandbox's own callbacks of the create).
+        assert statuses.count(429) >= 10 and set(statuses) <= {200, 401, 429}, statuses
+        limited = next(a for a in answers if a.status_code == 429)
+        assert 1 <= int(limited.headers["Retry-After"]) <= 1
+        # Unknown vendors are not counted in anyone's window: 404.
+        assert (await http.post(f"{url}x", json=signed)).status_code == 404
+
+        async def accepted_again() -> bool:
+            ts = str(int(time.time()))
+            fresh = {
+                **signed,
+                "Timestamp": ts,
+                "Nonce": f"retry-{time.monotonic_ns()}",
+            }
+            fresh["Signature"] = callback_signature(emulator.callback_secret, ts, fresh["Nonce"])
+            return (await http.post(url, json=fresh)).status_code == 200
+
+        # The window slides: within about a second the vendor's retry is served again.
+        deadline = time.monotonic() + 10
+        while not await accepted_again():
+            assert time.monotonic() < deadline, "still refused 10 s later"
+            await asyncio.sleep(0.1)
     await still_serving(gateway)

@@ -204,6 +204,8 @@ def gateway_process() -> Iterator[GatewayProcess]:
         os.environ,
         AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
+        AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+        AVATAR_GATEWAY_PLAINTEXT="true",
         AVATAR_GATEWAY_SANDBOX="true",
         AVATAR_GATEWAY_SANDBOX_VENDORS="zegocloud",
         AVATAR_GATEWAY_LOG_LEVEL="error",

@@ -236,9 +236,9 @@ async def proxied_gateway(
     server = GatewayServer(make_settings(sandbox=False, vendors=settings, **overrides))
     await server.start()
     if vendor == "zegocloud":
-        emulator.callback_url = f"{server.ops_url}/callbacks/zegocloud"
+        emulator.callback_url = f"{server.callbacks_url}/callbacks/zegocloud"
         if proxy_callbacks:
-            callback_proxy = FaultProxy("127.0.0.1", server.ops_port)
+            callback_proxy = FaultProxy("127.0.0.1", server.callbacks_port)
             await callback_proxy.start()
             emulator.callback_url = f"{callback_proxy.url}/callbacks/zegocloud"
     channel = grpc.aio.insecure_channel(server.grpc_target)

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 
 from emulators.zegocloud import ZegocloudEmulator
+from tests.tlsutil import CertificateAuthority
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,11 +35,13 @@ class Serve:
     """`python -m gateway serve` with only the given AVATAR_GATEWAY_* variables."""
 
     def __init__(self, *args: str, **env: str) -> None:
-        self.port, self.ops = free_port(), free_port()
+        self.port, self.ops, self.callbacks = free_port(), free_port(), free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
         self.env.update(
             AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{self.port}",
             AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{self.ops}",
+            AVATAR_GATEWAY_CALLBACKS_LISTEN=f"127.0.0.1:{self.callbacks}",
+            AVATAR_GATEWAY_PLAINTEXT="true",
             AVATAR_GATEWAY_LOG_FORMAT="json",
             PYTHONUNBUFFERED="1",
         )
@@ -123,13 +127,15 @@ async def test_configured_vendor_is_live_first_line_names_it_and_its_url(tmp_pat
         # Tencent with an appkey but no access token: a Secret that mounted only in part.
         AVATAR_GATEWAY_TENCENT__APPKEY="half",
     )
-    emulator.callback_url = f"http://127.0.0.1:{serve.ops}/callbacks/zegocloud"
+    emulator.callback_url = f"http://127.0.0.1:{serve.callbacks}/callbacks/zegocloud"
     try:
         async with serve:
             lines = await serve.until("gateway_started")
             assert lines[0]["event"] == "vendors_live", lines
             assert lines[0]["mode"] == "production"
             assert lines[0]["vendors"] == {"zegocloud": {"api_url": api_url}}
+            assert lines[0]["transport"] == "plaintext"
+            assert any(line["event"] == "plaintext_grpc" for line in lines), lines
             (not_offered,) = [line for line in lines if line["event"] == "vendor_not_offered"]
             assert not_offered["vendor"] == "tencent"
             assert "AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN" in not_offered["reason"]
@@ -143,6 +149,14 @@ async def test_configured_vendor_is_live_first_line_names_it_and_its_url(tmp_pat
                 )
                 assert session.state == pb.SESSION_STATE_READY
                 await stub.CloseSession(pb.CloseSessionRequest(name=session.name), timeout=30)
+            # The image's HEALTHCHECK: readiness on the ops listener. No /sandbox outside
+            # the sandbox; the public listener serves callbacks and nothing else.
+            assert await health_command(f"127.0.0.1:{serve.ops}") == 0
+            async with httpx.AsyncClient(timeout=10) as http:
+                ops, public = f"http://127.0.0.1:{serve.ops}", f"http://127.0.0.1:{serve.callbacks}"
+                assert (await http.get(f"{ops}/sandbox")).status_code == 404
+                for path in ("/metrics", "/healthz", "/livez", "/sandbox"):
+                    assert (await http.get(f"{public}{path}")).status_code == 404, path
             assert await serve.sigterm() == 0
     finally:
         await emulator.stop()
@@ -162,3 +176,62 @@ async def test_sandbox_that_cannot_start_any_vendor_exits_nonzero_saying_how_to_
     assert serve.lines[0]["event"] == "sandbox_mode"
     assert serve.lines[-1]["event"] == "gateway_not_started"
     assert "make livekit" in serve.lines[-1]["reason"], serve.lines
+
+
+async def health_command(target: str) -> int:
+    """``avatar-gateway health --target <ops host:port>``: its exit code."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "health", "--target", target, cwd=ROOT
+    )
+    return await asyncio.wait_for(proc.wait(), 30)
+
+
+ZEGO_ENV = {
+    "AVATAR_GATEWAY_ZEGOCLOUD__APP_ID": "7",
+    "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET": "s3cret",
+    "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": "http://127.0.0.1:9/",
+}
+
+
+async def test_production_without_tls_or_explicit_plaintext_does_not_start() -> None:
+    """Plaintext only when asked for: no certificate and no AVATAR_GATEWAY_PLAINTEXT is one
+    line naming both ways out, before anything listens."""
+    async with Serve(AVATAR_GATEWAY_PLAINTEXT="false", **ZEGO_ENV) as serve:
+        code = await serve.exit_code()
+    assert code == EXIT_CONFIGURATION, serve.lines
+    (line,) = serve.lines
+    assert line["event"] == "gateway_not_started", line
+    for variable in ("AVATAR_GATEWAY_TLS_CERT_FILE", "AVATAR_GATEWAY_PLAINTEXT=true"):
+        assert variable in line["reason"], line
+
+
+async def test_tls_from_files_the_first_line_says_so(tmp_path: Path) -> None:
+    ca = CertificateAuthority()
+    cert, key = ca.server_pair().write(tmp_path, "server")
+    tls = {
+        "AVATAR_GATEWAY_PLAINTEXT": "false",
+        "AVATAR_GATEWAY_TLS_CERT_FILE": str(cert),
+        "AVATAR_GATEWAY_TLS_KEY_FILE": str(key),
+    }
+    async with Serve(**tls, **ZEGO_ENV) as serve:
+        lines = await serve.until("gateway_started")
+        assert lines[0]["event"] == "vendors_live" and lines[0]["transport"] == "tls", lines
+        assert not any(line["event"] == "plaintext_grpc" for line in lines), lines
+        creds = grpc.ssl_channel_credentials(ca.cert_pem)
+        async with grpc.aio.secure_channel(f"127.0.0.1:{serve.port}", creds) as channel:
+            stub = pb_grpc.AvatarGatewayStub(channel)
+            assert (await stub.ListVendors(pb.ListVendorsRequest(), timeout=10)).vendors
+        # Probes do not need the gRPC port's certificates.
+        assert await health_command(f"127.0.0.1:{serve.ops}") == 0
+        assert await serve.sigterm() == 0
+    # A key that is not the certificate's, or TLS and plaintext both: not started.
+    (tmp_path / "other-key.pem").write_bytes(ca.server_pair().key_pem)
+    for wrong, says in (
+        ({"AVATAR_GATEWAY_TLS_KEY_FILE": str(tmp_path / "other-key.pem")}, "is not the key"),
+        ({"AVATAR_GATEWAY_PLAINTEXT": "true"}, "contradicts"),
+    ):
+        async with Serve(**{**tls, **wrong}, **ZEGO_ENV) as serve:
+            code = await serve.exit_code()
+        assert code == EXIT_CONFIGURATION, serve.lines
+        assert serve.lines[-1]["event"] == "gateway_not_started", serve.lines
+        assert says in serve.lines[-1]["reason"], serve.lines

@@ -86,7 +86,7 @@ class Replica:
     stack: contextlib.AsyncExitStack
     channel: grpc.aio.Channel
     stub: pb_grpc.AvatarGatewayStub
-    ops_port: int
+    callbacks_port: int
     alive: bool = True
 
 
@@ -110,11 +110,13 @@ class Fleet:
         channel = await stack.enter_async_context(
             grpc.aio.insecure_channel(str(process.started["listen"]))
         )
-        ops_port = int(str(process.started["ops"]).rsplit(":", 1)[1])
-        replica = Replica(process, stack, channel, pb_grpc.AvatarGatewayStub(channel), ops_port)
+        callbacks_port = int(str(process.started["callbacks"]).rsplit(":", 1)[1])
+        replica = Replica(
+            process, stack, channel, pb_grpc.AvatarGatewayStub(channel), callbacks_port
+        )
         self.replicas.append(replica)
         if len(self.live()) == 1:
-            self.callbacks.upstream_port = ops_port
+            self.callbacks.upstream_port = callbacks_port
         return replica
 
     async def kill(self, replica: Replica) -> None:
@@ -122,8 +124,8 @@ class Fleet:
         replica.process.proc.kill()
         await replica.process.proc.wait()
         self.kills += 1
-        if self.callbacks.upstream_port == replica.ops_port and self.live():
-            self.callbacks.upstream_port = self.live()[0].ops_port
+        if self.callbacks.upstream_port == replica.callbacks_port and self.live():
+            self.callbacks.upstream_port = self.live()[0].callbacks_port
         # Its client channel stays open until the end: closing it would cancel the calls in
         # flight on it locally, where a client sees the replica's death as UNAVAILABLE.
 

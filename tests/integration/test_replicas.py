@@ -103,7 +103,7 @@ async def cluster(
     redis_url: str,
     vendor_env: dict[str, str],
     count: int = 3,
-    ops_ports: dict[int, int] | None = None,
+    callbacks_ports: dict[int, int] | None = None,
 ) -> AsyncIterator[list[Replica]]:
     """``count`` replicas started concurrently, each ready once it logs ``gateway_started``."""
     async with contextlib.AsyncExitStack() as stack:
@@ -112,7 +112,8 @@ async def cluster(
             env = base_env(
                 **vendor_env,
                 AVATAR_GATEWAY_LISTEN="127.0.0.1:0",
-                AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{(ops_ports or {}).get(i, 0)}",
+                AVATAR_GATEWAY_OPS_LISTEN="127.0.0.1:0",
+                AVATAR_GATEWAY_CALLBACKS_LISTEN=f"127.0.0.1:{(callbacks_ports or {}).get(i, 0)}",
                 AVATAR_GATEWAY_REDIS_URL=redis_url,
                 AVATAR_GATEWAY_REPLICA_LEASE_TTL_S=str(TTL_S),
                 AVATAR_GATEWAY_REAPER_INTERVAL_S=str(REAPER_S),
@@ -140,19 +141,19 @@ async def zego_cluster(
 
     The emulator's callbacks go to the replica of index ``callbacks_to``.
     """
-    ops = free_port()  # the replica's ops port, which the emulator must know first
+    port = free_port()  # the replica's callbacks port, which the emulator must know first
     args = (
         "--listen",
         "127.0.0.1:0",
         "--callback-url",
-        f"http://127.0.0.1:{ops}/callbacks/zegocloud",
+        f"http://127.0.0.1:{port}/callbacks/zegocloud",
     )
     async with (
         emulate("zegocloud", base_env(**ZEGO), *args) as emu,
         cluster(
             redis_url,
             {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
-            ops_ports={callbacks_to: ops},
+            callbacks_ports={callbacks_to: port},
         ) as replicas,
     ):
         yield emu, replicas
@@ -555,7 +556,7 @@ async def test_callbacks_reach_the_replica_that_drives_the_session(redis_url: st
         async with httpx.AsyncClient() as client:
             answers = await asyncio.gather(
                 *(
-                    client.post(f"{r.process.started['ops']}/callbacks/zegocloud", json=body)
+                    client.post(f"{r.process.started['callbacks']}/callbacks/zegocloud", json=body)
                     for r in replicas
                 )
             )

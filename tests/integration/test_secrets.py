@@ -220,11 +220,17 @@ class GatewayProcess:
     def ops(self) -> str:
         return str(self.started["ops"])
 
+    @property
+    def callbacks(self) -> str:
+        return str(self.started["callbacks"])
+
     async def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
         env.update(
             AVATAR_GATEWAY_LISTEN="127.0.0.1:0",
             AVATAR_GATEWAY_OPS_LISTEN="127.0.0.1:0",
+            AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+            AVATAR_GATEWAY_PLAINTEXT="true",
             AVATAR_GATEWAY_SANDBOX="false",
             AVATAR_GATEWAY_LOG_LEVEL="debug",
             AVATAR_GATEWAY_LOG_FORMAT="json",
@@ -359,7 +365,7 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
     since = time.time()
     try:
         await gw.start()
-        zego.callback_url = f"{gw.ops}/callbacks/zegocloud"
+        zego.callback_url = f"{gw.callbacks}/callbacks/zegocloud"
         stub = gw.stub
         await unary(cap, stub.ListVendors(pb.ListVendorsRequest(), timeout=10))
         # A canary the gateway must echo (status message, metadata, log): proves the capture
@@ -402,7 +408,7 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
         async with httpx.AsyncClient(timeout=10) as http:
             forged = {"AppId": ZEGO_APP_ID, "EventType": 4, "Nonce": "1", "Timestamp": "2"}
             forged["Signature"] = callback_signature("not-the-secret", "2", "1")
-            answer = await http.post(f"{gw.ops}/callbacks/zegocloud", json=forged)
+            answer = await http.post(f"{gw.callbacks}/callbacks/zegocloud", json=forged)
             assert answer.status_code == 401
             cap.parts.append(answer.text)
         await unary(cap, stub.GetSession(pb.GetSessionRequest(name=s.name), timeout=10))
@@ -503,7 +509,7 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
         await unary(cap, stub.CloseSession(pb.CloseSessionRequest(name=a.name), timeout=30))
 
         async with httpx.AsyncClient(timeout=10) as http:
-            for path in ("/metrics", "/healthz", "/sandbox"):
+            for path in ("/metrics", "/healthz", "/livez"):
                 cap.parts.append((await http.get(gw.ops + path)).text)
     finally:
         await gw.stop()

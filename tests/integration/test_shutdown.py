@@ -39,6 +39,8 @@ async def test_sigterm_drains_streams_and_closes_owned_sessions() -> None:
         os.environ,
         AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
+        AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+        AVATAR_GATEWAY_PLAINTEXT="true",
         AVATAR_GATEWAY_SANDBOX="false",
         AVATAR_GATEWAY_ZEGOCLOUD__APP_ID="7",
         AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET="s3cret",
@@ -118,6 +120,8 @@ async def test_sandbox_mode_is_the_first_log_line_and_sigterm_exits_cleanly() ->
     env.update(
         AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
+        AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+        AVATAR_GATEWAY_PLAINTEXT="true",
         AVATAR_GATEWAY_SANDBOX_VENDORS="zegocloud",
         AVATAR_GATEWAY_LOG_FORMAT="json",
         AVATAR_GATEWAY_LOG_LEVEL="debug",

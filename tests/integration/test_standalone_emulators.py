@@ -84,13 +84,13 @@ async def drive_one_turn(gw: Gateway, vendor: str, avatar_id: str, pcm: bytes) -
 
 
 async def test_zegocloud_standalone_serves_a_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
-    ops = free_port()
+    callbacks_port = free_port()
     vendor_env = {
         "AVATAR_GATEWAY_ZEGOCLOUD__APP_ID": "424242",
         "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET": "zego-server-secret-0123456789abcd",
         "AVATAR_GATEWAY_ZEGOCLOUD__CALLBACK_SECRET": "zego-callback-secret",
     }
-    callback = f"http://127.0.0.1:{ops}/callbacks/zegocloud"
+    callback = f"http://127.0.0.1:{callbacks_port}/callbacks/zegocloud"
     # The callback URL from the env, as a compose file would set it; listening on every
     # interface, the URLs handed out default to loopback.
     env = base_env(**vendor_env, AVATAR_GATEWAY_EMULATOR__CALLBACK_URL=callback)
@@ -99,7 +99,9 @@ async def test_zegocloud_standalone_serves_a_gateway(monkeypatch: pytest.MonkeyP
         assert emu.started["listen"] == f"0.0.0.0:{port}"
         assert emu.url == f"http://127.0.0.1:{port}/"
         gateway_env = {**vendor_env, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url}
-        async with gateway_with(monkeypatch, gateway_env, ops_listen=f"127.0.0.1:{ops}") as gw:
+        async with gateway_with(
+            monkeypatch, gateway_env, callbacks_listen=f"127.0.0.1:{callbacks_port}"
+        ) as gw:
             pcm = tone(1.0)
             session = await drive_one_turn(gw, "zegocloud", "zego_emma", pcm)
         state = await emu.state()

@@ -439,6 +439,8 @@ async def test_keys_never_reach_logs_statuses_or_responses(tmp_path: Path) -> No
         AVATAR_GATEWAY_SANDBOX_VENDORS="zegocloud",
         AVATAR_GATEWAY_LISTEN="127.0.0.1:0",
         AVATAR_GATEWAY_OPS_LISTEN="127.0.0.1:0",
+        AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+        AVATAR_GATEWAY_PLAINTEXT="true",
         AVATAR_GATEWAY_LOG_LEVEL="debug",
         AVATAR_GATEWAY_API_KEYS_FILE=str(path),
         AVATAR_GATEWAY_JWT_JWKS=str(jwks),

@@ -211,6 +211,7 @@ class GatewayProcess:
     def __init__(self, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.ops_port = free_port()
+        self.callbacks_port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log_path = log_dir / f"gateway-{self.port}.log"
         self.extra_env = extra_env or {}
@@ -225,6 +226,7 @@ class GatewayProcess:
         env.update(
             AVATAR_GATEWAY_LISTEN=self.target,
             AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{self.ops_port}",
+            AVATAR_GATEWAY_CALLBACKS_LISTEN=f"127.0.0.1:{self.callbacks_port}",
             AVATAR_GATEWAY_SHUTDOWN_GRACE_S="10",
             AVATAR_GATEWAY_LOG_FORMAT="json",
         )
