@@ -76,9 +76,9 @@ func WithClientCertPEM(certPEM, keyPEM []byte) ConnOption {
 }
 
 // WithServerName checks the server's certificate against name instead of the host of
-// the target, and sends name as the TLS server name (SNI) and as the :authority of every
-// call: for example "localhost" when dialing 127.0.0.1:50051, or the gateway's public name
-// when dialing one replica by address.
+// the target, and sends name as the TLS server name (SNI); grpc-go also uses it as the
+// :authority of every call. For example, "localhost" when dialing 127.0.0.1:50051, or the
+// gateway's public name when dialing one replica by address.
 func WithServerName(name string) ConnOption {
 	return func(c *connConfig) { c.serverName = name }
 }
@@ -112,7 +112,8 @@ func WithCredentialOverPlaintext() ConnOption {
 
 // WithDialOptions passes more grpc-go options to grpc.NewClient (interceptors, keepalive,
 // message size limits, ...). They are applied before the helper's own, so they cannot
-// replace the transport or per-call credentials that NewConn sets.
+// replace the transport credentials that NewConn sets. Do not add per-call credentials
+// that set authorization: use WithCredential.
 func WithDialOptions(opts ...grpc.DialOption) ConnOption {
 	return func(c *connConfig) { c.dialOptions = append(c.dialOptions, opts...) }
 }
@@ -168,11 +169,11 @@ func NewConn(target string, opts ...ConnOption) (*grpc.ClientConn, error) {
 	}
 	dialOpts := append([]grpc.DialOption{}, c.dialOptions...)
 	dialOpts = append(dialOpts, grpc.WithTransportCredentials(creds))
-	if c.serverName != "" {
-		dialOpts = append(dialOpts, grpc.WithAuthority(c.serverName))
-	}
 	if c.credential != nil {
-		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{credential: *c.credential, requireTLS: !c.plaintext}))
+		// Unless plaintext is allowed explicitly, grpc-go also refuses to send it on a
+		// connection without transport security (a second guard).
+		requireTLS := !(c.plaintext && c.allowClear)
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{credential: *c.credential, requireTLS: requireTLS}))
 	}
 	return grpc.NewClient(target, dialOpts...)
 }
