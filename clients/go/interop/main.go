@@ -3,6 +3,11 @@
 // gateway with the generated stubs and the gatewayclient helpers, and prints what it
 // observes as JSON lines on stdout. The Python runner compares them to the scenario's
 // expectations; this program asserts nothing itself.
+//
+// The connection comes from gatewayclient.NewConn: with the scenario's optional "tls"
+// (ca_file, server_name, cert_file, key_file) it dials TLS, without it plaintext; an
+// optional "credential" goes on every call as authorization: Bearer <credential> (over
+// TLS only: with a credential and no tls, the driver exits with status 2).
 package main
 
 import (
@@ -17,8 +22,6 @@ import (
 
 	gatewayv1 "github.com/avatargateway/avatar-gateway/clients/go/avatar/gateway/v1"
 	"github.com/avatargateway/avatar-gateway/clients/go/gatewayclient"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -46,6 +49,40 @@ type scenario struct {
 	Vendor   string `json:"vendor"`
 	AvatarID string `json:"avatar_id"`
 	Steps    []step `json:"steps"`
+	// TLS, when present, dials with TLS; absent, the driver dials plaintext.
+	TLS *tlsOptions `json:"tls"`
+	// Credential, when not empty, goes on every call as authorization: Bearer <credential>.
+	Credential string `json:"credential"`
+}
+
+type tlsOptions struct {
+	CAFile     string `json:"ca_file"`
+	ServerName string `json:"server_name"`
+	CertFile   string `json:"cert_file"`
+	KeyFile    string `json:"key_file"`
+}
+
+// connOptions maps the scenario's tls and credential to gatewayclient.NewConn options. A
+// credential without tls is refused by NewConn (ErrCredentialOverPlaintext).
+func (sc scenario) connOptions() []gatewayclient.ConnOption {
+	var opts []gatewayclient.ConnOption
+	if t := sc.TLS; t != nil {
+		if t.CAFile != "" {
+			opts = append(opts, gatewayclient.WithCAFile(t.CAFile))
+		}
+		if t.ServerName != "" {
+			opts = append(opts, gatewayclient.WithServerName(t.ServerName))
+		}
+		if t.CertFile != "" || t.KeyFile != "" {
+			opts = append(opts, gatewayclient.WithClientCertFiles(t.CertFile, t.KeyFile))
+		}
+	} else {
+		opts = append(opts, gatewayclient.WithInsecurePlaintext())
+	}
+	if sc.Credential != "" {
+		opts = append(opts, gatewayclient.WithCredential(sc.Credential))
+	}
+	return opts
 }
 
 type driver struct {
@@ -315,7 +352,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "interop: bad scenario:", err)
 		os.Exit(2)
 	}
-	conn, err := grpc.NewClient(sc.Target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := gatewayclient.NewConn(sc.Target, sc.connOptions()...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "interop:", err)
 		os.Exit(2)

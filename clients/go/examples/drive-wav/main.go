@@ -2,7 +2,12 @@
 // ends the turn, interrupts, prints every event and closes the session. Without -avatar,
 // it takes the vendor's first avatar from ListAvatars.
 //
-//	cd clients/go && go run ./examples/drive-wav -target 127.0.0.1:50051 -wav ../testdata/sample-16k-mono.wav
+// It connects with TLS, trusting the system roots or the CA in -ca-file, and sends the
+// credential (an API key or a JWT, from $AVATAR_GATEWAY_CREDENTIAL or -credential) on
+// every call. -plaintext turns TLS off, for a local sandbox gateway:
+//
+//	cd clients/go && go run ./examples/drive-wav -plaintext -target 127.0.0.1:50051 -wav ../testdata/sample-16k-mono.wav
+//	AVATAR_GATEWAY_CREDENTIAL=... go run ./examples/drive-wav -target gateway.example.com:443 -ca-file ca.pem
 package main
 
 import (
@@ -17,8 +22,6 @@ import (
 
 	gatewayv1 "github.com/avatargateway/avatar-gateway/clients/go/avatar/gateway/v1"
 	"github.com/avatargateway/avatar-gateway/clients/go/gatewayclient"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -29,18 +32,35 @@ func main() {
 	vendor := flag.String("vendor", "zegocloud", "vendor: zegocloud, tencent or akool")
 	avatar := flag.String("avatar", "", "the vendor's avatar id (default: the vendor's first avatar)")
 	wavPath := flag.String("wav", "../testdata/sample-16k-mono.wav", "16-bit PCM WAV file to speak")
+	caFile := flag.String("ca-file", "", "PEM file of the CA that signed the gateway's certificate (default: the system roots)")
+	credential := flag.String("credential", "",
+		"API key or JWT sent as authorization: Bearer (default $AVATAR_GATEWAY_CREDENTIAL, which keeps it out of ps)")
+	plaintext := flag.Bool("plaintext", false, "no TLS, for a local sandbox gateway (a credential is then refused)")
 	flag.Parse()
-	if err := run(*target, *vendor, *avatar, *wavPath); err != nil {
+	if *credential == "" { // not the flag's default: -h would print it
+		*credential = os.Getenv("AVATAR_GATEWAY_CREDENTIAL")
+	}
+	var opts []gatewayclient.ConnOption
+	if *plaintext {
+		opts = append(opts, gatewayclient.WithInsecurePlaintext())
+	}
+	if *caFile != "" {
+		opts = append(opts, gatewayclient.WithCAFile(*caFile))
+	}
+	if *credential != "" {
+		opts = append(opts, gatewayclient.WithCredential(*credential))
+	}
+	if err := run(*target, *vendor, *avatar, *wavPath, opts); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(target, vendor, avatar, wavPath string) error {
+func run(target, vendor, avatar, wavPath string, opts []gatewayclient.ConnOption) error {
 	audio, err := gatewayclient.ReadWAV(wavPath)
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := gatewayclient.NewConn(target, opts...)
 	if err != nil {
 		return err
 	}
