@@ -107,7 +107,7 @@ async function driveOnce(client: AvatarGatewayClient): Promise<number> {
   const stream = await drive(client, "sessions/s1", linear16(16000, 1), { deadline: Date.now() + 5000 });
   assert.equal(stream.started?.session, "sessions/s1");
   stream.halfClose();
-  for await (const _ of stream); // eslint-disable-line @typescript-eslint/no-unused-vars
+  for await (const _ of stream); // drain until the OK status
   return (await stream.status).code;
 }
 
