@@ -3,11 +3,17 @@
  * interrupts, prints every event and closes the session. Without --avatar, it takes the
  * vendor's first avatar from ListAvatars.
  *
+ * It connects with TLS, trusting the system roots or --ca (a PEM file), and sends --credential
+ * (default $AVATAR_GATEWAY_CREDENTIAL: an API key or a JWT) as `authorization: Bearer` on every
+ * call. --plaintext connects without TLS, to the local sandbox; it sends a credential only to
+ * a loopback target, where it does not cross the network.
+ *
  *   cd clients/typescript && npm ci && npm run build
- *   node dist/examples/drive-wav.js --target 127.0.0.1:50051 --wav ../testdata/sample-16k-mono.wav
+ *   node dist/examples/drive-wav.js --target 127.0.0.1:50051 --plaintext --wav ../testdata/sample-16k-mono.wav
+ *   node dist/examples/drive-wav.js --target gateway.example.com:443 --ca ca.pem --credential "$KEY"
  */
 import { parseArgs } from "node:util";
-import { credentials, type ServiceError, status } from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import {
   AvatarGatewayClient,
   CreateSessionRequest,
@@ -17,6 +23,7 @@ import {
   ListAvatarsResponse,
   Session,
   audioFormat,
+  connect,
   drive,
   durationMs,
   errorInfo,
@@ -30,8 +37,17 @@ const { values: args } = parseArgs({
     vendor: { type: "string", default: "zegocloud" },
     avatar: { type: "string", default: "" }, // empty: the vendor's first avatar
     wav: { type: "string", default: "../testdata/sample-16k-mono.wav" },
+    ca: { type: "string" }, // PEM file of the CA that signs the gateway's certificate; default: system roots
+    credential: { type: "string", default: process.env.AVATAR_GATEWAY_CREDENTIAL || undefined },
+    plaintext: { type: "boolean", default: false }, // no TLS: the local sandbox
   },
 });
+
+/** Whether `target` (host:port) is this machine, where a plaintext credential stays local. */
+function isLoopback(target: string): boolean {
+  const host = target.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 /** Adapts a grpc-js unary callback to a promise. */
 function unary<Res>(start: (cb: (err: ServiceError | null, res: Res) => void) => unknown): Promise<Res> {
@@ -59,7 +75,12 @@ async function firstAvatar(client: AvatarGatewayClient, vendor: string): Promise
 
 async function main(): Promise<void> {
   const audio = await readWav(args.wav!);
-  const client = new AvatarGatewayClient(args.target!, credentials.createInsecure());
+  const client = connect(args.target!, {
+    ca: args.ca,
+    credential: args.credential,
+    plaintext: args.plaintext,
+    allowPlaintextCredential: args.plaintext && isLoopback(args.target!),
+  });
   const avatarId = args.avatar || (await firstAvatar(client, args.vendor!));
   const request = CreateSessionRequest.fromPartial({ vendor: args.vendor, avatarId });
   const session = await unary<Session>((cb) => client.createSession(request, cb)).catch((err) => {

@@ -5,15 +5,17 @@
  * them with the scenario's expectations; this program asserts nothing itself.
  */
 import { text } from "node:stream/consumers";
-import { credentials, type ServiceError } from "@grpc/grpc-js";
+import type { ServiceError } from "@grpc/grpc-js";
 import {
   AvatarGatewayClient,
+  type ConnectOptions,
   CreateSessionRequest,
   type DriveResponse,
   DriveStream,
   GetSessionRequest,
   type Session,
   chunks,
+  connect,
   drive,
   errorInfo,
   linear16,
@@ -41,11 +43,34 @@ interface Step {
   avatar_id?: string;
 }
 
+interface Tls {
+  ca_file?: string;
+  server_name?: string;
+  cert_file?: string;
+  key_file?: string;
+}
+
 interface Scenario {
   target: string;
   vendor: string;
   avatar_id: string;
   steps: Step[];
+  /** TLS to the gateway; plaintext when absent. */
+  tls?: Tls;
+  /** API key or JWT, sent on every call as `authorization: Bearer <credential>`. */
+  credential?: string;
+}
+
+/** connect() options for the scenario's `tls` and `credential`. */
+function connectOptions(sc: Scenario): ConnectOptions {
+  const given = (v: string | null | undefined) => v || undefined; // null or "": absent
+  const credential = given(sc.credential);
+  if (!sc.tls) {
+    // The sandbox gateway on loopback: the runner's choice, so a credential may go in clear text.
+    return { plaintext: true, credential, allowPlaintextCredential: credential !== undefined };
+  }
+  const { ca_file, server_name, cert_file, key_file } = sc.tls;
+  return { ca: given(ca_file), serverName: given(server_name), cert: given(cert_file), key: given(key_file), credential };
 }
 
 type Line = Record<string, unknown>;
@@ -89,7 +114,7 @@ class Driver {
   private waiters: Array<() => void> = [];
 
   constructor(private readonly sc: Scenario) {
-    this.client = new AvatarGatewayClient(sc.target, credentials.createInsecure());
+    this.client = connect(sc.target, connectOptions(sc));
   }
 
   private notify(): void {
