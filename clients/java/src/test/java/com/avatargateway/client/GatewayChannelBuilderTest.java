@@ -6,155 +6,46 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.avatargateway.client.LoopbackGateway.Seen;
 import com.avatargateway.gateway.v1.AvatarGatewayGrpc;
-import com.avatargateway.gateway.v1.DriveRequest;
-import com.avatargateway.gateway.v1.DriveResponse;
-import com.avatargateway.gateway.v1.DriveStarted;
 import com.avatargateway.gateway.v1.ListVendorsRequest;
-import com.avatargateway.gateway.v1.ListVendorsResponse;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.InsecureServerCredentials;
 import io.grpc.ManagedChannel;
-import io.grpc.Metadata;
-import io.grpc.Server;
-import io.grpc.ServerCall;
-import io.grpc.ServerCallHandler;
 import io.grpc.ServerCredentials;
-import io.grpc.ServerInterceptor;
-import io.grpc.ServerInterceptors;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.TlsServerCredentials;
-import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.cert.Certificate;
-import java.security.cert.CertificateParsingException;
-import java.security.cert.X509Certificate;
 import java.util.ArrayList;
-import java.util.Collection;
 import java.util.List;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
-import java.util.logging.Level;
-import java.util.logging.Logger;
-import javax.net.ssl.SSLPeerUnverifiedException;
-import javax.net.ssl.SSLSession;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
 /**
  * {@link GatewayChannelBuilder} and {@link BearerCredentials} against a real grpc-java server on
- * loopback (grpc-netty-shaded), with the fixed certificates in clients/testdata/tls.
+ * loopback ({@link LoopbackGateway}), with the fixed certificates in clients/testdata/tls.
  */
 class GatewayChannelBuilderTest {
-  private static final Path TLS = Path.of("..", "testdata", "tls");
+  private static final Path TLS = LoopbackGateway.TLS;
   private static final String SPIFFE_ID = "spiffe://test.avatargateway.dev/tenant/acme";
   private static final String API_KEY = "agk_test.Key-123_abc";
   private static final String JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhY21lIn0.c2lnbmF0dXJl";
 
-  // The TLS client against the plaintext server makes the server log a bad preface at INFO.
-  private static final Logger SERVER_TRANSPORT_LOG =
-      Logger.getLogger("io.grpc.netty.shaded.io.grpc.netty.NettyServerTransport");
-
-  static {
-    SERVER_TRANSPORT_LOG.setLevel(Level.WARNING);
-  }
-
-  private final List<Server> servers = new ArrayList<>();
+  private final LoopbackGateway gateway = new LoopbackGateway();
+  private final List<Seen> seen = gateway.seen;
   private final List<ManagedChannel> channels = new ArrayList<>();
 
-  /** What the server saw of one call. */
-  record Seen(String method, String authorization, String authority, boolean tls, List<String> peerUris) {}
-
-  /** One unary method (ListVendors) and Drive (answers the config with started, ends on half-close). */
-  private static final class Service extends AvatarGatewayGrpc.AvatarGatewayImplBase {
-    @Override
-    public void listVendors(ListVendorsRequest request, StreamObserver<ListVendorsResponse> out) {
-      out.onNext(ListVendorsResponse.getDefaultInstance());
-      out.onCompleted();
-    }
-
-    @Override
-    public StreamObserver<DriveRequest> drive(StreamObserver<DriveResponse> out) {
-      return new StreamObserver<>() {
-        @Override
-        public void onNext(DriveRequest r) {
-          if (r.hasConfig()) {
-            out.onNext(DriveResponse.newBuilder()
-                .setStarted(DriveStarted.newBuilder().setSession(r.getConfig().getSession()))
-                .build());
-          }
-        }
-
-        @Override
-        public void onError(Throwable t) {}
-
-        @Override
-        public void onCompleted() {
-          out.onCompleted();
-        }
-      };
-    }
-  }
-
-  private final List<Seen> seen = new CopyOnWriteArrayList<>();
-
-  private final ServerInterceptor recorder =
-      new ServerInterceptor() {
-        @Override
-        public <Q, R> ServerCall.Listener<Q> interceptCall(
-            ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
-          SSLSession ssl = call.getAttributes().get(Grpc.TRANSPORT_ATTR_SSL_SESSION);
-          seen.add(new Seen(call.getMethodDescriptor().getBareMethodName(),
-              headers.get(BearerCredentials.AUTHORIZATION), call.getAuthority(), ssl != null, peerUris(ssl)));
-          return next.startCall(call, headers);
-        }
-      };
-
-  private static List<String> peerUris(SSLSession ssl) {
-    List<String> uris = new ArrayList<>();
-    if (ssl == null) {
-      return uris;
-    }
-    try {
-      for (Certificate c : ssl.getPeerCertificates()) {
-        Collection<List<?>> sans = ((X509Certificate) c).getSubjectAlternativeNames();
-        if (sans != null) {
-          for (List<?> san : sans) {
-            if ((Integer) san.get(0) == 6) { // uniformResourceIdentifier
-              uris.add((String) san.get(1));
-            }
-          }
-        }
-        break; // the leaf only
-      }
-    } catch (SSLPeerUnverifiedException e) {
-      // no client certificate
-    } catch (CertificateParsingException e) {
-      throw new IllegalStateException(e);
-    }
-    return uris;
-  }
-
   private int serve(ServerCredentials creds) throws IOException {
-    Server s = Grpc.newServerBuilderForPort(0, creds)
-        .addService(ServerInterceptors.intercept(new Service(), recorder))
-        .build()
-        .start();
-    servers.add(s);
-    return s.getPort();
+    return gateway.serve(creds);
   }
 
   private int serveTls(TlsServerCredentials.ClientAuth clientAuth) throws IOException {
-    TlsServerCredentials.Builder b = TlsServerCredentials.newBuilder()
-        .keyManager(TLS.resolve("server.pem").toFile(), TLS.resolve("server-key.pem").toFile());
-    if (clientAuth != TlsServerCredentials.ClientAuth.NONE) {
-      b.trustManager(TLS.resolve("ca.pem").toFile()).clientAuth(clientAuth);
-    }
-    return serve(b.build());
+    return gateway.serveTls(clientAuth);
   }
 
   private ManagedChannel channel(GatewayChannelBuilder b) throws IOException {
@@ -168,9 +59,7 @@ class GatewayChannelBuilderTest {
     for (ManagedChannel c : channels) {
       c.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
-    for (Server s : servers) {
-      s.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
-    }
+    gateway.close();
   }
 
   /** One unary call and one Drive (config, started, half-close, OK) on {@code channel}. */
