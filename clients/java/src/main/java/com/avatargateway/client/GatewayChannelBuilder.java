@@ -28,10 +28,13 @@ import java.util.Objects;
  *
  * <p>The local sandbox listens without TLS: ask for it explicitly with {@link #usePlaintext()}.
  * A credential over plaintext is refused unless {@link #allowCredentialOverPlaintext()} is also
- * set.
+ * set. grpc-java itself applies call credentials on any channel (it only reports the transport's
+ * {@link io.grpc.SecurityLevel} to them), so the check is in {@link BearerCredentials}: a call
+ * over a channel without TLS fails with UNAUTHENTICATED before its headers are sent, unless the
+ * plaintext was allowed here.
  *
- * <p>The setters only record options; {@link #build()} reads the files and checks the
- * combination. A builder is not thread-safe.
+ * <p>The setters record options ({@link #credential} also checks its value); {@link #build()}
+ * reads the files and checks the combination. A builder is not thread-safe.
  */
 public final class GatewayChannelBuilder {
   private final String target;
