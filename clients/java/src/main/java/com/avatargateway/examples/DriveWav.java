@@ -3,6 +3,7 @@ package com.avatargateway.examples;
 import com.avatargateway.client.Audio;
 import com.avatargateway.client.DriveStream;
 import com.avatargateway.client.ErrorInfos;
+import com.avatargateway.client.GatewayChannelBuilder;
 import com.avatargateway.client.Wav;
 import com.avatargateway.gateway.v1.AvatarGatewayGrpc;
 import com.avatargateway.gateway.v1.CloseSessionRequest;
@@ -13,9 +14,9 @@ import com.avatargateway.gateway.v1.ListAvatarsResponse;
 import com.avatargateway.gateway.v1.Session;
 import com.google.protobuf.TextFormat;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
@@ -26,10 +27,19 @@ import java.util.concurrent.TimeUnit;
  * prints every event and closes the session. Without {@code --avatar}, it takes the vendor's first
  * avatar from ListAvatars.
  *
+ * <p>It connects with TLS, trusting the system roots or {@code --ca-file} ({@code --server-name}
+ * overrides the name the certificate must match), presents {@code --cert-file} and {@code
+ * --key-file} for mutual TLS, and sends {@code --credential}, an API key or a JWT, as {@code
+ * authorization: Bearer ...} on every call. The credential defaults to {@code
+ * $AVATAR_GATEWAY_CREDENTIAL}, which, unlike a command line, other users cannot read in the process
+ * list. The local sandbox has no TLS: pass {@code --plaintext}, plus {@code
+ * --allow-credential-over-plaintext} if it wants a credential.
+ *
  * <pre>
  * cd clients/java &amp;&amp; mvn -q package
  * java -cp "target/avatar-gateway-client-0.1.0.jar:target/lib/*" com.avatargateway.examples.DriveWav \
- *     --target 127.0.0.1:50051 --wav ../testdata/sample-16k-mono.wav
+ *     --target 127.0.0.1:50051 --plaintext --wav ../testdata/sample-16k-mono.wav
+ * java -cp ... com.avatargateway.examples.DriveWav --target gateway.example.com:443 --ca-file ca.pem
  * </pre>
  */
 public final class DriveWav {
@@ -40,17 +50,66 @@ public final class DriveWav {
     String vendor = "zegocloud";
     String avatar = ""; // empty: the vendor's first avatar
     String wav = "../testdata/sample-16k-mono.wav";
-    for (int i = 0; i + 1 < args.length; i += 2) {
-      switch (args[i]) {
-        case "--target" -> target = args[i + 1];
-        case "--vendor" -> vendor = args[i + 1];
-        case "--avatar" -> avatar = args[i + 1];
-        case "--wav" -> wav = args[i + 1];
-        default -> throw new IllegalArgumentException("unknown flag " + args[i]);
+    String caFile = "";
+    String serverName = "";
+    String certFile = "";
+    String keyFile = "";
+    String credential = System.getenv().getOrDefault("AVATAR_GATEWAY_CREDENTIAL", "");
+    boolean plaintext = false;
+    boolean credentialOverPlaintext = false;
+    for (int i = 0; i < args.length; i++) {
+      String flag = args[i];
+      switch (flag) {
+        case "--plaintext" -> plaintext = true;
+        case "--allow-credential-over-plaintext" -> credentialOverPlaintext = true;
+        default -> {
+          if (i + 1 >= args.length) {
+            throw new IllegalArgumentException("flag " + flag + " needs a value");
+          }
+          String value = args[++i];
+          switch (flag) {
+            case "--target" -> target = value;
+            case "--vendor" -> vendor = value;
+            case "--avatar" -> avatar = value;
+            case "--wav" -> wav = value;
+            case "--ca-file" -> caFile = value;
+            case "--server-name" -> serverName = value;
+            case "--cert-file" -> certFile = value;
+            case "--key-file" -> keyFile = value;
+            case "--credential" -> credential = value;
+            default -> throw new IllegalArgumentException("unknown flag " + flag);
+          }
+        }
       }
     }
     Audio audio = Wav.read(Path.of(wav));
-    ManagedChannel channel = ManagedChannelBuilder.forTarget(target).usePlaintext().build();
+    ManagedChannel channel;
+    try {
+      GatewayChannelBuilder builder = GatewayChannelBuilder.forTarget(target);
+      if (plaintext) {
+        builder.usePlaintext();
+      }
+      if (credentialOverPlaintext) {
+        builder.allowCredentialOverPlaintext();
+      }
+      if (!caFile.isEmpty()) {
+        builder.trustedCaFile(Path.of(caFile));
+      }
+      if (!serverName.isEmpty()) {
+        builder.overrideAuthority(serverName);
+      }
+      if (!certFile.isEmpty() || !keyFile.isEmpty()) {
+        builder.clientCertificateFiles(Path.of(certFile), Path.of(keyFile));
+      }
+      if (!credential.isEmpty()) {
+        builder.credential(credential);
+      }
+      channel = builder.build();
+    } catch (IOException | IllegalStateException | IllegalArgumentException e) {
+      System.err.println("cannot connect to " + target + ": " + e.getMessage());
+      System.exit(2);
+      return;
+    }
     try {
       run(channel, vendor, avatar, audio);
     } catch (StatusRuntimeException e) {

@@ -3,6 +3,7 @@ package com.avatargateway.interop;
 import com.avatargateway.client.Audio;
 import com.avatargateway.client.DriveStream;
 import com.avatargateway.client.ErrorInfos;
+import com.avatargateway.client.GatewayChannelBuilder;
 import com.avatargateway.client.Pacer;
 import com.avatargateway.client.Wav;
 import com.avatargateway.gateway.v1.AvatarGatewayGrpc;
@@ -17,9 +18,9 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import com.google.rpc.ErrorInfo;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
@@ -35,6 +36,10 @@ import java.util.concurrent.TimeUnit;
  * stdin, runs its steps against the gateway with the generated stubs and the helpers, and prints
  * what it observes as JSON lines on stdout. The Python runner compares them with the scenario's
  * expectations; this program asserts nothing itself.
+ *
+ * <p>The channel comes from {@link GatewayChannelBuilder}: TLS when the payload has {@code "tls":
+ * {"ca_file", "server_name"?, "cert_file"?, "key_file"?}}, plaintext otherwise; {@code
+ * "credential"} goes on every call as {@code authorization: Bearer <credential>}.
  */
 public final class Driver {
   private static final Gson GSON = new Gson();
@@ -270,10 +275,40 @@ public final class Driver {
     }
   }
 
+  /** The channel the payload asks for: its {@code target}, {@code tls} and {@code credential}. */
+  static ManagedChannel channel(JsonObject sc) throws IOException {
+    GatewayChannelBuilder b = GatewayChannelBuilder.forTarget(sc.get("target").getAsString());
+    JsonElement tls = sc.get("tls");
+    if (tls == null || tls.isJsonNull()) {
+      // The runner's local gateway without TLS: a credential may go in clear text over loopback.
+      b.usePlaintext().allowCredentialOverPlaintext();
+    } else {
+      JsonObject t = tls.getAsJsonObject();
+      String ca = str(t, "ca_file", "");
+      if (!ca.isEmpty()) {
+        b.trustedCaFile(Path.of(ca));
+      }
+      String serverName = str(t, "server_name", "");
+      if (!serverName.isEmpty()) {
+        b.overrideAuthority(serverName);
+      }
+      String cert = str(t, "cert_file", "");
+      String key = str(t, "key_file", "");
+      if (!cert.isEmpty() || !key.isEmpty()) {
+        b.clientCertificateFiles(Path.of(cert), Path.of(key));
+      }
+    }
+    String credential = str(sc, "credential", "");
+    if (!credential.isEmpty()) {
+      b.credential(credential);
+    }
+    return b.build();
+  }
+
   public static void main(String[] args) throws Exception {
     JsonObject sc =
         JsonParser.parseReader(new InputStreamReader(System.in, StandardCharsets.UTF_8)).getAsJsonObject();
-    ManagedChannel channel = ManagedChannelBuilder.forTarget(sc.get("target").getAsString()).usePlaintext().build();
+    ManagedChannel channel = channel(sc);
     Driver d = new Driver(sc, channel);
     for (JsonElement step : sc.getAsJsonArray("steps")) {
       d.run(step.getAsJsonObject());
