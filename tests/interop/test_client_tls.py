@@ -9,7 +9,9 @@ call, the ``authorization`` metadata it received and the peer's TLS auth context
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,9 @@ from avatar_gateway_client import DriveStream, connect, connect_sync, drive_requ
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
-TLS = Path(__file__).resolve().parents[2] / "clients/testdata/tls"
+ROOT = Path(__file__).resolve().parents[2]
+TLS = ROOT / "clients/testdata/tls"
+DRIVER = ROOT / "clients/python/interop/driver.py"
 CA = TLS / "ca.pem"
 OTHER_CA = TLS / "other-ca.pem"
 CLIENT_CERT = TLS / "client.pem"
@@ -388,3 +392,72 @@ def test_invalid_arguments_raise_value_error(kwargs: dict[str, Any], message: st
 def test_an_unreadable_pem_file_raises_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         connect_sync("127.0.0.1:1", ca=tmp_path / "missing.pem")
+
+
+# -- the interop driver's tls and credential fields ----------------------------------------------
+
+
+async def run_driver(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Runs the Python interop driver on ``payload`` (a Drive on a session the recording server
+    accepts as is) and returns its output lines."""
+    steps = [
+        {"op": "drive", "session": SESSION},
+        {"op": "end_turn"},
+        {"op": "half_close"},
+        {"op": "wait_status", "timeout_ms": 5000},
+    ]
+    body = {"vendor": "zegocloud", "avatar_id": "zego_emma", "steps": steps, **payload}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(DRIVER),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(json.dumps(body).encode()), 30)
+    assert proc.returncode == 0, err.decode()
+    return [json.loads(line) for line in out.decode().splitlines()]
+
+
+def drive_outcome(lines: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    return [
+        (line["type"], line.get("event") or line.get("op") or line.get("code"))
+        for line in lines
+        if line["type"] in ("event", "status", "done")
+    ]
+
+
+async def test_the_interop_driver_uses_tls_and_the_credential(start_server: StartServer) -> None:
+    server = await start_server(mtls=True)
+    lines = await run_driver(
+        {
+            "target": server.target,
+            "tls": {
+                "ca_file": str(CA),
+                "server_name": "localhost",
+                "cert_file": str(CLIENT_CERT),
+                "key_file": str(CLIENT_KEY),
+            },
+            "credential": JWT,
+        }
+    )
+    assert drive_outcome(lines) == [
+        ("event", "started"),
+        ("event", "speech_ended"),
+        ("status", "drive"),
+        ("done", None),
+    ]
+    assert [line["code"] for line in lines if line["type"] == "status"] == [0]
+    assert [(c.method, c.authorization, c.sans) for c in server.calls] == [
+        ("Drive", [f"Bearer {JWT}"], [SPIFFE_ID]),
+    ]
+
+
+async def test_the_interop_driver_without_tls_is_plaintext(start_server: StartServer) -> None:
+    server = await start_server(tls=False)
+    await run_driver({"target": server.target})
+    await run_driver({"target": server.target, "credential": API_KEY})
+    assert [(c.method, c.authorization, c.transport) for c in server.calls] == [
+        ("Drive", [], b"insecure"),
+        ("Drive", [f"Bearer {API_KEY}"], b"insecure"),
+    ]
