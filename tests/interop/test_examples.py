@@ -19,7 +19,16 @@ EXAMPLE = runner.ROOT / "clients/python/examples/drive_wav.py"
 
 def run_example(gateway: runner.GatewayProcess, vendor: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(EXAMPLE), "--target", gateway.target, "--vendor", vendor],
+        # The example speaks TLS unless told otherwise; the sandbox gateway is plaintext.
+        [
+            sys.executable,
+            str(EXAMPLE),
+            "--target",
+            gateway.target,
+            "--plaintext",
+            "--vendor",
+            vendor,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,8 +3,14 @@ interrupts, prints every event and closes the session.
 
 Without --avatar, it takes the vendor's first avatar from ListAvatars.
 
-    .venv/bin/python clients/python/examples/drive_wav.py --target 127.0.0.1:50051 \
+The connection is TLS (the system's root certificates, or --ca-file) with the credential (an
+API key or a JWT: --credential, or better $AVATAR_GATEWAY_CREDENTIAL, which other users
+cannot read in the process list) on every call. --plaintext is for the sandbox gateway:
+
+    .venv/bin/python clients/python/examples/drive_wav.py --target 127.0.0.1:50051 --plaintext \
         --wav clients/testdata/sample-16k-mono.wav
+    AVATAR_GATEWAY_CREDENTIAL=... .venv/bin/python clients/python/examples/drive_wav.py \
+        --target gateway.example.com:443 --ca-file ca.pem
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 import grpc
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
-from avatar_gateway_client import DriveStream, error_info, read_wav
+from avatar_gateway_client import DriveStream, connect, error_info, read_wav
 from google.protobuf import text_format
 
 _DEFAULT_WAV = Path(__file__).resolve().parents[2] / "testdata" / "sample-16k-mono.wav"
@@ -46,9 +52,18 @@ async def first_avatar(stub: pb_grpc.AvatarGatewayAsyncStub, vendor: str) -> str
     return listed.avatars[0].avatar_id
 
 
-async def run(target: str, vendor: str, avatar: str, wav: str) -> None:
-    audio = read_wav(wav)
-    async with grpc.aio.insecure_channel(target) as channel:
+async def run(args: argparse.Namespace) -> None:
+    vendor, avatar = args.vendor, args.avatar
+    audio = read_wav(args.wav)
+    channel = connect(
+        args.target,
+        ca=args.ca_file,
+        server_name=args.server_name,
+        credential=args.credential or None,
+        plaintext=args.plaintext,
+        allow_plaintext_credential=args.allow_plaintext_credential,
+    )
+    async with channel:
         stub = pb_grpc.AvatarGatewayStub(channel)
         avatar = avatar or await first_avatar(stub, vendor)
         session = await stub.CreateSession(
@@ -89,12 +104,32 @@ def main() -> int:
     parser.add_argument("--vendor", default="zegocloud")
     parser.add_argument("--avatar", default="", help="default: the vendor's first avatar")
     parser.add_argument("--wav", default=str(_DEFAULT_WAV))
+    parser.add_argument(
+        "--ca-file", default=None, help="PEM CA of the gateway's certificate (default: system)"
+    )
+    parser.add_argument(
+        "--server-name", default=None, help="name to check the gateway's certificate against"
+    )
+    parser.add_argument(
+        "--credential",
+        default=os.environ.get("AVATAR_GATEWAY_CREDENTIAL", ""),
+        help="API key or JWT (default: $AVATAR_GATEWAY_CREDENTIAL)",
+    )
+    parser.add_argument("--plaintext", action="store_true", help="no TLS (the sandbox gateway)")
+    parser.add_argument(
+        "--allow-plaintext-credential",
+        action="store_true",
+        help="with --plaintext, send the credential all the same (loopback only)",
+    )
     args = parser.parse_args()
     try:
-        asyncio.run(run(args.target, args.vendor, args.avatar, args.wav))
+        asyncio.run(run(args))
     except grpc.aio.AioRpcError as err:
         print(describe("call failed", err), file=sys.stderr)
         return 1
+    except (ValueError, OSError) as err:  # bad options, an unreadable WAV or PEM file
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

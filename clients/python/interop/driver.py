@@ -4,6 +4,13 @@ Reads one scenario as JSON on stdin, runs its steps against the gateway with the
 stubs and the ``avatar_gateway_client`` helpers, and prints what it observes as JSON lines on
 stdout. The runner compares them with the scenario's expectations; this program asserts
 nothing itself.
+
+The channel comes from ``avatar_gateway_client.connect``. Optional payload fields: ``tls``
+(``ca_file``, and optionally ``server_name``, ``cert_file`` and ``key_file`` for mutual TLS;
+absent: plaintext, as for the sandbox gateway) and ``credential`` (an API key or a JWT, sent
+on every call as ``authorization: Bearer <credential>``). A credential over plaintext is
+allowed here, for the runner's gateway on loopback: the helper's local credentials refuse any
+other address.
 """
 
 from __future__ import annotations
@@ -16,7 +23,15 @@ from typing import Any
 import grpc
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
-from avatar_gateway_client import DriveStream, chunks, error_info, linear16, paced, read_wav
+from avatar_gateway_client import (
+    DriveStream,
+    chunks,
+    connect,
+    error_info,
+    linear16,
+    paced,
+    read_wav,
+)
 
 
 def emit(line: dict[str, Any]) -> None:
@@ -234,9 +249,30 @@ async def _cancelled_error(stream: DriveStream) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, empty, empty, "cancelled by the client", None)
 
 
+def open_channel(scenario: dict[str, Any]) -> grpc.aio.Channel:
+    """The channel the payload asks for: ``tls`` and ``credential`` (see the module doc)."""
+    credential: str | None = scenario.get("credential")
+    tls: dict[str, Any] | None = scenario.get("tls")
+    if tls is None:
+        return connect(
+            scenario["target"],
+            plaintext=True,
+            credential=credential,
+            allow_plaintext_credential=True,
+        )
+    return connect(
+        scenario["target"],
+        ca=tls.get("ca_file"),
+        server_name=tls.get("server_name"),
+        client_cert=tls.get("cert_file"),
+        client_key=tls.get("key_file"),
+        credential=credential,
+    )
+
+
 async def main() -> None:
     scenario = json.loads(sys.stdin.read())
-    async with grpc.aio.insecure_channel(scenario["target"]) as channel:
+    async with open_channel(scenario) as channel:
         d = Driver(scenario, channel)
         for step in scenario["steps"]:
             await d.run(step)

@@ -1,5 +1,7 @@
 """Helpers over the generated ``avatar.gateway.v1`` stubs.
 
+* :func:`connect` / :func:`connect_sync` — a ``grpc.aio`` / synchronous channel: TLS (custom
+  CA, mutual TLS) and a credential (API key or JWT) on every call.
 * :class:`DriveStream` — a config-first ``Drive`` call on ``grpc.aio``;
   :func:`drive_requests` does the same for a synchronous request iterator.
 * :func:`read_wav` / :class:`Audio` — 16-bit PCM WAV files.
@@ -7,6 +9,7 @@
 * :func:`error_info` — the ``google.rpc.ErrorInfo`` of a failed call.
 """
 
+from avatar_gateway_client.channel import Pem, connect, connect_sync
 from avatar_gateway_client.drive import (
     DEFAULT_MAX_AUDIO_CHUNK_BYTES,
     DriveStream,
@@ -22,8 +25,11 @@ __all__ = [
     "DOMAIN",
     "Audio",
     "DriveStream",
+    "Pem",
     "chunks",
     "config_request",
+    "connect",
+    "connect_sync",
     "drive_requests",
     "error_info",
     "linear16",
