@@ -269,15 +269,16 @@ class GatewayProcess:
         self.vendor = vendor
         self.grpc_port = free_port()
         self.ops_port = free_port()
+        self.callbacks_port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
         env.update(
             {
                 "AVATAR_GATEWAY_SANDBOX": "false",
                 "AVATAR_GATEWAY_LISTEN": f"127.0.0.1:{self.grpc_port}",
                 "AVATAR_GATEWAY_OPS_LISTEN": f"127.0.0.1:{self.ops_port}",
-                "AVATAR_GATEWAY_CALLBACKS_LISTEN": "127.0.0.1:0",
+                "AVATAR_GATEWAY_CALLBACKS_LISTEN": f"127.0.0.1:{self.callbacks_port}",
                 "AVATAR_GATEWAY_PLAINTEXT": "true",
-                "AVATAR_GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{self.ops_port}",
+                "AVATAR_GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{self.callbacks_port}",
                 "AVATAR_GATEWAY_LOG_LEVEL": "warning",
                 "AVATAR_GATEWAY_LOG_FORMAT": "json",
                 "AVATAR_GATEWAY_SHUTDOWN_GRACE_S": "2",
@@ -318,7 +319,7 @@ class GatewayProcess:
         )
         self.pid = self.proc.pid
         self.target = f"127.0.0.1:{self.grpc_port}"
-        self.callback_url = f"http://127.0.0.1:{self.ops_port}/callbacks/zegocloud"
+        self.callback_url = f"http://127.0.0.1:{self.callbacks_port}/callbacks/zegocloud"
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s

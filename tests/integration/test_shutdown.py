@@ -33,13 +33,13 @@ def free_port() -> int:
 async def test_sigterm_drains_streams_and_closes_owned_sessions() -> None:
     emulator = ZegocloudEmulator(app_id=7, server_secret="s3cret", callback_secret="cb")
     await emulator.start()
-    port, ops = free_port(), free_port()
-    emulator.callback_url = f"http://127.0.0.1:{ops}/callbacks/zegocloud"
+    port, ops, callbacks = free_port(), free_port(), free_port()
+    emulator.callback_url = f"http://127.0.0.1:{callbacks}/callbacks/zegocloud"
     env = dict(
         os.environ,
         AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
-        AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+        AVATAR_GATEWAY_CALLBACKS_LISTEN=f"127.0.0.1:{callbacks}",
         AVATAR_GATEWAY_PLAINTEXT="true",
         AVATAR_GATEWAY_SANDBOX="false",
         AVATAR_GATEWAY_ZEGOCLOUD__APP_ID="7",
@@ -121,7 +121,7 @@ async def test_sandbox_mode_is_the_first_log_line_and_sigterm_exits_cleanly() ->
         AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
         AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
-        AVATAR_GATEWAY_PLAINTEXT="true",
+        # No AVATAR_GATEWAY_PLAINTEXT: the sandbox may run plaintext, and says so.
         AVATAR_GATEWAY_SANDBOX_VENDORS="zegocloud",
         AVATAR_GATEWAY_LOG_FORMAT="json",
         AVATAR_GATEWAY_LOG_LEVEL="debug",
@@ -144,6 +144,8 @@ async def test_sandbox_mode_is_the_first_log_line_and_sigterm_exits_cleanly() ->
             assert raw, f"serve exited early: {lines}"
             lines.append(json.loads(raw))
         assert lines[0]["event"] == "sandbox_mode"
+        assert lines[0]["transport"] == "plaintext" and lines[0]["authentication"] == "none"
+        assert "open to anyone" in str(lines[0]["message"]), lines[0]
         # serve's malloc tuning ran (glibc here) and was not refused.
         events = [line["event"] for line in lines]
         assert "malloc_tuned" in events and "malloc_tuning_refused" not in events

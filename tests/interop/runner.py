@@ -9,7 +9,13 @@ feeds scenarios to drivers, reacts to ``mark`` lines (``drain``: SIGTERM to the 
 checks the observations against the scenario's ``expect`` block. The checks live here, once;
 the drivers assert nothing.
 
-Driver protocol (stdin: one JSON object): ``target``, ``vendor``, ``avatar_id``, ``steps``.
+Every gateway here serves TLS and requires authentication, as a production one does: the
+shared gateway an API key (``credential``), the dedicated ones mutual TLS with a client
+certificate whose SPIFFE ID names the tenant (docs/security.md §2, §5).
+
+Driver protocol (stdin: one JSON object): ``target``, ``vendor``, ``avatar_id``, ``steps``,
+``tls`` (``ca_file``, ``server_name``, ``cert_file``, ``key_file``; absent: plaintext) and
+``credential`` (sent as ``authorization: Bearer <credential>`` on every call).
 Steps (``op``): ``create_session``, ``get_session``/``close_session`` (``name``), ``drive``
 (``session``, ``deadline_ms``, ``config: false`` for a raw stream that sends no config),
 ``send_audio`` (``wav``, ``pace``, ``chunk_ms``), ``send_text``, ``end_turn``, ``interrupt``,
@@ -47,7 +53,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import yaml
+
+from gateway.auth import hash_key
+from tests.tlsutil import CertificateAuthority
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -205,10 +215,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class GatewayProcess:
-    """``avatar-gateway serve`` in sandbox mode on free loopback ports."""
+@dataclass(frozen=True)
+class ClientSecurity:
+    """What a client needs to reach a gateway of this module: the CA to trust, the name in
+    the server certificate, and an API key or a client certificate."""
 
-    def __init__(self, log_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    ca_file: str
+    server_name: str = "localhost"
+    credential: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The driver payload's ``tls`` and ``credential`` fields."""
+        tls: dict[str, str] = {"ca_file": self.ca_file, "server_name": self.server_name}
+        if self.cert_file and self.key_file:
+            tls.update(cert_file=self.cert_file, key_file=self.key_file)
+        out: dict[str, Any] = {"tls": tls}
+        if self.credential is not None:
+            out["credential"] = self.credential
+        return out
+
+    def grpcurl_args(self) -> list[str]:
+        """grpcurl flags for the same connection (TLS, the credential on every call)."""
+        args = ["-cacert", self.ca_file, "-servername", self.server_name]
+        if self.credential is not None:
+            args += ["-H", f"authorization: Bearer {self.credential}"]
+        return args
+
+
+class GatewayProcess:
+    """``avatar-gateway serve`` in sandbox mode on free loopback ports, with TLS and auth.
+
+    Args:
+        log_dir: where its log and its certificates go.
+        extra_env: more ``AVATAR_GATEWAY_*`` variables.
+        mutual_tls: clients present a certificate (whose SPIFFE ID is the tenant's) instead
+            of an API key.
+    """
+
+    def __init__(
+        self, log_dir: Path, extra_env: dict[str, str] | None = None, mutual_tls: bool = False
+    ) -> None:
         self.port = free_port()
         self.ops_port = free_port()
         self.callbacks_port = free_port()
@@ -216,6 +264,32 @@ class GatewayProcess:
         self.log_path = log_dir / f"gateway-{self.port}.log"
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.security_env, self.client = self._security(log_dir / f"tls-{self.port}", mutual_tls)
+
+    @staticmethod
+    def _security(directory: Path, mutual_tls: bool) -> tuple[dict[str, str], ClientSecurity]:
+        """Certificates, a keys file, the gateway's variables and the clients' side."""
+        ca = CertificateAuthority("interop CA")
+        cert, key = ca.server_pair().write(directory, "server")
+        ca_file = directory / "ca.pem"
+        ca_file.write_bytes(ca.cert_pem)
+        keys = directory / "api-keys"
+        env = {
+            "AVATAR_GATEWAY_TLS_CERT_FILE": str(cert),
+            "AVATAR_GATEWAY_TLS_KEY_FILE": str(key),
+            "AVATAR_GATEWAY_API_KEYS_FILE": str(keys),
+        }
+        if mutual_tls:
+            spiffe_id = "spiffe://interop.avatargateway.dev/ns/interop/sa/driver"
+            client_cert, client_key = ca.client_pair(spiffe_id).write(directory, "client")
+            keys.write_text(f"interop {spiffe_id}\n")
+            env["AVATAR_GATEWAY_TLS_CLIENT_CA_FILE"] = str(ca_file)
+            return env, ClientSecurity(
+                str(ca_file), cert_file=str(client_cert), key_file=str(client_key)
+            )
+        credential = f"interop-{os.urandom(12).hex()}"
+        keys.write_text(f"interop {hash_key(credential)}\n")
+        return env, ClientSecurity(str(ca_file), credential=credential)
 
     def start(self, ready_timeout: float = 60.0) -> GatewayProcess:
         env = dict(os.environ)
@@ -230,6 +304,7 @@ class GatewayProcess:
             AVATAR_GATEWAY_SHUTDOWN_GRACE_S="10",
             AVATAR_GATEWAY_LOG_FORMAT="json",
         )
+        env.update(self.security_env)
         env.update(self.extra_env)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
@@ -245,25 +320,22 @@ class GatewayProcess:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+        """Poll readiness (``/healthz`` on the ops listener) until 200."""
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"gateway exited with {self.proc.returncode}:\n{self.log_tail()}"
-                    )
-                try:
-                    reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.2)
-        raise RuntimeError(f"gateway not SERVING after {timeout}s:\n{self.log_tail()}")
+        url = f"http://127.0.0.1:{self.ops_port}/healthz"
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"gateway exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gateway not ready after {timeout}s:\n{self.log_tail()}")
 
     def terminate(self) -> None:
         """SIGTERM: the gateway drains (go_away on each Drive stream), then exits."""
@@ -386,6 +458,7 @@ def run_scenario(
             "vendor": scenario.vendor,
             "avatar_id": scenario.avatar_id,
             "steps": steps,
+            **gateway.client.payload(),
         }
     )
     result = RunResult()
@@ -566,7 +639,11 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 command = build_driver(lang)
                 for sc in scenarios:
-                    gw = GatewayProcess(Path(tmp)).start() if sc.gateway == "dedicated" else shared
+                    gw = (
+                        GatewayProcess(Path(tmp), mutual_tls=True).start()
+                        if sc.gateway == "dedicated"
+                        else shared
+                    )
                     try:
                         result = run_scenario(command, sc, gw, wavs)
                     finally:

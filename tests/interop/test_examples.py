@@ -4,6 +4,7 @@ project), and stops with a clear message when a vendor lists none."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,16 +20,20 @@ EXAMPLE = runner.ROOT / "clients/python/examples/drive_wav.py"
 
 def run_example(gateway: runner.GatewayProcess, vendor: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        # The example speaks TLS unless told otherwise; the sandbox gateway is plaintext.
+        # TLS with the gateway's CA, and its API key, as a production caller would.
         [
             sys.executable,
             str(EXAMPLE),
             "--target",
             gateway.target,
-            "--plaintext",
+            "--ca-file",
+            gateway.client.ca_file,
+            "--server-name",
+            gateway.client.server_name,
             "--vendor",
             vendor,
         ],
+        env={**os.environ, "AVATAR_GATEWAY_CREDENTIAL": gateway.client.credential or ""},
         capture_output=True,
         text=True,
         timeout=60,

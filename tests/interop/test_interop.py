@@ -27,7 +27,8 @@ def test_scenario(
 ) -> None:
     command = drivers.command(lang)
     if scenario.gateway == "dedicated":
-        gateway = runner.GatewayProcess(interop_dir).start()
+        # Mutual TLS: every language's client certificate names the tenant (SPIFFE ID).
+        gateway = runner.GatewayProcess(interop_dir, mutual_tls=True).start()
     else:
         gateway = request.getfixturevalue("shared_gateway")
     try:

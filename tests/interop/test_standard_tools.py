@@ -37,7 +37,8 @@ def run(*cmd: str | Path) -> subprocess.CompletedProcess[str]:
 def test_grpcurl_lists_services_through_reflection(
     tools: dict[str, Path], shared_gateway: runner.GatewayProcess
 ) -> None:
-    out = run(tools["grpcurl"], "-plaintext", shared_gateway.target, "list")
+    tls = shared_gateway.client.grpcurl_args()
+    out = run(tools["grpcurl"], *tls, shared_gateway.target, "list")
     assert out.returncode == 0, out.stderr
     services = out.stdout.split()
     assert SERVICE in services
@@ -47,7 +48,13 @@ def test_grpcurl_lists_services_through_reflection(
 def test_grpcurl_describes_the_service(
     tools: dict[str, Path], shared_gateway: runner.GatewayProcess
 ) -> None:
-    out = run(tools["grpcurl"], "-plaintext", shared_gateway.target, "describe", SERVICE)
+    out = run(
+        tools["grpcurl"],
+        *shared_gateway.client.grpcurl_args(),
+        shared_gateway.target,
+        "describe",
+        SERVICE,
+    )
     assert out.returncode == 0, out.stderr
     text = " ".join(out.stdout.split())
     assert f"{SERVICE} is a service:" in text
@@ -61,7 +68,7 @@ def test_grpcurl_describes_the_service(
     )
     msg = run(
         tools["grpcurl"],
-        "-plaintext",
+        *shared_gateway.client.grpcurl_args(),
         shared_gateway.target,
         "describe",
         "avatar.gateway.v1.DriveConfig",
@@ -74,7 +81,12 @@ def test_grpcurl_calls_list_vendors(
     tools: dict[str, Path], shared_gateway: runner.GatewayProcess
 ) -> None:
     out = run(
-        tools["grpcurl"], "-plaintext", "-d", "{}", shared_gateway.target, f"{SERVICE}/ListVendors"
+        tools["grpcurl"],
+        *shared_gateway.client.grpcurl_args(),
+        "-d",
+        "{}",
+        shared_gateway.target,
+        f"{SERVICE}/ListVendors",
     )
     assert out.returncode == 0, out.stderr
     vendors = {v["vendor"]: v for v in json.loads(out.stdout)["vendors"]}
@@ -89,7 +101,7 @@ def test_grpcurl_shows_error_info(
     name = "sessions/00000000000000000000000000000000"
     out = run(
         tools["grpcurl"],
-        "-plaintext",
+        *shared_gateway.client.grpcurl_args(),
         "-format-error",
         "-d",
         json.dumps({"name": name}),
@@ -110,6 +122,25 @@ def test_grpcurl_shows_error_info(
 def test_grpc_health_probe_reports_serving(
     tools: dict[str, Path], shared_gateway: runner.GatewayProcess
 ) -> None:
-    out = run(tools["grpc-health-probe"], f"-addr={shared_gateway.target}")
+    # Health needs no credential, but the TLS handshake (the probe's -tls flags).
+    out = run(
+        tools["grpc-health-probe"],
+        f"-addr={shared_gateway.target}",
+        "-tls",
+        f"-tls-ca-cert={shared_gateway.client.ca_file}",
+        f"-tls-server-name={shared_gateway.client.server_name}",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "status: SERVING" in out.stdout + out.stderr
+
+
+def test_grpcurl_without_the_credential_is_unauthenticated(
+    tools: dict[str, Path], shared_gateway: runner.GatewayProcess
+) -> None:
+    """Reflection and calls need the credential too (only health is open)."""
+    no_key = ["-cacert", shared_gateway.client.ca_file, "-servername", "localhost"]
+    for args in (["list"], ["-d", "{}", f"{SERVICE}/ListVendors"]):
+        *flags, last = args
+        out = run(tools["grpcurl"], *no_key, *flags, shared_gateway.target, last)
+        assert out.returncode != 0, out.stdout
+        assert "Unauthenticated" in out.stdout + out.stderr, out.stdout + out.stderr

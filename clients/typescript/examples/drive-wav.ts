@@ -3,14 +3,14 @@
  * interrupts, prints every event and closes the session. Without --avatar, it takes the
  * vendor's first avatar from ListAvatars.
  *
- * It connects with TLS, trusting the system roots or --ca (a PEM file), and sends --credential
+ * It connects with TLS, trusting the system roots or --ca-file (a PEM file), and sends --credential
  * (default $AVATAR_GATEWAY_CREDENTIAL: an API key or a JWT) as `authorization: Bearer` on every
  * call. --plaintext connects without TLS, to the local sandbox; it sends a credential only to
  * a loopback target, where it does not cross the network.
  *
  *   cd clients/typescript && npm ci && npm run build
  *   node dist/examples/drive-wav.js --target 127.0.0.1:50051 --plaintext --wav ../testdata/sample-16k-mono.wav
- *   node dist/examples/drive-wav.js --target gateway.example.com:443 --ca ca.pem --credential "$KEY"
+ *   node dist/examples/drive-wav.js --target gateway.example.com:443 --ca-file ca.pem --credential "$KEY"
  */
 import { parseArgs } from "node:util";
 import { type ServiceError, status } from "@grpc/grpc-js";
@@ -37,7 +37,7 @@ const { values: args } = parseArgs({
     vendor: { type: "string", default: "zegocloud" },
     avatar: { type: "string", default: "" }, // empty: the vendor's first avatar
     wav: { type: "string", default: "../testdata/sample-16k-mono.wav" },
-    ca: { type: "string" }, // PEM file of the CA that signs the gateway's certificate; default: system roots
+    "ca-file": { type: "string" }, // PEM file of the CA that signs the gateway's certificate; default: system roots
     credential: { type: "string", default: process.env.AVATAR_GATEWAY_CREDENTIAL || undefined },
     plaintext: { type: "boolean", default: false }, // no TLS: the local sandbox
   },
@@ -76,7 +76,7 @@ async function firstAvatar(client: AvatarGatewayClient, vendor: string): Promise
 async function main(): Promise<void> {
   const audio = await readWav(args.wav!);
   const client = connect(args.target!, {
-    ca: args.ca,
+    ca: args["ca-file"],
     credential: args.credential,
     plaintext: args.plaintext,
     allowPlaintextCredential: args.plaintext && isLoopback(args.target!),
