@@ -49,7 +49,10 @@ from emulators.livekit_server import LiveKitServer
 from emulators.tencent import TencentEmulator
 from emulators.tencent import sign as tencent_sign
 from emulators.zegocloud import ZegocloudEmulator, callback_signature
+from gateway.auth import hash_key
 from tests.conftest import audio_format, tone
+from tests.integration.test_jwt import AUDIENCE, ISSUER, Issuer
+from tests.tlsutil import CertificateAuthority
 
 pytestmark = [
     pytest.mark.integration,
@@ -70,6 +73,8 @@ ZEGO_CALLBACK_SECRET = "zegoCallbackSecret9f8e7d6c"
 TENCENT_TOKEN = "tencentAccessTokenQ1w2E3r4T5y6"
 AKOOL_API_KEY = "akoolApiKeyZ9x8C7v6B5n4M3"
 AKOOL_CLIENT_SECRET = "akoolClientSecretL0k9J8h7"
+TENANT_KEY = "agk_tenantKeyQ7w8e9r0t1y2u3i4o5p6"
+WRONG_KEY = "agk_wrongKeyZ1x2c3v4b5n6m7a8s9d0f"
 TRTC_USER_SIG = "trtcUserSigSecretP0o9I8u7"
 TRTC_PRIVATE_MAP_KEY = "trtcPrivateMapKeySecretY6t5"
 WRONG = {
@@ -210,6 +215,8 @@ class GatewayProcess:
     readers: list[asyncio.Task[None]] = field(default_factory=list)
     started: dict[str, Any] = field(default_factory=dict)
     channel: grpc.aio.Channel | None = None
+    # TLS and a credential for the channel (None: plaintext, no credential).
+    credentials: grpc.ChannelCredentials | None = None
 
     @property
     def stub(self) -> pb_grpc.AvatarGatewayStub:
@@ -270,7 +277,13 @@ class GatewayProcess:
             await asyncio.wait_for(ready.wait(), 60)
         except TimeoutError:
             raise AssertionError("gateway did not start:\n" + "".join(self.output)) from None
-        self.channel = grpc.aio.insecure_channel(str(self.started["listen"]))
+        self.channel = self.open_channel(self.credentials)
+
+    def open_channel(self, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+        target = str(self.started["listen"])
+        if credentials is None:
+            return grpc.aio.insecure_channel(target)
+        return grpc.aio.secure_channel(target, credentials)
 
     async def stop(self) -> None:
         if self.channel is not None:
@@ -323,7 +336,9 @@ def assert_no_leaks(captured: str, secrets: dict[str, str]) -> None:
 # ---- 1. correct credentials, faults on every vendor ---------------------------------------
 
 
-async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitServer) -> None:
+async def test_no_secret_leaks_on_normal_use_and_vendor_faults(
+    livekit: LiveKitServer, tmp_path: Path
+) -> None:
     zego = ZegocloudEmulator(
         app_id=ZEGO_APP_ID,
         server_secret=ZEGO_SECRET,
@@ -344,8 +359,25 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
     )
     for emulator in (zego, tencent, akool):
         await emulator.start()
+    # The gateway's own secrets: its TLS key, a tenant's API key, the JWTs callers present.
+    ca = CertificateAuthority()
+    server_pair = ca.server_pair()
+    cert, key = server_pair.write(tmp_path / "tls", "server")
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"secrets {hash_key(TENANT_KEY)}\n")
+    issuer = Issuer()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(issuer.jwks()))
+    tls = grpc.ssl_channel_credentials(ca.cert_pem)
     gw = GatewayProcess(
         {
+            "AVATAR_GATEWAY_PLAINTEXT": "false",
+            "AVATAR_GATEWAY_TLS_CERT_FILE": str(cert),
+            "AVATAR_GATEWAY_TLS_KEY_FILE": str(key),
+            "AVATAR_GATEWAY_API_KEYS_FILE": str(keys),
+            "AVATAR_GATEWAY_JWT_JWKS": str(jwks),
+            "AVATAR_GATEWAY_JWT_ISSUER": ISSUER,
+            "AVATAR_GATEWAY_JWT_AUDIENCE": AUDIENCE,
             "AVATAR_GATEWAY_ZEGOCLOUD__APP_ID": str(ZEGO_APP_ID),
             "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET": ZEGO_SECRET,
             "AVATAR_GATEWAY_ZEGOCLOUD__CALLBACK_SECRET": ZEGO_CALLBACK_SECRET,
@@ -359,8 +391,13 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
             "AVATAR_GATEWAY_AKOOL__LIVEKIT_URL": livekit.url,
             "AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY": livekit.api_key,
             "AVATAR_GATEWAY_AKOOL__LIVEKIT_API_SECRET": livekit.api_secret,
-        }
+        },
+        credentials=grpc.composite_channel_credentials(
+            tls, grpc.access_token_call_credentials(TENANT_KEY)
+        ),
     )
+    tenant_jwt = issuer.token(tenant="secrets")
+    expired_jwt = issuer.token(tenant="secrets", exp=int(time.time()) - 3600)
     cap = Capture()
     since = time.time()
     try:
@@ -508,6 +545,12 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
         await drive(cap, stub, audio_turns(a.name, [tone(0.2)]))
         await unary(cap, stub.CloseSession(pb.CloseSessionRequest(name=a.name), timeout=30))
 
+        # Callers' credentials: a valid JWT, and refused ones (a wrong key, an expired JWT).
+        for credential in (tenant_jwt, WRONG_KEY, expired_jwt):
+            call_creds = grpc.access_token_call_credentials(credential)
+            async with gw.open_channel(grpc.composite_channel_credentials(tls, call_creds)) as ch:
+                other = pb_grpc.AvatarGatewayStub(ch)
+                await unary(cap, other.ListSessions(pb.ListSessionsRequest(), timeout=10))
         async with httpx.AsyncClient(timeout=10) as http:
             for path in ("/metrics", "/healthz", "/livez"):
                 cap.parts.append((await http.get(gw.ops + path)).text)
@@ -529,6 +572,8 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
     assert '"callback_signature_invalid"' in logs and '"tencent_channel_dropped"' in logs
     assert zego._tokens and len(zego._seen_signatures) >= 10  # WSS tokens, signed requests
     assert len(cap.viewer_secrets) >= 2
+    assert "UNAUTHENTICATED" in cap.reasons, cap.reasons  # the refused credentials ran
+    assert '"transport": "tls"' in logs
 
     secrets = {
         "ZEGO ServerSecret": ZEGO_SECRET,
@@ -539,7 +584,14 @@ async def test_no_secret_leaks_on_normal_use_and_vendor_faults(livekit: LiveKitS
         "LiveKit API secret": livekit.api_secret,
         "TRTC UserSig option": TRTC_USER_SIG,
         "TRTC PrivateMapKey option": TRTC_PRIVATE_MAP_KEY,
+        "tenant API key": TENANT_KEY,
+        "a wrong API key presented": WRONG_KEY,
+        "tenant JWT": tenant_jwt,
+        "expired JWT": expired_jwt,
     }
+    # The TLS private key, line by line (the first is the same for every P-256 key).
+    body = server_pair.key_pem.decode().splitlines()[2:-1]
+    secrets.update({f"TLS private key line {i}": line for i, line in enumerate(body)})
     secrets.update({f"ZEGO WSS drive Token {i}": tok for i, tok in enumerate(zego._tokens)})
     secrets.update(
         {f"ZEGO request Signature {i}": sig for i, sig in enumerate(zego._seen_signatures)}
