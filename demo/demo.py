@@ -333,6 +333,8 @@ async def sandbox_demo(pcm: bytes) -> int:
     env.update(
         AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{port}",
         AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{ops}",
+        # The emulators post ZEGOCLOUD's callbacks here; a free port, not the default 8080.
+        AVATAR_GATEWAY_CALLBACKS_LISTEN=f"127.0.0.1:{free_port()}",
         AVATAR_GATEWAY_LOG_LEVEL="warning",
         AVATAR_GATEWAY_LOG_FORMAT="console",
     )
