@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # AvatarGateway images (docs/deployment.md):
-#   default target `gateway`: the gRPC gateway, production mode (`avatar-gateway serve`);
+#   default target `gateway`: the gRPC gateway, production mode (`avatar-gateway serve`). It
+#   refuses to start until the gRPC transport is chosen: AVATAR_GATEWAY_TLS_CERT_FILE and
+#   _TLS_KEY_FILE (mounted PEM files), or AVATAR_GATEWAY_PLAINTEXT=true explicitly;
 #   target `emulator`: the vendor emulators (`avatar-gateway emulate <vendor>`), for compose
 #   stacks and staging clusters, never for production.
 # Build: docker build -t avatar-gateway .   (podman: add --format docker to keep HEALTHCHECK)
@@ -38,6 +40,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     AVATAR_GATEWAY_LISTEN=0.0.0.0:50051 \
+    AVATAR_GATEWAY_CALLBACKS_LISTEN=0.0.0.0:8080 \
     AVATAR_GATEWAY_OPS_LISTEN=0.0.0.0:8081 \
     AVATAR_GATEWAY_LOG_FORMAT=json
 # A numeric uid needs no passwd entry; Kubernetes' runAsNonRoot can verify it.
@@ -52,7 +55,13 @@ ENTRYPOINT ["avatar-gateway", "emulate"]
 # ---- the gateway (default target: last stage) --------------------------------------------
 FROM runtime AS gateway
 COPY --from=venv-gateway /opt/venv /opt/venv
-EXPOSE 50051 8081
+# 50051 gRPC (TLS, mutual TLS, or plaintext when chosen); 8080 the public callbacks listener
+# (/callbacks/<vendor> only); 8081 the internal ops listener (/metrics, /healthz, /livez): do not
+# publish 8081 beyond the host or cluster.
+EXPOSE 50051 8080 8081
+# `avatar-gateway health`: GET http://127.0.0.1:<ops port>/healthz (AVATAR_GATEWAY_OPS_LISTEN),
+# healthy on 200 only: 503 while starting and from the first moment of a drain. HTTP on the ops
+# listener rather than gRPC health, which would need the TLS client certificate under mTLS.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["avatar-gateway", "health"]
 ENTRYPOINT ["avatar-gateway"]

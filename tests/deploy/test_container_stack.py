@@ -3,11 +3,16 @@
 Builds every image of ``docker-compose.yml`` (on a local Debian base made by
 ``tools/containers_setup.sh``: no image registry is reachable here), then:
 
-- the gateway image refuses to start without vendors, serves gRPC health as a non-root user on
-  a read-only root filesystem, and carries no compiler, no pip and no sandbox dependency;
+- the gateway image refuses to start without a chosen gRPC transport and without vendors;
+  with plaintext chosen it serves gRPC health as a non-root user on a read-only root
+  filesystem, its ops listener (8081) answers /healthz and /livez and its callbacks listener
+  (8080) nothing but /callbacks/<vendor>, and it carries no compiler, no pip and no sandbox
+  dependency;
+- with mutual TLS from mounted certificate files it serves gRPC health only to a client with a
+  certificate, while its HEALTHCHECK (HTTP /healthz on the ops listener) still passes;
 - the compose stack (gateway, redis, livekit, three vendor emulators) serves one session per
   vendor driven from the host with the Python client; each emulator received the exact audio
-  (SHA-256 over its HTTP records);
+  (SHA-256 over its HTTP records), and ZEGOCLOUD's callbacks reached the callbacks listener;
 - ``podman stop`` of the gateway during a live Drive: the client gets ``go_away`` and the
   container exits 0.
 
@@ -25,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,20 +41,26 @@ import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import audio_format, tone
+from tests.tlsutil import CertificateAuthority
 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(2400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "localhost/debian-python:bookworm")
-TAG = "test"
-PROJECT = "avatar-gateway-test"
+# Image tag and compose project; override them to run beside another checkout's deploy tests
+# on the same machine (both would otherwise build and run the same names).
+TAG = os.environ.get("DEPLOY_TEST_TAG", "test")
+PROJECT = os.environ.get("DEPLOY_TEST_PROJECT", "avatar-gateway-test")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 VENDOR_ENV = {
     "AVATAR_GATEWAY_ZEGOCLOUD__APP_ID": "1",
     "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET": "not-a-real-secret",
 }
+PLAINTEXT_ENV = {"AVATAR_GATEWAY_PLAINTEXT": "true"}
+GRPC_PORT, CALLBACKS_PORT, OPS_PORT = 50051, 8080, 8081
 
 
 def run(*cmd: str, timeout: float = 120, check: bool = True, **kw: Any) -> str:
@@ -73,6 +85,29 @@ def compose(*args: str, env: dict[str, str], timeout: float = 120) -> str:
     return run(exe, "-p", PROJECT, *args, timeout=timeout, cwd=ROOT, env=env)
 
 
+def env_args(env: dict[str, str]) -> list[str]:
+    return [arg for k, v in env.items() for arg in ("-e", f"{k}={v}")]
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET (an HTTP error status is an answer, not an exception)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return int(r.status), r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def first_log_event(container: str) -> dict[str, Any]:
+    """The gateway's first JSON log line (vendors_live / sandbox_mode / gateway_not_started)."""
+    logs = subprocess.run(["podman", "logs", container], capture_output=True, text=True)
+    output = logs.stderr + logs.stdout  # the gateway logs to stderr; podman may merge them
+    lines = [json.loads(raw) for raw in output.splitlines() if raw.startswith("{")]
+    assert lines, logs
+    first: dict[str, Any] = lines[0]
+    return first
+
+
 def wait_healthy(container: str, timeout_s: float = 120) -> None:
     """Run the container's own HEALTHCHECK until it passes (podman has no systemd here)."""
     deadline = time.monotonic() + timeout_s
@@ -95,6 +130,7 @@ def stack_env() -> dict[str, str]:
     env = dict(os.environ, BASE_IMAGE=BASE_IMAGE, TAG=TAG)
     for name in (
         "GATEWAY_PORT",
+        "GATEWAY_CALLBACKS_PORT",
         "GATEWAY_OPS_PORT",
         "ZEGOCLOUD_PORT",
         "TENCENT_PORT",
@@ -126,7 +162,7 @@ def container() -> Iterator[list[str]]:
 
 def test_gateway_image_without_vendors_exits_2_naming_the_settings(images: dict[str, str]) -> None:
     result = subprocess.run(
-        ["podman", "run", "--rm", "--read-only", images["gateway"]],
+        ["podman", "run", "--rm", "--read-only", *env_args(PLAINTEXT_ENV), images["gateway"]],
         capture_output=True,
         text=True,
         timeout=120,
@@ -135,6 +171,23 @@ def test_gateway_image_without_vendors_exits_2_naming_the_settings(images: dict[
     (line,) = [json.loads(raw) for raw in result.stderr.splitlines() if raw.startswith("{")]
     assert line["event"] == "gateway_not_started"
     assert "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET" in line["reason"]
+
+
+def test_gateway_image_without_a_transport_exits_2_naming_tls_and_plaintext(
+    images: dict[str, str],
+) -> None:
+    """The image chooses no transport: vendors alone do not start a production gateway."""
+    result = subprocess.run(
+        ["podman", "run", "--rm", "--read-only", *env_args(VENDOR_ENV), images["gateway"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result
+    (line,) = [json.loads(raw) for raw in result.stderr.splitlines() if raw.startswith("{")]
+    assert line["event"] == "gateway_not_started"
+    assert "AVATAR_GATEWAY_TLS_CERT_FILE" in line["reason"]
+    assert "AVATAR_GATEWAY_PLAINTEXT=true" in line["reason"]
 
 
 def test_gateway_image_serves_health_non_root_read_only_without_build_tools(
@@ -148,16 +201,30 @@ def test_gateway_image_serves_health_non_root_read_only_without_build_tools(
     # podman reports the docker-format healthcheck at the top level, docker under Config.
     healthcheck = inspect.get("Healthcheck") or config.get("Healthcheck")
     assert healthcheck["Test"] == ["CMD", "avatar-gateway", "health"]
-    assert {"50051/tcp", "8081/tcp"} <= set(config["ExposedPorts"])
+    # gRPC, the public callbacks listener, the internal ops listener.
+    assert set(config["ExposedPorts"]) == {"50051/tcp", "8080/tcp", "8081/tcp"}
     print(f"gateway image size: {inspect['Size'] / 1e6:.0f} MB")
 
-    port = free_port()
+    port, callbacks_port, ops_port = free_port(), free_port(), free_port()
     name = f"{PROJECT}-image-{port}"
     container.append(name)
-    env = [arg for k, v in VENDOR_ENV.items() for arg in ("-e", f"{k}={v}")]
-    run("podman", "run", "-d", "--name", name, "--read-only", "-p", f"127.0.0.1:{port}:50051",
-        *env, image)  # fmt: skip
+    env = env_args({**VENDOR_ENV, **PLAINTEXT_ENV})
+    run("podman", "run", "-d", "--name", name, "--read-only",
+        "-p", f"127.0.0.1:{port}:{GRPC_PORT}", "-p", f"127.0.0.1:{callbacks_port}:{CALLBACKS_PORT}",
+        "-p", f"127.0.0.1:{ops_port}:{OPS_PORT}", *env, image)  # fmt: skip
     wait_healthy(name)
+    started = first_log_event(name)
+    assert started["event"] == "vendors_live" and started["transport"] == "plaintext", started
+
+    # The ops listener answers the probes; the callbacks listener serves only callbacks.
+    ops = f"http://127.0.0.1:{ops_port}"
+    callbacks = f"http://127.0.0.1:{callbacks_port}"
+    assert http_get(f"{ops}/healthz") == (200, '{"status": "ok"}')
+    assert http_get(f"{ops}/livez")[0] == 200
+    assert "avatar_gateway_" in http_get(f"{ops}/metrics")[1]
+    assert http_get(f"{ops}/callbacks/zegocloud")[0] == 404
+    for path in ("/healthz", "/livez", "/metrics", "/sandbox"):
+        assert http_get(f"{callbacks}{path}")[0] == 404, path
 
     async def check() -> int:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -181,6 +248,64 @@ def test_gateway_image_serves_health_non_root_read_only_without_build_tools(
     run("podman", "stop", "-t", "30", name)
     exit_code = run("podman", "inspect", "--format", "{{.State.ExitCode}}", name).strip()
     assert exit_code == "0", run("podman", "logs", name, check=False)
+
+
+def test_gateway_image_serves_mutual_tls_from_mounted_files_and_stays_healthy(
+    images: dict[str, str], container: list[str], tmp_path: Path
+) -> None:
+    """Certificate files mounted read-only (as a Kubernetes Secret volume would be): gRPC
+    answers only a client with a certificate the client CA signed; the image's HEALTHCHECK,
+    HTTP /healthz on the ops listener, passes without any certificate."""
+    ca = CertificateAuthority()
+    certs = tmp_path / "tls"
+    server_cert, server_key = ca.server_pair().write(certs, "server")
+    (certs / "client-ca.pem").write_bytes(ca.cert_pem)
+    client = ca.client_pair()
+    certs.chmod(0o755)
+    for f in certs.iterdir():
+        f.chmod(0o644)  # the container runs as uid 10001
+
+    port = free_port()
+    name = f"{PROJECT}-mtls-{port}"
+    container.append(name)
+    env = env_args({
+        **VENDOR_ENV,
+        "AVATAR_GATEWAY_TLS_CERT_FILE": f"/tls/{server_cert.name}",
+        "AVATAR_GATEWAY_TLS_KEY_FILE": f"/tls/{server_key.name}",
+        "AVATAR_GATEWAY_TLS_CLIENT_CA_FILE": "/tls/client-ca.pem",
+    })  # fmt: skip
+    run("podman", "run", "-d", "--name", name, "--read-only", "-v", f"{certs}:/tls:ro",
+        "-p", f"127.0.0.1:{port}:{GRPC_PORT}", *env, images["gateway"])  # fmt: skip
+    wait_healthy(name)
+    started = first_log_event(name)
+    assert started["event"] == "vendors_live" and started["transport"] == "mtls", started
+
+    async def check(with_client_cert: bool) -> int:
+        creds = grpc.ssl_channel_credentials(
+            ca.cert_pem,
+            client.key_pem if with_client_cert else None,
+            client.cert_pem if with_client_cert else None,
+        )
+        async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            response = await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            return int(response.status)
+
+    assert asyncio.run(check(True)) == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        asyncio.run(check(False))
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
+
+    async def plaintext() -> None:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+
+    with pytest.raises(grpc.aio.AioRpcError):
+        asyncio.run(plaintext())
+    # Still healthy for the container runtime, which has no client certificate.
+    run("podman", "healthcheck", "run", name)
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +395,19 @@ def test_compose_stack_drives_each_vendor_from_the_host(stack: dict[str, str], v
     assert "speech_started" in seen and seen[-1] == "speech_ended", seen
     sha = received_sha256(vendor, emulator_state(stack, vendor), session)
     assert sha == [hashlib.sha256(pcm).hexdigest()], (seen, sha)
+    if vendor == "zegocloud":
+        # Its drive-status callbacks went to the gateway's callbacks listener (8080) and were
+        # applied: counted on the ops listener's /metrics.
+        status, metrics = http_get(f"http://127.0.0.1:{stack['GATEWAY_OPS_PORT']}/metrics")
+        assert status == 200
+        counted = {
+            sample.labels["outcome"]: sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "avatar_gateway_vendor_callbacks_total"
+            and sample.labels.get("vendor") == "zegocloud"
+        }
+        assert counted.get("applied", 0) >= 1, counted
 
 
 def test_stopping_the_gateway_container_during_a_drive_sends_go_away_and_exits_0(

@@ -3,11 +3,14 @@
 helm is built from its Go module (tools/build_helm.sh, pinned); the chart must pass
 `helm lint --strict`, render with the default and the production-like values, and every
 rendered object must pass `kubernetes-validate --strict` against the schemas of the oldest
-Kubernetes the chart supports (1.27) and the newest one kubernetes-validate knows. Then the
-rendered objects are checked for what the chart promises: gRPC probes, a termination grace
-period that covers the drain, the security context, secrets mounted as files and nowhere else,
-the headless Service, PDB/HPA, the Redis requirement of several replicas, the config checksum.
-Each check is also run against a deliberately wrong rendering, to show it can fail.
+Kubernetes the chart supports (1.25) and the newest one kubernetes-validate knows. Then the
+rendered objects are checked for what the chart promises: three ports (gRPC, public callbacks,
+internal ops), HTTP probes on the ops port, a gRPC transport chosen explicitly (TLS and mutual
+TLS from whole Secret volumes, or plaintext), the API keys file from a Secret volume, a
+termination grace period that covers the drain, the security context, secrets mounted as files
+and nowhere else, the headless Service, the Ingress and NetworkPolicy ports, PDB/HPA, the Redis
+requirement of several replicas, the config checksum. Each check is also run against a
+deliberately wrong rendering, to show it can fail.
 """
 
 from __future__ import annotations
@@ -31,8 +34,28 @@ PROD_VALUES = CHART / "ci" / "production-values.yaml"
 RELEASE = "avatar"
 NAMESPACE = "avatar-ns"
 GRPC_PORT = 50051
+CALLBACKS_PORT = 8080
 OPS_PORT = 8081
-OLDEST_KUBERNETES = "1.27.0"
+OLDEST_KUBERNETES = "1.25.0"
+# Where the chart mounts the TLS, client CA and API keys Secrets (beside secretsDir).
+TLS_DIR = "/var/run/secrets/avatar-gateway-tls"
+CLIENT_CA_DIR = "/var/run/secrets/avatar-gateway-client-ca"
+API_KEYS_DIR = "/var/run/secrets/avatar-gateway-api-keys"
+# The variables the chart sets itself; `config` must refuse them.
+CHART_OWNED = (
+    "AVATAR_GATEWAY_LISTEN",
+    "AVATAR_GATEWAY_OPS_LISTEN",
+    "AVATAR_GATEWAY_CALLBACKS_LISTEN",
+    "AVATAR_GATEWAY_PUBLIC_URL",
+    "AVATAR_GATEWAY_SECRETS_DIR",
+    "AVATAR_GATEWAY_SHUTDOWN_GRACE_S",
+    "AVATAR_GATEWAY_REDIS_URL",
+    "AVATAR_GATEWAY_PLAINTEXT",
+    "AVATAR_GATEWAY_TLS_CERT_FILE",
+    "AVATAR_GATEWAY_TLS_KEY_FILE",
+    "AVATAR_GATEWAY_TLS_CLIENT_CA_FILE",
+    "AVATAR_GATEWAY_API_KEYS_FILE",
+)
 
 # A cold build of helm takes a few minutes; it runs in the first test's setup.
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(900)]
@@ -143,6 +166,17 @@ def prod(*pairs: str) -> list[str]:
     return ["-f", str(PROD_VALUES), *sets(*pairs)]
 
 
+def plain(*pairs: str) -> list[str]:
+    """The default values with plaintext gRPC chosen (the chart renders nothing without a
+    transport), plus ``pairs``."""
+    return sets("grpcPlaintext=true", *pairs)
+
+
+def tls(*pairs: str) -> list[str]:
+    """The default values with TLS from the Secret ``gw-tls``, plus ``pairs``."""
+    return sets("tls.secretName=gw-tls", *pairs)
+
+
 def find(docs: Docs, kind: str, name: str | None = None) -> dict[str, Any]:
     hits = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
     assert len(hits) == 1, f"expected one {kind} {name or ''}, found {len(hits)}"
@@ -178,18 +212,54 @@ def chart_values() -> dict[str, Any]:
 # ---------------------------------------------------------------- checks (reused on bad renders)
 
 
-def check_grpc_probes(docs: Docs) -> None:
+def check_probes(docs: Docs) -> None:
+    """Three container ports; every probe is plain HTTP on the ops port: /healthz for startup
+    and readiness (503 while starting and draining), /livez for liveness (200 while draining).
+    Never the gRPC port: the kubelet's gRPC probe cannot pass TLS, let alone mutual TLS."""
     c = container(docs)
-    for probe in ("startupProbe", "readinessProbe"):
-        assert c[probe].get("grpc", {}).get("port") == GRPC_PORT, f"{probe}: {c[probe]}"
-        assert c[probe]["grpc"].get("service", "") == "", "health of the whole server (service '')"
-    # Liveness must not be gRPC health, which is NOT_SERVING on purpose while draining.
-    liveness = c["livenessProbe"]
-    assert "grpc" not in liveness, liveness
-    assert liveness["httpGet"]["path"] == "/healthz"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"grpc": GRPC_PORT, "ops": OPS_PORT}
-    assert liveness["httpGet"]["port"] in ("ops", OPS_PORT)
+    assert ports == {"grpc": GRPC_PORT, "callbacks": CALLBACKS_PORT, "ops": OPS_PORT}, ports
+    expected = {"startupProbe": "/healthz", "readinessProbe": "/healthz", "livenessProbe": "/livez"}
+    for probe, path in expected.items():
+        spec = c[probe]
+        assert set(spec) & {"grpc", "exec", "tcpSocket", "httpGet"} == {"httpGet"}, (
+            f"{probe}: {spec}"
+        )
+        get = spec["httpGet"]
+        assert get["path"] == path, f"{probe}: {spec}"
+        assert get["port"] in ("ops", OPS_PORT), f"{probe} must probe the ops port: {spec}"
+        assert get.get("scheme", "HTTP") == "HTTP", f"{probe}: {spec}"
+
+
+def mounted_file(docs: Docs, path: str) -> tuple[str, str]:
+    """The Secret and key that the file ``path`` of the container comes from.
+
+    The file must be an item of a whole ``secret`` volume mounted read-only at its directory
+    (never ``subPath``, which the kubelet never updates), with mode 0440.
+    """
+    directory, name = path.rsplit("/", 1)
+    mounts = [m for m in container(docs)["volumeMounts"] if m["mountPath"] == directory]
+    assert len(mounts) == 1, f"{path}: no single mount at {directory}"
+    mount = mounts[0]
+    assert mount.get("readOnly") is True and "subPath" not in mount, mount
+    volume = next(v for v in pod_spec(docs)["volumes"] if v["name"] == mount["name"])
+    secret = volume.get("secret")
+    assert secret is not None, f"{path}: not a secret volume: {volume}"
+    assert secret["defaultMode"] == 0o440, secret
+    items = [i for i in secret.get("items", []) if i["path"] == name]
+    assert len(items) == 1, f"{path}: {name} is not an item of {secret}"
+    return secret["secretName"], items[0]["key"]
+
+
+def check_mounts_update_in_place(docs: Docs) -> None:
+    """No subPath mount (never updated by the kubelet), and no mount inside another one."""
+    mounts = container(docs)["volumeMounts"]
+    assert not [m for m in mounts if "subPath" in m or "subPathExpr" in m], mounts
+    paths = [m["mountPath"].rstrip("/") for m in mounts]
+    for a in paths:
+        for b in paths:
+            assert a == b or not b.startswith(a + "/"), f"{b} is mounted inside {a}"
+    assert len(paths) == len(set(paths)), paths
 
 
 def check_drain(docs: Docs) -> None:
@@ -270,7 +340,9 @@ def check_resources(docs: Docs, values: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- lint and schema validation
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(PROD_VALUES)]], ids=["default", "production"])
+@pytest.mark.parametrize(
+    "values", [plain(), tls(), ["-f", str(PROD_VALUES)]], ids=["plaintext", "tls", "production"]
+)
 def test_helm_lint_strict(helm: str, values: list[str]) -> None:
     proc = run_helm(helm, "lint", "--strict", str(CHART), *values)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -279,13 +351,24 @@ def test_helm_lint_strict(helm: str, values: list[str]) -> None:
 
 def test_chart_supports_the_oldest_validated_kubernetes(helm: str) -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["kubeVersion"] == ">=1.27.0-0"  # native gRPC probes are GA in 1.27
+    # NetworkPolicy endPort (LiveKit's media range) is GA in 1.25; nothing needs 1.27 any more
+    # (the probes are HTTP, not native gRPC).
+    assert chart["kubeVersion"] == ">=1.25.0-0"
     assert chart["appVersion"] == "0.1.0"
-    assert "incompatible" in render_fails(helm, "--kube-version", "1.26.0")
+    assert "incompatible" in render_fails(helm, *plain(), "--kube-version", "1.24.0")
+    render(helm, *plain(), "--kube-version", OLDEST_KUBERNETES)
 
 
 RENDERINGS = {
-    "default": [],
+    "plaintext": plain(),
+    "sandbox": sets("config.AVATAR_GATEWAY_SANDBOX=true"),
+    "mtls-api-keys": tls(
+        "tls.clientCA.secretName=gw-client-ca",
+        "auth.apiKeys.secretName=gw-api-keys",
+        "ingress.enabled=true",
+        "networkPolicy.enabled=true",
+        "networkPolicy.callbacksFrom[0].namespaceSelector.matchLabels.team=edge",
+    ),
     "production": ["-f", str(PROD_VALUES)],
     # Production values with the chart-made Secret instead of existingSecret.
     "production-chart-secret": ["-f", str(PROD_VALUES), *sets("existingSecret=", *SECRET_VALUES)],
@@ -314,7 +397,9 @@ def test_rendered_objects_pass_kubernetes_validate_strict(
 
 def test_kubernetes_validate_rejects_an_unknown_field(helm: str, tmp_path: Path) -> None:
     """The validation above can fail: a misspelt pod field is refused."""
-    text = render_text(helm, "--set-json", 'podSecurityContext={"runAsNonRoot":true,"runAsUsr":1}')
+    text = render_text(
+        helm, *plain(), "--set-json", 'podSecurityContext={"runAsNonRoot":true,"runAsUsr":1}'
+    )
     manifest = tmp_path / "rendered.yaml"
     manifest.write_text(text)
     proc = subprocess.run(
@@ -331,15 +416,19 @@ def test_kubernetes_validate_rejects_an_unknown_field(helm: str, tmp_path: Path)
 # ---------------------------------------------------------------- what the objects promise
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(PROD_VALUES)]], ids=["default", "production"])
+@pytest.mark.parametrize(
+    "values", [plain(), tls(), ["-f", str(PROD_VALUES)]], ids=["plaintext", "tls", "production"]
+)
 def test_probes_drain_security_resources(helm: str, values: list[str]) -> None:
     docs = render(helm, *values)
-    check_grpc_probes(docs)
+    check_probes(docs)
     check_drain(docs)
     check_security(docs)
     check_resources(docs, chart_values())
+    check_mounts_update_in_place(docs)
     data = config_data(docs)
     assert data["AVATAR_GATEWAY_LISTEN"] == f"0.0.0.0:{GRPC_PORT}"
+    assert data["AVATAR_GATEWAY_CALLBACKS_LISTEN"] == f"0.0.0.0:{CALLBACKS_PORT}"
     assert data["AVATAR_GATEWAY_OPS_LISTEN"] == f"0.0.0.0:{OPS_PORT}"
     assert data["AVATAR_GATEWAY_SANDBOX"] == "false"
     annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
@@ -359,16 +448,16 @@ def test_drain_arithmetic_and_a_too_short_grace_period_fails(helm: str) -> None:
         shutdown[k]
         for k in ("preStopSleepSeconds", "graceSeconds", "closeBudgetSeconds", "marginSeconds")
     )
-    assert pod_spec(render(helm))["terminationGracePeriodSeconds"] == expected
-    longer = render(helm, *sets("shutdown.graceSeconds=45", "shutdown.preStopSleepSeconds=10"))
+    assert pod_spec(render(helm, *plain()))["terminationGracePeriodSeconds"] == expected
+    longer = render(helm, *plain("shutdown.graceSeconds=45", "shutdown.preStopSleepSeconds=10"))
     check_drain(longer)
     assert pod_spec(longer)["terminationGracePeriodSeconds"] == expected + 25 + 5
-    err = render_fails(helm, *sets("shutdown.terminationGracePeriodSeconds=30"))
+    err = render_fails(helm, *plain("shutdown.terminationGracePeriodSeconds=30"))
     assert "shorter than the drain needs" in err
 
 
 def test_check_drain_catches_a_short_grace_period(helm: str) -> None:
-    docs = render(helm)
+    docs = render(helm, *plain())
     pod_spec(docs)["terminationGracePeriodSeconds"] = 50  # 5 + 20 + 30 = 55 would be needed
     with pytest.raises(AssertionError, match="terminationGracePeriodSeconds"):
         check_drain(docs)
@@ -384,18 +473,46 @@ def test_check_drain_catches_a_short_grace_period(helm: str) -> None:
 )
 def test_check_security_catches_a_weakened_context(helm: str, override: str) -> None:
     with pytest.raises(AssertionError):
-        check_security(render(helm, *sets(override)))
+        check_security(render(helm, *plain(override)))
 
 
-def test_check_probes_catches_a_grpc_liveness_probe(helm: str) -> None:
-    docs = render(helm)
-    container(docs)["livenessProbe"] = {"grpc": {"port": GRPC_PORT}}
+@pytest.mark.parametrize(
+    ("probe", "wrong"),
+    [
+        ("readinessProbe", {"grpc": {"port": GRPC_PORT}}),  # the old native gRPC probe
+        ("startupProbe", {"grpc": {"port": GRPC_PORT}}),
+        ("livenessProbe", {"httpGet": {"path": "/healthz", "port": "ops"}}),  # 503 on drain
+        ("readinessProbe", {"httpGet": {"path": "/livez", "port": "ops"}}),  # 200 on drain
+        ("readinessProbe", {"httpGet": {"path": "/healthz", "port": "callbacks"}}),
+        ("livenessProbe", {"httpGet": {"path": "/livez", "port": GRPC_PORT}}),
+    ],
+    ids=[
+        "grpc-readiness",
+        "grpc-startup",
+        "liveness-healthz",
+        "readiness-livez",
+        "readiness-callbacks-port",
+        "liveness-grpc-port",
+    ],
+)
+def test_check_probes_catches_a_wrong_probe(helm: str, probe: str, wrong: dict[str, Any]) -> None:
+    docs = render(helm, *plain())
+    check_probes(docs)
+    container(docs)[probe] = wrong
     with pytest.raises(AssertionError):
-        check_grpc_probes(docs)
+        check_probes(docs)
+
+
+def test_check_probes_catches_a_missing_callbacks_port(helm: str) -> None:
+    docs = render(helm, *plain())
+    c = container(docs)
+    c["ports"] = [p for p in c["ports"] if p["name"] != "callbacks"]
+    with pytest.raises(AssertionError):
+        check_probes(docs)
 
 
 def test_secrets_are_mounted_as_files_and_appear_nowhere_else(helm: str) -> None:
-    docs = render(helm, *sets(*SECRET_VALUES))
+    docs = render(helm, *plain(*SECRET_VALUES))
     check_secrets_as_files(docs, list(SENTINELS.values()))
     secret = find(docs, "Secret")
     assert set(secret["data"]) == set(SENTINELS)
@@ -410,7 +527,7 @@ def test_secrets_are_mounted_as_files_and_appear_nowhere_else(helm: str) -> None
 
 def test_check_secrets_catches_a_secret_in_the_configmap(helm: str) -> None:
     leaked = SENTINELS["AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN"]
-    docs = render(helm, *sets(*SECRET_VALUES, f"config.AVATAR_GATEWAY_TENCENT__APPKEY={leaked}"))
+    docs = render(helm, *plain(*SECRET_VALUES, f"config.AVATAR_GATEWAY_TENCENT__APPKEY={leaked}"))
     with pytest.raises(AssertionError, match="holds secret values"):
         check_secrets_as_files(docs, list(SENTINELS.values()))
 
@@ -452,51 +569,88 @@ def test_redis_url_in_the_main_secret_is_not_projected_twice(helm: str) -> None:
 
 def test_secret_settings_are_refused_in_config(helm: str) -> None:
     for name in ("AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET", "AVATAR_GATEWAY_AKOOL__API_KEY"):
-        err = render_fails(helm, *sets(f"config.{name}=x"))
+        err = render_fails(helm, *plain(f"config.{name}=x"))
         assert name in err
-    # The chart owns these.
-    assert "AVATAR_GATEWAY_SECRETS_DIR" in render_fails(
-        helm, *sets("config.AVATAR_GATEWAY_SECRETS_DIR=/x")
+    # A non-secret one is fine, and lands in the ConfigMap; so do the JWT settings.
+    docs = render(
+        helm,
+        *plain(
+            "config.AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY=key",
+            "config.AVATAR_GATEWAY_JWT_JWKS=https://idp.example.com/jwks.json",
+            "config.AVATAR_GATEWAY_JWT_ISSUER=https://idp.example.com/",
+            "config.AVATAR_GATEWAY_JWT_AUDIENCE=avatar-gateway",
+        ),
     )
-    # A non-secret one is fine, and lands in the ConfigMap.
-    docs = render(helm, *sets("config.AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY=key"))
-    assert config_data(docs)["AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY"] == "key"
+    data = config_data(docs)
+    assert data["AVATAR_GATEWAY_AKOOL__LIVEKIT_API_KEY"] == "key"
+    assert data["AVATAR_GATEWAY_JWT_JWKS"] == "https://idp.example.com/jwks.json"
+    assert data["AVATAR_GATEWAY_JWT_AUDIENCE"] == "avatar-gateway"
+
+
+@pytest.mark.parametrize("name", CHART_OWNED)
+def test_variables_the_chart_sets_are_refused_in_config(helm: str, name: str) -> None:
+    err = render_fails(helm, *plain(f"config.{name}=x"))
+    assert name in err and "schema" in err, err
 
 
 def test_redis_url_with_a_password_is_refused(helm: str) -> None:
-    err = render_fails(helm, *sets("redis.url=redis://:hunter2@redis:6379/0"))
+    err = render_fails(helm, *plain("redis.url=redis://:hunter2@redis:6379/0"))
     assert "carries credentials" in err
-    docs = render(helm, *sets("redis.url=redis://redis.redis.svc:6379/0"))
+    docs = render(helm, *plain("redis.url=redis://redis.redis.svc:6379/0"))
     assert config_data(docs)["AVATAR_GATEWAY_REDIS_URL"] == "redis://redis.redis.svc:6379/0"
 
 
 def test_services_headless_for_client_side_balancing(helm: str) -> None:
-    docs = render(helm)
+    docs = render(helm, *plain())
     headless = find(docs, "Service", f"{RELEASE}-avatar-gateway-headless")
     assert headless["spec"]["clusterIP"] == "None"
     assert [p["port"] for p in headless["spec"]["ports"]] == [GRPC_PORT]
     main = find(docs, "Service", f"{RELEASE}-avatar-gateway")
     ports = {p["name"]: p for p in main["spec"]["ports"]}
-    assert ports["grpc"]["port"] == GRPC_PORT and ports["ops"]["port"] == OPS_PORT
+    assert {name: (p["port"], p["targetPort"]) for name, p in ports.items()} == {
+        "grpc": (GRPC_PORT, "grpc"),
+        "callbacks": (CALLBACKS_PORT, "callbacks"),
+        "ops": (OPS_PORT, "ops"),
+    }
+    # Plaintext gRPC: HTTP/2 with prior knowledge, on both Services.
     assert ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"
+    assert headless["spec"]["ports"][0]["appProtocol"] == "kubernetes.io/h2c"
     sa = find(docs, "ServiceAccount")
     assert sa["automountServiceAccountToken"] is False
 
 
-def test_notes_tell_clients_to_use_the_headless_service(helm: str, tmp_path: Path) -> None:
-    """helm template does not render NOTES.txt: render it through a copy of the chart."""
+def render_notes(helm: str, tmp_path: Path, *args: str) -> str:
+    """NOTES.txt as ``helm install`` would print it (helm template does not render it): the
+    notes are moved out of templates/ in a copy of the chart and rendered through tpl."""
     chart = tmp_path / "chart"
-    shutil.copytree(CHART, chart)
-    # .Files does not see templates/: move the notes out and render them through tpl.
-    (chart / "templates" / "NOTES.txt").rename(chart / "notes-source.txt")
-    (chart / "templates" / "notes-probe.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
-        'data:\n  notes: {{ tpl (.Files.Get "notes-source.txt") . | toJson }}\n'
-    )
-    proc = run_helm(helm, "template", RELEASE, str(chart), "-n", NAMESPACE)
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        # .Files does not see templates/: move the notes out and render them through tpl.
+        (chart / "templates" / "NOTES.txt").rename(chart / "notes-source.txt")
+        (chart / "templates" / "notes-probe.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+            'data:\n  notes: {{ tpl (.Files.Get "notes-source.txt") . | toJson }}\n'
+        )
+    proc = run_helm(helm, "template", RELEASE, str(chart), "-n", NAMESPACE, *args)
     assert proc.returncode == 0, proc.stderr
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    notes = find(docs, "ConfigMap", "notes")["data"]["notes"]
+    notes: str = find(docs, "ConfigMap", "notes")["data"]["notes"]
+    return notes
+
+
+@pytest.mark.parametrize(
+    ("values", "channel"),
+    [
+        (plain(), "grpc.aio.insecure_channel(target"),
+        (tls(), "grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca)"),
+        (["-f", str(PROD_VALUES)], "grpc.ssl_channel_credentials(ca, key, cert)"),
+    ],
+    ids=["plaintext", "tls", "mtls"],
+)
+def test_notes_tell_clients_to_use_the_headless_service(
+    helm: str, tmp_path: Path, values: list[str], channel: str
+) -> None:
+    notes = render_notes(helm, tmp_path, *values)
     target = f"dns:///{RELEASE}-avatar-gateway-headless.{NAMESPACE}.svc.cluster.local:{GRPC_PORT}"
     assert target in notes
     for option in (
@@ -504,8 +658,38 @@ def test_notes_tell_clients_to_use_the_headless_service(helm: str, tmp_path: Pat
         'defaultLoadBalancingPolicy("round_robin")',
         "'grpc.service_config'",
         '("grpc.lb_policy_name", "round_robin")',
+        channel,
     ):
-        assert option in notes
+        assert option in notes, option
+    # The three ports, each with what it serves.
+    assert f"{GRPC_PORT}  gRPC API" in notes
+    assert f"{CALLBACKS_PORT}   public callbacks listener" in notes
+    assert f"{OPS_PORT}   internal ops listener" in notes
+
+
+def test_notes_warn_loudly_without_authentication(helm: str, tmp_path: Path) -> None:
+    warning = "WARNING: NO AUTHENTICATION ON THE gRPC API"
+    # Production mode, no API keys, no JWT: renders, and warns.
+    assert warning in render_notes(helm, tmp_path, *plain())
+    assert warning in render_notes(helm, tmp_path, *tls("tls.clientCA.secretName=gw-ca"))
+    # API keys or a JWKS: no warning.
+    keys = render_notes(helm, tmp_path, *tls("auth.apiKeys.secretName=gw-api-keys"))
+    assert warning not in keys and "gw-api-keys" in keys and "revoke" in keys
+    jwt = render_notes(helm, tmp_path, *tls("config.AVATAR_GATEWAY_JWT_JWKS=https://idp/jwks"))
+    assert warning not in jwt
+    assert warning not in render_notes(helm, tmp_path, "-f", str(PROD_VALUES))
+    # The sandbox (emulated vendors, nothing billed) gets a note, not the warning.
+    sandbox = render_notes(helm, tmp_path, *sets("config.AVATAR_GATEWAY_SANDBOX=true"))
+    assert warning not in sandbox and "no authentication (sandbox mode)" in sandbox
+
+
+def test_notes_explain_tls_rotation_or_plaintext(helm: str, tmp_path: Path) -> None:
+    mtls = render_notes(helm, tmp_path, "-f", str(PROD_VALUES))
+    assert "avatar-gateway-grpc-tls" in mtls and "No restart" in mtls
+    assert "Mutual TLS: every client must present a certificate" in mtls
+    assert "PLAINTEXT" not in mtls
+    plaintext = render_notes(helm, tmp_path, *plain())
+    assert "PLAINTEXT gRPC (grpcPlaintext=true)" in plaintext and "Rotation" not in plaintext
 
 
 def test_production_has_pdb_hpa_networkpolicy_and_spread(helm: str) -> None:
@@ -523,19 +707,27 @@ def test_production_has_pdb_hpa_networkpolicy_and_spread(helm: str) -> None:
 
     policy = find(docs, "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    ingress_ports = [p["port"] for rule in policy["ingress"] for p in rule["ports"]]
-    assert "grpc" in ingress_ports and "ops" in ingress_ports
-    metrics_peers = [peer for rule in policy["ingress"] for peer in rule.get("from", [])]
-    assert {
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
-    } in metrics_peers
+
+    def ports_allowed_to(namespace: str) -> set[str]:
+        peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+        return {
+            p["port"] for rule in policy["ingress"] if peer in rule.get("from", [])
+            for p in rule["ports"]
+        }  # fmt: skip
+
+    # The ingress controller (vendor callbacks) reaches the callbacks listener only, never ops;
+    # Prometheus reaches the ops port (/metrics) only.
+    assert ports_allowed_to("ingress-nginx") == {"callbacks"}
+    assert ports_allowed_to("monitoring") == {"ops"}
+    ingress_ports = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
+    assert ingress_ports == {"grpc", "callbacks", "ops"}
     egress_ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
     # DNS (both protocols), Redis, vendor HTTPS, LiveKit: a default-deny must not cut them.
     assert {(53, "UDP"), (53, "TCP"), (6379, "TCP"), (443, "TCP"), (7880, "TCP")} <= egress_ports
 
 
 def test_default_values_have_no_hpa_or_networkpolicy(helm: str) -> None:
-    docs = render(helm)
+    docs = render(helm, *plain())
     assert not kinds(docs) & {"HorizontalPodAutoscaler", "NetworkPolicy", "Ingress", "Secret"}
     assert find(docs, "Deployment")["spec"]["replicas"] == 1
     assert "PodDisruptionBudget" in kinds(docs)
@@ -546,15 +738,15 @@ def test_default_values_have_no_hpa_or_networkpolicy(helm: str) -> None:
     "override", ["replicaCount=3", "autoscaling.enabled=true"], ids=["replicas", "hpa"]
 )
 def test_several_replicas_without_redis_fail_to_render(helm: str, override: str) -> None:
-    err = render_fails(helm, *sets(override))
+    err = render_fails(helm, *plain(override))
     assert "needs a shared Redis" in err
-    docs = render(helm, *sets(override, "redis.url=redis://redis:6379/0"))
+    docs = render(helm, *plain(override, "redis.url=redis://redis:6379/0"))
     assert "Deployment" in kinds(docs)
 
 
 def test_config_change_changes_the_checksum(helm: str) -> None:
     def checksum(*pairs: str) -> str:
-        deployment = find(render(helm, *sets(*pairs)), "Deployment")
+        deployment = find(render(helm, *plain(*pairs)), "Deployment")
         value: str = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
         return value
 
@@ -568,9 +760,13 @@ def test_config_change_changes_the_checksum(helm: str) -> None:
 def test_ingress_routes_only_callbacks(helm: str) -> None:
     docs = render(helm, "-f", str(PROD_VALUES))
     paths = find(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"]
+    # The public callbacks listener, never the ops port (/metrics, /healthz, /livez).
     assert [(p["path"], p["backend"]["service"]["port"]["name"]) for p in paths] == [
-        ("/callbacks/", "ops")
+        ("/callbacks/", "callbacks")
     ]
+    service = find(docs, "Service", f"{RELEASE}-avatar-gateway")
+    by_name = {p["name"]: p for p in service["spec"]["ports"]}
+    assert by_name["callbacks"]["port"] == CALLBACKS_PORT
 
 
 def test_numbers_from_a_values_file_are_rendered_as_the_gateway_reads_them(
@@ -584,6 +780,7 @@ def test_numbers_from_a_values_file_are_rendered_as_the_gateway_reads_them(
         "  AVATAR_GATEWAY_REAPER_INTERVAL_S: 2.5\n"
         "shutdown:\n"
         "  graceSeconds: 12.5\n"
+        "grpcPlaintext: true\n"
     )
     docs = render(helm, "-f", str(values))
     data = config_data(docs)
@@ -592,3 +789,146 @@ def test_numbers_from_a_values_file_are_rendered_as_the_gateway_reads_them(
     assert data["AVATAR_GATEWAY_SHUTDOWN_GRACE_S"] == "12.5"
     check_drain(docs)
     assert pod_spec(docs)["terminationGracePeriodSeconds"] == 5 + 13 + 30 + 10
+
+
+# ---------------------------------------------------------------- transport and authentication
+
+
+def test_rendering_fails_unless_the_grpc_transport_is_chosen(helm: str) -> None:
+    # Neither TLS nor plaintext: the gateway would refuse to start; the chart refuses first.
+    err = render_fails(helm)
+    assert "choose the gRPC transport" in err and "tls.secretName" in err, err
+    assert "grpcPlaintext=true" in err
+    # Both: contradictory (the gateway refuses AVATAR_GATEWAY_PLAINTEXT with TLS files too),
+    # also in sandbox mode.
+    both = ("tls.secretName=gw-tls", "grpcPlaintext=true")
+    assert "not both" in render_fails(helm, *sets(*both))
+    assert "not both" in render_fails(helm, *sets(*both, "config.AVATAR_GATEWAY_SANDBOX=true"))
+    # Mutual TLS needs the server's own certificate.
+    err = render_fails(helm, *plain("tls.clientCA.secretName=gw-ca"))
+    assert "tls.clientCA.secretName" in err and "needs tls.secretName" in err
+
+
+@pytest.mark.parametrize("sandbox", ["false", "no", "0", ""])
+def test_production_mode_needs_a_transport_whatever_sandbox_says(helm: str, sandbox: str) -> None:
+    assert "choose the gRPC transport" in render_fails(
+        helm, *sets(f"config.AVATAR_GATEWAY_SANDBOX={sandbox}")
+    )
+
+
+@pytest.mark.parametrize("sandbox", ["true", "True", "1", "yes"])
+def test_sandbox_may_run_plaintext_without_choosing(helm: str, sandbox: str) -> None:
+    """The gateway's sandbox may serve plaintext without AVATAR_GATEWAY_PLAINTEXT (it reads a
+    boolean the pydantic way: true/1/yes/on...)."""
+    docs = render(helm, *sets(f"config.AVATAR_GATEWAY_SANDBOX={sandbox}"))
+    data = config_data(docs)
+    assert not {k for k in data if k.startswith("AVATAR_GATEWAY_TLS_")}, data
+    assert "AVATAR_GATEWAY_PLAINTEXT" not in data
+    grpc = next(p for p in find(docs, "Service", f"{RELEASE}-avatar-gateway")["spec"]["ports"]
+                if p["name"] == "grpc")  # fmt: skip
+    assert grpc["appProtocol"] == "kubernetes.io/h2c"
+    check_probes(docs)
+
+
+def test_plaintext_is_set_explicitly_and_only_then(helm: str) -> None:
+    data = config_data(render(helm, *plain()))
+    assert data["AVATAR_GATEWAY_PLAINTEXT"] == "true"
+    assert not {k for k in data if k.startswith("AVATAR_GATEWAY_TLS_")}, data
+    assert "AVATAR_GATEWAY_PLAINTEXT" not in config_data(render(helm, *tls()))
+    assert "AVATAR_GATEWAY_PLAINTEXT" not in config_data(render(helm, "-f", str(PROD_VALUES)))
+
+
+def test_tls_secret_is_a_whole_secret_volume_named_by_the_tls_variables(helm: str) -> None:
+    docs = render(helm, *tls())
+    data = config_data(docs)
+    assert data["AVATAR_GATEWAY_TLS_CERT_FILE"] == f"{TLS_DIR}/tls.crt"
+    assert data["AVATAR_GATEWAY_TLS_KEY_FILE"] == f"{TLS_DIR}/tls.key"
+    assert mounted_file(docs, data["AVATAR_GATEWAY_TLS_CERT_FILE"]) == ("gw-tls", "tls.crt")
+    assert mounted_file(docs, data["AVATAR_GATEWAY_TLS_KEY_FILE"]) == ("gw-tls", "tls.key")
+    assert "AVATAR_GATEWAY_TLS_CLIENT_CA_FILE" not in data  # server-side TLS only
+    check_mounts_update_in_place(docs)
+    # With TLS the gRPC port carries no h2c (cleartext) appProtocol, on neither Service.
+    for name in (f"{RELEASE}-avatar-gateway", f"{RELEASE}-avatar-gateway-headless"):
+        grpc = next(p for p in find(docs, "Service", name)["spec"]["ports"] if p["name"] == "grpc")
+        assert "appProtocol" not in grpc, grpc
+    # Rotation needs no restart: no checksum of the TLS Secret on the pod template.
+    annotations = find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert not [k for k in annotations if "tls" in k], annotations
+
+
+def test_mutual_tls_client_ca_from_a_secret_key(helm: str) -> None:
+    docs = render(helm, *tls("tls.clientCA.secretName=clients-ca", "tls.clientCA.key=bundle.pem"))
+    data = config_data(docs)
+    assert data["AVATAR_GATEWAY_TLS_CLIENT_CA_FILE"] == f"{CLIENT_CA_DIR}/ca.crt"
+    assert mounted_file(docs, data["AVATAR_GATEWAY_TLS_CLIENT_CA_FILE"]) == (
+        "clients-ca",
+        "bundle.pem",
+    )
+    check_mounts_update_in_place(docs)
+    # The default key is ca.crt, and the CA may live in the TLS Secret itself (cert-manager).
+    docs = render(helm, *tls("tls.clientCA.secretName=gw-tls"))
+    ca_file = config_data(docs)["AVATAR_GATEWAY_TLS_CLIENT_CA_FILE"]
+    assert mounted_file(docs, ca_file) == ("gw-tls", "ca.crt")
+    check_mounts_update_in_place(docs)
+
+
+def test_api_keys_file_from_a_secret_volume(helm: str) -> None:
+    docs = render(helm, *tls("auth.apiKeys.secretName=gw-api-keys"))
+    path = config_data(docs)["AVATAR_GATEWAY_API_KEYS_FILE"]
+    assert path == f"{API_KEYS_DIR}/api-keys"
+    assert mounted_file(docs, path) == ("gw-api-keys", "api-keys")
+    check_mounts_update_in_place(docs)
+    docs = render(helm, *plain("auth.apiKeys.secretName=keys", "auth.apiKeys.key=tenants.txt"))
+    path = config_data(docs)["AVATAR_GATEWAY_API_KEYS_FILE"]
+    assert mounted_file(docs, path) == ("keys", "tenants.txt")
+    # Without the value no file is named (the gateway then runs without API keys).
+    assert "AVATAR_GATEWAY_API_KEYS_FILE" not in config_data(render(helm, *plain()))
+
+
+def test_checks_catch_a_subpath_or_nested_mount(helm: str) -> None:
+    docs = render(helm, *tls("auth.apiKeys.secretName=keys", *SECRET_VALUES))
+    check_mounts_update_in_place(docs)
+    mounts = container(docs)["volumeMounts"]
+    tls_mount = next(m for m in mounts if m["mountPath"] == TLS_DIR)
+    tls_mount["subPath"] = "tls.crt"
+    with pytest.raises(AssertionError):
+        check_mounts_update_in_place(docs)
+    with pytest.raises(AssertionError):
+        mounted_file(docs, f"{TLS_DIR}/tls.crt")
+    del tls_mount["subPath"]
+    tls_mount["mountPath"] = f"{chart_values()['secretsDir']}/tls"  # inside the secrets volume
+    with pytest.raises(AssertionError, match="mounted inside"):
+        check_mounts_update_in_place(docs)
+
+
+def test_secrets_dir_may_not_nest_with_the_chart_mounts(helm: str) -> None:
+    err = render_fails(helm, *tls(*SECRET_VALUES, "secretsDir=/var/run/secrets"))
+    assert "nest" in err and TLS_DIR in err
+    err = render_fails(
+        helm, *tls("auth.apiKeys.secretName=k", *SECRET_VALUES, f"secretsDir={API_KEYS_DIR}/x")
+    )
+    assert "nest" in err and API_KEYS_DIR in err
+    # The default secretsDir sits beside them.
+    check_mounts_update_in_place(
+        render(helm, *tls("tls.clientCA.secretName=c", "auth.apiKeys.secretName=k", *SECRET_VALUES))
+    )
+
+
+def test_production_values_serve_mutual_tls_with_api_keys(helm: str) -> None:
+    docs = render(helm, "-f", str(PROD_VALUES))
+    prod_values = yaml.safe_load(PROD_VALUES.read_text())
+    data = config_data(docs)
+    assert mounted_file(docs, data["AVATAR_GATEWAY_TLS_CERT_FILE"]) == (
+        prod_values["tls"]["secretName"],
+        "tls.crt",
+    )
+    assert mounted_file(docs, data["AVATAR_GATEWAY_TLS_CLIENT_CA_FILE"]) == (
+        prod_values["tls"]["clientCA"]["secretName"],
+        prod_values["tls"]["clientCA"]["key"],
+    )
+    assert mounted_file(docs, data["AVATAR_GATEWAY_API_KEYS_FILE"]) == (
+        prod_values["auth"]["apiKeys"]["secretName"],
+        "api-keys",
+    )
+    assert data["AVATAR_GATEWAY_PUBLIC_URL"] == prod_values["publicUrl"]
+    check_mounts_update_in_place(docs)

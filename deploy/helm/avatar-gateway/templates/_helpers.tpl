@@ -92,9 +92,63 @@ is that file of the Secret mounted whole ("true"/"").
 {{- end }}
 
 {{/*
+Where the TLS, client CA and API keys Secrets are mounted: each its own directory beside
+secretsDir, never inside it or inside one another (a mount point inside a Secret volume would
+have to be created in the kubelet's read-only, atomically swapped directory).
+*/}}
+{{- define "avatar-gateway.tlsDir" -}}/var/run/secrets/avatar-gateway-tls{{- end }}
+{{- define "avatar-gateway.clientCADir" -}}/var/run/secrets/avatar-gateway-client-ca{{- end }}
+{{- define "avatar-gateway.apiKeysDir" -}}/var/run/secrets/avatar-gateway-api-keys{{- end }}
+
+{{/* "true" when config.AVATAR_GATEWAY_SANDBOX is true as the gateway reads a boolean. */}}
+{{- define "avatar-gateway.sandbox" -}}
+{{- $v := dig "AVATAR_GATEWAY_SANDBOX" "" .Values.config | toString | lower | trim }}
+{{- if has $v (list "true" "1" "yes" "on" "t" "y") }}
+{{- "true" }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when gRPC is served without TLS: grpcPlaintext, or the sandbox without a certificate.
+*/}}
+{{- define "avatar-gateway.plaintext" -}}
+{{- if and (not .Values.tls.secretName) (or .Values.grpcPlaintext (include "avatar-gateway.sandbox" .)) }}
+{{- "true" }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when callers must authenticate: an API keys file or JWT bearer tokens. */}}
+{{- define "avatar-gateway.authenticated" -}}
+{{- if or .Values.auth.apiKeys.secretName (dig "AVATAR_GATEWAY_JWT_JWKS" "" .Values.config) }}
+{{- "true" }}
+{{- end }}
+{{- end }}
+
+{{/*
 Checks that fail rendering with a message saying what to set. Included by the Deployment.
 */}}
 {{- define "avatar-gateway.validate" -}}
+{{- if and .Values.tls.secretName .Values.grpcPlaintext }}
+{{- fail "avatar-gateway: set either tls.secretName (TLS on the gRPC port) or grpcPlaintext=true, not both" }}
+{{- end }}
+{{- if not (or .Values.tls.secretName .Values.grpcPlaintext (include "avatar-gateway.sandbox" .)) }}
+{{- fail "avatar-gateway: choose the gRPC transport: set tls.secretName (an existing kubernetes.io/tls Secret with tls.crt and tls.key, e.g. from cert-manager), or grpcPlaintext=true to serve gRPC without TLS explicitly (only behind a mesh or on a trusted network). The gateway refuses to start in production mode with neither; only config.AVATAR_GATEWAY_SANDBOX=\"true\" may leave both unset." }}
+{{- end }}
+{{- if and .Values.tls.clientCA.secretName (not .Values.tls.secretName) }}
+{{- fail "avatar-gateway: tls.clientCA.secretName (mutual TLS) needs tls.secretName: the server's own certificate" }}
+{{- end }}
+{{- if include "avatar-gateway.hasSecretsVolume" . }}
+{{- $sd := trimSuffix "/" .Values.secretsDir }}
+{{- $mounted := list }}
+{{- if .Values.tls.secretName }}{{ $mounted = append $mounted (include "avatar-gateway.tlsDir" .) }}{{ end }}
+{{- if .Values.tls.clientCA.secretName }}{{ $mounted = append $mounted (include "avatar-gateway.clientCADir" .) }}{{ end }}
+{{- if .Values.auth.apiKeys.secretName }}{{ $mounted = append $mounted (include "avatar-gateway.apiKeysDir" .) }}{{ end }}
+{{- range $dir := $mounted }}
+{{- if or (eq $sd $dir) (hasPrefix (printf "%s/" $sd) $dir) (hasPrefix (printf "%s/" $dir) $sd) }}
+{{- fail (printf "avatar-gateway: secretsDir=%s and the chart's mount %s nest; choose another secretsDir" $.Values.secretsDir $dir) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $multi := or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled }}
 {{- if and $multi (not (include "avatar-gateway.redisConfigured" .)) }}
 {{- fail (printf "avatar-gateway: replicaCount=%v / autoscaling.enabled=%v needs a shared Redis: set redis.url, or redis.existingSecret (a Secret key holding the URL). Without it each replica keeps its own in-memory session registry, and a session created on one replica is unknown to the others." .Values.replicaCount .Values.autoscaling.enabled) }}
