@@ -177,7 +177,7 @@ class StandaloneContext:
             emulator hands out is built from it. ``None``: the bound address (a wildcard
             address stands for loopback).
         callback_url: where a vendor that posts callbacks posts them (the gateway's
-            ``http://gateway:8081/callbacks/<vendor>``), or ``None``.
+            ``http://gateway:8080/callbacks/<vendor>``), or ``None``.
         internal_livekit_url: the LiveKit URL the emulator's own participants connect to,
             when it reaches LiveKit by another name than the gateway does, or ``None``.
     """

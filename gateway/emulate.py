@@ -43,7 +43,7 @@ class EmulatorOptions(BaseSettings):
         tls: serve https/wss with a self-signed certificate (the gateway's REST clients
             verify certificates, so compose stacks leave it off).
         callback_url: where vendor callbacks go (ZEGOCLOUD: the gateway's
-            ``http://gateway:8081/callbacks/zegocloud``).
+            ``http://gateway:8080/callbacks/zegocloud``).
         internal_livekit_url: the LiveKit URL the emulator's avatars join by, when it
             differs from the vendor's ``livekit_url`` the gateway uses (Akool).
     """
