@@ -1,4 +1,4 @@
-import { type Context, TraceFlags, context, isSpanContextValid, propagation, trace } from "@opentelemetry/api";
+import { type Context, context, isSpanContextValid, propagation, trace } from "@opentelemetry/api";
 import { InterceptingCall, type Interceptor, type Metadata } from "@grpc/grpc-js";
 
 /**
@@ -10,7 +10,7 @@ import { InterceptingCall, type Interceptor, type Metadata } from "@grpc/grpc-js
 function w3cTraceContext(ctx: Context): Record<string, string> {
   const span = trace.getSpanContext(ctx);
   if (span === undefined || !isSpanContextValid(span)) return {};
-  const flags = (span.traceFlags & TraceFlags.SAMPLED).toString(16).padStart(2, "0");
+  const flags = (span.traceFlags & 0xff).toString(16).padStart(2, "0");
   const fields: Record<string, string> = { traceparent: `00-${span.traceId}-${span.spanId}-${flags}` };
   const state = span.traceState?.serialize();
   if (state) fields.tracestate = state;
