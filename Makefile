@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -c constraints.txt -e clients/python -e '.[dev,sandbox]'
+	$(VPY) -m pip install -q -c constraints.txt -e 'clients/python[test]' -e '.[dev,sandbox]'
 	touch $(STAMP)
 
 venv: $(STAMP)

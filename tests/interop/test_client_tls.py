@@ -1,9 +1,11 @@
 """The Python client's channels (``avatar_gateway_client.connect`` / ``connect_sync``) against a
 real grpcio server on loopback: TLS with the fixed test CA (``clients/testdata/tls``), mutual
-TLS with a SPIFFE client certificate, and the credential on unary and streaming calls.
+TLS with a SPIFFE client certificate, the credential on unary and streaming calls, and the
+caller's OpenTelemetry trace context (spans from the OpenTelemetry SDK) on every call.
 
 The server is a small ``AvatarGateway`` (``ListVendors`` and ``Drive``) that records, per
-call, the ``authorization`` metadata it received and the peer's TLS auth context.
+call, the ``authorization`` and trace context metadata it received and the peer's TLS auth
+context.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import asyncio
 import json
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,14 @@ import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from avatar_gateway_client import DriveStream, connect, connect_sync, drive_requests, linear16
+from opentelemetry import baggage, propagate, trace
+from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -38,11 +48,16 @@ API_KEY = "agk_live_0123456789abcdef"
 JWT = "eyJhbGciOiJFUzI1NiJ9.eyJ0ZW5hbnQiOiJhY21lIn0.c2lnbmF0dXJl"  # shape only
 
 
+TRACE_FIELDS = ("traceparent", "tracestate", "baggage")
+
+
 @dataclass
 class Call:
     method: str
     authorization: list[str]
     auth_context: dict[str, list[bytes]]
+    trace: dict[str, list[str]] = field(default_factory=dict)
+    """The values of each of TRACE_FIELDS the call carried."""
 
     @property
     def transport(self) -> bytes:
@@ -61,7 +76,8 @@ class Recorder(pb_grpc.AvatarGatewayServicer):
         metadata = context.invocation_metadata() or ()
         authorization = [str(v) for k, v in metadata if k == "authorization"]
         auth = {k: list(v) for k, v in context.auth_context().items()}
-        self.calls.append(Call(method, authorization, auth))
+        trace_fields = {name: [str(v) for k, v in metadata if k == name] for name in TRACE_FIELDS}
+        self.calls.append(Call(method, authorization, auth, trace_fields))
 
     async def ListVendors(
         self, request: pb.ListVendorsRequest, context: grpc.aio.ServicerContext[object, object]
@@ -461,3 +477,120 @@ async def test_the_interop_driver_without_tls_is_plaintext(start_server: StartSe
         ("Drive", [], b"insecure"),
         ("Drive", [f"Bearer {API_KEY}"], b"insecure"),
     ]
+
+
+# -- the caller's trace context ------------------------------------------------------------------
+
+W3C_AND_BAGGAGE = CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+REMOTE_PARENT = trace.SpanContext(
+    trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
+    span_id=0x00F067AA0BA902B7,
+    is_remote=True,
+    trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    trace_state=trace.TraceState([("vendor1", "opaque-1")]),
+)
+
+
+@dataclass
+class Tracing:
+    """The OpenTelemetry SDK as a caller's service has it: a tracer whose spans are recorded."""
+
+    tracer: trace.Tracer
+    exporter: InMemorySpanExporter
+
+    def traceparent(self, span: trace.Span) -> str:
+        """The W3C traceparent of ``span``, after checking the SDK recorded it."""
+        ctx = span.get_span_context()
+        assert ctx.is_valid and ctx.trace_flags.sampled, ctx
+        finished: tuple[ReadableSpan, ...] = self.exporter.get_finished_spans()
+        assert ctx in [s.get_span_context() for s in finished], f"{ctx} was not recorded"
+        return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+
+
+@pytest.fixture
+def tracing() -> Iterator[Tracing]:
+    """An SDK tracer provider (not global) and, after the test, the global propagator back."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    saved = propagate.get_global_textmap()
+    yield Tracing(provider.get_tracer("client-tracing-test"), exporter)
+    propagate.set_global_textmap(saved)
+    provider.shutdown()
+
+
+def trace_fields(server: Server) -> list[tuple[str, list[str], list[str], list[str]]]:
+    return [
+        (c.method, c.trace["traceparent"], c.trace["tracestate"], c.trace["baggage"])
+        for c in server.calls
+    ]
+
+
+async def test_the_callers_trace_context_goes_with_unary_and_streaming_calls(
+    start_server: StartServer, tracing: Tracing
+) -> None:
+    propagate.set_global_textmap(W3C_AND_BAGGAGE)
+    server = await start_server()
+    # The caller's span continues a remote parent that set a tracestate entry, with baggage.
+    parent = baggage.set_baggage(
+        "tenant", "acme", trace.set_span_in_context(trace.NonRecordingSpan(REMOTE_PARENT))
+    )
+    token = otel_context.attach(parent)
+    try:
+        with tracing.tracer.start_as_current_span("caller") as span:
+            async with connect(server.target, ca=CA, credential=API_KEY) as channel:
+                await unary_and_stream(channel)
+                # A traceparent the caller passed is replaced, not sent twice.
+                stale = (("traceparent", f"00-{'1' * 32}-{'2' * 16}-01"),)
+                stub = pb_grpc.AvatarGatewayStub(channel)
+                await stub.ListVendors(pb.ListVendorsRequest(), timeout=5, metadata=stale)
+            await in_thread_sync(lambda: connect_sync(server.target, ca=CA, credential=API_KEY))
+    finally:
+        otel_context.detach(token)
+    ctx = span.get_span_context()
+    assert ctx.trace_id == REMOTE_PARENT.trace_id and ctx.span_id != REMOTE_PARENT.span_id
+    finished = tracing.exporter.get_finished_spans()
+    assert [s.parent.span_id if s.parent else None for s in finished] == [REMOTE_PARENT.span_id]
+    expected = [tracing.traceparent(span)]
+    assert expected == [f"00-4bf92f3577b34da6a3ce929d0e0e4736-{ctx.span_id:016x}-01"]
+    assert trace_fields(server) == [
+        (method, expected, ["vendor1=opaque-1"], ["tenant=acme"])
+        for method in ("ListVendors", "Drive", "ListVendors", "ListVendors", "Drive")
+    ]
+
+
+async def test_the_w3c_trace_context_goes_even_without_a_global_propagator(
+    start_server: StartServer, tracing: Tracing
+) -> None:
+    propagate.set_global_textmap(CompositePropagator([]))  # as with OTEL_PROPAGATORS=none
+    server = await start_server(tls=False)
+    token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        with tracing.tracer.start_as_current_span("caller") as span:
+            async with connect(server.target, plaintext=True) as channel:
+                await unary_and_stream(channel)
+            await in_thread_sync(lambda: connect_sync(server.target, plaintext=True))
+    finally:
+        otel_context.detach(token)
+    expected = [tracing.traceparent(span)]
+    assert trace_fields(server) == [
+        (method, expected, [], []) for method in ("ListVendors", "Drive", "ListVendors", "Drive")
+    ]
+
+
+async def test_without_a_span_or_with_propagation_off_no_trace_context_is_sent(
+    start_server: StartServer, tracing: Tracing
+) -> None:
+    propagate.set_global_textmap(W3C_AND_BAGGAGE)
+    server = await start_server(tls=False)
+    async with connect(server.target, plaintext=True) as channel:
+        await unary_and_stream(channel)
+    await in_thread_sync(lambda: connect_sync(server.target, plaintext=True))
+    with tracing.tracer.start_as_current_span("caller") as span:
+        async with connect(server.target, plaintext=True, propagate_trace_context=False) as channel:
+            await unary_and_stream(channel)
+        await in_thread_sync(
+            lambda: connect_sync(server.target, plaintext=True, propagate_trace_context=False)
+        )
+    tracing.traceparent(span)  # a valid span, not sent
+    assert trace_fields(server) == [(method, [], [], []) for method in ["ListVendors", "Drive"] * 4]

@@ -94,9 +94,11 @@ import {
   CreateSessionRequest,
   type DriveStream,
   type ErrorInfo,
+  connect,
   drive,
   errorInfo,
   linear16,
+  traceContextInterceptor,
 } from "@avatargateway/client";
 
 const client: AvatarGatewayClient = new AvatarGatewayClient(
@@ -109,7 +111,13 @@ const request: CreateSessionRequest = CreateSessionRequest.fromPartial({
 });
 const info: ErrorInfo | undefined = errorInfo(new Error("plain"));
 const open: () => Promise<DriveStream> = () => drive(client, "sessions/x", linear16(16000, 1));
-console.log(request.vendor, info, typeof open);
+// The helper's client propagates the trace context (the peer dependency @opentelemetry/api).
+const traced: AvatarGatewayClient = connect("127.0.0.1:1", {
+  plaintext: true,
+  propagateTraceContext: true,
+});
+console.log(request.vendor, info, typeof open, typeof traceContextInterceptor);
+traced.close();
 client.close();
 """
 
@@ -197,15 +205,16 @@ JAVA_CONSUMER = """\
 package consumer;
 
 import com.avatargateway.client.ErrorInfos;
+import com.avatargateway.client.GatewayChannelBuilder;
 import com.avatargateway.gateway.v1.AvatarGatewayGrpc;
 import com.avatargateway.gateway.v1.CreateSessionRequest;
 import io.grpc.ManagedChannel;
-import io.grpc.ManagedChannelBuilder;
 
 /** Builds a stub against the installed client; the channel is lazy, so nothing connects. */
 public final class Main {
-  public static void main(String[] args) {
-    ManagedChannel channel = ManagedChannelBuilder.forTarget("127.0.0.1:1").usePlaintext().build();
+  public static void main(String[] args) throws java.io.IOException {
+    // The helper's channel has the trace context interceptor: opentelemetry-api comes along.
+    ManagedChannel channel = GatewayChannelBuilder.forTarget("127.0.0.1:1").usePlaintext().build();
     try {
       AvatarGatewayGrpc.AvatarGatewayBlockingStub stub = AvatarGatewayGrpc.newBlockingStub(channel);
       CreateSessionRequest request =
@@ -308,9 +317,10 @@ PY_CONSUMER = """\
 import grpc
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
-from avatar_gateway_client import Audio, drive_requests, error_info
+from avatar_gateway_client import Audio, connect_sync, drive_requests, error_info
 
-channel = grpc.insecure_channel("127.0.0.1:1")  # lazy: nothing connects
+# Lazy: nothing connects. The helper's channel propagates the trace context (opentelemetry-api).
+channel: grpc.Channel = connect_sync("127.0.0.1:1", plaintext=True)
 stub = pb_grpc.AvatarGatewayStub(channel)
 request: pb.CreateSessionRequest = pb.CreateSessionRequest(vendor="zegocloud", avatar_id="zego")
 requests = list(drive_requests("sessions/x", Audio(b"", 16000).format, [bytes(3200)]))

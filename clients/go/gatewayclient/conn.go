@@ -42,6 +42,7 @@ type connConfig struct {
 	credential  *string
 	plaintext   bool
 	allowClear  bool
+	noTelemetry bool
 	dialOptions []grpc.DialOption
 }
 
@@ -130,6 +131,15 @@ func WithDialOptions(opts ...grpc.DialOption) ConnOption {
 // name checked against the server's certificate, WithCredential authenticates every call.
 // WithInsecurePlaintext turns TLS off (local sandbox only).
 //
+// Every call carries the caller's OpenTelemetry trace context, so that the gateway's spans
+// join the caller's trace: the connection has the otelgrpc client stats handler, which
+// starts a client span for each call (unary and streaming) with the global tracer provider,
+// as a child of the span in the call's context, and sends its context as the W3C Trace
+// Context metadata traceparent and tracestate, plus the fields of the global propagator
+// (otel.SetTextMapPropagator), if the application set one. It also records the otelgrpc
+// client metrics with the global meter provider. Without OpenTelemetry set up and without a
+// span in the call's context, nothing is sent. WithoutOpenTelemetry turns this off.
+//
 // NewConn returns an error, and no connection, for an option it cannot apply: a CA or
 // client certificate file it cannot read (the *fs.PathError), PEM without a certificate,
 // a certificate and key that do not match, ErrInvalidCredential, ErrTLSOptionWithPlaintext,
@@ -174,6 +184,9 @@ func NewConn(target string, opts ...ConnOption) (*grpc.ClientConn, error) {
 		// connection without transport security (a second guard).
 		requireTLS := !(c.plaintext && c.allowClear)
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{credential: *c.credential, requireTLS: requireTLS}))
+	}
+	if !c.noTelemetry {
+		dialOpts = append(dialOpts, grpc.WithStatsHandler(newTelemetryHandler()))
 	}
 	return grpc.NewClient(target, dialOpts...)
 }

@@ -46,6 +46,9 @@ type call struct {
 	authorization []string
 	clientURIs    []string // URI SANs of the client certificate, if one was presented
 	authority     []string
+	traceparent   []string
+	tracestate    []string
+	baggage       []string
 }
 
 // testGateway implements ListVendors (unary) and Drive (streaming) and records each call.
@@ -57,7 +60,8 @@ type testGateway struct {
 
 func (g *testGateway) record(ctx context.Context, method string) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	c := call{method: method, authorization: md.Get("authorization"), authority: md.Get(":authority")}
+	c := call{method: method, authorization: md.Get("authorization"), authority: md.Get(":authority"),
+		traceparent: md.Get("traceparent"), tracestate: md.Get("tracestate"), baggage: md.Get("baggage")}
 	if p, ok := peer.FromContext(ctx); ok {
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
 			for _, u := range info.State.PeerCertificates[0].URIs {
@@ -154,9 +158,11 @@ func dial(t *testing.T, target string, opts ...ConnOption) gatewayv1.AvatarGatew
 	return gatewayv1.NewAvatarGatewayClient(conn)
 }
 
+const callTimeout = 5 * time.Second
+
 func callCtx(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -165,7 +171,12 @@ func callCtx(t *testing.T) context.Context {
 // half-close, OK) and returns the first error.
 func unaryAndDrive(t *testing.T, client gatewayv1.AvatarGatewayClient) error {
 	t.Helper()
-	ctx := callCtx(t)
+	return unaryAndDriveCtx(callCtx(t), t, client)
+}
+
+// unaryAndDriveCtx is unaryAndDrive with the calls' context.
+func unaryAndDriveCtx(ctx context.Context, t *testing.T, client gatewayv1.AvatarGatewayClient) error {
+	t.Helper()
 	if _, err := client.ListVendors(ctx, &gatewayv1.ListVendorsRequest{}); err != nil {
 		return err
 	}

@@ -20,5 +20,9 @@
 // A gateway without TLS, such as a local sandbox (avatar-gateway serve --sandbox), needs
 // gatewayclient.NewConn("127.0.0.1:50051", gatewayclient.WithInsecurePlaintext()).
 //
+// Tracing: a connection from NewConn sends the OpenTelemetry trace context of each call's
+// ctx (W3C traceparent and tracestate, through the otelgrpc client handler), so the
+// gateway's spans join the caller's trace; WithoutOpenTelemetry turns it off.
+//
 // Errors: gatewayclient.ErrorInfo(err) returns the reason, domain and metadata.
 package gatewayclient

@@ -3,11 +3,13 @@ import {
   type ChannelCredentials,
   type ClientOptions,
   type Interceptor,
+  type InterceptorProvider,
   InterceptingCall,
   Metadata,
   credentials,
 } from "@grpc/grpc-js";
 import { AvatarGatewayClient } from "./gen/avatar/gateway/v1/avatar_gateway_service";
+import { traceContextInterceptor } from "./tracing";
 
 /**
  * PEM data: a Buffer or a string holding the PEM text (it contains `-----BEGIN`), or any
@@ -49,6 +51,16 @@ export interface ConnectOptions {
    * channel, so the header is then added by a client interceptor.)
    */
   allowPlaintextCredential?: boolean;
+  /**
+   * Sends the caller's OpenTelemetry trace context with every call (default `true`), so that the
+   * gateway's spans join the caller's trace: the span of the active context when the call is
+   * made, as the W3C Trace Context metadata `traceparent` (and `tracestate`), plus the fields of
+   * the global propagator that the application set (the Node SDK's default: W3C trace context and
+   * baggage). Without a span in the active context, no `traceparent` is sent. Needs the peer dependency
+   * `@opentelemetry/api`; the spans come from the caller's OpenTelemetry SDK. Set `false` when
+   * another instrumentation (such as `@opentelemetry/instrumentation-grpc`) already does it.
+   */
+  propagateTraceContext?: boolean;
   /** More grpc-js client options (keepalive, interceptors, ...), passed through. */
   clientOptions?: Partial<ClientOptions>;
 }
@@ -71,9 +83,24 @@ function bearer(credential: string): Metadata {
 }
 
 /**
+ * Appends `interceptor` to the client's interceptors, or to its `interceptor_providers` when the
+ * caller gave those: grpc-js refuses a client with both.
+ */
+function addInterceptor(options: Partial<ClientOptions>, interceptor: Interceptor): void {
+  const providers: InterceptorProvider[] | undefined = options.interceptor_providers;
+  if (providers !== undefined && providers.length > 0) {
+    options.interceptor_providers = [...providers, () => interceptor];
+  } else {
+    options.interceptors = [...(options.interceptors ?? []), interceptor];
+  }
+}
+
+/**
  * The channel credentials and client options for `options` (see `connect()`), for
  * `new AvatarGatewayClient(target, c.credentials, c.options)` or any other grpc-js client of
- * the same gateway (the health client, for instance).
+ * the same gateway (the health client, for instance). The options' interceptors include the
+ * trace context one (unless `propagateTraceContext` is `false`). Interceptors given in a call's
+ * own options replace the client's in grpc-js: add `traceContextInterceptor` to them.
  *
  * @throws Error when the options contradict each other: `cert` without `key` (or the
  *   reverse), `plaintext` with a TLS option, a `credential` with `plaintext` but without
@@ -85,6 +112,7 @@ function bearer(credential: string): Metadata {
 export function channelConfig(options: ConnectOptions = {}): ChannelConfig {
   const { ca, cert, key, serverName, credential, plaintext, allowPlaintextCredential } = options;
   const clientOptions: Partial<ClientOptions> = { ...options.clientOptions };
+  if (options.propagateTraceContext ?? true) addInterceptor(clientOptions, traceContextInterceptor);
   if (credential !== undefined && (credential === "" || /\s/.test(credential))) {
     throw new Error("credential must be a non-empty API key or token, without whitespace or a Bearer prefix");
   }
@@ -108,7 +136,7 @@ export function channelConfig(options: ConnectOptions = {}): ChannelConfig {
           next(metadata, listener);
         },
       });
-    clientOptions.interceptors = [...(clientOptions.interceptors ?? []), authorize];
+    addInterceptor(clientOptions, authorize);
     return { credentials: credentials.createInsecure(), options: clientOptions };
   }
   let channel = credentials.createSsl(
@@ -129,7 +157,8 @@ export function channelConfig(options: ConnectOptions = {}): ChannelConfig {
 
 /**
  * An AvatarGatewayClient for `target` (`host:port`), over TLS unless `plaintext` is set,
- * with an optional client certificate (mutual TLS) and a credential sent on every call:
+ * with an optional client certificate (mutual TLS), a credential sent on every call, and the
+ * caller's OpenTelemetry trace context on every call (see `propagateTraceContext`):
  *
  * ```ts
  * const client = connect("gateway.example.com:443", {

@@ -8,6 +8,20 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { test } from "node:test";
 import {
+  ROOT_CONTEXT,
+  type Span,
+  TraceFlags,
+  context,
+  createTraceState,
+  propagation,
+  trace,
+} from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BasicTracerProvider } from "@opentelemetry/sdk-trace-base";
+import {
+  InterceptingCall,
+  type Interceptor,
   Metadata,
   type ServerDuplexStream,
   type ServerUnaryCall,
@@ -44,6 +58,10 @@ interface Seen {
   authority: string;
   /** The client certificate's subjectaltname, "" when none was presented. */
   clientSan: string;
+  /** The trace context metadata (W3C traceparent and tracestate, W3C baggage). */
+  traceparent: unknown[];
+  tracestate: unknown[];
+  baggage: unknown[];
 }
 
 interface TestServer {
@@ -59,6 +77,9 @@ function observe(method: string, call: ServerUnaryCall<unknown, unknown> | Serve
     authorization: call.metadata.get("authorization"),
     authority: call.getHost(),
     clientSan: auth.sslPeerCertificate?.subjectaltname ?? "",
+    traceparent: call.metadata.get("traceparent"),
+    tracestate: call.metadata.get("tracestate"),
+    baggage: call.metadata.get("baggage"),
   };
 }
 
@@ -239,4 +260,108 @@ test("contradictory or unusable options throw before connecting", () => {
   assert.throws(() => connect(target, { credential: "Bearer agw_key-1" }), /without whitespace or a Bearer prefix/);
   assert.throws(() => connect(target, { credential: "" }), /non-empty/);
   assert.throws(() => connect(target, { ca: resolve(TLS, "missing.pem") }), { code: "ENOENT" });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Trace context: the OpenTelemetry SDK in the test, as in a caller's service, with the active
+// context in AsyncLocalStorage.
+
+const W3C_PROPAGATORS = new CompositePropagator({
+  propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()],
+});
+const tracer = new BasicTracerProvider().getTracer("connect-test");
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+
+/** The trace context the server saw on each call: [method, traceparent, tracestate, baggage]. */
+function traceHeaders(server: TestServer): unknown[][] {
+  return server.seen.map((s) => [s.method, s.traceparent, s.tracestate, s.baggage]);
+}
+
+/** A unary call and a Drive through connect(), inside `span` (none: the root context). */
+async function callsIn(target: string, options: ConnectOptions, span?: Span): Promise<void> {
+  const ctx = span === undefined ? ROOT_CONTEXT : trace.setSpan(context.active(), span);
+  await context.with(ctx, () =>
+    withClient(target, options, async (client) => {
+      assert.equal(await listVendors(client), status.OK);
+      assert.equal(await driveOnce(client), status.OK);
+    }),
+  );
+}
+
+test("the caller's trace context goes as W3C traceparent and tracestate with every call", async (t) => {
+  propagation.setGlobalPropagator(W3C_PROPAGATORS);
+  t.after(() => propagation.disable());
+  const server = await startServer("tls");
+  try {
+    // The caller's span continues a remote parent that set a tracestate entry, with baggage.
+    const remote = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+      spanId: "00f067aa0ba902b7",
+      traceFlags: TraceFlags.SAMPLED,
+      traceState: createTraceState("vendor1=opaque-1"),
+      isRemote: true,
+    });
+    const bag = propagation.createBaggage({ tenant: { value: "acme" } });
+    const span = tracer.startSpan("caller", {}, remote);
+    await context.with(propagation.setBaggage(context.active(), bag), () =>
+      callsIn(server.target, { ca: CA, credential: "agw_key-1" }, span),
+    );
+    span.end();
+    const { traceId, spanId } = span.spanContext();
+    assert.equal(traceId, "4bf92f3577b34da6a3ce929d0e0e4736");
+    const expected = [`00-${traceId}-${spanId}-01`];
+    assert.deepEqual(traceHeaders(server), [
+      ["ListVendors", expected, ["vendor1=opaque-1"], ["tenant=acme"]],
+      ["Drive", expected, ["vendor1=opaque-1"], ["tenant=acme"]],
+    ]);
+  } finally {
+    server.stop();
+  }
+});
+
+test("the W3C trace context goes even when the application set no global propagator", async () => {
+  propagation.disable(); // the API's default: a no-op propagator
+  const server = await startServer("plaintext");
+  try {
+    const span = tracer.startSpan("caller", { root: true });
+    const bag = propagation.createBaggage({ tenant: { value: "acme" } });
+    await context.with(propagation.setBaggage(ROOT_CONTEXT, bag), () => callsIn(server.target, { plaintext: true }, span));
+    // Also with interceptor providers (grpc-js refuses a client with both kinds).
+    const seenBefore = server.seen.length;
+    const passThrough: Interceptor = (options, next) => new InterceptingCall(next(options));
+    await callsIn(server.target, { plaintext: true, clientOptions: { interceptor_providers: [() => passThrough] } }, span);
+    span.end();
+    const { traceId, spanId } = span.spanContext();
+    assert.match(traceId, /^[0-9a-f]{32}$/);
+    const expected = [`00-${traceId}-${spanId}-01`];
+    assert.equal(seenBefore, 2);
+    assert.deepEqual(traceHeaders(server), [
+      ["ListVendors", expected, [], []],
+      ["Drive", expected, [], []],
+      ["ListVendors", expected, [], []],
+      ["Drive", expected, [], []],
+    ]);
+  } finally {
+    server.stop();
+  }
+});
+
+test("without an active span, or with propagateTraceContext false, no trace context is sent", async (t) => {
+  propagation.setGlobalPropagator(W3C_PROPAGATORS);
+  t.after(() => propagation.disable());
+  const server = await startServer("plaintext");
+  try {
+    await callsIn(server.target, { plaintext: true });
+    const span = tracer.startSpan("caller", { root: true });
+    await callsIn(server.target, { plaintext: true, propagateTraceContext: false }, span);
+    span.end();
+    assert.deepEqual(traceHeaders(server), [
+      ["ListVendors", [], [], []],
+      ["Drive", [], [], []],
+      ["ListVendors", [], [], []],
+      ["Drive", [], [], []],
+    ]);
+  } finally {
+    server.stop();
+  }
 });

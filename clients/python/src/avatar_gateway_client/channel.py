@@ -12,6 +12,10 @@ credentials (``grpc.ssl_channel_credentials``, ``grpc.access_token_call_credenti
 The credential (a tenant API key or a JWT, both opaque here) goes on every call, unary and
 streaming, as ``authorization: Bearer <credential>``. It is never sent in clear text unless
 asked twice: ``plaintext=True`` and ``allow_plaintext_credential=True``.
+
+Every call also carries the caller's OpenTelemetry trace context (W3C ``traceparent`` and
+``tracestate``, plus the global propagator's fields), through the client interceptors of
+:mod:`avatar_gateway_client.tracing`, so the gateway's spans join the caller's trace.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
+from avatar_gateway_client.tracing import TraceContextInterceptor, aio_trace_context_interceptors
 
 Pem = str | os.PathLike[str] | bytes
 """A PEM document: ``bytes`` are its contents, a ``str`` or path-like is the file to read."""
@@ -118,6 +124,7 @@ def connect(
     plaintext: bool = False,
     allow_plaintext_credential: bool = False,
     options: Sequence[tuple[str, Any]] = (),
+    propagate_trace_context: bool = True,
 ) -> grpc.aio.Channel:
     """A ``grpc.aio`` channel to the gateway at ``target``, TLS unless ``plaintext``.
 
@@ -149,6 +156,12 @@ def connect(
             network; any other target fails its calls with ``UNAVAILABLE``. Ignored with TLS.
         options: more channel options (``(key, value)`` pairs, e.g.
             ``("grpc.max_receive_message_length", 8 << 20)``).
+        propagate_trace_context: send the caller's OpenTelemetry trace context with every
+            call (see :mod:`avatar_gateway_client.tracing`): the span of the current context
+            when the call is made, as W3C ``traceparent``/``tracestate`` metadata, plus the
+            fields of the global propagator (by default W3C baggage). Nothing is sent without
+            a span. ``False`` when another instrumentation (such as
+            ``opentelemetry-instrumentation-grpc``) already propagates it.
 
     Raises:
         ValueError: ``client_cert`` without ``client_key`` or the reverse; ``plaintext``
@@ -170,9 +183,10 @@ def connect(
         allow_plaintext_credential=allow_plaintext_credential,
         options=options,
     )
+    interceptors = aio_trace_context_interceptors() if propagate_trace_context else None
     if creds is None:
-        return grpc.aio.insecure_channel(target, options=opts)
-    return grpc.aio.secure_channel(target, creds, options=opts)
+        return grpc.aio.insecure_channel(target, options=opts, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, creds, options=opts, interceptors=interceptors)
 
 
 def connect_sync(
@@ -186,12 +200,14 @@ def connect_sync(
     plaintext: bool = False,
     allow_plaintext_credential: bool = False,
     options: Sequence[tuple[str, Any]] = (),
+    propagate_trace_context: bool = True,
 ) -> grpc.Channel:
     """A synchronous ``grpc.Channel`` to the gateway at ``target``: :func:`connect`'s options.
 
     For the synchronous stub (``pb_grpc.AvatarGatewayStub(channel)``, e.g. with
     :func:`avatar_gateway_client.drive_requests`). Close it with ``channel.close()`` or
-    ``with``.
+    ``with``. With ``propagate_trace_context`` (the default), the channel is wrapped by
+    ``grpc.intercept_channel``.
 
     Raises:
         ValueError: as :func:`connect`.
@@ -209,5 +225,9 @@ def connect_sync(
         options=options,
     )
     if creds is None:
-        return grpc.insecure_channel(target, options=opts)
-    return grpc.secure_channel(target, creds, options=opts)
+        channel = grpc.insecure_channel(target, options=opts)
+    else:
+        channel = grpc.secure_channel(target, creds, options=opts)
+    if not propagate_trace_context:
+        return channel
+    return grpc.intercept_channel(channel, TraceContextInterceptor())

@@ -8,6 +8,7 @@ import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.ManagedChannelRegistry;
 import io.grpc.TlsChannelCredentials;
+import io.opentelemetry.api.OpenTelemetry;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.nio.file.Path;
@@ -33,6 +34,13 @@ import java.util.Objects;
  * over a channel without TLS fails with UNAUTHENTICATED before its headers are sent, unless the
  * plaintext was allowed here.
  *
+ * <p>Every call carries the caller's OpenTelemetry trace context (the span in {@code
+ * io.opentelemetry.context.Context.current()} when the call is made) as the W3C Trace Context
+ * metadata {@code traceparent} and {@code tracestate}, plus the fields of the application's
+ * propagators, through {@link TraceContextInterceptor}: the gateway's spans join the caller's
+ * trace. Without a span, no {@code traceparent} is sent. See {@link #propagateTraceContext} and
+ * {@link #openTelemetry}.
+ *
  * <p>The setters record options ({@link #credential} also checks its value); {@link #build()}
  * reads the files and checks the combination. A builder is not thread-safe.
  */
@@ -50,6 +58,8 @@ public final class GatewayChannelBuilder {
   private String credential;
   private boolean plaintext;
   private boolean credentialOverPlaintext;
+  private boolean propagateTraceContext = true;
+  private OpenTelemetry openTelemetry;
 
   private GatewayChannelBuilder(String target, String host, int port) {
     this.target = target;
@@ -162,8 +172,28 @@ public final class GatewayChannelBuilder {
   }
 
   /**
-   * The grpc-java builder with the credentials and the authority set, for further options
-   * (keepalive, message size, executor, ...) before {@code build()}.
+   * Whether every call carries the caller's OpenTelemetry trace context (default {@code true}; see
+   * {@link TraceContextInterceptor}). Turn it off when another instrumentation of grpc-java already
+   * propagates it on this channel, or the trace context must not reach the gateway.
+   */
+  public GatewayChannelBuilder propagateTraceContext(boolean propagate) {
+    this.propagateTraceContext = propagate;
+    return this;
+  }
+
+  /**
+   * Propagates the trace context with the propagators of {@code openTelemetry} (besides the W3C
+   * Trace Context, always sent) instead of those of {@code GlobalOpenTelemetry}: for an application
+   * that passes its {@code OpenTelemetrySdk} around rather than registering it globally.
+   */
+  public GatewayChannelBuilder openTelemetry(OpenTelemetry openTelemetry) {
+    this.openTelemetry = Objects.requireNonNull(openTelemetry, "openTelemetry");
+    return this;
+  }
+
+  /**
+   * The grpc-java builder with the credentials, the authority and the trace context interceptor
+   * set, for further options (keepalive, message size, executor, ...) before {@code build()}.
    *
    * @throws IOException when a CA, certificate or key file cannot be read
    * @throws IllegalStateException when the options conflict: a CA or client certificate with
@@ -192,6 +222,10 @@ public final class GatewayChannelBuilder {
     }
     if (authority != null) {
       builder.overrideAuthority(authority);
+    }
+    if (propagateTraceContext) {
+      builder.intercept(
+          openTelemetry != null ? TraceContextInterceptor.create(openTelemetry) : TraceContextInterceptor.create());
     }
     return builder;
   }

@@ -63,7 +63,7 @@ class GatewayChannelBuilderTest {
   }
 
   /** One unary call and one Drive (config, started, half-close, OK) on {@code channel}. */
-  private static void unaryAndStreaming(ManagedChannel channel) throws InterruptedException {
+  static void unaryAndStreaming(ManagedChannel channel) throws InterruptedException {
     AvatarGatewayGrpc.newBlockingStub(channel).withDeadlineAfter(5, TimeUnit.SECONDS)
         .listVendors(ListVendorsRequest.getDefaultInstance());
     try (DriveStream d = DriveStream.open(

@@ -61,6 +61,9 @@ public final class LoopbackGateway implements AutoCloseable {
   /** Every call any server of this instance saw, in order. */
   public final List<Seen> seen = new CopyOnWriteArrayList<>();
 
+  /** The request headers of each call in {@link #seen}, at the same index. */
+  public final List<Metadata> headers = new CopyOnWriteArrayList<>();
+
   private final List<Server> servers = new ArrayList<>();
 
   /** ListVendors answers an empty list; Drive answers the config with started, ends on half-close. */
@@ -100,6 +103,9 @@ public final class LoopbackGateway implements AutoCloseable {
         public <Q, R> ServerCall.Listener<Q> interceptCall(
             ServerCall<Q, R> call, Metadata headers, ServerCallHandler<Q, R> next) {
           SSLSession ssl = call.getAttributes().get(Grpc.TRANSPORT_ATTR_SSL_SESSION);
+          Metadata copy = new Metadata();
+          copy.merge(headers);
+          LoopbackGateway.this.headers.add(copy);
           seen.add(new Seen(call.getMethodDescriptor().getBareMethodName(),
               headers.get(BearerCredentials.AUTHORIZATION), call.getAuthority(), ssl != null, peerUris(ssl)));
           return next.startCall(call, headers);
