@@ -68,7 +68,7 @@ async def pair(redis_url: str) -> AsyncIterator[tuple[ZegocloudEmulator, Replica
                     reaper_interval_s=REAPER_S,
                 )
             )
-        emulator.callback_url = f"{replicas[0].server.ops_url}/callbacks/zegocloud"
+        emulator.callback_url = f"{replicas[0].server.callbacks_url}/callbacks/zegocloud"
         yield emulator, replicas[0], replicas[1]
     finally:
         for replica in replicas:

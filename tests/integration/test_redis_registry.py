@@ -43,7 +43,7 @@ async def test_two_replicas_share_sessions(redis_url: str) -> None:
             channels.append(grpc.aio.insecure_channel(server.grpc_target))
         a, b = (pb_grpc.AvatarGatewayStub(c) for c in channels)
         # Callbacks go to replica B, which will hold the drive channel.
-        emulator.callback_url = f"{replicas[1].ops_url}/callbacks/zegocloud"
+        emulator.callback_url = f"{replicas[1].callbacks_url}/callbacks/zegocloud"
         s = await a.CreateSession(
             pb.CreateSessionRequest(vendor="zegocloud", avatar_id="zego_emma", request_id="r1"),
             timeout=10,
