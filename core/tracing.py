@@ -48,7 +48,8 @@ def vendor_connect_span(vendor: str, url: str, transport: str) -> Iterator[trace
 
     Only the scheme, host and port of ``url`` are recorded: vendor socket URLs carry
     signatures and tokens in their query (tencent.md §2, §5), which must never reach a trace.
-    An exception leaving the block is recorded on the span and sets its status to ERROR.
+    An exception leaving the block sets the span's status to ERROR and ``error.type`` to its
+    type, and is not recorded itself: a socket error's message may quote the signed URL.
 
     Args:
         vendor: the vendor id.
@@ -68,9 +69,18 @@ def vendor_connect_span(vendor: str, url: str, transport: str) -> Iterator[trace
     except ValueError:  # an unparsable URL: the connect itself will say what is wrong
         pass
     with tracer.start_as_current_span(
-        f"{transport} connect", kind=trace.SpanKind.CLIENT, attributes=attributes
+        f"{transport} connect",
+        kind=trace.SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(trace.StatusCode.ERROR, type(exc).__qualname__)
+            raise
 
 
 def within(span: trace.Span) -> AbstractContextManager[Any]:

@@ -15,8 +15,12 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
     OTLPSpanExporter as HttpExporter,
 )
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
+from core import tracing as core_tracing
 from gateway import tracing
 
 pytestmark = pytest.mark.unit
@@ -154,3 +158,43 @@ def test_vendor_rest_urls_lose_their_signatures() -> None:
     assert "SIG" not in masked and "signature=***" in masked
     raw = (b"https", b"gw.tvs.qq.com", 443, b"/v2/ivh/x?signature=SIG")
     assert tracing._masked_url(raw) == "https://gw.tvs.qq.com:443/v2/ivh/x"
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """The shared tracer replaced by one of a local provider (none installed globally)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(core_tracing, "tracer", provider.get_tracer("test"))
+    return exporter
+
+
+def test_a_vendor_socket_connect_span_keeps_no_query(recorded: InMemorySpanExporter) -> None:
+    with core_tracing.vendor_connect_span(
+        "tencent", "wss://gw.tvs.qq.com:8443/v2/ws?appkey=a&signature=SIG", "websocket"
+    ):
+        pass
+    (span,) = recorded.get_finished_spans()
+    assert span.name == "websocket connect" and span.kind is SpanKind.CLIENT
+    assert dict(span.attributes or {}) == {
+        "avatar_gateway.vendor": "tencent",
+        "avatar_gateway.transport": "websocket",
+        "url.scheme": "wss",
+        "server.address": "gw.tvs.qq.com",
+        "server.port": 8443,
+    }
+
+
+def test_a_failed_connect_records_the_error_type_not_its_message(
+    recorded: InMemorySpanExporter,
+) -> None:
+    with (
+        pytest.raises(ValueError),
+        core_tracing.vendor_connect_span("zegocloud", "wss://1.2.3.4/ws", "websocket"),
+    ):
+        raise ValueError("invalid URI wss://1.2.3.4/ws?Token=SECRET")
+    (span,) = recorded.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == "ValueError"
+    assert "SECRET" not in repr(span.to_json())
