@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 BUF := tools/buf/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps livekit helm containers demo demo-compose test test-deploy test-unit test-interop clients-test lint buf-breaking format protos bench clean
+.PHONY: help venv system-deps livekit jaeger helm containers demo demo-compose test test-deploy test-unit test-interop clients-test lint buf-breaking format protos bench clean
 
 help:
 	@echo "make demo        gateway in sandbox mode driving real speech through every vendor"
@@ -46,6 +46,11 @@ $(BUF): tools/buf/package.json
 livekit:
 	bash tools/build_livekit.sh
 
+# Jaeger (OTLP receivers, in-memory storage, query API) for the tracing test, built from its Go
+# module (pinned by tools/jaeger/go.mod) into .cache/bin.
+jaeger:
+	bash tools/build_jaeger.sh
+
 # helm for linting and rendering deploy/helm/avatar-gateway, built from its Go module (pinned) into .cache/bin.
 helm:
 	bash tools/build_helm.sh
@@ -53,7 +58,7 @@ helm:
 demo: venv system-deps livekit
 	$(VPY) demo/demo.py
 
-test: venv system-deps livekit
+test: venv system-deps livekit jaeger
 	$(VPY) -m pytest -q -p no:cacheprovider -m "not deploy"
 
 # podman, its configuration and a local Debian base image (no image registry is reachable here).

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.auth import JwksError, KeysFileError
     from gateway.server import GatewayServer, TransportConfigError
     from gateway.tls import TlsConfigError
+    from gateway.tracing import TracingConfigError
     from gateway.vendors import PluginError, VendorRegistry
 
     log = structlog.get_logger("gateway")
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         JwksError,
         TransportConfigError,
         TlsConfigError,
+        TracingConfigError,
     ) as exc:
         # One line that names what to set; a traceback would bury it.
         log.error("gateway_not_started", reason=_one_line(exc))

@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.contract import VendorAdapter
 from core.plugin import VendorSettings
 from core.resilience import MemoryRateLimitStorage
-from gateway import metrics
+from gateway import metrics, tracing
 from gateway.auth import ApiKeys, AuthInterceptor, JwksError, JwtVerifier
 from gateway.callbacks import MAX_CALLBACK_BYTES, CallbackRouter
 from gateway.config import Settings
@@ -151,6 +151,8 @@ class GatewayServer:
                 await self.registry.migrate()
             except Exception as exc:  # Redis down at start: serve; the next start migrates
                 log.warning("registry_migration_failed", error=type(exc).__name__)
+        # Before anything calls a vendor: the REST calls of the sandbox and adapters are traced.
+        tracing.start_tracing()
         await self._start_http()
         if sandbox:
             self.sandbox = Sandbox(settings.public_url or self.callbacks_url)
@@ -187,7 +189,8 @@ class GatewayServer:
         )
         self.inbox.start()
         self.servicer = AvatarGatewayServicer(self.manager)
-        interceptors = []
+        # Tracing outermost: a call the authentication refuses still has its server span.
+        interceptors = tracing.server_interceptors()
         if self.api_keys is not None or self.jwt_verifier is not None:
             interceptors.append(AuthInterceptor(self.api_keys, self.jwt_verifier, refused))
         self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS, interceptors=interceptors)
@@ -234,6 +237,8 @@ class GatewayServer:
 
         Raises:
             NoVendorConfigured: production mode and no vendor has complete credentials.
+            TracingConfigError: an ``OTEL_*`` variable names an exporter or protocol the
+                gateway does not ship (gateway/tracing.py).
             TransportConfigError: production mode with neither a TLS certificate nor
                 ``plaintext``; or both; or a key without a certificate.
             TlsConfigError: the TLS files cannot be used.
@@ -242,6 +247,7 @@ class GatewayServer:
         if self._vendor_settings is not None:
             return self._vendor_settings
         vendor_settings = self.vendors.vendor_settings(self.settings)
+        tracing.exporter_names()
         self.tls = self._server_tls()
         if self.settings.api_keys_file:
             self.api_keys = ApiKeys(
@@ -462,6 +468,8 @@ class GatewayServer:
         if self.sandbox is not None:
             await self.sandbox.stop()
         log.info("gateway_stopped")
+        # Last: the spans of the drain and of the sessions closed above are exported too.
+        await tracing.flush()
 
     async def serve_forever(self) -> None:
         """Start, then run until SIGTERM/SIGINT, then drain and stop.

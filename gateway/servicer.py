@@ -18,7 +18,9 @@ import structlog
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from google.protobuf import duration_pb2
+from opentelemetry import trace
 
+from core import tracing
 from core.errors import (
     GatewayError,
     Reason,
@@ -76,6 +78,13 @@ def refused(method: str) -> None:
     metrics.RPC_ERRORS.labels(method.rsplit("/", 1)[-1], Reason.UNAUTHENTICATED).inc()
 
 
+def _annotate_span(vendor: str, session_name: str) -> None:
+    """Name the vendor and session on the RPC's server span (when tracing records it)."""
+    trace.get_current_span().set_attributes(
+        {tracing.VENDOR: vendor, tracing.SESSION_ID: session_name.removeprefix("sessions/")}
+    )
+
+
 def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
@@ -123,6 +132,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 _audit(principal, "CreateSession", "", exc)
                 raise
             _audit(principal, "CreateSession", session.name, None, session.state)
+            _annotate_span(request.vendor, session.name)
             return session
 
         result: pb.Session = await self._unary(context, call)
@@ -269,6 +279,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 structlog.contextvars.bind_contextvars(
                     session_id=record.session_id, vendor=record.vendor
                 )
+                _annotate_span(record.vendor, record.name)
                 try:
                     channel = await runtime.get_channel()
                 except GatewayError as exc:

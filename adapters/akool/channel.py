@@ -56,6 +56,7 @@ from core.errors import (
 )
 from core.resilience import send_until_acknowledged
 from core.text import split_exact
+from core.tracing import vendor_connect_span
 
 log = structlog.get_logger("adapters.akool.channel")
 
@@ -210,7 +211,8 @@ class AkoolChannel(DriveChannel):
         try:
             # Shielded: an rtc connect cancelled half-way leaves the SDK's room half-open. A
             # caller that gives up (deadline) gets its cancel; the room is left once joined.
-            await asyncio.shield(joining)
+            with vendor_connect_span(VENDOR, self.access.livekit_url, "livekit"):
+                await asyncio.shield(joining)
         except asyncio.CancelledError:
             joining.add_done_callback(lambda _: self._spawn(self.aclose()))
             raise

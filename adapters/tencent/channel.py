@@ -93,6 +93,7 @@ from core.errors import (
 )
 from core.resilience import Backoff, reconnect, retry_call
 from core.text import split_exact
+from core.tracing import vendor_connect_span
 
 log = structlog.get_logger("adapters.tencent.channel")
 
@@ -300,18 +301,19 @@ class TencentChannel(DriveChannel):
         url = self._api.command_channel_url(self.vendor_session_id)
         host = urllib.parse.urlsplit(url).hostname or ""
         try:
-            return await connect(
-                url,
-                # Environment proxies apply to the vendor, never to a loopback emulator.
-                proxy=None if host in _LOOPBACK else True,
-                open_timeout=self._api.timeout_s,
-                max_size=4 * 1024 * 1024,
-                close_timeout=2.0,
-                # permessage-deflate is the library default, not a vendor requirement (tencent.md §5
-                # documents plain JSON frames): on base64 speech it cost ~380 µs and ~165 KiB
-                # per stream for a 44 % saving (bench/RESULTS.md).
-                compression=None,
-            )
+            with vendor_connect_span(VENDOR, url, "websocket"):
+                return await connect(
+                    url,
+                    # Environment proxies apply to the vendor, never to a loopback emulator.
+                    proxy=None if host in _LOOPBACK else True,
+                    open_timeout=self._api.timeout_s,
+                    max_size=4 * 1024 * 1024,
+                    close_timeout=2.0,
+                    # permessage-deflate is the library default, not a vendor requirement
+                    # (tencent.md §5 documents plain JSON frames): on base64 speech it cost
+                    # ~380 µs and ~165 KiB per stream for a 44 % saving (bench/RESULTS.md).
+                    compression=None,
+                )
         except InvalidStatus as exc:
             error = self._refusal_error(exc.response)
             if error.vendor_code and int(error.vendor_code) in SESSION_GONE_CODES:

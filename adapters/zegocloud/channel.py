@@ -26,6 +26,7 @@ from core.errors import (
     EventReason,
     vendor_unavailable,
 )
+from core.tracing import vendor_connect_span
 
 DRIVE_QUEUED, DRIVE_DRIVING, DRIVE_FAILED, DRIVE_ENDED = 1, 2, 3, 4
 
@@ -109,13 +110,14 @@ class ZegoDriveChannel(DriveChannel):
         drive_id, address = drive.drive_id, drive.wss_address
         self._register_drive(turn, drive_id)
         try:
-            ws = await websockets.connect(
-                address,
-                ssl=_DRIVE_TLS if address.startswith("wss:") else None,
-                compression=None,
-                open_timeout=10,
-                max_queue=4,
-            )
+            with vendor_connect_span(VENDOR, address, "websocket"):
+                ws = await websockets.connect(
+                    address,
+                    ssl=_DRIVE_TLS if address.startswith("wss:") else None,
+                    compression=None,
+                    open_timeout=10,
+                    max_queue=4,
+                )
             start = {
                 "Action": "Start",
                 "Payload": {"DriveId": drive_id, "SampleRate": sample_rate_hertz, "Channel": 1},

@@ -6,6 +6,11 @@ set and the bounded waits on it: ``sequential_turns`` vendors hold a turn's firs
 earlier turns ended, and a half-closed stream waits for every sent turn before it ends with
 OK (docs/architecture.md §3). It also owns the interrupt generation: an interrupt starts a
 new one, and work queued in an older one is skipped.
+
+Each turn has a span (``drive turn``, a child of the Drive RPC's server span) from its first
+input until the vendor reports its end, it fails, an interrupt makes clear no end will come,
+or the stream ends; its events mark the first send to the vendor (``first_vendor_byte``),
+``speech_started``, ``interrupt_sent`` and ``interrupt_acknowledged`` (architecture.md §7).
 """
 
 from __future__ import annotations
@@ -15,7 +20,11 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from opentelemetry import trace
+
+from core import tracing
 from core.audio import duration_s
 from core.contract import Capabilities
 from core.errors import GatewayError
@@ -40,6 +49,8 @@ class TurnState:
         speaking: the vendor reported speech started.
         deadline: when set, the latest time to wait for the vendor's speech-ended
             (interrupted turns), else derived from what was sent.
+        span: the turn's span (non-recording when tracing is off; ended once the turn is
+            over, see :meth:`TurnLedger.end_span`).
     """
 
     turn_id: str
@@ -53,6 +64,12 @@ class TurnState:
     interrupted: bool = False
     speaking: bool = False
     deadline: float = 0.0
+    span: trace.Span = trace.INVALID_SPAN
+
+    def event(self, name: str, attributes: dict[str, Any] | None = None) -> None:
+        """Add event ``name`` to the turn's span, unless the span is over (or not recording)."""
+        if self.span.is_recording():
+            self.span.add_event(name, attributes)
 
 
 @dataclass(slots=True)
@@ -94,6 +111,8 @@ class TurnLedger:
         self.open_turn: TurnState | None = None
         self.last_turn: TurnState | None = None
         self.pending: set[str] = set()
+        self.interrupting: set[str] = set()
+        """Turns whose interrupt commands are under way (the sender's)."""
         self.generation = 0
         self._changed = asyncio.Event()
 
@@ -109,6 +128,15 @@ class TurnLedger:
         if turn is not None and turn.mode == mode:
             return turn
         turn = TurnState(await self._next_turn_id(), mode)
+        # Started in the reader task, whose current span is the Drive RPC's: its child.
+        turn.span = tracing.tracer.start_span(
+            "drive turn",
+            attributes={
+                tracing.VENDOR: self.vendor,
+                tracing.TURN_ID: turn.turn_id,
+                "avatar_gateway.turn.mode": mode,
+            },
+        )
         self.turns[turn.turn_id] = turn
         self.open_turn = turn
         self.last_turn = turn
@@ -133,19 +161,57 @@ class TurnLedger:
             turn.first_sent = time.monotonic()
             self.pending.add(turn.turn_id)
             metrics.TURNS.labels(self.vendor, turn.mode).inc()
+            turn.event("first_vendor_byte")
 
     def resolve(self, turn_id: str) -> None:
-        """The vendor reported the end of ``turn_id``."""
+        """The vendor reported the end of ``turn_id`` (or it failed): its span ends.
+
+        Unless an interrupt of the turn is under way: the vendor may report the end before
+        the interrupt command returned, and the interrupt's events belong on the span; the
+        interrupt ends it (:meth:`end_span`).
+        """
         self.pending.discard(turn_id)
         self._changed.set()
+        turn = self.turns.get(turn_id)
+        if turn is not None and turn_id not in self.interrupting:
+            outcome = "failed" if turn.failed else "interrupted" if turn.interrupted else "spoken"
+            self.end_span(turn, outcome)
 
-    def mark_failed(self, turn: TurnState) -> bool:
-        """Mark ``turn`` failed; ``False`` when it already was (one failure, one report)."""
+    def mark_failed(self, turn: TurnState, reason: str = "") -> bool:
+        """Mark ``turn`` failed (for ``reason``); ``False`` when it already was.
+
+        One failure, one report.
+        """
         if turn.failed:
             return False
         turn.failed = True
+        if turn.span.is_recording():
+            turn.span.set_status(trace.StatusCode.ERROR, reason or "turn failed")
         self.resolve(turn.turn_id)
         return True
+
+    def end_span(self, turn: TurnState, outcome: str) -> None:
+        """End ``turn``'s span with ``outcome`` and what was sent (once; later calls: nothing).
+
+        Outcomes: ``spoken``, ``interrupted``, ``failed``, ``unfinished`` (the stream ended
+        before the vendor reported the turn's end).
+        """
+        span = turn.span
+        if not span.is_recording():
+            return
+        span.set_attributes(
+            {
+                "avatar_gateway.turn.outcome": outcome,
+                "avatar_gateway.turn.audio_bytes": turn.audio_bytes_sent,
+                "avatar_gateway.turn.text_characters": turn.text_chars_sent,
+            }
+        )
+        span.end()
+
+    def end_spans(self) -> None:
+        """The stream ends: end the spans of the turns still open (``unfinished``)."""
+        for turn in self.turns.values():
+            self.end_span(turn, "interrupted" if turn.interrupted else "unfinished")
 
     # ---- interrupts ---------------------------------------------------------------------
 

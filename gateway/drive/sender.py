@@ -18,7 +18,9 @@ from typing import Protocol
 
 import structlog
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from opentelemetry import trace
 
+from core import tracing
 from core.audio import Pacer, duration_s
 from core.contract import Capabilities, DriveChannel, VendorEvent
 from core.errors import EventReason, GatewayError, VendorError
@@ -137,13 +139,16 @@ class DriveSender:
                     if not fence.fresh():  # a comparison; the registry only when stale
                         await fence.confirm()
                     ledger.mark_sent(turn)  # before the call: an interrupt must see it live
-                    await channel.send_audio(item.turn_id, item.pcm, self.vendor_rate)
+                    # The turn's span current: vendor calls the send makes are its children.
+                    with tracing.within(turn.span):
+                        await channel.send_audio(item.turn_id, item.pcm, self.vendor_rate)
                     turn.audio_bytes_sent += len(item.pcm)
                 elif isinstance(item, EndAudio):
                     if turn.first_sent:
                         if not fence.fresh():
                             await fence.confirm()
-                        await channel.end_audio(item.turn_id)
+                        with tracing.within(turn.span):
+                            await channel.end_audio(item.turn_id)
                         metrics.AUDIO_SECONDS.labels(self.vendor).inc(
                             duration_s(turn.audio_bytes_sent, self.vendor_rate)
                         )
@@ -151,7 +156,8 @@ class DriveSender:
                     if not fence.fresh():
                         await fence.confirm()
                     ledger.mark_sent(turn)
-                    await channel.send_text(item.turn_id, item.text, item.final)
+                    with tracing.within(turn.span):
+                        await channel.send_text(item.turn_id, item.text, item.final)
                     turn.text_chars_sent += len(item.text)
             except VendorError as exc:
                 if gen != ledger.generation:
@@ -164,7 +170,7 @@ class DriveSender:
 
     def turn_failed(self, turn: TurnState, reason: str, message: str) -> None:
         """Report ``turn`` failed, once (a failed send and the vendor's report are one)."""
-        if not self.ledger.mark_failed(turn):
+        if not self.ledger.mark_failed(turn, reason):
             return
         self.log.warning("turn_failed", turn_id=turn.turn_id, reason=reason, message=message)
         self.emit(translator.turn_failed(turn.turn_id, reason, message))
@@ -207,6 +213,9 @@ class DriveSender:
         waiter = self._interrupt_waiters.get(event.turn_id)
         if waiter is not None and not waiter.done():
             waiter.set_result(event)
+            turn = self.ledger.get(event.turn_id)
+            if turn is not None:
+                turn.event("interrupt_acknowledged", {"avatar_gateway.acknowledged_by": "vendor"})
 
     def cancel_waiters(self) -> None:
         """Stop waiting for acks (the stream ends)."""
@@ -225,13 +234,19 @@ class DriveSender:
         loop = asyncio.get_running_loop()
         waiters = {t: loop.create_future() for t in targets}
         self._interrupt_waiters.update(waiters)
+        self.ledger.interrupting.update(targets)
         acknowledged = False
         try:
             if playing:  # a turn is pending from its first send on, so nothing else is live
                 if not self.fence.fresh():
                     await self.fence.confirm()
                 for turn_id in targets:
-                    await self.channel.interrupt(turn_id)
+                    turn = self.ledger.get(turn_id)
+                    span = turn.span if turn is not None else trace.INVALID_SPAN
+                    with tracing.within(span):
+                        await self.channel.interrupt(turn_id)
+                    if turn is not None:
+                        turn.event("interrupt_sent")
                 if self.caps.interrupt_ack:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(
@@ -253,9 +268,19 @@ class DriveSender:
             for turn_id, waiter in waiters.items():
                 self._interrupt_waiters.pop(turn_id, None)
                 waiter.cancel()
+            self.ledger.interrupting.difference_update(targets)
         now = time.monotonic()
         self.ledger.interrupted(playing, now)
         metrics.INTERRUPT_ACK_LATENCY.labels(
             self.vendor, "vendor" if acknowledged else "gateway"
         ).observe(now - requested)
         self.emit(translator.interrupted(ack_turn, acknowledged, now - requested))
+        acked = self.ledger.get(ack_turn)
+        if acked is not None and not acknowledged:
+            acked.event("interrupt_acknowledged", {"avatar_gateway.acknowledged_by": "gateway"})
+        # Turns the interrupt stopped for good (never sent, or not speaking): over now. One
+        # that was speaking ends with the vendor's speech_ended(interrupted).
+        for turn_id in targets:
+            turn = self.ledger.get(turn_id)
+            if turn is not None and turn_id not in self.ledger.pending:
+                self.ledger.end_span(turn, "interrupted")

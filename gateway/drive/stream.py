@@ -201,6 +201,7 @@ class DriveStream:
                 if not self.fence.fresh():
                     await self.fence.confirm()  # raises (no write) if driven elsewhere now
                 await asyncio.wait_for(self.channel.end_audio(turn.turn_id), 2.0)
+        self.ledger.end_spans()
         self.closed.set()
 
     async def terminate(self, error: GatewayError) -> None:
@@ -261,6 +262,7 @@ class DriveStream:
             turn.speaking = True
             latency = event.monotonic_time - turn.first_input
             metrics.SPEECH_START_LATENCY.labels(self.record.vendor).observe(latency)
+            turn.event("speech_started", {"avatar_gateway.latency_s": latency})
         elif kind is EventKind.SPEECH_ENDED:
             self.ledger.resolve(event.turn_id)
         elif kind is EventKind.INTERRUPTED:
