@@ -860,9 +860,9 @@ class SessionManager:
         if mirrored is not None:
             mirrored.last_turn = max(mirrored.last_turn, runtime.last_turn)
             mirrored.add_share(self.owner, runtime.usage.tally)
-        # The stream's usage, in the registry for every replica (also when the record below
-        # is not this replica's to write).
-        await runtime.usage.flush()
+        # The stream's usage, for every replica (also when the record below is not this
+        # replica's to write); in the background, as at a turn's end: Redis may be away.
+        runtime.usage.store_soon()
         record = await self.registry.get(runtime.session_id)
         if (
             record is not None

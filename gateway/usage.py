@@ -112,7 +112,7 @@ class UsageMeter:
     """This replica's share of one session's usage, and its writes to the registry.
 
     The Drive sender counts what it hands the vendor (:meth:`add`); at the end of each turn
-    (:meth:`turn_ended`) the share is written in the background, so a live Drive never
+    (:meth:`store_soon`) the share is written in the background, so a live Drive never
     waits on the registry (architecture.md §4.3) and GetSession on any replica shows every
     finished turn. Writes are of the running total: one that fails is made good by the next.
 
@@ -139,8 +139,8 @@ class UsageMeter:
         """Count audio (s) or text (code points) just handed to the vendor."""
         self.tally = self.tally.plus(audio_s=audio_s, text_characters=text_characters)
 
-    def turn_ended(self) -> None:
-        """A turn's input was all handed to the vendor: store the share in the background."""
+    def store_soon(self) -> None:
+        """Store the share in the background (a turn's input was all handed to the vendor)."""
         if self._store is None or self.tally == self._written:
             return
         if self._task is None or self._task.done():

@@ -153,7 +153,7 @@ class DriveSender:
                         metrics.AUDIO_SECONDS.labels(self.vendor).inc(
                             duration_s(turn.audio_bytes_sent, self.vendor_rate)
                         )
-                        self.usage.turn_ended()
+                        self.usage.store_soon()  # the turn is all with the vendor
                 elif item.text or turn.first_sent:
                     if not fence.fresh():
                         await fence.confirm()
@@ -163,7 +163,7 @@ class DriveSender:
                     # len(): code points, the unit of the API's text limit (Usage in the proto).
                     self.usage.add(text_characters=len(item.text))
                     if item.final:
-                        self.usage.turn_ended()
+                        self.usage.store_soon()
             except VendorError as exc:
                 if gen != ledger.generation:
                     continue  # the call was cut short by an interrupt of this turn
