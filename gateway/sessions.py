@@ -63,7 +63,7 @@ from gateway.auth import ANONYMOUS, Principal
 from gateway.config import Settings
 from gateway.leases import DriveLease, ReplicaLease, default_replica_id
 from gateway.registry import RegistryRebuilding, SessionFilter, SessionRecord, SessionRegistry
-from gateway.usage import Tally, UsageMeter, total
+from gateway.usage import Tally, UsageMeter, merge_shares, total
 from gateway.vendors import VendorRegistry
 
 if TYPE_CHECKING:
@@ -945,7 +945,7 @@ class SessionManager:
             # driven the session since it was read above), and this replica's own.
             stored = await self.registry.get(session_id)
             if stored is not None:
-                record.usage = stored.usage
+                record.usage = merge_shares(record.usage, stored.usage)
             if runtime is not None:
                 record.add_share(self.owner, runtime.usage.tally)
             if not await self.registry.finish(record):
