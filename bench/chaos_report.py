@@ -85,7 +85,8 @@ def block(report: ChaosReport, command: str) -> str:
             cause = f" — cause: {CAUSES[kind]}." if kind in CAUSES else ""
             details.append(f"- **{kind}** ({len(items)}){cause} Seen: {shown}")
     verdict = (
-        "**Pass**: no audio lost, no session leaked, every Drive ended as expected."
+        "**Pass**: no audio lost, no session leaked or billed past its close, every Drive "
+        "ended as expected."
         if not details and report.reaped == report.abandoned
         else "**Fail**: the problems below are product bugs, reported with the test suite "
         "(`tests/integration/test_chaos.py` asserts the correct behaviour)."
@@ -110,7 +111,10 @@ def block(report: ChaosReport, command: str) -> str:
             "Audio is checked per turn by SHA-256 at the vendor; a turn counts as lost when "
             "the gateway reported no failure for it and the vendor does not hold it byte for "
             "byte. A session counts as leaked when an emulator bills it while the gateway "
-            "does not report it READY (before shutdown), or when it is open after shutdown.",
+            "does not report it READY (before shutdown), or when it is open after shutdown. "
+            "A session counts as billed past its close when its usage does not say it was "
+            "billed exactly from create_time to close_time, says more on a later read, or the "
+            "emulator billed its vendor session outside that window (architecture.md §4.4).",
             "",
             report.render(),
             "",

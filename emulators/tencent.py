@@ -330,6 +330,10 @@ class SessionRecord:
     switch_violations: list[dict[str, Any]] = field(default_factory=list)
     ineffective_interrupts: list[dict[str, Any]] = field(default_factory=list)
     last_status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Unix s (wall clock) from the create request's handling to the close (or the failure to
+    # start): what the account is billed for, its concurrency slot held (tencent.md §4.2).
+    billed_from: float = field(default_factory=time.time)
+    billed_until: float | None = None
     # Runtime, not part of the JSON view.
     ws: web.WebSocketResponse | None = field(default=None, repr=False)
     connection: int = 0
@@ -365,6 +369,8 @@ class SessionRecord:
             "textSpacingViolations": self.text_spacing_violations,
             "switchViolations": self.switch_violations,
             "ineffectiveInterrupts": self.ineffective_interrupts,
+            "billedFrom": self.billed_from,
+            "billedUntil": self.billed_until,
         }
 
 
@@ -643,6 +649,8 @@ class TencentEmulator(EmulatorServer):
     def _refresh(self, session: SessionRecord) -> None:
         if session.status == STATUS_PREPARING and _now() >= session.ready_at:
             session.status = STATUS_FAILED if session.will_fail else STATUS_READY
+            if session.will_fail:
+                session.billed_until = time.time()
 
     def _session(self, payload: dict[str, Any]) -> SessionRecord:
         session = self.sessions.get(str(payload.get("SessionId") or ""))
@@ -803,6 +811,8 @@ class TencentEmulator(EmulatorServer):
         return {"UserSig": secrets.token_hex(16), "PrivateMapKey": secrets.token_hex(16)}
 
     def _close(self, session: SessionRecord, reason: str, code: int) -> None:
+        if session.billed_until is None:
+            session.billed_until = time.time()
         session.status = STATUS_CLOSED
         session.close_reason = reason
         session.close_code = code

@@ -295,6 +295,10 @@ class TaskRecord:
         output_mode: ``ExtraConfig.OutputMode`` if sent ([hist] field, zegocloud.md §4 notes).
         max_parallel_sockets: most drive sockets open at once for this task; the docs ask for
             one connection per task (zegocloud.md §8), so anything above 1 is suspect.
+        billed_from: Unix s (wall clock) the create request was handled: from then on the
+            task holds the account's concurrency and is billed (zegocloud.md §9).
+        billed_until: Unix s it stopped being billed: it began stopping (Stop, TTL, idle)
+            or failed to initialise; ``None`` while it is billed.
     """
 
     task_id: str
@@ -313,6 +317,8 @@ class TaskRecord:
     background_color: str = "#000000"
     output_mode: int | None = None
     max_parallel_sockets: int = 0
+    billed_from: float = field(default_factory=time.time)
+    billed_until: float | None = None
 
 
 class ZegoApiError(Exception):
@@ -971,6 +977,7 @@ class ZegocloudEmulator:
         if self._init_failures:
             task.status = TASK_INIT_FAILED
             task.fail_reason = self._init_failures.popleft()
+            task.billed_until = time.time()
         else:
             task.status = TASK_STREAMING
         self._task_event(task)
@@ -1039,6 +1046,8 @@ class ZegocloudEmulator:
         rt = self._task_rt[task.task_id]
         task.status = TASK_STOPPING
         task.stop_reason = reason
+        if task.billed_until is None:
+            task.billed_until = time.time()
         self._task_event(task)
         current = asyncio.current_task()
         for timer in (rt.ready_timer, rt.watchdog):

@@ -45,3 +45,32 @@ TLS_CERT_NOT_AFTER = Gauge(
     "avatar_gateway_tls_certificate_expiry_timestamp_seconds",
     "When the gRPC server certificate in use expires (Unix time); alert well before it.",
 )
+
+# ---- Usage metering (docs/architecture.md §4.4) ----------------------------------------
+#
+# Counted when a session ends, from its final usage, by the one replica whose write ended it:
+# however many replicas drove the session (or tried to close it), each session is counted
+# once. A session's usage therefore shows here when it ends (at most its max_duration after
+# it began); ListSessions shows the usage of live sessions. ``tenant`` is the session's
+# tenant ("" without authentication): one value per tenant of the keys file or JWT issuer.
+
+USAGE_SESSIONS = Counter(
+    "avatar_gateway_usage_sessions_total",
+    "Sessions that ended with their usage counted (each session once).",
+    ["vendor", "tenant"],
+)
+USAGE_VENDOR_SESSION_SECONDS = Counter(
+    "avatar_gateway_usage_vendor_session_seconds_total",
+    "Vendor session time of ended sessions, from creation to close: what vendors bill (s).",
+    ["vendor", "tenant"],
+)
+USAGE_AUDIO_SECONDS = Counter(
+    "avatar_gateway_usage_audio_seconds_total",
+    "Audio that ended sessions handed to their vendor (s).",
+    ["vendor", "tenant"],
+)
+USAGE_TEXT_CHARACTERS = Counter(
+    "avatar_gateway_usage_text_characters_total",
+    "Text that ended sessions handed to their vendor (Unicode code points).",
+    ["vendor", "tenant"],
+)

@@ -36,6 +36,8 @@ from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import media_pb2
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from gateway.usage import Tally, merge_shares, total, usage_proto, vendor_session_seconds
+
 log = structlog.get_logger("gateway.registry")
 
 
@@ -59,6 +61,9 @@ class SessionRecord:
         last_turn: the session's highest turn number as of its last Drive stream's end; the
             floor of the next drive lease's turn ids, so they stay unique even after the
             registry lost its turn counter (architecture.md §4.3).
+        usage: audio and text driven, as each replica's share (replica id -> running
+            total, :mod:`gateway.usage`). Writes merge it share by share (the larger value
+            wins), so no write counts anything twice or drops another replica's share.
     """
 
     session_id: str
@@ -85,6 +90,7 @@ class SessionRecord:
     vendor_sample_rate_hertz: int = 0
     last_turn: int = 0
     tenant: str = ""
+    usage: dict[str, Tally] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -111,6 +117,20 @@ class SessionRecord:
         """
         return f"{int(self.create_time * 1_000_000):016d}:{self.session_id}"
 
+    def add_share(self, replica: str, share: Tally) -> None:
+        """Merge ``replica``'s latest share of the usage into the record."""
+        self.usage = merge_shares(self.usage, {replica: share})
+
+    def vendor_session_s(self, now: float | None = None) -> float:
+        """Vendor session time so far (s; final once ended): see :mod:`gateway.usage`."""
+        return vendor_session_seconds(
+            self.create_time,
+            self.close_time,
+            ended=self.terminal,
+            vendor_session=bool(self.vendor_session_id),
+            now=time.time() if now is None else now,
+        )
+
     def to_proto(self) -> pb.Session:
         """The API view of the record."""
         session = pb.Session(
@@ -128,6 +148,7 @@ class SessionRecord:
             drive_active=self.drive_active,
             tenant=self.tenant,
             last_activity_time=_ts(self.last_activity_time),
+            usage=usage_proto(self.vendor_session_s(), total(self.usage)),
         )
         if self.playback:
             session.playback.ParseFromString(self.playback)
@@ -250,7 +271,32 @@ class SessionRegistry(ABC):
 
     @abstractmethod
     async def put(self, record: SessionRecord) -> None:
-        """Insert or replace a record; a terminal one is forgotten ``retention_s`` later."""
+        """Insert or replace a record; a terminal one is forgotten ``retention_s`` later.
+
+        Its ``usage`` is merged with the stored one share by share (the larger wins).
+        """
+
+    @abstractmethod
+    async def finish(self, record: SessionRecord) -> bool:
+        """Write the record of a session that just ended, unless it had ended already.
+
+        As :meth:`put`, atomically with the check: when two replicas close one session at
+        once, exactly one call writes (and counts its usage, architecture.md §4.4).
+
+        Returns:
+            Whether this call ended it (``False``: the stored record was already terminal
+            and is left unchanged).
+        """
+
+    @abstractmethod
+    async def record_usage(self, session_id: str, replica: str, share: Tally) -> bool:
+        """Raise ``replica``'s share of the session's usage to ``share`` (never lower it).
+
+        Only while the session has not ended: an ended session's usage is final.
+
+        Returns:
+            Whether the session is live and its share was merged.
+        """
 
     @abstractmethod
     async def insert(
@@ -499,7 +545,11 @@ class MemoryRegistry(SessionRegistry):
             self._by_vendor_id.pop((gone.vendor, gone.vendor_session_id), None)
 
     def _store(self, record: SessionRecord) -> None:
-        self._records[record.session_id] = _copy(record)
+        stored = _copy(record)
+        before = self._records.get(record.session_id)
+        if before is not None:
+            stored.usage = merge_shares(before.usage, stored.usage)
+        self._records[record.session_id] = stored
         self._expiry.pop(record.session_id, None)
         if record.terminal:
             self._expiry[record.session_id] = time.time() + self.retention_s
@@ -510,6 +560,23 @@ class MemoryRegistry(SessionRegistry):
         """Insert or replace a record; a terminal one is forgotten ``retention_s`` later."""
         self._prune()
         self._store(record)
+
+    async def finish(self, record: SessionRecord) -> bool:
+        """Write an ended session's record unless it had ended already (see the base)."""
+        self._prune()
+        stored = self._records.get(record.session_id)
+        if stored is not None and stored.terminal:
+            return False
+        self._store(record)
+        return True
+
+    async def record_usage(self, session_id: str, replica: str, share: Tally) -> bool:
+        """Raise ``replica``'s share of a live session's usage (see the base class)."""
+        stored = self._records.get(session_id)
+        if stored is None or stored.terminal:
+            return False
+        stored.add_share(replica, share)
+        return True
 
     async def insert(
         self,
@@ -751,6 +818,7 @@ def _copy(record: SessionRecord) -> SessionRecord:
             **record.__dict__,
             "labels": dict(record.labels),
             "vendor_data": dict(record.vendor_data),
+            "usage": dict(record.usage),
         }
     )
 
@@ -766,6 +834,10 @@ def _copy(record: SessionRecord) -> SessionRecord:
 #   ag:idx:ended          sorted set of index keys of ended records, scored by when their
 #                         record expires (ms): what to drop from the indexes, and when
 #   ag:request:{rid}      the session id bound to an idempotency key
+#   ag:usage:{id}         hash of the record's usage shares (SessionRecord.usage), fields
+#                         ``audio_s:{replica}`` and ``text_characters:{replica}``: kept
+#                         beside the JSON so that a write raises each share in place (the
+#                         larger value wins) without rewriting the record; it expires with it
 #
 # Index members of the sorted sets all have score 0 and are ordered by their bytes
 # (``ZRANGE ... BYLEX``): that is creation order, so a page cursor is just an index key.
@@ -805,11 +877,27 @@ local function unindex(old, id)
 end
 """
 
-# KEYS[1]: ag:session:{id}. ARGV: id, JSON, index key, state, owner, "1" if terminal,
-# retention (ms), "insert" or "put", max live ("-1": none), tenant, the tenant's max live
-# ("-1": none). Returns 1 if stored, 0 if the live limit refused it, 2 if the tenant's did.
+# Raises usage shares (the hash KEYS[1]) to the values of ARGV[first], ARGV[first + 1], ...
+# (field, value pairs): a share only grows, so the larger value is the later one.
+_RAISE_SHARES = """
+local function raise_shares(key, first)
+  for i = first, #ARGV - 1, 2 do
+    local current = redis.call('HGET', key, ARGV[i])
+    if not current or tonumber(ARGV[i + 1]) > tonumber(current) then
+      redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    end
+  end
+end
+"""
+
+# KEYS[1]: ag:session:{id}, KEYS[2]: ag:usage:{id}. ARGV: id, JSON, index key, state, owner,
+# "1" if terminal, retention (ms), "insert", "put" or "finish", max live ("-1": none),
+# tenant, the tenant's max live ("-1": none), lifetime of a live record's usage (ms), then
+# the usage shares as field, value pairs. Returns 1 if stored, 0 if the live limit refused
+# it, 2 if the tenant's did, 3 if "finish" found the record already ended.
 _PUT = (
     _PRUNE
+    + _RAISE_SHARES
     + """
 local id, json, member, state, owner = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local terminal, retention = ARGV[6] == '1', tonumber(ARGV[7])
@@ -822,6 +910,14 @@ if ARGV[8] == 'insert' then
   end
 end
 local old = redis.call('GET', KEYS[1])
+if ARGV[8] == 'finish' and old then
+  local ended = cjson.decode(old).state
+  if ended == 4 or ended == 5 then return 3 end
+end
+raise_shares(KEYS[2], 13)
+-- A live record's usage also expires, long after any session ends: a replica of a version
+-- before usage closes a session without expiring it.
+redis.call('PEXPIRE', KEYS[2], terminal and retention or tonumber(ARGV[12]))
 if old then unindex(old, id) end
 redis.call('ZADD', 'ag:idx:all', 0, member)
 redis.call('ZADD', 'ag:idx:state:' .. state, 0, member)
@@ -851,6 +947,20 @@ _DELETE = (
 local old = redis.call('GET', KEYS[1])
 if old then unindex(old, ARGV[1]) end
 redis.call('DEL', KEYS[1])
+redis.call('DEL', 'ag:usage:' .. ARGV[1])
+return 1
+"""
+)
+
+# KEYS[1]: ag:usage:{id}. ARGV: id, lifetime of the usage (ms), then one replica's shares as
+# field, value pairs. Only while the record is live (an ended session's usage is final).
+# Returns 1 if raised, 0 if the session is not live.
+_RECORD_USAGE = (
+    _RAISE_SHARES
+    + """
+if redis.call('SISMEMBER', 'ag:idx:live', ARGV[1]) == 0 then return 0 end
+raise_shares(KEYS[1], 3)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 )
@@ -917,6 +1027,8 @@ return {2, redis.call('GET', KEYS[1]) or ''}
 SEQ_TTL_S = 2 * 86400
 """How long a session's fencing-token and turn counters outlive their last use (s): beyond
 the longest session (``MAX_DURATION_S``), so a live session never restarts its turn ids."""
+USAGE_TTL_S = SEQ_TTL_S
+"""How long a live session's usage outlives its last write (s): beyond the longest session."""
 
 # Lua scripts: each runs atomically in Redis, so two replicas never both win a lease. Times
 # are the Redis server's clock (TIME), never a replica's, so clock skew between pods does not
@@ -1038,6 +1150,7 @@ class RedisRegistry(SessionRegistry):
         self._ttl = request_id_ttl_s
         self._put = self._redis.register_script(_PUT)
         self._delete = self._redis.register_script(_DELETE)
+        self._record_usage = self._redis.register_script(_RECORD_USAGE)
         self._prune = self._redis.register_script(_PRUNE_NOW)
         self._claim_request = self._redis.register_script(_CLAIM_REQUEST)
         self._renew_replica = self._redis.register_script(_RENEW_REPLICA)
@@ -1051,6 +1164,7 @@ class RedisRegistry(SessionRegistry):
     @staticmethod
     def _encode(record: SessionRecord) -> str:
         data = dict(record.__dict__)
+        del data["usage"]  # in its own hash (ag:usage:{id})
         data["playback"] = base64.b64encode(record.playback).decode()
         # The scripts read the old index key back when the record changes state or owner.
         data["_index"] = record.index_key
@@ -1064,6 +1178,26 @@ class RedisRegistry(SessionRegistry):
         # rolling upgrade an older replica still reads what a newer one wrote.
         return SessionRecord(**{k: v for k, v in data.items() if k in _RECORD_FIELDS})
 
+    @staticmethod
+    def _decode_with_usage(raw: str, usage: dict[str, str]) -> SessionRecord:
+        record = RedisRegistry._decode(raw)
+        record.usage = _shares_of(usage)
+        return record
+
+    async def _records(self, ids: list[str]) -> list[SessionRecord | None]:
+        """The records of ``ids`` with their usage, in order (``None`` where missing)."""
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.mget([f"ag:session:{i}" for i in ids])
+            for session_id in ids:
+                pipe.hgetall(f"ag:usage:{session_id}")
+            raws, *usages = await pipe.execute()
+        return [
+            self._decode_with_usage(str(raw), usage) if raw else None
+            for raw, usage in zip(raws, usages, strict=True)
+        ]
+
     async def _write(
         self,
         record: SessionRecord,
@@ -1072,7 +1206,7 @@ class RedisRegistry(SessionRegistry):
         max_tenant_live: int | None = None,
     ) -> str:
         stored = await self._put(
-            keys=[f"ag:session:{record.session_id}"],
+            keys=[f"ag:session:{record.session_id}", f"ag:usage:{record.session_id}"],
             args=[
                 record.session_id,
                 self._encode(record),
@@ -1085,13 +1219,27 @@ class RedisRegistry(SessionRegistry):
                 -1 if max_live is None else max_live,
                 record.tenant,
                 -1 if max_tenant_live is None else max_tenant_live,
+                _ms(USAGE_TTL_S),
+                *_share_args(record.usage),
             ],
         )
-        return {1: "", 0: "cluster", 2: "tenant"}[int(stored)]
+        return {1: "", 0: "cluster", 2: "tenant", 3: "ended"}[int(stored)]
 
     async def put(self, record: SessionRecord) -> None:
         """Insert or replace a record; a terminal one is forgotten ``retention_s`` later."""
         await self._write(record, "put", None)
+
+    async def finish(self, record: SessionRecord) -> bool:
+        """Write an ended session's record unless it had ended already (one script)."""
+        return await self._write(record, "finish", None) == ""
+
+    async def record_usage(self, session_id: str, replica: str, share: Tally) -> bool:
+        """Raise ``replica``'s share of a live session's usage (one script)."""
+        raised = await self._record_usage(
+            keys=[f"ag:usage:{session_id}"],
+            args=[session_id, _ms(USAGE_TTL_S), *_share_args({replica: share})],
+        )
+        return bool(int(raised))
 
     async def insert(
         self,
@@ -1103,9 +1251,8 @@ class RedisRegistry(SessionRegistry):
         return await self._write(record, "insert", max_live, max_tenant_live)
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        """The record, or ``None``."""
-        raw = await self._redis.get(f"ag:session:{session_id}")
-        return self._decode(str(raw)) if raw else None
+        """The record (with its usage), or ``None``."""
+        return (await self._records([session_id]))[0]
 
     async def delete(self, session_id: str) -> None:
         """Forget a record and its index entries."""
@@ -1136,10 +1283,9 @@ class RedisRegistry(SessionRegistry):
             if not members:
                 break
             ids = [m.partition(":")[2] for m in members]
-            raws = await self._redis.mget([f"ag:session:{i}" for i in ids])
-            for raw in raws:
+            for record in await self._records(ids):
                 # A record may expire between the prune and the read: skip it.
-                if raw and flt.matches(record := self._decode(str(raw))):
+                if record is not None and flt.matches(record):
                     out.append(record)
                     if len(out) == limit:
                         break
@@ -1170,11 +1316,8 @@ class RedisRegistry(SessionRegistry):
     async def owned_by(self, owner: str) -> list[SessionRecord]:
         """Records owned by ``owner`` that are not terminal (from the owner's index)."""
         ids = sorted(await self._redis.smembers(f"ag:idx:owner:{owner}"))
-        if not ids:
-            return []
-        raws = await self._redis.mget([f"ag:session:{i}" for i in ids])
-        records = [self._decode(str(r)) for r in raws if r]
-        return [r for r in records if r.owner == owner and not r.terminal]
+        records = await self._records(ids)
+        return [r for r in records if r is not None and r.owner == owner and not r.terminal]
 
     async def live_count(self) -> int:
         """How many records are not terminal (every replica's)."""
@@ -1374,3 +1517,25 @@ class RedisRegistry(SessionRegistry):
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _share_args(shares: dict[str, Tally]) -> list[str]:
+    """Usage shares as ``ag:usage:{id}`` field, value pairs (``repr``: exact floats)."""
+    args: list[str] = []
+    for replica, share in shares.items():
+        args += [f"audio_s:{replica}", repr(float(share.audio_s))]
+        args += [f"text_characters:{replica}", str(int(share.text_characters))]
+    return args
+
+
+def _shares_of(fields: dict[str, str]) -> dict[str, Tally]:
+    """The usage shares stored in an ``ag:usage:{id}`` hash."""
+    audio: dict[str, float] = {}
+    text: dict[str, int] = {}
+    for name, value in fields.items():
+        kind, _, replica = name.partition(":")
+        if kind == "audio_s":
+            audio[replica] = float(value)
+        elif kind == "text_characters":
+            text[replica] = int(value)
+    return {r: Tally(audio.get(r, 0.0), text.get(r, 0)) for r in audio.keys() | text.keys()}

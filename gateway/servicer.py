@@ -305,6 +305,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                     on_activity=on_activity,
                     call_done=context.done,
                     preferred_rate_hertz=runtime.handle.data.sample_rate_hertz,
+                    usage=runtime.usage,
                 )
 
             record, runtime, drive = await self.manager.open_drive(

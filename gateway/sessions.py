@@ -63,6 +63,7 @@ from gateway.auth import ANONYMOUS, Principal
 from gateway.config import Settings
 from gateway.leases import DriveLease, ReplicaLease, default_replica_id
 from gateway.registry import RegistryRebuilding, SessionFilter, SessionRecord, SessionRegistry
+from gateway.usage import Tally, UsageMeter, merge_shares, total
 from gateway.vendors import VendorRegistry
 
 if TYPE_CHECKING:
@@ -129,6 +130,8 @@ class SessionRuntime:
     handover_until: float = 0.0
     """``time.monotonic()`` until which opening the channel is retried: the session was just
     adopted from a replica that may still hold the vendor's channel."""
+    usage: UsageMeter = field(default_factory=UsageMeter)
+    """This replica's share of the session's usage (architecture.md §4.4)."""
 
     async def get_channel(self) -> DriveChannel:
         """The session's drive channel, opened at first use, with shared keepalive.
@@ -159,13 +162,14 @@ class SessionRuntime:
                 delay = min(delay * 2, 0.5)
 
     async def aclose(self) -> None:
-        """Stop keepalive and close the channel (not the vendor session)."""
+        """Stop keepalive, close the channel (not the vendor session), store the usage share."""
         if self.keepalive_task is not None:
             self.keepalive_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.keepalive_task
         if self.channel is not None:
             await self.channel.aclose()
+        await self.usage.aclose()
 
 
 class SessionManager:
@@ -443,7 +447,7 @@ class SessionManager:
         record.vendor_session_id = handle.vendor_session_id
         record.vendor_data = handle.data.model_dump(mode="json")
         record.playback = handle.playback.SerializeToString()
-        runtime = SessionRuntime(session_id, adapter, handle)
+        runtime = SessionRuntime(session_id, adapter, handle, usage=self._meter(session_id))
         self.runtimes[session_id] = runtime
         try:
             return await self._until_ready(record, adapter, handle, deadline, bound)
@@ -546,6 +550,7 @@ class SessionManager:
             record.last_activity_time = max(
                 record.last_activity_time, time.time() - (time.monotonic() - runtime.last_activity)
             )
+        self._own_share(record)
         return record
 
     async def list_sessions(
@@ -571,6 +576,8 @@ class SessionManager:
             vendor=req.vendor, state=req.state, labels=dict(req.labels), tenant=tenant
         )
         records = await self.registry.list_records(flt, after, size + 1)
+        for record in records:
+            self._own_share(record)
         more = len(records) > size
         return pb.ListSessionsResponse(
             sessions=[r.to_proto() for r in records[:size]],
@@ -752,7 +759,13 @@ class SessionManager:
         handle = adapter.vendor_session_handle(record.vendor_session_id, record.vendor_data)
         if record.playback:
             handle.playback.ParseFromString(record.playback)
-        runtime = SessionRuntime(record.session_id, adapter, handle)
+        runtime = SessionRuntime(
+            record.session_id,
+            adapter,
+            handle,
+            # This replica may have driven the session before: its share goes on from there.
+            usage=self._meter(record.session_id, record.usage.get(self.owner)),
+        )
         if previous:
             # The previous owner may be alive and still hold the vendor's channel (one per
             # session at Tencent, tencent.md §5): ask it to let go now, and let this
@@ -846,6 +859,10 @@ class SessionManager:
         mirrored = self._owned.get(runtime.session_id)
         if mirrored is not None:
             mirrored.last_turn = max(mirrored.last_turn, runtime.last_turn)
+            mirrored.add_share(self.owner, runtime.usage.tally)
+        # The stream's usage, for every replica (also when the record below is not this
+        # replica's to write); in the background, as at a turn's end: Redis may be away.
+        runtime.usage.store_soon()
         record = await self.registry.get(runtime.session_id)
         if (
             record is not None
@@ -924,18 +941,48 @@ class SessionManager:
             record.close_reason = reason
             record.close_time = time.time()
             record.drive_active = False
-            await self._put(record)
-            metrics.SESSIONS_CLOSED.labels(
-                record.vendor,
-                pb.CloseReason.Name(reason),  # type: ignore[arg-type]
-            ).inc()
-            log.info(
-                "session_closed",
-                session_id=session_id,
-                vendor=record.vendor,
-                close_reason=pb.CloseReason.Name(reason),  # type: ignore[arg-type]
-            )
+            # The final usage: every replica's share as stored now (another replica may have
+            # driven the session since it was read above), and this replica's own.
+            stored = await self.registry.get(session_id)
+            if stored is not None:
+                record.usage = merge_shares(record.usage, stored.usage)
+            if runtime is not None:
+                record.add_share(self.owner, runtime.usage.tally)
+            if not await self.registry.finish(record):
+                # Another replica closed it meanwhile and counted it: answer with its close.
+                self._owned.pop(session_id, None)
+                log.info("session_closed_elsewhere", session_id=session_id)
+                ended = await self.registry.get(session_id)
+                return (ended or record).to_proto()
+            self._mirror(record)
+            self._count_closed(record)
             return record.to_proto()
+
+    def _count_closed(self, record: SessionRecord) -> None:
+        """The close log line and metrics of a session that just ended, with its usage.
+
+        Called once per session, by the replica whose write ended it (``registry.finish``),
+        so usage is counted once however many replicas drove or tried to close it.
+        """
+        reason = pb.CloseReason.Name(record.close_reason)  # type: ignore[arg-type]
+        vendor_s = record.vendor_session_s()
+        used = total(record.usage)
+        metrics.SESSIONS_CLOSED.labels(record.vendor, reason).inc()
+        labels = (record.vendor, record.tenant)
+        metrics.USAGE_SESSIONS.labels(*labels).inc()
+        metrics.USAGE_VENDOR_SESSION_SECONDS.labels(*labels).inc(vendor_s)
+        metrics.USAGE_AUDIO_SECONDS.labels(*labels).inc(used.audio_s)
+        metrics.USAGE_TEXT_CHARACTERS.labels(*labels).inc(used.text_characters)
+        log.info(
+            "session_closed",
+            session_id=record.session_id,
+            vendor=record.vendor,
+            tenant=record.tenant,
+            close_reason=reason,
+            vendor_session_s=round(vendor_s, 3),
+            audio_s=round(used.audio_s, 3),
+            text_characters=used.text_characters,
+        )
 
     # ---- leases, reaper and shutdown ----------------------------------------------------
 
@@ -1096,8 +1143,23 @@ class SessionManager:
             self._owned.pop(record.session_id, None)
 
     async def _put(self, record: SessionRecord) -> None:
+        self._own_share(record)
         await self.registry.put(record)
         self._mirror(record)
+
+    def _meter(self, session_id: str, start: Tally | None = None) -> UsageMeter:
+        """A usage meter for this replica's share of ``session_id`` (architecture.md §4.4)."""
+
+        async def store(share: Tally) -> None:
+            await self.registry.record_usage(session_id, self.owner, share)
+
+        return UsageMeter(start, store, session_id)
+
+    def _own_share(self, record: SessionRecord) -> None:
+        """Merge into ``record`` this replica's latest share (a turn in progress included)."""
+        runtime = self.runtimes.get(record.session_id)
+        if runtime is not None:
+            record.add_share(self.owner, runtime.usage.tally)
 
     async def _insert(
         self, record: SessionRecord, max_live: int | None, max_tenant_live: int | None
@@ -1134,6 +1196,8 @@ class SessionManager:
                 # Turns this process numbered since it last wrote the record.
                 last = runtime.lease.last_turn if runtime.lease is not None else 0
                 restored_record.last_turn = max(restored_record.last_turn, runtime.last_turn, last)
+            # Other replicas' shares as this one last saw them; its own as it counts it now.
+            self._own_share(restored_record)
             await self.registry.put(restored_record)
             if record.request_id:
                 await self.registry.claim_request_id(
@@ -1245,6 +1309,7 @@ class SessionManager:
                     await runtime.aclose()
                     if runtime.lease is not None:
                         await runtime.lease.release()
+                    record.add_share(self.owner, runtime.usage.tally)
                 record.owner = ""
                 record.drive_active = False
                 await self._put(record)

@@ -29,6 +29,7 @@ from core.queues import SingleConsumerQueue
 from gateway import metrics
 from gateway.drive import translator
 from gateway.drive.ledger import DriveOutcome, TurnLedger, TurnState
+from gateway.usage import UsageMeter
 
 
 class Fence(Protocol):
@@ -62,6 +63,8 @@ class DriveSender:
         emit: queues a response to the client.
         log: the stream's bound logger.
         fence: checked before every vendor write (the session's drive lease).
+        usage: counts what reaches the vendor (audio s, text code points) for the session's
+            usage, and stores it at each turn's end (architecture.md §4.4).
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class DriveSender:
         emit: Callable[[pb.DriveResponse], None],
         log: structlog.typing.FilteringBoundLogger,
         fence: Fence,
+        usage: UsageMeter,
     ) -> None:
         self.vendor = vendor
         self.caps = capabilities
@@ -88,6 +92,7 @@ class DriveSender:
         self.emit = emit
         self.log = log
         self.fence = fence
+        self.usage = usage
         self.pacer = Pacer(capabilities.pacing)
         self.interrupt_task: asyncio.Task[None] | None = None
         self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
@@ -143,6 +148,7 @@ class DriveSender:
                     with tracing.within(turn.span):
                         await channel.send_audio(item.turn_id, item.pcm, self.vendor_rate)
                     turn.audio_bytes_sent += len(item.pcm)
+                    self.usage.add(audio_s=duration_s(len(item.pcm), self.vendor_rate))
                 elif isinstance(item, EndAudio):
                     if turn.first_sent:
                         if not fence.fresh():
@@ -152,6 +158,7 @@ class DriveSender:
                         metrics.AUDIO_SECONDS.labels(self.vendor).inc(
                             duration_s(turn.audio_bytes_sent, self.vendor_rate)
                         )
+                        self.usage.store_soon()  # the turn is all with the vendor
                 elif item.text or turn.first_sent:
                     if not fence.fresh():
                         await fence.confirm()
@@ -159,6 +166,10 @@ class DriveSender:
                     with tracing.within(turn.span):
                         await channel.send_text(item.turn_id, item.text, item.final)
                     turn.text_chars_sent += len(item.text)
+                    # len(): code points, the unit of the API's text limit (Usage in the proto).
+                    self.usage.add(text_characters=len(item.text))
+                    if item.final:
+                        self.usage.store_soon()
             except VendorError as exc:
                 if gen != ledger.generation:
                     continue  # the call was cut short by an interrupt of this turn

@@ -35,6 +35,7 @@ from gateway.drive.input import DriveInput
 from gateway.drive.ledger import DriveOutcome, TurnLedger
 from gateway.drive.sender import DriveSender, Fence
 from gateway.registry import SessionRecord
+from gateway.usage import UsageMeter
 
 log = structlog.get_logger("gateway.drive")
 
@@ -57,6 +58,7 @@ class DriveStream:
         call_done: whether the client's call has ended: such a stream only waits for its
             cleanup, and a reconnecting client may take its place at once.
         preferred_rate_hertz: the vendor rate the session asked for (Hz; 0: none).
+        usage: this replica's share of the session's usage (``None``: counted, not stored).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class DriveStream:
         on_activity: Callable[[], None],
         call_done: Callable[[], bool],
         preferred_rate_hertz: int = 0,
+        usage: UsageMeter | None = None,
     ) -> None:
         self.record = record
         self.caps = capabilities
@@ -104,6 +107,7 @@ class DriveStream:
             emit=self._emit,
             log=self.log,
             fence=fence,
+            usage=usage or UsageMeter(),
         )
         self.input = DriveInput(
             session=record.name,

@@ -16,7 +16,11 @@ Afterwards:
   interrupted or abandoned by its client reached the vendor byte for byte (SHA-256);
 * no session leaks: before the shutdown every vendor session an emulator bills is one the
   gateway reports READY; abandoned ones are reaped; after the shutdown no emulator has an
-  open session.
+  open session;
+* every session's billed seconds stop at its close: the usage of each ended session says
+  it was billed exactly from create_time to close_time (nothing when the vendor never made
+  a session), a later read says the same, and the emulator billed the vendor session only
+  within that window (docs/architecture.md §4.4).
 
 ``bench/chaos_report.py`` runs the same scenario and writes its figures to bench/RESULTS.md.
 """
@@ -38,6 +42,7 @@ from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from google.protobuf import duration_pb2
 
 from emulators.livekit_server import LiveKitServer
+from gateway.registry import SessionFilter
 from tests.conftest import Gateway, audio_format, tone
 from tests.integration.test_faults import (
     AVATARS,
@@ -117,6 +122,8 @@ class ChaosReport:
     abandoned: int = 0
     reaped: int = 0
     leaked_after_shutdown: list[str] = field(default_factory=list)
+    billing_checked: int = 0
+    billed_past_close: list[str] = field(default_factory=list)
     shutdown_s: float = 0.0
     duration_s: float = 0.0
 
@@ -161,6 +168,10 @@ class ChaosReport:
             ("abandoned sessions / reaped", f"{self.abandoned} / {self.reaped}"),
             ("vendor sessions open after shutdown", str(len(self.leaked_after_shutdown))),
             ("sessions leaked (either audit)", str(self.sessions_leaked)),
+            (
+                "ended sessions audited for billing / billed past their close",
+                f"{self.billing_checked} / {len(self.billed_past_close)}",
+            ),
             ("shutdown (GatewayServer.stop) took", f"{self.shutdown_s:.1f} s"),
             ("total run time", f"{self.duration_s:.1f} s"),
         ]
@@ -175,6 +186,7 @@ class ChaosReport:
             "open vendor sessions not READY in the gateway": self.leaked_before_shutdown,
             "stuck gateway records": self.stuck_records,
             "open vendor sessions after shutdown": self.leaked_after_shutdown,
+            "sessions billed past their close": self.billed_past_close,
         }
 
     def render(self) -> str:
@@ -187,6 +199,24 @@ def _dur(seconds: float) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
     d.FromNanoseconds(int(seconds * 1e9))
     return d
+
+
+def _unix(ts: Any) -> float:
+    return float(ts.ToNanoseconds()) / 1e9
+
+
+def vendor_billing(
+    vendor: str, emulator: Any, vendor_session_id: str
+) -> tuple[float, float | None]:
+    """When the emulator billed the vendor session from and until (Unix s; ``None``: still)."""
+    if vendor == "zegocloud":
+        task = emulator.tasks[vendor_session_id]
+        return task.billed_from, task.billed_until
+    if vendor == "tencent":
+        session = emulator.sessions[vendor_session_id]
+        return session.billed_from, session.billed_until
+    record = emulator.sessions[vendor_session_id]  # Akool: charged from creation (akool.md §4)
+    return record.created_at, record.ended_at
 
 
 def received_intact(vendor: str, emulator: Any, vendor_session_id: str, pcm: bytes) -> bool:
@@ -412,10 +442,52 @@ class Chaos:
             and not (s.state == pb.SESSION_STATE_FAILED and s.HasField("close_time"))
         )
         await self.wait_reaped()
+        billed = self.audit_billing(await list_all_sessions(stub), {})
         await self.shutdown()
+        # Every record, those the shutdown closed included; those ended before are re-read.
+        records = await self.gw.server.registry.list_records(SessionFilter(), "", 100_000)
+        self.report.billing_checked = len(
+            self.audit_billing([r.to_proto() for r in records], billed)
+        )
         self.report.vendor_faults_applied = sum(e.faults.injected for e in self.emulators.values())
         self.report.duration_s = time.monotonic() - t0
         return self.report
+
+    def audit_billing(self, sessions: list[pb.Session], earlier: dict[str, int]) -> dict[str, int]:
+        """Check that each ended session's billed seconds stopped at its close.
+
+        Returns its billed time (ns) by session name; ``earlier``: the same from an earlier
+        read, which must not have changed since.
+        """
+        billed: dict[str, int] = {}
+        for s in sessions:
+            if s.state not in (pb.SESSION_STATE_CLOSED, pb.SESSION_STATE_FAILED):
+                continue
+            problems = []
+            ns = billed[s.name] = s.usage.vendor_session_duration.ToNanoseconds()
+            create, close = _unix(s.create_time), _unix(s.close_time)
+            want = close - create if s.vendor_session_id else 0.0
+            if not s.HasField("close_time") or abs(ns / 1e9 - want) > 1e-3:
+                problems.append(
+                    f"billed {ns / 1e9:.3f} s, created to closed {close - create:.3f} s"
+                )
+            if s.name in earlier and earlier[s.name] != ns:
+                problems.append(f"billed {earlier[s.name] / 1e9:.3f} s, then {ns / 1e9:.3f} s")
+            if s.vendor_session_id:
+                start, end = vendor_billing(s.vendor, self.emulators[s.vendor], s.vendor_session_id)
+                if end is None:
+                    problems.append("the vendor still bills it")
+                elif start < create - 1e-3 or end > close + 1e-3:
+                    problems.append(
+                        f"the vendor billed from {start - create:+.3f} s after create_time "
+                        f"to {end - close:+.3f} s after close_time"
+                    )
+            if problems:
+                self.report.billed_past_close.append(
+                    f"{s.vendor} {s.name} ({pb.CloseReason.Name(s.close_reason)}): "
+                    + "; ".join(problems)
+                )
+        return billed
 
     def audit_audio(self) -> None:
         for t in self.turns:
@@ -516,5 +588,6 @@ async def test_chaos_loses_no_audio_and_leaks_no_session(gateway: Gateway) -> No
     assert report.client_kills > 0 and report.vendor_faults_applied > 0
     assert report.audio_bytes_checked > 0
     assert report.reaped == report.abandoned, f"{report.reaped}/{report.abandoned} reaped"
+    assert report.billing_checked >= report.sessions_run  # every session ended by the end
     problems = {k: v for k, v in report.details().items() if v}
     assert not problems, problems

@@ -17,7 +17,10 @@ Audits, once the clients are done (docs/architecture.md §4.1-4.3):
 * zero sessions open at the vendor after their client closed them (CloseSession answered
   CLOSED), and every abandoned one closed by a reaper;
 * every turn the gateway reported spoken (``speech_ended``) reached the vendor whole (SHA-256),
-  and no two turns of a session share an id.
+  and no two turns of a session share an id;
+* every ended session's billed seconds stopped at its close: its usage says it was billed
+  from create_time to close_time, a later read (on any replica) says the same, and the
+  emulator billed the vendor session only within that window (docs/architecture.md §4.4).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import grpc
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from tests.conftest import (
     EmulatorProcess,
@@ -309,6 +312,38 @@ async def spoken_hashes(emulators: dict[str, EmulatorProcess]) -> dict[str, set[
     return out
 
 
+async def billing_windows(
+    emulators: dict[str, EmulatorProcess],
+) -> dict[str, tuple[float, float | None]]:
+    """Vendor session id -> when the emulator billed it from and until (Unix s; None: still)."""
+    out: dict[str, tuple[float, float | None]] = {}
+    zego = await emulators["zegocloud"].state()
+    for task_id, task in zego["tasks"].items():
+        out[task_id] = (task["billed_from"], task["billed_until"])
+    tencent = await emulators["tencent"].state()
+    for session in tencent["sessions"]:
+        out[session["sessionId"]] = (session["billedFrom"], session["billedUntil"])
+    return out
+
+
+async def session_or_none(clients: Clients, name: str) -> pb.Session | None:
+    """GetSession on any live replica; ``None`` when the registry no longer has it (a closed
+    session's record is not put back after Redis restarted empty, architecture.md §4.3)."""
+    try:
+        return await clients.on_any(
+            "GetSession",
+            lambda st: st.GetSession(pb.GetSessionRequest(name=name), timeout=10),
+        )
+    except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def unix(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.ToNanoseconds() / 1e9
+
+
 async def ready_sessions(clients: Clients) -> dict[str, pb.Session]:
     async def page(stub: pb_grpc.AvatarGatewayStub) -> pb.ListSessionsResponse:
         return await stub.ListSessions(pb.ListSessionsRequest(page_size=1000), timeout=10)
@@ -428,3 +463,32 @@ async def audit(clients: Clients, emulators: dict[str, EmulatorProcess]) -> None
             by_session.setdefault(t.session, []).append(t.turn_id)
     assert all(len(ids) == len(set(ids)) for ids in by_session.values()), by_session
     assert any(t.outcome == "spoken" for t in report.turns)
+
+    # Billing stops at the close: closed sessions as CloseSession answered, abandoned ones as
+    # read once reaped; each read again now (it must not have grown meanwhile).
+    ended = list(report.closed)
+    for s in report.abandoned:
+        got = await session_or_none(clients, s.name)
+        if got is not None:
+            ended.append(got)
+    windows = await billing_windows(emulators)
+    billing: list[str] = []
+    for s in ended:
+        billed = s.usage.vendor_session_duration.ToNanoseconds() / 1e9
+        create, close = unix(s.create_time), unix(s.close_time)
+        if abs(billed - (close - create)) > 1e-3:
+            billing.append(
+                f"{s.name}: billed {billed:.3f} s, created to closed {close - create:.3f}"
+            )
+        start, until_ = windows.get(s.vendor_session_id, (create, close))
+        if until_ is None or start < create - 1e-3 or until_ > close + 1e-3:
+            end = "now" if until_ is None else f"{until_ - close:+.3f} s after close_time"
+            billing.append(f"{s.name}: the vendor billed {start - create:+.3f} s .. {end}")
+        later = await session_or_none(clients, s.name)
+        if (
+            later is not None
+            and later.usage.vendor_session_duration != s.usage.vendor_session_duration
+        ):
+            billing.append(f"{s.name}: billed {billed:.3f} s, later {later.usage}")
+    assert not billing, billing
+    assert len(ended) >= len(report.closed) > 0

@@ -254,7 +254,10 @@ type Session struct {
 	// Output only. The tenant that created the session (its caller's identity; empty
 	// when the server runs without authentication). Only that tenant, or an admin,
 	// can see or use the session.
-	Tenant        string `protobuf:"bytes,18,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Tenant string `protobuf:"bytes,18,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Output only. What the session used so far: vendor session time, audio and
+	// text driven. Final once the session is CLOSED or FAILED.
+	Usage         *Usage `protobuf:"bytes,19,opt,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -415,6 +418,88 @@ func (x *Session) GetTenant() string {
 	return ""
 }
 
+func (x *Session) GetUsage() *Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+// What a session used, for cost accounting. Counted per session, whichever server
+// replicas drove it: each replica's share is stored with the session at the end
+// of every turn and of every Drive stream, and the replica driving the session
+// adds the turn in progress. A replica that dies loses what it drove since the
+// last turn it ended.
+type Usage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long the vendor session existed, which is what vendors bill: from
+	// `create_time` (taken before the vendor's create call) to `close_time` (taken
+	// once the vendor's close call returned), or to the time of the read while the
+	// session is not closed. Zero for a closed session the vendor never made.
+	VendorSessionDuration *durationpb.Duration `protobuf:"bytes,1,opt,name=vendor_session_duration,json=vendorSessionDuration,proto3" json:"vendor_session_duration,omitempty"`
+	// Audio handed to the vendor on every Drive stream of the session (after
+	// conversion to the vendor's rate: the same length as the input audio).
+	AudioDuration *durationpb.Duration `protobuf:"bytes,2,opt,name=audio_duration,json=audioDuration,proto3" json:"audio_duration,omitempty"`
+	// Characters of text handed to the vendor on every Drive stream of the
+	// session, counted as Unicode code points (as the 16384-character limit of
+	// `TextInput.text` is). Sentence splitting may drop whitespace between
+	// sentences; that whitespace is not counted.
+	TextCharacterCount int64 `protobuf:"varint,3,opt,name=text_character_count,json=textCharacterCount,proto3" json:"text_character_count,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Usage) Reset() {
+	*x = Usage{}
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Usage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Usage) ProtoMessage() {}
+
+func (x *Usage) ProtoReflect() protoreflect.Message {
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Usage.ProtoReflect.Descriptor instead.
+func (*Usage) Descriptor() ([]byte, []int) {
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Usage) GetVendorSessionDuration() *durationpb.Duration {
+	if x != nil {
+		return x.VendorSessionDuration
+	}
+	return nil
+}
+
+func (x *Usage) GetAudioDuration() *durationpb.Duration {
+	if x != nil {
+		return x.AudioDuration
+	}
+	return nil
+}
+
+func (x *Usage) GetTextCharacterCount() int64 {
+	if x != nil {
+		return x.TextCharacterCount
+	}
+	return 0
+}
+
 // Why a session failed: the same reason and message a call would have failed with.
 type SessionFailure struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -430,7 +515,7 @@ type SessionFailure struct {
 
 func (x *SessionFailure) Reset() {
 	*x = SessionFailure{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[1]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +527,7 @@ func (x *SessionFailure) String() string {
 func (*SessionFailure) ProtoMessage() {}
 
 func (x *SessionFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[1]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +540,7 @@ func (x *SessionFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionFailure.ProtoReflect.Descriptor instead.
 func (*SessionFailure) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{1}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SessionFailure) GetReason() string {
@@ -496,7 +581,7 @@ type Playback struct {
 
 func (x *Playback) Reset() {
 	*x = Playback{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[2]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -508,7 +593,7 @@ func (x *Playback) String() string {
 func (*Playback) ProtoMessage() {}
 
 func (x *Playback) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[2]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -521,7 +606,7 @@ func (x *Playback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Playback.ProtoReflect.Descriptor instead.
 func (*Playback) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{2}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Playback) GetVendorPlayback() isPlayback_VendorPlayback {
@@ -598,7 +683,7 @@ type ZegocloudPlayback struct {
 
 func (x *ZegocloudPlayback) Reset() {
 	*x = ZegocloudPlayback{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[3]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +695,7 @@ func (x *ZegocloudPlayback) String() string {
 func (*ZegocloudPlayback) ProtoMessage() {}
 
 func (x *ZegocloudPlayback) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[3]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +708,7 @@ func (x *ZegocloudPlayback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ZegocloudPlayback.ProtoReflect.Descriptor instead.
 func (*ZegocloudPlayback) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{3}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ZegocloudPlayback) GetAppId() uint32 {
@@ -660,7 +745,7 @@ type TencentPlayback struct {
 
 func (x *TencentPlayback) Reset() {
 	*x = TencentPlayback{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[4]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +757,7 @@ func (x *TencentPlayback) String() string {
 func (*TencentPlayback) ProtoMessage() {}
 
 func (x *TencentPlayback) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[4]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +770,7 @@ func (x *TencentPlayback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TencentPlayback.ProtoReflect.Descriptor instead.
 func (*TencentPlayback) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{4}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TencentPlayback) GetPlayStreamAddr() string {
@@ -721,7 +806,7 @@ type AkoolPlayback struct {
 
 func (x *AkoolPlayback) Reset() {
 	*x = AkoolPlayback{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[5]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +818,7 @@ func (x *AkoolPlayback) String() string {
 func (*AkoolPlayback) ProtoMessage() {}
 
 func (x *AkoolPlayback) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[5]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +831,7 @@ func (x *AkoolPlayback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AkoolPlayback.ProtoReflect.Descriptor instead.
 func (*AkoolPlayback) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{5}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AkoolPlayback) GetLivekitUrl() string {
@@ -819,7 +904,7 @@ type CreateSessionRequest struct {
 
 func (x *CreateSessionRequest) Reset() {
 	*x = CreateSessionRequest{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[6]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +916,7 @@ func (x *CreateSessionRequest) String() string {
 func (*CreateSessionRequest) ProtoMessage() {}
 
 func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[6]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +929,7 @@ func (x *CreateSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSessionRequest.ProtoReflect.Descriptor instead.
 func (*CreateSessionRequest) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{6}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateSessionRequest) GetVendor() string {
@@ -959,7 +1044,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[7]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1056,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[7]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1069,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{7}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetSessionRequest) GetName() string {
@@ -1013,7 +1098,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[8]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1110,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[8]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1123,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{8}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListSessionsRequest) GetPageSize() int32 {
@@ -1089,7 +1174,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[9]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1186,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[9]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1199,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{9}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*Session {
@@ -1142,7 +1227,7 @@ type CloseSessionRequest struct {
 
 func (x *CloseSessionRequest) Reset() {
 	*x = CloseSessionRequest{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[10]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1239,7 @@ func (x *CloseSessionRequest) String() string {
 func (*CloseSessionRequest) ProtoMessage() {}
 
 func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[10]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1252,7 @@ func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
 func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{10}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CloseSessionRequest) GetName() string {
@@ -1192,7 +1277,7 @@ type ListAvatarsRequest struct {
 
 func (x *ListAvatarsRequest) Reset() {
 	*x = ListAvatarsRequest{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[11]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1289,7 @@ func (x *ListAvatarsRequest) String() string {
 func (*ListAvatarsRequest) ProtoMessage() {}
 
 func (x *ListAvatarsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[11]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1302,7 @@ func (x *ListAvatarsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAvatarsRequest.ProtoReflect.Descriptor instead.
 func (*ListAvatarsRequest) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{11}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListAvatarsRequest) GetParent() string {
@@ -1254,7 +1339,7 @@ type ListAvatarsResponse struct {
 
 func (x *ListAvatarsResponse) Reset() {
 	*x = ListAvatarsResponse{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[12]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1351,7 @@ func (x *ListAvatarsResponse) String() string {
 func (*ListAvatarsResponse) ProtoMessage() {}
 
 func (x *ListAvatarsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[12]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1364,7 @@ func (x *ListAvatarsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAvatarsResponse.ProtoReflect.Descriptor instead.
 func (*ListAvatarsResponse) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{12}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListAvatarsResponse) GetAvatars() []*Avatar {
@@ -1315,7 +1400,7 @@ type Avatar struct {
 
 func (x *Avatar) Reset() {
 	*x = Avatar{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[13]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1412,7 @@ func (x *Avatar) String() string {
 func (*Avatar) ProtoMessage() {}
 
 func (x *Avatar) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[13]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1425,7 @@ func (x *Avatar) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Avatar.ProtoReflect.Descriptor instead.
 func (*Avatar) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{13}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Avatar) GetName() string {
@@ -1387,7 +1472,7 @@ type ListVendorsRequest struct {
 
 func (x *ListVendorsRequest) Reset() {
 	*x = ListVendorsRequest{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[14]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1484,7 @@ func (x *ListVendorsRequest) String() string {
 func (*ListVendorsRequest) ProtoMessage() {}
 
 func (x *ListVendorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[14]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1497,7 @@ func (x *ListVendorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVendorsRequest.ProtoReflect.Descriptor instead.
 func (*ListVendorsRequest) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{14}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{15}
 }
 
 // Response of ListVendors.
@@ -1426,7 +1511,7 @@ type ListVendorsResponse struct {
 
 func (x *ListVendorsResponse) Reset() {
 	*x = ListVendorsResponse{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[15]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1523,7 @@ func (x *ListVendorsResponse) String() string {
 func (*ListVendorsResponse) ProtoMessage() {}
 
 func (x *ListVendorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[15]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1536,7 @@ func (x *ListVendorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVendorsResponse.ProtoReflect.Descriptor instead.
 func (*ListVendorsResponse) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{15}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListVendorsResponse) GetVendors() []*Vendor {
@@ -1480,7 +1565,7 @@ type Vendor struct {
 
 func (x *Vendor) Reset() {
 	*x = Vendor{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[16]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1577,7 @@ func (x *Vendor) String() string {
 func (*Vendor) ProtoMessage() {}
 
 func (x *Vendor) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[16]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1590,7 @@ func (x *Vendor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vendor.ProtoReflect.Descriptor instead.
 func (*Vendor) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{16}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Vendor) GetName() string {
@@ -1576,7 +1661,7 @@ type VendorCapabilities struct {
 
 func (x *VendorCapabilities) Reset() {
 	*x = VendorCapabilities{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[17]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1673,7 @@ func (x *VendorCapabilities) String() string {
 func (*VendorCapabilities) ProtoMessage() {}
 
 func (x *VendorCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[17]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1686,7 @@ func (x *VendorCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorCapabilities.ProtoReflect.Descriptor instead.
 func (*VendorCapabilities) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{17}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VendorCapabilities) GetVendorSampleRatesHertz() []int32 {
@@ -1693,7 +1778,7 @@ type DriveRequest struct {
 
 func (x *DriveRequest) Reset() {
 	*x = DriveRequest{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[18]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1705,7 +1790,7 @@ func (x *DriveRequest) String() string {
 func (*DriveRequest) ProtoMessage() {}
 
 func (x *DriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[18]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1718,7 +1803,7 @@ func (x *DriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriveRequest.ProtoReflect.Descriptor instead.
 func (*DriveRequest) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{18}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DriveRequest) GetRequest() isDriveRequest_Request {
@@ -1838,7 +1923,7 @@ type DriveConfig struct {
 
 func (x *DriveConfig) Reset() {
 	*x = DriveConfig{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[19]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1935,7 @@ func (x *DriveConfig) String() string {
 func (*DriveConfig) ProtoMessage() {}
 
 func (x *DriveConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[19]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1948,7 @@ func (x *DriveConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriveConfig.ProtoReflect.Descriptor instead.
 func (*DriveConfig) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{19}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DriveConfig) GetSession() string {
@@ -1906,7 +1991,7 @@ type TextInput struct {
 
 func (x *TextInput) Reset() {
 	*x = TextInput{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[20]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2003,7 @@ func (x *TextInput) String() string {
 func (*TextInput) ProtoMessage() {}
 
 func (x *TextInput) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[20]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2016,7 @@ func (x *TextInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextInput.ProtoReflect.Descriptor instead.
 func (*TextInput) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{20}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TextInput) GetText() string {
@@ -1957,7 +2042,7 @@ type EndTurn struct {
 
 func (x *EndTurn) Reset() {
 	*x = EndTurn{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[21]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2054,7 @@ func (x *EndTurn) String() string {
 func (*EndTurn) ProtoMessage() {}
 
 func (x *EndTurn) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[21]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2067,7 @@ func (x *EndTurn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndTurn.ProtoReflect.Descriptor instead.
 func (*EndTurn) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{21}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{22}
 }
 
 // Interrupts the current turn.
@@ -1994,7 +2079,7 @@ type Interrupt struct {
 
 func (x *Interrupt) Reset() {
 	*x = Interrupt{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[22]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2091,7 @@ func (x *Interrupt) String() string {
 func (*Interrupt) ProtoMessage() {}
 
 func (x *Interrupt) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[22]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2104,7 @@ func (x *Interrupt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interrupt.ProtoReflect.Descriptor instead.
 func (*Interrupt) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{22}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{23}
 }
 
 // Server message of Drive. Exactly one field is set.
@@ -2046,7 +2131,7 @@ type DriveResponse struct {
 
 func (x *DriveResponse) Reset() {
 	*x = DriveResponse{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[23]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2143,7 @@ func (x *DriveResponse) String() string {
 func (*DriveResponse) ProtoMessage() {}
 
 func (x *DriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[23]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2156,7 @@ func (x *DriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriveResponse.ProtoReflect.Descriptor instead.
 func (*DriveResponse) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{23}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DriveResponse) GetResponse() isDriveResponse_Response {
@@ -2239,7 +2324,7 @@ type DriveStarted struct {
 
 func (x *DriveStarted) Reset() {
 	*x = DriveStarted{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[24]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2336,7 @@ func (x *DriveStarted) String() string {
 func (*DriveStarted) ProtoMessage() {}
 
 func (x *DriveStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[24]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2349,7 @@ func (x *DriveStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriveStarted.ProtoReflect.Descriptor instead.
 func (*DriveStarted) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{24}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DriveStarted) GetSession() string {
@@ -2316,7 +2401,7 @@ type SpeechStarted struct {
 
 func (x *SpeechStarted) Reset() {
 	*x = SpeechStarted{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[25]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2413,7 @@ func (x *SpeechStarted) String() string {
 func (*SpeechStarted) ProtoMessage() {}
 
 func (x *SpeechStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[25]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2426,7 @@ func (x *SpeechStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeechStarted.ProtoReflect.Descriptor instead.
 func (*SpeechStarted) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{25}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SpeechStarted) GetTurnId() string {
@@ -2373,7 +2458,7 @@ type SpeechEnded struct {
 
 func (x *SpeechEnded) Reset() {
 	*x = SpeechEnded{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[26]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2385,7 +2470,7 @@ func (x *SpeechEnded) String() string {
 func (*SpeechEnded) ProtoMessage() {}
 
 func (x *SpeechEnded) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[26]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2398,7 +2483,7 @@ func (x *SpeechEnded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SpeechEnded.ProtoReflect.Descriptor instead.
 func (*SpeechEnded) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{26}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SpeechEnded) GetTurnId() string {
@@ -2439,7 +2524,7 @@ type Transcript struct {
 
 func (x *Transcript) Reset() {
 	*x = Transcript{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[27]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2536,7 @@ func (x *Transcript) String() string {
 func (*Transcript) ProtoMessage() {}
 
 func (x *Transcript) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[27]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2549,7 @@ func (x *Transcript) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Transcript.ProtoReflect.Descriptor instead.
 func (*Transcript) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{27}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Transcript) GetTurnId() string {
@@ -2511,7 +2596,7 @@ type Interrupted struct {
 
 func (x *Interrupted) Reset() {
 	*x = Interrupted{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[28]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2608,7 @@ func (x *Interrupted) String() string {
 func (*Interrupted) ProtoMessage() {}
 
 func (x *Interrupted) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[28]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2621,7 @@ func (x *Interrupted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Interrupted.ProtoReflect.Descriptor instead.
 func (*Interrupted) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{28}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Interrupted) GetTurnId() string {
@@ -2577,7 +2662,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[29]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2674,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[29]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2687,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{29}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Warning) GetReason() string {
@@ -2648,7 +2733,7 @@ type TurnFailed struct {
 
 func (x *TurnFailed) Reset() {
 	*x = TurnFailed{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[30]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2745,7 @@ func (x *TurnFailed) String() string {
 func (*TurnFailed) ProtoMessage() {}
 
 func (x *TurnFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[30]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2758,7 @@ func (x *TurnFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TurnFailed.ProtoReflect.Descriptor instead.
 func (*TurnFailed) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{30}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TurnFailed) GetTurnId() string {
@@ -2708,7 +2793,7 @@ type GoAway struct {
 
 func (x *GoAway) Reset() {
 	*x = GoAway{}
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[31]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2805,7 @@ func (x *GoAway) String() string {
 func (*GoAway) ProtoMessage() {}
 
 func (x *GoAway) ProtoReflect() protoreflect.Message {
-	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[31]
+	mi := &file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2818,7 @@ func (x *GoAway) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GoAway.ProtoReflect.Descriptor instead.
 func (*GoAway) Descriptor() ([]byte, []int) {
-	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{31}
+	return file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GoAway) GetTimeLeft() *durationpb.Duration {
@@ -2747,7 +2832,7 @@ var File_avatar_gateway_v1_avatar_gateway_service_proto protoreflect.FileDescrip
 
 const file_avatar_gateway_v1_avatar_gateway_service_proto_rawDesc = "" +
 	"\n" +
-	".avatar/gateway/v1/avatar_gateway_service.proto\x12\x11avatar.gateway.v1\x1a\x1davatar/gateway/v1/media.proto\x1a&avatar/gateway/v1/vendor_options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\a\n" +
+	".avatar/gateway/v1/avatar_gateway_service.proto\x12\x11avatar.gateway.v1\x1a\x1davatar/gateway/v1/media.proto\x1a&avatar/gateway/v1/vendor_options.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\b\n" +
 	"\aSession\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12\x1b\n" +
@@ -2770,10 +2855,15 @@ const file_avatar_gateway_v1_avatar_gateway_service_proto_rawDesc = "" +
 	"\fdrive_active\x18\x0f \x01(\bR\vdriveActive\x12H\n" +
 	"\x12last_activity_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastActivityTime\x12N\n" +
 	"\x13vendor_audio_format\x18\x11 \x01(\v2\x1e.avatar.gateway.v1.AudioFormatR\x11vendorAudioFormat\x12\x16\n" +
-	"\x06tenant\x18\x12 \x01(\tR\x06tenant\x1a9\n" +
+	"\x06tenant\x18\x12 \x01(\tR\x06tenant\x12.\n" +
+	"\x05usage\x18\x13 \x01(\v2\x18.avatar.gateway.v1.UsageR\x05usage\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xce\x01\n" +
+	"\x05Usage\x12Q\n" +
+	"\x17vendor_session_duration\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x15vendorSessionDuration\x12@\n" +
+	"\x0eaudio_duration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\raudioDuration\x120\n" +
+	"\x14text_character_count\x18\x03 \x01(\x03R\x12textCharacterCount\"c\n" +
 	"\x0eSessionFailure\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1f\n" +
@@ -2980,125 +3070,129 @@ func file_avatar_gateway_v1_avatar_gateway_service_proto_rawDescGZIP() []byte {
 }
 
 var file_avatar_gateway_v1_avatar_gateway_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_avatar_gateway_v1_avatar_gateway_service_proto_goTypes = []any{
 	(SessionState)(0),             // 0: avatar.gateway.v1.SessionState
 	(CloseReason)(0),              // 1: avatar.gateway.v1.CloseReason
 	(TranscriptRole)(0),           // 2: avatar.gateway.v1.TranscriptRole
 	(*Session)(nil),               // 3: avatar.gateway.v1.Session
-	(*SessionFailure)(nil),        // 4: avatar.gateway.v1.SessionFailure
-	(*Playback)(nil),              // 5: avatar.gateway.v1.Playback
-	(*ZegocloudPlayback)(nil),     // 6: avatar.gateway.v1.ZegocloudPlayback
-	(*TencentPlayback)(nil),       // 7: avatar.gateway.v1.TencentPlayback
-	(*AkoolPlayback)(nil),         // 8: avatar.gateway.v1.AkoolPlayback
-	(*CreateSessionRequest)(nil),  // 9: avatar.gateway.v1.CreateSessionRequest
-	(*GetSessionRequest)(nil),     // 10: avatar.gateway.v1.GetSessionRequest
-	(*ListSessionsRequest)(nil),   // 11: avatar.gateway.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),  // 12: avatar.gateway.v1.ListSessionsResponse
-	(*CloseSessionRequest)(nil),   // 13: avatar.gateway.v1.CloseSessionRequest
-	(*ListAvatarsRequest)(nil),    // 14: avatar.gateway.v1.ListAvatarsRequest
-	(*ListAvatarsResponse)(nil),   // 15: avatar.gateway.v1.ListAvatarsResponse
-	(*Avatar)(nil),                // 16: avatar.gateway.v1.Avatar
-	(*ListVendorsRequest)(nil),    // 17: avatar.gateway.v1.ListVendorsRequest
-	(*ListVendorsResponse)(nil),   // 18: avatar.gateway.v1.ListVendorsResponse
-	(*Vendor)(nil),                // 19: avatar.gateway.v1.Vendor
-	(*VendorCapabilities)(nil),    // 20: avatar.gateway.v1.VendorCapabilities
-	(*DriveRequest)(nil),          // 21: avatar.gateway.v1.DriveRequest
-	(*DriveConfig)(nil),           // 22: avatar.gateway.v1.DriveConfig
-	(*TextInput)(nil),             // 23: avatar.gateway.v1.TextInput
-	(*EndTurn)(nil),               // 24: avatar.gateway.v1.EndTurn
-	(*Interrupt)(nil),             // 25: avatar.gateway.v1.Interrupt
-	(*DriveResponse)(nil),         // 26: avatar.gateway.v1.DriveResponse
-	(*DriveStarted)(nil),          // 27: avatar.gateway.v1.DriveStarted
-	(*SpeechStarted)(nil),         // 28: avatar.gateway.v1.SpeechStarted
-	(*SpeechEnded)(nil),           // 29: avatar.gateway.v1.SpeechEnded
-	(*Transcript)(nil),            // 30: avatar.gateway.v1.Transcript
-	(*Interrupted)(nil),           // 31: avatar.gateway.v1.Interrupted
-	(*Warning)(nil),               // 32: avatar.gateway.v1.Warning
-	(*TurnFailed)(nil),            // 33: avatar.gateway.v1.TurnFailed
-	(*GoAway)(nil),                // 34: avatar.gateway.v1.GoAway
-	nil,                           // 35: avatar.gateway.v1.Session.LabelsEntry
-	nil,                           // 36: avatar.gateway.v1.CreateSessionRequest.LabelsEntry
-	nil,                           // 37: avatar.gateway.v1.ListSessionsRequest.LabelsEntry
-	nil,                           // 38: avatar.gateway.v1.Warning.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
-	(*AudioFormat)(nil),           // 41: avatar.gateway.v1.AudioFormat
-	(*ZegocloudOptions)(nil),      // 42: avatar.gateway.v1.ZegocloudOptions
-	(*TencentOptions)(nil),        // 43: avatar.gateway.v1.TencentOptions
-	(*AkoolOptions)(nil),          // 44: avatar.gateway.v1.AkoolOptions
+	(*Usage)(nil),                 // 4: avatar.gateway.v1.Usage
+	(*SessionFailure)(nil),        // 5: avatar.gateway.v1.SessionFailure
+	(*Playback)(nil),              // 6: avatar.gateway.v1.Playback
+	(*ZegocloudPlayback)(nil),     // 7: avatar.gateway.v1.ZegocloudPlayback
+	(*TencentPlayback)(nil),       // 8: avatar.gateway.v1.TencentPlayback
+	(*AkoolPlayback)(nil),         // 9: avatar.gateway.v1.AkoolPlayback
+	(*CreateSessionRequest)(nil),  // 10: avatar.gateway.v1.CreateSessionRequest
+	(*GetSessionRequest)(nil),     // 11: avatar.gateway.v1.GetSessionRequest
+	(*ListSessionsRequest)(nil),   // 12: avatar.gateway.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),  // 13: avatar.gateway.v1.ListSessionsResponse
+	(*CloseSessionRequest)(nil),   // 14: avatar.gateway.v1.CloseSessionRequest
+	(*ListAvatarsRequest)(nil),    // 15: avatar.gateway.v1.ListAvatarsRequest
+	(*ListAvatarsResponse)(nil),   // 16: avatar.gateway.v1.ListAvatarsResponse
+	(*Avatar)(nil),                // 17: avatar.gateway.v1.Avatar
+	(*ListVendorsRequest)(nil),    // 18: avatar.gateway.v1.ListVendorsRequest
+	(*ListVendorsResponse)(nil),   // 19: avatar.gateway.v1.ListVendorsResponse
+	(*Vendor)(nil),                // 20: avatar.gateway.v1.Vendor
+	(*VendorCapabilities)(nil),    // 21: avatar.gateway.v1.VendorCapabilities
+	(*DriveRequest)(nil),          // 22: avatar.gateway.v1.DriveRequest
+	(*DriveConfig)(nil),           // 23: avatar.gateway.v1.DriveConfig
+	(*TextInput)(nil),             // 24: avatar.gateway.v1.TextInput
+	(*EndTurn)(nil),               // 25: avatar.gateway.v1.EndTurn
+	(*Interrupt)(nil),             // 26: avatar.gateway.v1.Interrupt
+	(*DriveResponse)(nil),         // 27: avatar.gateway.v1.DriveResponse
+	(*DriveStarted)(nil),          // 28: avatar.gateway.v1.DriveStarted
+	(*SpeechStarted)(nil),         // 29: avatar.gateway.v1.SpeechStarted
+	(*SpeechEnded)(nil),           // 30: avatar.gateway.v1.SpeechEnded
+	(*Transcript)(nil),            // 31: avatar.gateway.v1.Transcript
+	(*Interrupted)(nil),           // 32: avatar.gateway.v1.Interrupted
+	(*Warning)(nil),               // 33: avatar.gateway.v1.Warning
+	(*TurnFailed)(nil),            // 34: avatar.gateway.v1.TurnFailed
+	(*GoAway)(nil),                // 35: avatar.gateway.v1.GoAway
+	nil,                           // 36: avatar.gateway.v1.Session.LabelsEntry
+	nil,                           // 37: avatar.gateway.v1.CreateSessionRequest.LabelsEntry
+	nil,                           // 38: avatar.gateway.v1.ListSessionsRequest.LabelsEntry
+	nil,                           // 39: avatar.gateway.v1.Warning.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 41: google.protobuf.Duration
+	(*AudioFormat)(nil),           // 42: avatar.gateway.v1.AudioFormat
+	(*ZegocloudOptions)(nil),      // 43: avatar.gateway.v1.ZegocloudOptions
+	(*TencentOptions)(nil),        // 44: avatar.gateway.v1.TencentOptions
+	(*AkoolOptions)(nil),          // 45: avatar.gateway.v1.AkoolOptions
 }
 var file_avatar_gateway_v1_avatar_gateway_service_proto_depIdxs = []int32{
 	0,  // 0: avatar.gateway.v1.Session.state:type_name -> avatar.gateway.v1.SessionState
-	35, // 1: avatar.gateway.v1.Session.labels:type_name -> avatar.gateway.v1.Session.LabelsEntry
-	39, // 2: avatar.gateway.v1.Session.create_time:type_name -> google.protobuf.Timestamp
-	39, // 3: avatar.gateway.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
-	40, // 4: avatar.gateway.v1.Session.idle_timeout:type_name -> google.protobuf.Duration
-	40, // 5: avatar.gateway.v1.Session.max_duration:type_name -> google.protobuf.Duration
-	5,  // 6: avatar.gateway.v1.Session.playback:type_name -> avatar.gateway.v1.Playback
-	39, // 7: avatar.gateway.v1.Session.close_time:type_name -> google.protobuf.Timestamp
+	36, // 1: avatar.gateway.v1.Session.labels:type_name -> avatar.gateway.v1.Session.LabelsEntry
+	40, // 2: avatar.gateway.v1.Session.create_time:type_name -> google.protobuf.Timestamp
+	40, // 3: avatar.gateway.v1.Session.expire_time:type_name -> google.protobuf.Timestamp
+	41, // 4: avatar.gateway.v1.Session.idle_timeout:type_name -> google.protobuf.Duration
+	41, // 5: avatar.gateway.v1.Session.max_duration:type_name -> google.protobuf.Duration
+	6,  // 6: avatar.gateway.v1.Session.playback:type_name -> avatar.gateway.v1.Playback
+	40, // 7: avatar.gateway.v1.Session.close_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: avatar.gateway.v1.Session.close_reason:type_name -> avatar.gateway.v1.CloseReason
-	4,  // 9: avatar.gateway.v1.Session.failure:type_name -> avatar.gateway.v1.SessionFailure
-	39, // 10: avatar.gateway.v1.Session.last_activity_time:type_name -> google.protobuf.Timestamp
-	41, // 11: avatar.gateway.v1.Session.vendor_audio_format:type_name -> avatar.gateway.v1.AudioFormat
-	6,  // 12: avatar.gateway.v1.Playback.zegocloud:type_name -> avatar.gateway.v1.ZegocloudPlayback
-	7,  // 13: avatar.gateway.v1.Playback.tencent:type_name -> avatar.gateway.v1.TencentPlayback
-	8,  // 14: avatar.gateway.v1.Playback.akool:type_name -> avatar.gateway.v1.AkoolPlayback
-	40, // 15: avatar.gateway.v1.CreateSessionRequest.max_duration:type_name -> google.protobuf.Duration
-	40, // 16: avatar.gateway.v1.CreateSessionRequest.idle_timeout:type_name -> google.protobuf.Duration
-	36, // 17: avatar.gateway.v1.CreateSessionRequest.labels:type_name -> avatar.gateway.v1.CreateSessionRequest.LabelsEntry
-	42, // 18: avatar.gateway.v1.CreateSessionRequest.zegocloud:type_name -> avatar.gateway.v1.ZegocloudOptions
-	43, // 19: avatar.gateway.v1.CreateSessionRequest.tencent:type_name -> avatar.gateway.v1.TencentOptions
-	44, // 20: avatar.gateway.v1.CreateSessionRequest.akool:type_name -> avatar.gateway.v1.AkoolOptions
-	0,  // 21: avatar.gateway.v1.ListSessionsRequest.state:type_name -> avatar.gateway.v1.SessionState
-	37, // 22: avatar.gateway.v1.ListSessionsRequest.labels:type_name -> avatar.gateway.v1.ListSessionsRequest.LabelsEntry
-	3,  // 23: avatar.gateway.v1.ListSessionsResponse.sessions:type_name -> avatar.gateway.v1.Session
-	16, // 24: avatar.gateway.v1.ListAvatarsResponse.avatars:type_name -> avatar.gateway.v1.Avatar
-	19, // 25: avatar.gateway.v1.ListVendorsResponse.vendors:type_name -> avatar.gateway.v1.Vendor
-	20, // 26: avatar.gateway.v1.Vendor.capabilities:type_name -> avatar.gateway.v1.VendorCapabilities
-	40, // 27: avatar.gateway.v1.VendorCapabilities.audio_frame_duration:type_name -> google.protobuf.Duration
-	40, // 28: avatar.gateway.v1.VendorCapabilities.max_push_ahead:type_name -> google.protobuf.Duration
-	22, // 29: avatar.gateway.v1.DriveRequest.config:type_name -> avatar.gateway.v1.DriveConfig
-	23, // 30: avatar.gateway.v1.DriveRequest.text:type_name -> avatar.gateway.v1.TextInput
-	24, // 31: avatar.gateway.v1.DriveRequest.end_turn:type_name -> avatar.gateway.v1.EndTurn
-	25, // 32: avatar.gateway.v1.DriveRequest.interrupt:type_name -> avatar.gateway.v1.Interrupt
-	41, // 33: avatar.gateway.v1.DriveConfig.audio_format:type_name -> avatar.gateway.v1.AudioFormat
-	27, // 34: avatar.gateway.v1.DriveResponse.started:type_name -> avatar.gateway.v1.DriveStarted
-	28, // 35: avatar.gateway.v1.DriveResponse.speech_started:type_name -> avatar.gateway.v1.SpeechStarted
-	29, // 36: avatar.gateway.v1.DriveResponse.speech_ended:type_name -> avatar.gateway.v1.SpeechEnded
-	30, // 37: avatar.gateway.v1.DriveResponse.transcript:type_name -> avatar.gateway.v1.Transcript
-	31, // 38: avatar.gateway.v1.DriveResponse.interrupted:type_name -> avatar.gateway.v1.Interrupted
-	32, // 39: avatar.gateway.v1.DriveResponse.warning:type_name -> avatar.gateway.v1.Warning
-	33, // 40: avatar.gateway.v1.DriveResponse.turn_failed:type_name -> avatar.gateway.v1.TurnFailed
-	34, // 41: avatar.gateway.v1.DriveResponse.go_away:type_name -> avatar.gateway.v1.GoAway
-	39, // 42: avatar.gateway.v1.DriveResponse.event_time:type_name -> google.protobuf.Timestamp
-	41, // 43: avatar.gateway.v1.DriveStarted.input_audio_format:type_name -> avatar.gateway.v1.AudioFormat
-	41, // 44: avatar.gateway.v1.DriveStarted.vendor_audio_format:type_name -> avatar.gateway.v1.AudioFormat
-	40, // 45: avatar.gateway.v1.SpeechStarted.latency:type_name -> google.protobuf.Duration
-	40, // 46: avatar.gateway.v1.SpeechEnded.played_duration:type_name -> google.protobuf.Duration
-	2,  // 47: avatar.gateway.v1.Transcript.role:type_name -> avatar.gateway.v1.TranscriptRole
-	40, // 48: avatar.gateway.v1.Interrupted.latency:type_name -> google.protobuf.Duration
-	38, // 49: avatar.gateway.v1.Warning.metadata:type_name -> avatar.gateway.v1.Warning.MetadataEntry
-	40, // 50: avatar.gateway.v1.GoAway.time_left:type_name -> google.protobuf.Duration
-	9,  // 51: avatar.gateway.v1.AvatarGateway.CreateSession:input_type -> avatar.gateway.v1.CreateSessionRequest
-	10, // 52: avatar.gateway.v1.AvatarGateway.GetSession:input_type -> avatar.gateway.v1.GetSessionRequest
-	11, // 53: avatar.gateway.v1.AvatarGateway.ListSessions:input_type -> avatar.gateway.v1.ListSessionsRequest
-	13, // 54: avatar.gateway.v1.AvatarGateway.CloseSession:input_type -> avatar.gateway.v1.CloseSessionRequest
-	14, // 55: avatar.gateway.v1.AvatarGateway.ListAvatars:input_type -> avatar.gateway.v1.ListAvatarsRequest
-	17, // 56: avatar.gateway.v1.AvatarGateway.ListVendors:input_type -> avatar.gateway.v1.ListVendorsRequest
-	21, // 57: avatar.gateway.v1.AvatarGateway.Drive:input_type -> avatar.gateway.v1.DriveRequest
-	3,  // 58: avatar.gateway.v1.AvatarGateway.CreateSession:output_type -> avatar.gateway.v1.Session
-	3,  // 59: avatar.gateway.v1.AvatarGateway.GetSession:output_type -> avatar.gateway.v1.Session
-	12, // 60: avatar.gateway.v1.AvatarGateway.ListSessions:output_type -> avatar.gateway.v1.ListSessionsResponse
-	3,  // 61: avatar.gateway.v1.AvatarGateway.CloseSession:output_type -> avatar.gateway.v1.Session
-	15, // 62: avatar.gateway.v1.AvatarGateway.ListAvatars:output_type -> avatar.gateway.v1.ListAvatarsResponse
-	18, // 63: avatar.gateway.v1.AvatarGateway.ListVendors:output_type -> avatar.gateway.v1.ListVendorsResponse
-	26, // 64: avatar.gateway.v1.AvatarGateway.Drive:output_type -> avatar.gateway.v1.DriveResponse
-	58, // [58:65] is the sub-list for method output_type
-	51, // [51:58] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	5,  // 9: avatar.gateway.v1.Session.failure:type_name -> avatar.gateway.v1.SessionFailure
+	40, // 10: avatar.gateway.v1.Session.last_activity_time:type_name -> google.protobuf.Timestamp
+	42, // 11: avatar.gateway.v1.Session.vendor_audio_format:type_name -> avatar.gateway.v1.AudioFormat
+	4,  // 12: avatar.gateway.v1.Session.usage:type_name -> avatar.gateway.v1.Usage
+	41, // 13: avatar.gateway.v1.Usage.vendor_session_duration:type_name -> google.protobuf.Duration
+	41, // 14: avatar.gateway.v1.Usage.audio_duration:type_name -> google.protobuf.Duration
+	7,  // 15: avatar.gateway.v1.Playback.zegocloud:type_name -> avatar.gateway.v1.ZegocloudPlayback
+	8,  // 16: avatar.gateway.v1.Playback.tencent:type_name -> avatar.gateway.v1.TencentPlayback
+	9,  // 17: avatar.gateway.v1.Playback.akool:type_name -> avatar.gateway.v1.AkoolPlayback
+	41, // 18: avatar.gateway.v1.CreateSessionRequest.max_duration:type_name -> google.protobuf.Duration
+	41, // 19: avatar.gateway.v1.CreateSessionRequest.idle_timeout:type_name -> google.protobuf.Duration
+	37, // 20: avatar.gateway.v1.CreateSessionRequest.labels:type_name -> avatar.gateway.v1.CreateSessionRequest.LabelsEntry
+	43, // 21: avatar.gateway.v1.CreateSessionRequest.zegocloud:type_name -> avatar.gateway.v1.ZegocloudOptions
+	44, // 22: avatar.gateway.v1.CreateSessionRequest.tencent:type_name -> avatar.gateway.v1.TencentOptions
+	45, // 23: avatar.gateway.v1.CreateSessionRequest.akool:type_name -> avatar.gateway.v1.AkoolOptions
+	0,  // 24: avatar.gateway.v1.ListSessionsRequest.state:type_name -> avatar.gateway.v1.SessionState
+	38, // 25: avatar.gateway.v1.ListSessionsRequest.labels:type_name -> avatar.gateway.v1.ListSessionsRequest.LabelsEntry
+	3,  // 26: avatar.gateway.v1.ListSessionsResponse.sessions:type_name -> avatar.gateway.v1.Session
+	17, // 27: avatar.gateway.v1.ListAvatarsResponse.avatars:type_name -> avatar.gateway.v1.Avatar
+	20, // 28: avatar.gateway.v1.ListVendorsResponse.vendors:type_name -> avatar.gateway.v1.Vendor
+	21, // 29: avatar.gateway.v1.Vendor.capabilities:type_name -> avatar.gateway.v1.VendorCapabilities
+	41, // 30: avatar.gateway.v1.VendorCapabilities.audio_frame_duration:type_name -> google.protobuf.Duration
+	41, // 31: avatar.gateway.v1.VendorCapabilities.max_push_ahead:type_name -> google.protobuf.Duration
+	23, // 32: avatar.gateway.v1.DriveRequest.config:type_name -> avatar.gateway.v1.DriveConfig
+	24, // 33: avatar.gateway.v1.DriveRequest.text:type_name -> avatar.gateway.v1.TextInput
+	25, // 34: avatar.gateway.v1.DriveRequest.end_turn:type_name -> avatar.gateway.v1.EndTurn
+	26, // 35: avatar.gateway.v1.DriveRequest.interrupt:type_name -> avatar.gateway.v1.Interrupt
+	42, // 36: avatar.gateway.v1.DriveConfig.audio_format:type_name -> avatar.gateway.v1.AudioFormat
+	28, // 37: avatar.gateway.v1.DriveResponse.started:type_name -> avatar.gateway.v1.DriveStarted
+	29, // 38: avatar.gateway.v1.DriveResponse.speech_started:type_name -> avatar.gateway.v1.SpeechStarted
+	30, // 39: avatar.gateway.v1.DriveResponse.speech_ended:type_name -> avatar.gateway.v1.SpeechEnded
+	31, // 40: avatar.gateway.v1.DriveResponse.transcript:type_name -> avatar.gateway.v1.Transcript
+	32, // 41: avatar.gateway.v1.DriveResponse.interrupted:type_name -> avatar.gateway.v1.Interrupted
+	33, // 42: avatar.gateway.v1.DriveResponse.warning:type_name -> avatar.gateway.v1.Warning
+	34, // 43: avatar.gateway.v1.DriveResponse.turn_failed:type_name -> avatar.gateway.v1.TurnFailed
+	35, // 44: avatar.gateway.v1.DriveResponse.go_away:type_name -> avatar.gateway.v1.GoAway
+	40, // 45: avatar.gateway.v1.DriveResponse.event_time:type_name -> google.protobuf.Timestamp
+	42, // 46: avatar.gateway.v1.DriveStarted.input_audio_format:type_name -> avatar.gateway.v1.AudioFormat
+	42, // 47: avatar.gateway.v1.DriveStarted.vendor_audio_format:type_name -> avatar.gateway.v1.AudioFormat
+	41, // 48: avatar.gateway.v1.SpeechStarted.latency:type_name -> google.protobuf.Duration
+	41, // 49: avatar.gateway.v1.SpeechEnded.played_duration:type_name -> google.protobuf.Duration
+	2,  // 50: avatar.gateway.v1.Transcript.role:type_name -> avatar.gateway.v1.TranscriptRole
+	41, // 51: avatar.gateway.v1.Interrupted.latency:type_name -> google.protobuf.Duration
+	39, // 52: avatar.gateway.v1.Warning.metadata:type_name -> avatar.gateway.v1.Warning.MetadataEntry
+	41, // 53: avatar.gateway.v1.GoAway.time_left:type_name -> google.protobuf.Duration
+	10, // 54: avatar.gateway.v1.AvatarGateway.CreateSession:input_type -> avatar.gateway.v1.CreateSessionRequest
+	11, // 55: avatar.gateway.v1.AvatarGateway.GetSession:input_type -> avatar.gateway.v1.GetSessionRequest
+	12, // 56: avatar.gateway.v1.AvatarGateway.ListSessions:input_type -> avatar.gateway.v1.ListSessionsRequest
+	14, // 57: avatar.gateway.v1.AvatarGateway.CloseSession:input_type -> avatar.gateway.v1.CloseSessionRequest
+	15, // 58: avatar.gateway.v1.AvatarGateway.ListAvatars:input_type -> avatar.gateway.v1.ListAvatarsRequest
+	18, // 59: avatar.gateway.v1.AvatarGateway.ListVendors:input_type -> avatar.gateway.v1.ListVendorsRequest
+	22, // 60: avatar.gateway.v1.AvatarGateway.Drive:input_type -> avatar.gateway.v1.DriveRequest
+	3,  // 61: avatar.gateway.v1.AvatarGateway.CreateSession:output_type -> avatar.gateway.v1.Session
+	3,  // 62: avatar.gateway.v1.AvatarGateway.GetSession:output_type -> avatar.gateway.v1.Session
+	13, // 63: avatar.gateway.v1.AvatarGateway.ListSessions:output_type -> avatar.gateway.v1.ListSessionsResponse
+	3,  // 64: avatar.gateway.v1.AvatarGateway.CloseSession:output_type -> avatar.gateway.v1.Session
+	16, // 65: avatar.gateway.v1.AvatarGateway.ListAvatars:output_type -> avatar.gateway.v1.ListAvatarsResponse
+	19, // 66: avatar.gateway.v1.AvatarGateway.ListVendors:output_type -> avatar.gateway.v1.ListVendorsResponse
+	27, // 67: avatar.gateway.v1.AvatarGateway.Drive:output_type -> avatar.gateway.v1.DriveResponse
+	61, // [61:68] is the sub-list for method output_type
+	54, // [54:61] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_avatar_gateway_v1_avatar_gateway_service_proto_init() }
@@ -3108,24 +3202,24 @@ func file_avatar_gateway_v1_avatar_gateway_service_proto_init() {
 	}
 	file_avatar_gateway_v1_media_proto_init()
 	file_avatar_gateway_v1_vendor_options_proto_init()
-	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[2].OneofWrappers = []any{
+	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*Playback_Zegocloud)(nil),
 		(*Playback_Tencent)(nil),
 		(*Playback_Akool)(nil),
 	}
-	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[6].OneofWrappers = []any{
+	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[7].OneofWrappers = []any{
 		(*CreateSessionRequest_Zegocloud)(nil),
 		(*CreateSessionRequest_Tencent)(nil),
 		(*CreateSessionRequest_Akool)(nil),
 	}
-	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[18].OneofWrappers = []any{
+	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[19].OneofWrappers = []any{
 		(*DriveRequest_Config)(nil),
 		(*DriveRequest_Audio)(nil),
 		(*DriveRequest_Text)(nil),
 		(*DriveRequest_EndTurn)(nil),
 		(*DriveRequest_Interrupt)(nil),
 	}
-	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[23].OneofWrappers = []any{
+	file_avatar_gateway_v1_avatar_gateway_service_proto_msgTypes[24].OneofWrappers = []any{
 		(*DriveResponse_Started)(nil),
 		(*DriveResponse_SpeechStarted)(nil),
 		(*DriveResponse_SpeechEnded)(nil),
@@ -3141,7 +3235,7 @@ func file_avatar_gateway_v1_avatar_gateway_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_avatar_gateway_v1_avatar_gateway_service_proto_rawDesc), len(file_avatar_gateway_v1_avatar_gateway_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

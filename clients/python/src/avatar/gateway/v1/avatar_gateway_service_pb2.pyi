@@ -171,6 +171,7 @@ class Session(_message.Message):
     LAST_ACTIVITY_TIME_FIELD_NUMBER: _builtins.int
     VENDOR_AUDIO_FORMAT_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Identifier. `sessions/{session_id}`."""
     vendor: _builtins.str
@@ -232,6 +233,12 @@ class Session(_message.Message):
     def vendor_audio_format(self) -> _media_pb2.AudioFormat:
         """Output only. The audio format the vendor receives, after conversion."""
 
+    @_builtins.property
+    def usage(self) -> Global___Usage:
+        """Output only. What the session used so far: vendor session time, audio and
+        text driven. Final once the session is CLOSED or FAILED.
+        """
+
     def __init__(
         self,
         *,
@@ -253,14 +260,64 @@ class Session(_message.Message):
         last_activity_time: _timestamp_pb2.Timestamp | None = ...,
         vendor_audio_format: _media_pb2.AudioFormat | None = ...,
         tenant: _builtins.str = ...,
+        usage: Global___Usage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "expire_time", b"expire_time", "failure", b"failure", "idle_timeout", b"idle_timeout", "last_activity_time", b"last_activity_time", "max_duration", b"max_duration", "playback", b"playback", "vendor_audio_format", b"vendor_audio_format"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "expire_time", b"expire_time", "failure", b"failure", "idle_timeout", b"idle_timeout", "last_activity_time", b"last_activity_time", "max_duration", b"max_duration", "playback", b"playback", "usage", b"usage", "vendor_audio_format", b"vendor_audio_format"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_id", b"avatar_id", "close_reason", b"close_reason", "close_time", b"close_time", "create_time", b"create_time", "drive_active", b"drive_active", "expire_time", b"expire_time", "failure", b"failure", "idle_timeout", b"idle_timeout", "labels", b"labels", "last_activity_time", b"last_activity_time", "max_duration", b"max_duration", "name", b"name", "playback", b"playback", "state", b"state", "tenant", b"tenant", "vendor", b"vendor", "vendor_audio_format", b"vendor_audio_format", "vendor_session_id", b"vendor_session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_id", b"avatar_id", "close_reason", b"close_reason", "close_time", b"close_time", "create_time", b"create_time", "drive_active", b"drive_active", "expire_time", b"expire_time", "failure", b"failure", "idle_timeout", b"idle_timeout", "labels", b"labels", "last_activity_time", b"last_activity_time", "max_duration", b"max_duration", "name", b"name", "playback", b"playback", "state", b"state", "tenant", b"tenant", "usage", b"usage", "vendor", b"vendor", "vendor_audio_format", b"vendor_audio_format", "vendor_session_id", b"vendor_session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Session: _TypeAlias = Session  # noqa: Y015
+
+@_typing.final
+class Usage(_message.Message):
+    """What a session used, for cost accounting. Counted per session, whichever server
+    replicas drove it: each replica's share is stored with the session at the end
+    of every turn and of every Drive stream, and the replica driving the session
+    adds the turn in progress. A replica that dies loses what it drove since the
+    last turn it ended.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_SESSION_DURATION_FIELD_NUMBER: _builtins.int
+    AUDIO_DURATION_FIELD_NUMBER: _builtins.int
+    TEXT_CHARACTER_COUNT_FIELD_NUMBER: _builtins.int
+    text_character_count: _builtins.int
+    """Characters of text handed to the vendor on every Drive stream of the
+    session, counted as Unicode code points (as the 16384-character limit of
+    `TextInput.text` is). Sentence splitting may drop whitespace between
+    sentences; that whitespace is not counted.
+    """
+    @_builtins.property
+    def vendor_session_duration(self) -> _duration_pb2.Duration:
+        """How long the vendor session existed, which is what vendors bill: from
+        `create_time` (taken before the vendor's create call) to `close_time` (taken
+        once the vendor's close call returned), or to the time of the read while the
+        session is not closed. Zero for a closed session the vendor never made.
+        """
+
+    @_builtins.property
+    def audio_duration(self) -> _duration_pb2.Duration:
+        """Audio handed to the vendor on every Drive stream of the session (after
+        conversion to the vendor's rate: the same length as the input audio).
+        """
+
+    def __init__(
+        self,
+        *,
+        vendor_session_duration: _duration_pb2.Duration | None = ...,
+        audio_duration: _duration_pb2.Duration | None = ...,
+        text_character_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_duration", b"audio_duration", "vendor_session_duration", b"vendor_session_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_duration", b"audio_duration", "text_character_count", b"text_character_count", "vendor_session_duration", b"vendor_session_duration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Usage: _TypeAlias = Usage  # noqa: Y015
 
 @_typing.final
 class SessionFailure(_message.Message):

@@ -273,11 +273,49 @@ export interface Session {
    * can see or use the session.
    */
   tenant: string;
+  /**
+   * Output only. What the session used so far: vendor session time, audio and
+   * text driven. Final once the session is CLOSED or FAILED.
+   */
+  usage: Usage | undefined;
 }
 
 export interface Session_LabelsEntry {
   key: string;
   value: string;
+}
+
+/**
+ * What a session used, for cost accounting. Counted per session, whichever server
+ * replicas drove it: each replica's share is stored with the session at the end
+ * of every turn and of every Drive stream, and the replica driving the session
+ * adds the turn in progress. A replica that dies loses what it drove since the
+ * last turn it ended.
+ */
+export interface Usage {
+  /**
+   * How long the vendor session existed, which is what vendors bill: from
+   * `create_time` (taken before the vendor's create call) to `close_time` (taken
+   * once the vendor's close call returned), or to the time of the read while the
+   * session is not closed. Zero for a closed session the vendor never made.
+   */
+  vendorSessionDuration:
+    | Duration
+    | undefined;
+  /**
+   * Audio handed to the vendor on every Drive stream of the session (after
+   * conversion to the vendor's rate: the same length as the input audio).
+   */
+  audioDuration:
+    | Duration
+    | undefined;
+  /**
+   * Characters of text handed to the vendor on every Drive stream of the
+   * session, counted as Unicode code points (as the 16384-character limit of
+   * `TextInput.text` is). Sentence splitting may drop whitespace between
+   * sentences; that whitespace is not counted.
+   */
+  textCharacterCount: number;
 }
 
 /** Why a session failed: the same reason and message a call would have failed with. */
@@ -752,6 +790,7 @@ function createBaseSession(): Session {
     lastActivityTime: undefined,
     vendorAudioFormat: undefined,
     tenant: "",
+    usage: undefined,
   };
 }
 
@@ -810,6 +849,9 @@ export const Session: MessageFns<Session> = {
     }
     if (message.tenant !== "") {
       writer.uint32(146).string(message.tenant);
+    }
+    if (message.usage !== undefined) {
+      Usage.encode(message.usage, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -974,6 +1016,14 @@ export const Session: MessageFns<Session> = {
             message.tenant = reader.string();
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.usage = Usage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1063,6 +1113,7 @@ export const Session: MessageFns<Session> = {
         ? AudioFormat.fromJSON(object.vendor_audio_format)
         : undefined,
       tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      usage: isSet(object.usage) ? Usage.fromJSON(object.usage) : undefined,
     };
   },
 
@@ -1128,6 +1179,9 @@ export const Session: MessageFns<Session> = {
     if (message.tenant !== "") {
       obj.tenant = message.tenant;
     }
+    if (message.usage !== undefined) {
+      obj.usage = Usage.toJSON(message.usage);
+    }
     return obj;
   },
 
@@ -1172,6 +1226,7 @@ export const Session: MessageFns<Session> = {
       ? AudioFormat.fromPartial(object.vendorAudioFormat)
       : undefined;
     message.tenant = object.tenant ?? "";
+    message.usage = (object.usage !== undefined && object.usage !== null) ? Usage.fromPartial(object.usage) : undefined;
     return message;
   },
 };
@@ -1257,6 +1312,124 @@ export const Session_LabelsEntry: MessageFns<Session_LabelsEntry> = {
     const message = createBaseSession_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseUsage(): Usage {
+  return { vendorSessionDuration: undefined, audioDuration: undefined, textCharacterCount: 0 };
+}
+
+export const Usage: MessageFns<Usage> = {
+  encode(message: Usage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vendorSessionDuration !== undefined) {
+      Duration.encode(message.vendorSessionDuration, writer.uint32(10).fork()).join();
+    }
+    if (message.audioDuration !== undefined) {
+      Duration.encode(message.audioDuration, writer.uint32(18).fork()).join();
+    }
+    if (message.textCharacterCount !== 0) {
+      writer.uint32(24).int64(message.textCharacterCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Usage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vendorSessionDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.audioDuration = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.textCharacterCount = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Usage {
+    return {
+      vendorSessionDuration: isSet(object.vendorSessionDuration)
+        ? Duration.fromJSON(object.vendorSessionDuration)
+        : isSet(object.vendor_session_duration)
+        ? Duration.fromJSON(object.vendor_session_duration)
+        : undefined,
+      audioDuration: isSet(object.audioDuration)
+        ? Duration.fromJSON(object.audioDuration)
+        : isSet(object.audio_duration)
+        ? Duration.fromJSON(object.audio_duration)
+        : undefined,
+      textCharacterCount: isSet(object.textCharacterCount)
+        ? globalThis.Number(object.textCharacterCount)
+        : isSet(object.text_character_count)
+        ? globalThis.Number(object.text_character_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: Usage): unknown {
+    const obj: any = {};
+    if (message.vendorSessionDuration !== undefined) {
+      obj.vendorSessionDuration = Duration.toJSON(message.vendorSessionDuration);
+    }
+    if (message.audioDuration !== undefined) {
+      obj.audioDuration = Duration.toJSON(message.audioDuration);
+    }
+    if (message.textCharacterCount !== 0) {
+      obj.textCharacterCount = Math.round(message.textCharacterCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Usage>, I>>(base?: I): Usage {
+    return Usage.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Usage>, I>>(object: I): Usage {
+    const message = createBaseUsage();
+    message.vendorSessionDuration =
+      (object.vendorSessionDuration !== undefined && object.vendorSessionDuration !== null)
+        ? Duration.fromPartial(object.vendorSessionDuration)
+        : undefined;
+    message.audioDuration = (object.audioDuration !== undefined && object.audioDuration !== null)
+      ? Duration.fromPartial(object.audioDuration)
+      : undefined;
+    message.textCharacterCount = object.textCharacterCount ?? 0;
     return message;
   },
 };
@@ -5721,6 +5894,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isObject(value: any): boolean {

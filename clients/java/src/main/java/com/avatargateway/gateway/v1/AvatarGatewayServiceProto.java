@@ -37,6 +37,11 @@ public final class AvatarGatewayServiceProto extends com.google.protobuf.Generat
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_avatar_gateway_v1_Session_LabelsEntry_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_avatar_gateway_v1_Usage_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_avatar_gateway_v1_Usage_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_avatar_gateway_v1_SessionFailure_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -220,7 +225,7 @@ public final class AvatarGatewayServiceProto extends com.google.protobuf.Generat
       "way/v1/media.proto\032&avatar/gateway/v1/ve" +
       "ndor_options.proto\032\036google/protobuf/dura" +
       "tion.proto\032\037google/protobuf/timestamp.pr" +
-      "oto\"\357\007\n\007Session\022\022\n\004name\030\001 \001(\tR\004name\022\026\n\006v" +
+      "oto\"\237\010\n\007Session\022\022\n\004name\030\001 \001(\tR\004name\022\026\n\006v" +
       "endor\030\002 \001(\tR\006vendor\022\033\n\tavatar_id\030\003 \001(\tR\010" +
       "avatarId\0225\n\005state\030\004 \001(\0162\037.avatar.gateway" +
       ".v1.SessionStateR\005state\022>\n\006labels\030\005 \003(\0132" +
@@ -243,170 +248,176 @@ public final class AvatarGatewayServiceProto extends com.google.protobuf.Generat
       " \001(\0132\032.google.protobuf.TimestampR\020lastAc" +
       "tivityTime\022N\n\023vendor_audio_format\030\021 \001(\0132" +
       "\036.avatar.gateway.v1.AudioFormatR\021vendorA" +
-      "udioFormat\022\026\n\006tenant\030\022 \001(\tR\006tenant\0329\n\013La" +
-      "belsEntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001" +
-      "(\tR\005value:\0028\001\"c\n\016SessionFailure\022\026\n\006reaso" +
-      "n\030\001 \001(\tR\006reason\022\030\n\007message\030\002 \001(\tR\007messag" +
-      "e\022\037\n\013vendor_code\030\003 \001(\tR\nvendorCode\"\335\001\n\010P" +
-      "layback\022D\n\tzegocloud\030\001 \001(\0132$.avatar.gate" +
-      "way.v1.ZegocloudPlaybackH\000R\tzegocloud\022>\n" +
-      "\007tencent\030\002 \001(\0132\".avatar.gateway.v1.Tence" +
-      "ntPlaybackH\000R\007tencent\0228\n\005akool\030\003 \001(\0132 .a" +
-      "vatar.gateway.v1.AkoolPlaybackH\000R\005akoolB" +
-      "\021\n\017vendor_playback\"`\n\021ZegocloudPlayback\022" +
-      "\025\n\006app_id\030\001 \001(\rR\005appId\022\027\n\007room_id\030\002 \001(\tR" +
-      "\006roomId\022\033\n\tstream_id\030\003 \001(\tR\010streamId\"W\n\017" +
-      "TencentPlayback\022(\n\020play_stream_addr\030\001 \001(" +
-      "\tR\016playStreamAddr\022\032\n\010protocol\030\002 \001(\tR\010pro" +
-      "tocol\"\302\001\n\rAkoolPlayback\022\037\n\013livekit_url\030\001" +
-      " \001(\tR\nlivekitUrl\022\033\n\troom_name\030\002 \001(\tR\010roo" +
-      "mName\022!\n\014viewer_token\030\003 \001(\tR\013viewerToken" +
-      "\022\'\n\017viewer_identity\030\004 \001(\tR\016viewerIdentit" +
-      "y\022\'\n\017avatar_identity\030\005 \001(\tR\016avatarIdenti" +
-      "ty\"\275\004\n\024CreateSessionRequest\022\026\n\006vendor\030\001 " +
-      "\001(\tR\006vendor\022\033\n\tavatar_id\030\002 \001(\tR\010avatarId" +
-      "\022\035\n\nrequest_id\030\003 \001(\tR\trequestId\022<\n\014max_d" +
-      "uration\030\004 \001(\0132\031.google.protobuf.Duration" +
-      "R\013maxDuration\022<\n\014idle_timeout\030\005 \001(\0132\031.go" +
-      "ogle.protobuf.DurationR\013idleTimeout\022K\n\006l" +
-      "abels\030\006 \003(\01323.avatar.gateway.v1.CreateSe" +
-      "ssionRequest.LabelsEntryR\006labels\022C\n\tzego" +
-      "cloud\030\n \001(\0132#.avatar.gateway.v1.Zegoclou" +
-      "dOptionsH\000R\tzegocloud\022=\n\007tencent\030\013 \001(\0132!" +
-      ".avatar.gateway.v1.TencentOptionsH\000R\007ten" +
-      "cent\0227\n\005akool\030\014 \001(\0132\037.avatar.gateway.v1." +
-      "AkoolOptionsH\000R\005akool\0329\n\013LabelsEntry\022\020\n\003" +
-      "key\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001" +
-      "B\020\n\016vendor_options\"\'\n\021GetSessionRequest\022" +
-      "\022\n\004name\030\001 \001(\tR\004name\"\247\002\n\023ListSessionsRequ" +
-      "est\022\033\n\tpage_size\030\001 \001(\005R\010pageSize\022\035\n\npage" +
-      "_token\030\002 \001(\tR\tpageToken\022\026\n\006vendor\030\003 \001(\tR" +
-      "\006vendor\0225\n\005state\030\004 \001(\0162\037.avatar.gateway." +
-      "v1.SessionStateR\005state\022J\n\006labels\030\005 \003(\01322" +
-      ".avatar.gateway.v1.ListSessionsRequest.L" +
-      "abelsEntryR\006labels\0329\n\013LabelsEntry\022\020\n\003key" +
-      "\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\"v\n" +
-      "\024ListSessionsResponse\0226\n\010sessions\030\001 \003(\0132" +
-      "\032.avatar.gateway.v1.SessionR\010sessions\022&\n" +
-      "\017next_page_token\030\002 \001(\tR\rnextPageToken\")\n" +
-      "\023CloseSessionRequest\022\022\n\004name\030\001 \001(\tR\004name" +
-      "\"h\n\022ListAvatarsRequest\022\026\n\006parent\030\001 \001(\tR\006" +
-      "parent\022\033\n\tpage_size\030\002 \001(\005R\010pageSize\022\035\n\np" +
-      "age_token\030\003 \001(\tR\tpageToken\"r\n\023ListAvatar" +
-      "sResponse\0223\n\007avatars\030\001 \003(\0132\031.avatar.gate" +
-      "way.v1.AvatarR\007avatars\022&\n\017next_page_toke" +
-      "n\030\002 \001(\tR\rnextPageToken\"\225\001\n\006Avatar\022\022\n\004nam" +
-      "e\030\001 \001(\tR\004name\022\033\n\tavatar_id\030\002 \001(\tR\010avatar" +
-      "Id\022!\n\014display_name\030\003 \001(\tR\013displayName\022\037\n" +
-      "\013preview_url\030\004 \001(\tR\npreviewUrl\022\026\n\006public" +
-      "\030\005 \001(\010R\006public\"\024\n\022ListVendorsRequest\"J\n\023" +
-      "ListVendorsResponse\0223\n\007vendors\030\001 \003(\0132\031.a" +
-      "vatar.gateway.v1.VendorR\007vendors\"\274\001\n\006Ven" +
-      "dor\022\022\n\004name\030\001 \001(\tR\004name\022\026\n\006vendor\030\002 \001(\tR" +
-      "\006vendor\022!\n\014display_name\030\003 \001(\tR\013displayNa" +
-      "me\022\030\n\007sandbox\030\004 \001(\010R\007sandbox\022I\n\014capabili" +
-      "ties\030\005 \001(\0132%.avatar.gateway.v1.VendorCap" +
-      "abilitiesR\014capabilities\"\304\003\n\022VendorCapabi" +
-      "lities\0229\n\031vendor_sample_rates_hertz\030\001 \003(" +
-      "\005R\026vendorSampleRatesHertz\022\024\n\005audio\030\002 \001(\010" +
-      "R\005audio\022\022\n\004text\030\003 \001(\010R\004text\022%\n\016streaming" +
-      "_text\030\004 \001(\010R\rstreamingText\022\034\n\tinterrupt\030" +
-      "\005 \001(\010R\tinterrupt\022#\n\rinterrupt_ack\030\006 \001(\010R" +
-      "\014interruptAck\022.\n\023max_text_characters\030\007 \001" +
-      "(\005R\021maxTextCharacters\022K\n\024audio_frame_dur" +
-      "ation\030\010 \001(\0132\031.google.protobuf.DurationR\022" +
-      "audioFrameDuration\022?\n\016max_push_ahead\030\t \001" +
-      "(\0132\031.google.protobuf.DurationR\014maxPushAh" +
-      "ead\022!\n\014list_avatars\030\n \001(\010R\013listAvatars\"\226" +
-      "\002\n\014DriveRequest\0228\n\006config\030\001 \001(\0132\036.avatar" +
-      ".gateway.v1.DriveConfigH\000R\006config\022\026\n\005aud" +
-      "io\030\002 \001(\014H\000R\005audio\0222\n\004text\030\003 \001(\0132\034.avatar" +
-      ".gateway.v1.TextInputH\000R\004text\0227\n\010end_tur" +
-      "n\030\004 \001(\0132\032.avatar.gateway.v1.EndTurnH\000R\007e" +
-      "ndTurn\022<\n\tinterrupt\030\005 \001(\0132\034.avatar.gatew" +
-      "ay.v1.InterruptH\000R\tinterruptB\t\n\007request\"" +
-      "\204\001\n\013DriveConfig\022\030\n\007session\030\001 \001(\tR\007sessio" +
-      "n\022A\n\014audio_format\030\002 \001(\0132\036.avatar.gateway" +
-      ".v1.AudioFormatR\013audioFormat\022\030\n\007preempt\030" +
-      "\003 \001(\010R\007preempt\"5\n\tTextInput\022\022\n\004text\030\001 \001(" +
-      "\tR\004text\022\024\n\005final\030\002 \001(\010R\005final\"\t\n\007EndTurn" +
-      "\"\013\n\tInterrupt\"\330\004\n\rDriveResponse\022;\n\007start" +
-      "ed\030\001 \001(\0132\037.avatar.gateway.v1.DriveStarte" +
-      "dH\000R\007started\022I\n\016speech_started\030\002 \001(\0132 .a" +
-      "vatar.gateway.v1.SpeechStartedH\000R\rspeech" +
-      "Started\022C\n\014speech_ended\030\003 \001(\0132\036.avatar.g" +
-      "ateway.v1.SpeechEndedH\000R\013speechEnded\022?\n\n" +
-      "transcript\030\004 \001(\0132\035.avatar.gateway.v1.Tra" +
-      "nscriptH\000R\ntranscript\022B\n\013interrupted\030\005 \001" +
-      "(\0132\036.avatar.gateway.v1.InterruptedH\000R\013in" +
-      "terrupted\0226\n\007warning\030\006 \001(\0132\032.avatar.gate" +
-      "way.v1.WarningH\000R\007warning\022@\n\013turn_failed" +
-      "\030\007 \001(\0132\035.avatar.gateway.v1.TurnFailedH\000R" +
-      "\nturnFailed\0224\n\007go_away\030\010 \001(\0132\031.avatar.ga" +
-      "teway.v1.GoAwayH\000R\006goAway\0229\n\nevent_time\030" +
-      "\017 \001(\0132\032.google.protobuf.TimestampR\tevent" +
-      "TimeB\n\n\010response\"\221\002\n\014DriveStarted\022\030\n\007ses" +
-      "sion\030\001 \001(\tR\007session\022L\n\022input_audio_forma" +
-      "t\030\002 \001(\0132\036.avatar.gateway.v1.AudioFormatR" +
-      "\020inputAudioFormat\022N\n\023vendor_audio_format" +
-      "\030\003 \001(\0132\036.avatar.gateway.v1.AudioFormatR\021" +
-      "vendorAudioFormat\0221\n\025max_audio_chunk_byt" +
-      "es\030\004 \001(\005R\022maxAudioChunkBytes\022\026\n\006vendor\030\005" +
-      " \001(\tR\006vendor\"]\n\rSpeechStarted\022\027\n\007turn_id" +
-      "\030\001 \001(\tR\006turnId\0223\n\007latency\030\002 \001(\0132\031.google" +
-      ".protobuf.DurationR\007latency\"\214\001\n\013SpeechEn" +
-      "ded\022\027\n\007turn_id\030\001 \001(\tR\006turnId\022 \n\013interrup" +
-      "ted\030\002 \001(\010R\013interrupted\022B\n\017played_duratio" +
-      "n\030\003 \001(\0132\031.google.protobuf.DurationR\016play" +
-      "edDuration\"\206\001\n\nTranscript\022\027\n\007turn_id\030\001 \001" +
-      "(\tR\006turnId\0225\n\004role\030\002 \001(\0162!.avatar.gatewa" +
-      "y.v1.TranscriptRoleR\004role\022\022\n\004text\030\003 \001(\tR" +
-      "\004text\022\024\n\005final\030\004 \001(\010R\005final\"\214\001\n\013Interrup" +
-      "ted\022\027\n\007turn_id\030\001 \001(\tR\006turnId\022/\n\023vendor_a" +
-      "cknowledged\030\002 \001(\010R\022vendorAcknowledged\0223\n" +
-      "\007latency\030\003 \001(\0132\031.google.protobuf.Duratio" +
-      "nR\007latency\"\327\001\n\007Warning\022\026\n\006reason\030\001 \001(\tR\006" +
-      "reason\022\030\n\007message\030\002 \001(\tR\007message\022\027\n\007turn" +
-      "_id\030\003 \001(\tR\006turnId\022D\n\010metadata\030\004 \003(\0132(.av" +
-      "atar.gateway.v1.Warning.MetadataEntryR\010m" +
-      "etadata\032;\n\rMetadataEntry\022\020\n\003key\030\001 \001(\tR\003k" +
-      "ey\022\024\n\005value\030\002 \001(\tR\005value:\0028\001\"W\n\nTurnFail" +
-      "ed\022\027\n\007turn_id\030\001 \001(\tR\006turnId\022\026\n\006reason\030\002 " +
-      "\001(\tR\006reason\022\030\n\007message\030\003 \001(\tR\007message\"@\n" +
-      "\006GoAway\0226\n\ttime_left\030\001 \001(\0132\031.google.prot" +
-      "obuf.DurationR\010timeLeft*\261\001\n\014SessionState" +
-      "\022\035\n\031SESSION_STATE_UNSPECIFIED\020\000\022\032\n\026SESSI" +
-      "ON_STATE_CREATING\020\001\022\027\n\023SESSION_STATE_REA" +
-      "DY\020\002\022\031\n\025SESSION_STATE_CLOSING\020\003\022\030\n\024SESSI" +
-      "ON_STATE_CLOSED\020\004\022\030\n\024SESSION_STATE_FAILE" +
-      "D\020\005*\317\001\n\013CloseReason\022\034\n\030CLOSE_REASON_UNSP" +
-      "ECIFIED\020\000\022\027\n\023CLOSE_REASON_CLIENT\020\001\022\035\n\031CL" +
-      "OSE_REASON_IDLE_TIMEOUT\020\002\022\035\n\031CLOSE_REASO" +
-      "N_MAX_DURATION\020\003\022\027\n\023CLOSE_REASON_VENDOR\020" +
-      "\004\022\031\n\025CLOSE_REASON_SHUTDOWN\020\005\022\027\n\023CLOSE_RE" +
-      "ASON_FAILED\020\006*g\n\016TranscriptRole\022\037\n\033TRANS" +
-      "CRIPT_ROLE_UNSPECIFIED\020\000\022\032\n\026TRANSCRIPT_R" +
-      "OLE_AVATAR\020\001\022\030\n\024TRANSCRIPT_ROLE_USER\020\0022\366" +
-      "\004\n\rAvatarGateway\022T\n\rCreateSession\022\'.avat" +
-      "ar.gateway.v1.CreateSessionRequest\032\032.ava" +
-      "tar.gateway.v1.Session\022N\n\nGetSession\022$.a" +
-      "vatar.gateway.v1.GetSessionRequest\032\032.ava" +
-      "tar.gateway.v1.Session\022_\n\014ListSessions\022&" +
-      ".avatar.gateway.v1.ListSessionsRequest\032\'" +
-      ".avatar.gateway.v1.ListSessionsResponse\022" +
-      "R\n\014CloseSession\022&.avatar.gateway.v1.Clos" +
-      "eSessionRequest\032\032.avatar.gateway.v1.Sess" +
-      "ion\022\\\n\013ListAvatars\022%.avatar.gateway.v1.L" +
-      "istAvatarsRequest\032&.avatar.gateway.v1.Li" +
-      "stAvatarsResponse\022\\\n\013ListVendors\022%.avata" +
-      "r.gateway.v1.ListVendorsRequest\032&.avatar" +
-      ".gateway.v1.ListVendorsResponse\022N\n\005Drive" +
-      "\022\037.avatar.gateway.v1.DriveRequest\032 .avat" +
-      "ar.gateway.v1.DriveResponse(\0010\001B\213\001\n\034com." +
-      "avatargateway.gateway.v1B\031AvatarGatewayS" +
-      "erviceProtoP\001ZNgithub.com/avatargateway/" +
-      "avatar-gateway/clients/go/avatar/gateway" +
-      "/v1;gatewayv1b\006proto3"
+      "udioFormat\022\026\n\006tenant\030\022 \001(\tR\006tenant\022.\n\005us" +
+      "age\030\023 \001(\0132\030.avatar.gateway.v1.UsageR\005usa" +
+      "ge\0329\n\013LabelsEntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005v" +
+      "alue\030\002 \001(\tR\005value:\0028\001\"\316\001\n\005Usage\022Q\n\027vendo" +
+      "r_session_duration\030\001 \001(\0132\031.google.protob" +
+      "uf.DurationR\025vendorSessionDuration\022@\n\016au" +
+      "dio_duration\030\002 \001(\0132\031.google.protobuf.Dur" +
+      "ationR\raudioDuration\0220\n\024text_character_c" +
+      "ount\030\003 \001(\003R\022textCharacterCount\"c\n\016Sessio" +
+      "nFailure\022\026\n\006reason\030\001 \001(\tR\006reason\022\030\n\007mess" +
+      "age\030\002 \001(\tR\007message\022\037\n\013vendor_code\030\003 \001(\tR" +
+      "\nvendorCode\"\335\001\n\010Playback\022D\n\tzegocloud\030\001 " +
+      "\001(\0132$.avatar.gateway.v1.ZegocloudPlaybac" +
+      "kH\000R\tzegocloud\022>\n\007tencent\030\002 \001(\0132\".avatar" +
+      ".gateway.v1.TencentPlaybackH\000R\007tencent\0228" +
+      "\n\005akool\030\003 \001(\0132 .avatar.gateway.v1.AkoolP" +
+      "laybackH\000R\005akoolB\021\n\017vendor_playback\"`\n\021Z" +
+      "egocloudPlayback\022\025\n\006app_id\030\001 \001(\rR\005appId\022" +
+      "\027\n\007room_id\030\002 \001(\tR\006roomId\022\033\n\tstream_id\030\003 " +
+      "\001(\tR\010streamId\"W\n\017TencentPlayback\022(\n\020play" +
+      "_stream_addr\030\001 \001(\tR\016playStreamAddr\022\032\n\010pr" +
+      "otocol\030\002 \001(\tR\010protocol\"\302\001\n\rAkoolPlayback" +
+      "\022\037\n\013livekit_url\030\001 \001(\tR\nlivekitUrl\022\033\n\troo" +
+      "m_name\030\002 \001(\tR\010roomName\022!\n\014viewer_token\030\003" +
+      " \001(\tR\013viewerToken\022\'\n\017viewer_identity\030\004 \001" +
+      "(\tR\016viewerIdentity\022\'\n\017avatar_identity\030\005 " +
+      "\001(\tR\016avatarIdentity\"\275\004\n\024CreateSessionReq" +
+      "uest\022\026\n\006vendor\030\001 \001(\tR\006vendor\022\033\n\tavatar_i" +
+      "d\030\002 \001(\tR\010avatarId\022\035\n\nrequest_id\030\003 \001(\tR\tr" +
+      "equestId\022<\n\014max_duration\030\004 \001(\0132\031.google." +
+      "protobuf.DurationR\013maxDuration\022<\n\014idle_t" +
+      "imeout\030\005 \001(\0132\031.google.protobuf.DurationR" +
+      "\013idleTimeout\022K\n\006labels\030\006 \003(\01323.avatar.ga" +
+      "teway.v1.CreateSessionRequest.LabelsEntr" +
+      "yR\006labels\022C\n\tzegocloud\030\n \001(\0132#.avatar.ga" +
+      "teway.v1.ZegocloudOptionsH\000R\tzegocloud\022=" +
+      "\n\007tencent\030\013 \001(\0132!.avatar.gateway.v1.Tenc" +
+      "entOptionsH\000R\007tencent\0227\n\005akool\030\014 \001(\0132\037.a" +
+      "vatar.gateway.v1.AkoolOptionsH\000R\005akool\0329" +
+      "\n\013LabelsEntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value" +
+      "\030\002 \001(\tR\005value:\0028\001B\020\n\016vendor_options\"\'\n\021G" +
+      "etSessionRequest\022\022\n\004name\030\001 \001(\tR\004name\"\247\002\n" +
+      "\023ListSessionsRequest\022\033\n\tpage_size\030\001 \001(\005R" +
+      "\010pageSize\022\035\n\npage_token\030\002 \001(\tR\tpageToken" +
+      "\022\026\n\006vendor\030\003 \001(\tR\006vendor\0225\n\005state\030\004 \001(\0162" +
+      "\037.avatar.gateway.v1.SessionStateR\005state\022" +
+      "J\n\006labels\030\005 \003(\01322.avatar.gateway.v1.List" +
+      "SessionsRequest.LabelsEntryR\006labels\0329\n\013L" +
+      "abelsEntry\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030\002 " +
+      "\001(\tR\005value:\0028\001\"v\n\024ListSessionsResponse\0226" +
+      "\n\010sessions\030\001 \003(\0132\032.avatar.gateway.v1.Ses" +
+      "sionR\010sessions\022&\n\017next_page_token\030\002 \001(\tR" +
+      "\rnextPageToken\")\n\023CloseSessionRequest\022\022\n" +
+      "\004name\030\001 \001(\tR\004name\"h\n\022ListAvatarsRequest\022" +
+      "\026\n\006parent\030\001 \001(\tR\006parent\022\033\n\tpage_size\030\002 \001" +
+      "(\005R\010pageSize\022\035\n\npage_token\030\003 \001(\tR\tpageTo" +
+      "ken\"r\n\023ListAvatarsResponse\0223\n\007avatars\030\001 " +
+      "\003(\0132\031.avatar.gateway.v1.AvatarR\007avatars\022" +
+      "&\n\017next_page_token\030\002 \001(\tR\rnextPageToken\"" +
+      "\225\001\n\006Avatar\022\022\n\004name\030\001 \001(\tR\004name\022\033\n\tavatar" +
+      "_id\030\002 \001(\tR\010avatarId\022!\n\014display_name\030\003 \001(" +
+      "\tR\013displayName\022\037\n\013preview_url\030\004 \001(\tR\npre" +
+      "viewUrl\022\026\n\006public\030\005 \001(\010R\006public\"\024\n\022ListV" +
+      "endorsRequest\"J\n\023ListVendorsResponse\0223\n\007" +
+      "vendors\030\001 \003(\0132\031.avatar.gateway.v1.Vendor" +
+      "R\007vendors\"\274\001\n\006Vendor\022\022\n\004name\030\001 \001(\tR\004name" +
+      "\022\026\n\006vendor\030\002 \001(\tR\006vendor\022!\n\014display_name" +
+      "\030\003 \001(\tR\013displayName\022\030\n\007sandbox\030\004 \001(\010R\007sa" +
+      "ndbox\022I\n\014capabilities\030\005 \001(\0132%.avatar.gat" +
+      "eway.v1.VendorCapabilitiesR\014capabilities" +
+      "\"\304\003\n\022VendorCapabilities\0229\n\031vendor_sample" +
+      "_rates_hertz\030\001 \003(\005R\026vendorSampleRatesHer" +
+      "tz\022\024\n\005audio\030\002 \001(\010R\005audio\022\022\n\004text\030\003 \001(\010R\004" +
+      "text\022%\n\016streaming_text\030\004 \001(\010R\rstreamingT" +
+      "ext\022\034\n\tinterrupt\030\005 \001(\010R\tinterrupt\022#\n\rint" +
+      "errupt_ack\030\006 \001(\010R\014interruptAck\022.\n\023max_te" +
+      "xt_characters\030\007 \001(\005R\021maxTextCharacters\022K" +
+      "\n\024audio_frame_duration\030\010 \001(\0132\031.google.pr" +
+      "otobuf.DurationR\022audioFrameDuration\022?\n\016m" +
+      "ax_push_ahead\030\t \001(\0132\031.google.protobuf.Du" +
+      "rationR\014maxPushAhead\022!\n\014list_avatars\030\n \001" +
+      "(\010R\013listAvatars\"\226\002\n\014DriveRequest\0228\n\006conf" +
+      "ig\030\001 \001(\0132\036.avatar.gateway.v1.DriveConfig" +
+      "H\000R\006config\022\026\n\005audio\030\002 \001(\014H\000R\005audio\0222\n\004te" +
+      "xt\030\003 \001(\0132\034.avatar.gateway.v1.TextInputH\000" +
+      "R\004text\0227\n\010end_turn\030\004 \001(\0132\032.avatar.gatewa" +
+      "y.v1.EndTurnH\000R\007endTurn\022<\n\tinterrupt\030\005 \001" +
+      "(\0132\034.avatar.gateway.v1.InterruptH\000R\tinte" +
+      "rruptB\t\n\007request\"\204\001\n\013DriveConfig\022\030\n\007sess" +
+      "ion\030\001 \001(\tR\007session\022A\n\014audio_format\030\002 \001(\013" +
+      "2\036.avatar.gateway.v1.AudioFormatR\013audioF" +
+      "ormat\022\030\n\007preempt\030\003 \001(\010R\007preempt\"5\n\tTextI" +
+      "nput\022\022\n\004text\030\001 \001(\tR\004text\022\024\n\005final\030\002 \001(\010R" +
+      "\005final\"\t\n\007EndTurn\"\013\n\tInterrupt\"\330\004\n\rDrive" +
+      "Response\022;\n\007started\030\001 \001(\0132\037.avatar.gatew" +
+      "ay.v1.DriveStartedH\000R\007started\022I\n\016speech_" +
+      "started\030\002 \001(\0132 .avatar.gateway.v1.Speech" +
+      "StartedH\000R\rspeechStarted\022C\n\014speech_ended" +
+      "\030\003 \001(\0132\036.avatar.gateway.v1.SpeechEndedH\000" +
+      "R\013speechEnded\022?\n\ntranscript\030\004 \001(\0132\035.avat" +
+      "ar.gateway.v1.TranscriptH\000R\ntranscript\022B" +
+      "\n\013interrupted\030\005 \001(\0132\036.avatar.gateway.v1." +
+      "InterruptedH\000R\013interrupted\0226\n\007warning\030\006 " +
+      "\001(\0132\032.avatar.gateway.v1.WarningH\000R\007warni" +
+      "ng\022@\n\013turn_failed\030\007 \001(\0132\035.avatar.gateway" +
+      ".v1.TurnFailedH\000R\nturnFailed\0224\n\007go_away\030" +
+      "\010 \001(\0132\031.avatar.gateway.v1.GoAwayH\000R\006goAw" +
+      "ay\0229\n\nevent_time\030\017 \001(\0132\032.google.protobuf" +
+      ".TimestampR\teventTimeB\n\n\010response\"\221\002\n\014Dr" +
+      "iveStarted\022\030\n\007session\030\001 \001(\tR\007session\022L\n\022" +
+      "input_audio_format\030\002 \001(\0132\036.avatar.gatewa" +
+      "y.v1.AudioFormatR\020inputAudioFormat\022N\n\023ve" +
+      "ndor_audio_format\030\003 \001(\0132\036.avatar.gateway" +
+      ".v1.AudioFormatR\021vendorAudioFormat\0221\n\025ma" +
+      "x_audio_chunk_bytes\030\004 \001(\005R\022maxAudioChunk" +
+      "Bytes\022\026\n\006vendor\030\005 \001(\tR\006vendor\"]\n\rSpeechS" +
+      "tarted\022\027\n\007turn_id\030\001 \001(\tR\006turnId\0223\n\007laten" +
+      "cy\030\002 \001(\0132\031.google.protobuf.DurationR\007lat" +
+      "ency\"\214\001\n\013SpeechEnded\022\027\n\007turn_id\030\001 \001(\tR\006t" +
+      "urnId\022 \n\013interrupted\030\002 \001(\010R\013interrupted\022" +
+      "B\n\017played_duration\030\003 \001(\0132\031.google.protob" +
+      "uf.DurationR\016playedDuration\"\206\001\n\nTranscri" +
+      "pt\022\027\n\007turn_id\030\001 \001(\tR\006turnId\0225\n\004role\030\002 \001(" +
+      "\0162!.avatar.gateway.v1.TranscriptRoleR\004ro" +
+      "le\022\022\n\004text\030\003 \001(\tR\004text\022\024\n\005final\030\004 \001(\010R\005f" +
+      "inal\"\214\001\n\013Interrupted\022\027\n\007turn_id\030\001 \001(\tR\006t" +
+      "urnId\022/\n\023vendor_acknowledged\030\002 \001(\010R\022vend" +
+      "orAcknowledged\0223\n\007latency\030\003 \001(\0132\031.google" +
+      ".protobuf.DurationR\007latency\"\327\001\n\007Warning\022" +
+      "\026\n\006reason\030\001 \001(\tR\006reason\022\030\n\007message\030\002 \001(\t" +
+      "R\007message\022\027\n\007turn_id\030\003 \001(\tR\006turnId\022D\n\010me" +
+      "tadata\030\004 \003(\0132(.avatar.gateway.v1.Warning" +
+      ".MetadataEntryR\010metadata\032;\n\rMetadataEntr" +
+      "y\022\020\n\003key\030\001 \001(\tR\003key\022\024\n\005value\030\002 \001(\tR\005valu" +
+      "e:\0028\001\"W\n\nTurnFailed\022\027\n\007turn_id\030\001 \001(\tR\006tu" +
+      "rnId\022\026\n\006reason\030\002 \001(\tR\006reason\022\030\n\007message\030" +
+      "\003 \001(\tR\007message\"@\n\006GoAway\0226\n\ttime_left\030\001 " +
+      "\001(\0132\031.google.protobuf.DurationR\010timeLeft" +
+      "*\261\001\n\014SessionState\022\035\n\031SESSION_STATE_UNSPE" +
+      "CIFIED\020\000\022\032\n\026SESSION_STATE_CREATING\020\001\022\027\n\023" +
+      "SESSION_STATE_READY\020\002\022\031\n\025SESSION_STATE_C" +
+      "LOSING\020\003\022\030\n\024SESSION_STATE_CLOSED\020\004\022\030\n\024SE" +
+      "SSION_STATE_FAILED\020\005*\317\001\n\013CloseReason\022\034\n\030" +
+      "CLOSE_REASON_UNSPECIFIED\020\000\022\027\n\023CLOSE_REAS" +
+      "ON_CLIENT\020\001\022\035\n\031CLOSE_REASON_IDLE_TIMEOUT" +
+      "\020\002\022\035\n\031CLOSE_REASON_MAX_DURATION\020\003\022\027\n\023CLO" +
+      "SE_REASON_VENDOR\020\004\022\031\n\025CLOSE_REASON_SHUTD" +
+      "OWN\020\005\022\027\n\023CLOSE_REASON_FAILED\020\006*g\n\016Transc" +
+      "riptRole\022\037\n\033TRANSCRIPT_ROLE_UNSPECIFIED\020" +
+      "\000\022\032\n\026TRANSCRIPT_ROLE_AVATAR\020\001\022\030\n\024TRANSCR" +
+      "IPT_ROLE_USER\020\0022\366\004\n\rAvatarGateway\022T\n\rCre" +
+      "ateSession\022\'.avatar.gateway.v1.CreateSes" +
+      "sionRequest\032\032.avatar.gateway.v1.Session\022" +
+      "N\n\nGetSession\022$.avatar.gateway.v1.GetSes" +
+      "sionRequest\032\032.avatar.gateway.v1.Session\022" +
+      "_\n\014ListSessions\022&.avatar.gateway.v1.List" +
+      "SessionsRequest\032\'.avatar.gateway.v1.List" +
+      "SessionsResponse\022R\n\014CloseSession\022&.avata" +
+      "r.gateway.v1.CloseSessionRequest\032\032.avata" +
+      "r.gateway.v1.Session\022\\\n\013ListAvatars\022%.av" +
+      "atar.gateway.v1.ListAvatarsRequest\032&.ava" +
+      "tar.gateway.v1.ListAvatarsResponse\022\\\n\013Li" +
+      "stVendors\022%.avatar.gateway.v1.ListVendor" +
+      "sRequest\032&.avatar.gateway.v1.ListVendors" +
+      "Response\022N\n\005Drive\022\037.avatar.gateway.v1.Dr" +
+      "iveRequest\032 .avatar.gateway.v1.DriveResp" +
+      "onse(\0010\001B\213\001\n\034com.avatargateway.gateway.v" +
+      "1B\031AvatarGatewayServiceProtoP\001ZNgithub.c" +
+      "om/avatargateway/avatar-gateway/clients/" +
+      "go/avatar/gateway/v1;gatewayv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -421,45 +432,51 @@ public final class AvatarGatewayServiceProto extends com.google.protobuf.Generat
     internal_static_avatar_gateway_v1_Session_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Session_descriptor,
-        new java.lang.String[] { "Name", "Vendor", "AvatarId", "State", "Labels", "CreateTime", "ExpireTime", "IdleTimeout", "MaxDuration", "Playback", "VendorSessionId", "CloseTime", "CloseReason", "Failure", "DriveActive", "LastActivityTime", "VendorAudioFormat", "Tenant", });
+        new java.lang.String[] { "Name", "Vendor", "AvatarId", "State", "Labels", "CreateTime", "ExpireTime", "IdleTimeout", "MaxDuration", "Playback", "VendorSessionId", "CloseTime", "CloseReason", "Failure", "DriveActive", "LastActivityTime", "VendorAudioFormat", "Tenant", "Usage", });
     internal_static_avatar_gateway_v1_Session_LabelsEntry_descriptor =
       internal_static_avatar_gateway_v1_Session_descriptor.getNestedType(0);
     internal_static_avatar_gateway_v1_Session_LabelsEntry_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Session_LabelsEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
-    internal_static_avatar_gateway_v1_SessionFailure_descriptor =
+    internal_static_avatar_gateway_v1_Usage_descriptor =
       getDescriptor().getMessageType(1);
+    internal_static_avatar_gateway_v1_Usage_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_avatar_gateway_v1_Usage_descriptor,
+        new java.lang.String[] { "VendorSessionDuration", "AudioDuration", "TextCharacterCount", });
+    internal_static_avatar_gateway_v1_SessionFailure_descriptor =
+      getDescriptor().getMessageType(2);
     internal_static_avatar_gateway_v1_SessionFailure_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_SessionFailure_descriptor,
         new java.lang.String[] { "Reason", "Message", "VendorCode", });
     internal_static_avatar_gateway_v1_Playback_descriptor =
-      getDescriptor().getMessageType(2);
+      getDescriptor().getMessageType(3);
     internal_static_avatar_gateway_v1_Playback_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Playback_descriptor,
         new java.lang.String[] { "Zegocloud", "Tencent", "Akool", "VendorPlayback", });
     internal_static_avatar_gateway_v1_ZegocloudPlayback_descriptor =
-      getDescriptor().getMessageType(3);
+      getDescriptor().getMessageType(4);
     internal_static_avatar_gateway_v1_ZegocloudPlayback_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_ZegocloudPlayback_descriptor,
         new java.lang.String[] { "AppId", "RoomId", "StreamId", });
     internal_static_avatar_gateway_v1_TencentPlayback_descriptor =
-      getDescriptor().getMessageType(4);
+      getDescriptor().getMessageType(5);
     internal_static_avatar_gateway_v1_TencentPlayback_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_TencentPlayback_descriptor,
         new java.lang.String[] { "PlayStreamAddr", "Protocol", });
     internal_static_avatar_gateway_v1_AkoolPlayback_descriptor =
-      getDescriptor().getMessageType(5);
+      getDescriptor().getMessageType(6);
     internal_static_avatar_gateway_v1_AkoolPlayback_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_AkoolPlayback_descriptor,
         new java.lang.String[] { "LivekitUrl", "RoomName", "ViewerToken", "ViewerIdentity", "AvatarIdentity", });
     internal_static_avatar_gateway_v1_CreateSessionRequest_descriptor =
-      getDescriptor().getMessageType(6);
+      getDescriptor().getMessageType(7);
     internal_static_avatar_gateway_v1_CreateSessionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_CreateSessionRequest_descriptor,
@@ -471,13 +488,13 @@ public final class AvatarGatewayServiceProto extends com.google.protobuf.Generat
         internal_static_avatar_gateway_v1_CreateSessionRequest_LabelsEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_avatar_gateway_v1_GetSessionRequest_descriptor =
-      getDescriptor().getMessageType(7);
+      getDescriptor().getMessageType(8);
     internal_static_avatar_gateway_v1_GetSessionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_GetSessionRequest_descriptor,
         new java.lang.String[] { "Name", });
     internal_static_avatar_gateway_v1_ListSessionsRequest_descriptor =
-      getDescriptor().getMessageType(8);
+      getDescriptor().getMessageType(9);
     internal_static_avatar_gateway_v1_ListSessionsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_ListSessionsRequest_descriptor,
@@ -489,127 +506,127 @@ public final class AvatarGatewayServiceProto extends com.google.protobuf.Generat
         internal_static_avatar_gateway_v1_ListSessionsRequest_LabelsEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_avatar_gateway_v1_ListSessionsResponse_descriptor =
-      getDescriptor().getMessageType(9);
+      getDescriptor().getMessageType(10);
     internal_static_avatar_gateway_v1_ListSessionsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_ListSessionsResponse_descriptor,
         new java.lang.String[] { "Sessions", "NextPageToken", });
     internal_static_avatar_gateway_v1_CloseSessionRequest_descriptor =
-      getDescriptor().getMessageType(10);
+      getDescriptor().getMessageType(11);
     internal_static_avatar_gateway_v1_CloseSessionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_CloseSessionRequest_descriptor,
         new java.lang.String[] { "Name", });
     internal_static_avatar_gateway_v1_ListAvatarsRequest_descriptor =
-      getDescriptor().getMessageType(11);
+      getDescriptor().getMessageType(12);
     internal_static_avatar_gateway_v1_ListAvatarsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_ListAvatarsRequest_descriptor,
         new java.lang.String[] { "Parent", "PageSize", "PageToken", });
     internal_static_avatar_gateway_v1_ListAvatarsResponse_descriptor =
-      getDescriptor().getMessageType(12);
+      getDescriptor().getMessageType(13);
     internal_static_avatar_gateway_v1_ListAvatarsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_ListAvatarsResponse_descriptor,
         new java.lang.String[] { "Avatars", "NextPageToken", });
     internal_static_avatar_gateway_v1_Avatar_descriptor =
-      getDescriptor().getMessageType(13);
+      getDescriptor().getMessageType(14);
     internal_static_avatar_gateway_v1_Avatar_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Avatar_descriptor,
         new java.lang.String[] { "Name", "AvatarId", "DisplayName", "PreviewUrl", "Public", });
     internal_static_avatar_gateway_v1_ListVendorsRequest_descriptor =
-      getDescriptor().getMessageType(14);
+      getDescriptor().getMessageType(15);
     internal_static_avatar_gateway_v1_ListVendorsRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_ListVendorsRequest_descriptor,
         new java.lang.String[] { });
     internal_static_avatar_gateway_v1_ListVendorsResponse_descriptor =
-      getDescriptor().getMessageType(15);
+      getDescriptor().getMessageType(16);
     internal_static_avatar_gateway_v1_ListVendorsResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_ListVendorsResponse_descriptor,
         new java.lang.String[] { "Vendors", });
     internal_static_avatar_gateway_v1_Vendor_descriptor =
-      getDescriptor().getMessageType(16);
+      getDescriptor().getMessageType(17);
     internal_static_avatar_gateway_v1_Vendor_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Vendor_descriptor,
         new java.lang.String[] { "Name", "Vendor", "DisplayName", "Sandbox", "Capabilities", });
     internal_static_avatar_gateway_v1_VendorCapabilities_descriptor =
-      getDescriptor().getMessageType(17);
+      getDescriptor().getMessageType(18);
     internal_static_avatar_gateway_v1_VendorCapabilities_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_VendorCapabilities_descriptor,
         new java.lang.String[] { "VendorSampleRatesHertz", "Audio", "Text", "StreamingText", "Interrupt", "InterruptAck", "MaxTextCharacters", "AudioFrameDuration", "MaxPushAhead", "ListAvatars", });
     internal_static_avatar_gateway_v1_DriveRequest_descriptor =
-      getDescriptor().getMessageType(18);
+      getDescriptor().getMessageType(19);
     internal_static_avatar_gateway_v1_DriveRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_DriveRequest_descriptor,
         new java.lang.String[] { "Config", "Audio", "Text", "EndTurn", "Interrupt", "Request", });
     internal_static_avatar_gateway_v1_DriveConfig_descriptor =
-      getDescriptor().getMessageType(19);
+      getDescriptor().getMessageType(20);
     internal_static_avatar_gateway_v1_DriveConfig_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_DriveConfig_descriptor,
         new java.lang.String[] { "Session", "AudioFormat", "Preempt", });
     internal_static_avatar_gateway_v1_TextInput_descriptor =
-      getDescriptor().getMessageType(20);
+      getDescriptor().getMessageType(21);
     internal_static_avatar_gateway_v1_TextInput_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_TextInput_descriptor,
         new java.lang.String[] { "Text", "Final", });
     internal_static_avatar_gateway_v1_EndTurn_descriptor =
-      getDescriptor().getMessageType(21);
+      getDescriptor().getMessageType(22);
     internal_static_avatar_gateway_v1_EndTurn_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_EndTurn_descriptor,
         new java.lang.String[] { });
     internal_static_avatar_gateway_v1_Interrupt_descriptor =
-      getDescriptor().getMessageType(22);
+      getDescriptor().getMessageType(23);
     internal_static_avatar_gateway_v1_Interrupt_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Interrupt_descriptor,
         new java.lang.String[] { });
     internal_static_avatar_gateway_v1_DriveResponse_descriptor =
-      getDescriptor().getMessageType(23);
+      getDescriptor().getMessageType(24);
     internal_static_avatar_gateway_v1_DriveResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_DriveResponse_descriptor,
         new java.lang.String[] { "Started", "SpeechStarted", "SpeechEnded", "Transcript", "Interrupted", "Warning", "TurnFailed", "GoAway", "EventTime", "Response", });
     internal_static_avatar_gateway_v1_DriveStarted_descriptor =
-      getDescriptor().getMessageType(24);
+      getDescriptor().getMessageType(25);
     internal_static_avatar_gateway_v1_DriveStarted_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_DriveStarted_descriptor,
         new java.lang.String[] { "Session", "InputAudioFormat", "VendorAudioFormat", "MaxAudioChunkBytes", "Vendor", });
     internal_static_avatar_gateway_v1_SpeechStarted_descriptor =
-      getDescriptor().getMessageType(25);
+      getDescriptor().getMessageType(26);
     internal_static_avatar_gateway_v1_SpeechStarted_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_SpeechStarted_descriptor,
         new java.lang.String[] { "TurnId", "Latency", });
     internal_static_avatar_gateway_v1_SpeechEnded_descriptor =
-      getDescriptor().getMessageType(26);
+      getDescriptor().getMessageType(27);
     internal_static_avatar_gateway_v1_SpeechEnded_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_SpeechEnded_descriptor,
         new java.lang.String[] { "TurnId", "Interrupted", "PlayedDuration", });
     internal_static_avatar_gateway_v1_Transcript_descriptor =
-      getDescriptor().getMessageType(27);
+      getDescriptor().getMessageType(28);
     internal_static_avatar_gateway_v1_Transcript_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Transcript_descriptor,
         new java.lang.String[] { "TurnId", "Role", "Text", "Final", });
     internal_static_avatar_gateway_v1_Interrupted_descriptor =
-      getDescriptor().getMessageType(28);
+      getDescriptor().getMessageType(29);
     internal_static_avatar_gateway_v1_Interrupted_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Interrupted_descriptor,
         new java.lang.String[] { "TurnId", "VendorAcknowledged", "Latency", });
     internal_static_avatar_gateway_v1_Warning_descriptor =
-      getDescriptor().getMessageType(29);
+      getDescriptor().getMessageType(30);
     internal_static_avatar_gateway_v1_Warning_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_Warning_descriptor,
@@ -621,13 +638,13 @@ public final class AvatarGatewayServiceProto extends com.google.protobuf.Generat
         internal_static_avatar_gateway_v1_Warning_MetadataEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_avatar_gateway_v1_TurnFailed_descriptor =
-      getDescriptor().getMessageType(30);
+      getDescriptor().getMessageType(31);
     internal_static_avatar_gateway_v1_TurnFailed_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_TurnFailed_descriptor,
         new java.lang.String[] { "TurnId", "Reason", "Message", });
     internal_static_avatar_gateway_v1_GoAway_descriptor =
-      getDescriptor().getMessageType(31);
+      getDescriptor().getMessageType(32);
     internal_static_avatar_gateway_v1_GoAway_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_avatar_gateway_v1_GoAway_descriptor,

@@ -817,6 +817,47 @@ java.lang.String defaultValue) {
     }
   }
 
+  public static final int USAGE_FIELD_NUMBER = 19;
+  private com.avatargateway.gateway.v1.Usage usage_;
+  /**
+   * <pre>
+   * Output only. What the session used so far: vendor session time, audio and
+   * text driven. Final once the session is CLOSED or FAILED.
+   * </pre>
+   *
+   * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+   * @return Whether the usage field is set.
+   */
+  @java.lang.Override
+  public boolean hasUsage() {
+    return ((bitField0_ & 0x00000200) != 0);
+  }
+  /**
+   * <pre>
+   * Output only. What the session used so far: vendor session time, audio and
+   * text driven. Final once the session is CLOSED or FAILED.
+   * </pre>
+   *
+   * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+   * @return The usage.
+   */
+  @java.lang.Override
+  public com.avatargateway.gateway.v1.Usage getUsage() {
+    return usage_ == null ? com.avatargateway.gateway.v1.Usage.getDefaultInstance() : usage_;
+  }
+  /**
+   * <pre>
+   * Output only. What the session used so far: vendor session time, audio and
+   * text driven. Final once the session is CLOSED or FAILED.
+   * </pre>
+   *
+   * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+   */
+  @java.lang.Override
+  public com.avatargateway.gateway.v1.UsageOrBuilder getUsageOrBuilder() {
+    return usage_ == null ? com.avatargateway.gateway.v1.Usage.getDefaultInstance() : usage_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -887,6 +928,9 @@ java.lang.String defaultValue) {
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(tenant_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 18, tenant_);
+    }
+    if (((bitField0_ & 0x00000200) != 0)) {
+      output.writeMessage(19, getUsage());
     }
     getUnknownFields().writeTo(output);
   }
@@ -964,6 +1008,10 @@ java.lang.String defaultValue) {
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(tenant_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(18, tenant_);
+    }
+    if (((bitField0_ & 0x00000200) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(19, getUsage());
     }
     return size;
   }
@@ -1050,6 +1098,11 @@ java.lang.String defaultValue) {
     }
     if (!getTenant()
         .equals(other.getTenant())) return false;
+    if (hasUsage() != other.hasUsage()) return false;
+    if (hasUsage()) {
+      if (!getUsage()
+          .equals(other.getUsage())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -1118,6 +1171,10 @@ java.lang.String defaultValue) {
     }
     hash = (37 * hash) + TENANT_FIELD_NUMBER;
     hash = (53 * hash) + getTenant().hashCode();
+    if (hasUsage()) {
+      hash = (37 * hash) + USAGE_FIELD_NUMBER;
+      hash = (53 * hash) + getUsage().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -1283,6 +1340,7 @@ java.lang.String defaultValue) {
         internalGetFailureFieldBuilder();
         internalGetLastActivityTimeFieldBuilder();
         internalGetVendorAudioFormatFieldBuilder();
+        internalGetUsageFieldBuilder();
       }
     }
     @java.lang.Override
@@ -1343,6 +1401,11 @@ java.lang.String defaultValue) {
         vendorAudioFormatBuilder_ = null;
       }
       tenant_ = "";
+      usage_ = null;
+      if (usageBuilder_ != null) {
+        usageBuilder_.dispose();
+        usageBuilder_ = null;
+      }
       return this;
     }
 
@@ -1459,6 +1522,12 @@ java.lang.String defaultValue) {
       if (((from_bitField0_ & 0x00020000) != 0)) {
         result.tenant_ = tenant_;
       }
+      if (((from_bitField0_ & 0x00040000) != 0)) {
+        result.usage_ = usageBuilder_ == null
+            ? usage_
+            : usageBuilder_.build();
+        to_bitField0_ |= 0x00000200;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1537,6 +1606,9 @@ java.lang.String defaultValue) {
         tenant_ = other.tenant_;
         bitField0_ |= 0x00020000;
         onChanged();
+      }
+      if (other.hasUsage()) {
+        mergeUsage(other.getUsage());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -1674,6 +1746,13 @@ java.lang.String defaultValue) {
               bitField0_ |= 0x00020000;
               break;
             } // case 146
+            case 154: {
+              input.readMessage(
+                  internalGetUsageFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00040000;
+              break;
+            } // case 154
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -3902,6 +3981,170 @@ java.lang.String defaultValue) {
       bitField0_ |= 0x00020000;
       onChanged();
       return this;
+    }
+
+    private com.avatargateway.gateway.v1.Usage usage_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.avatargateway.gateway.v1.Usage, com.avatargateway.gateway.v1.Usage.Builder, com.avatargateway.gateway.v1.UsageOrBuilder> usageBuilder_;
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     * @return Whether the usage field is set.
+     */
+    public boolean hasUsage() {
+      return ((bitField0_ & 0x00040000) != 0);
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     * @return The usage.
+     */
+    public com.avatargateway.gateway.v1.Usage getUsage() {
+      if (usageBuilder_ == null) {
+        return usage_ == null ? com.avatargateway.gateway.v1.Usage.getDefaultInstance() : usage_;
+      } else {
+        return usageBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     */
+    public Builder setUsage(com.avatargateway.gateway.v1.Usage value) {
+      if (usageBuilder_ == null) {
+        java.util.Objects.requireNonNull(value);
+        usage_ = value;
+      } else {
+        usageBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     */
+    public Builder setUsage(
+        com.avatargateway.gateway.v1.Usage.Builder builderForValue) {
+      if (usageBuilder_ == null) {
+        usage_ = builderForValue.build();
+      } else {
+        usageBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     */
+    public Builder mergeUsage(com.avatargateway.gateway.v1.Usage value) {
+      if (usageBuilder_ == null) {
+        if (((bitField0_ & 0x00040000) != 0) &&
+          usage_ != null &&
+          usage_ != com.avatargateway.gateway.v1.Usage.getDefaultInstance()) {
+          getUsageBuilder().mergeFrom(value);
+        } else {
+          usage_ = value;
+        }
+      } else {
+        usageBuilder_.mergeFrom(value);
+      }
+      if (usage_ != null) {
+        bitField0_ |= 0x00040000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     */
+    public Builder clearUsage() {
+      bitField0_ = (bitField0_ & ~0x00040000);
+      usage_ = null;
+      if (usageBuilder_ != null) {
+        usageBuilder_.dispose();
+        usageBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     */
+    public com.avatargateway.gateway.v1.Usage.Builder getUsageBuilder() {
+      bitField0_ |= 0x00040000;
+      onChanged();
+      return internalGetUsageFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     */
+    public com.avatargateway.gateway.v1.UsageOrBuilder getUsageOrBuilder() {
+      if (usageBuilder_ != null) {
+        return usageBuilder_.getMessageOrBuilder();
+      } else {
+        return usage_ == null ?
+            com.avatargateway.gateway.v1.Usage.getDefaultInstance() : usage_;
+      }
+    }
+    /**
+     * <pre>
+     * Output only. What the session used so far: vendor session time, audio and
+     * text driven. Final once the session is CLOSED or FAILED.
+     * </pre>
+     *
+     * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.avatargateway.gateway.v1.Usage, com.avatargateway.gateway.v1.Usage.Builder, com.avatargateway.gateway.v1.UsageOrBuilder> 
+        internalGetUsageFieldBuilder() {
+      if (usageBuilder_ == null) {
+        usageBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.avatargateway.gateway.v1.Usage, com.avatargateway.gateway.v1.Usage.Builder, com.avatargateway.gateway.v1.UsageOrBuilder>(
+                getUsage(),
+                getParentForChildren(),
+                isClean());
+        usage_ = null;
+      }
+      return usageBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:avatar.gateway.v1.Session)

@@ -460,4 +460,34 @@ java.lang.String defaultValue);
    */
   com.google.protobuf.ByteString
       getTenantBytes();
+
+  /**
+   * <pre>
+   * Output only. What the session used so far: vendor session time, audio and
+   * text driven. Final once the session is CLOSED or FAILED.
+   * </pre>
+   *
+   * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+   * @return Whether the usage field is set.
+   */
+  boolean hasUsage();
+  /**
+   * <pre>
+   * Output only. What the session used so far: vendor session time, audio and
+   * text driven. Final once the session is CLOSED or FAILED.
+   * </pre>
+   *
+   * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+   * @return The usage.
+   */
+  com.avatargateway.gateway.v1.Usage getUsage();
+  /**
+   * <pre>
+   * Output only. What the session used so far: vendor session time, audio and
+   * text driven. Final once the session is CLOSED or FAILED.
+   * </pre>
+   *
+   * <code>.avatar.gateway.v1.Usage usage = 19 [json_name = "usage"];</code>
+   */
+  com.avatargateway.gateway.v1.UsageOrBuilder getUsageOrBuilder();
 }
