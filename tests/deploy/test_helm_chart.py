@@ -587,6 +587,26 @@ def test_secret_settings_are_refused_in_config(helm: str) -> None:
     assert data["AVATAR_GATEWAY_JWT_AUDIENCE"] == "avatar-gateway"
 
 
+def test_opentelemetry_variables_pass_through_config(helm: str) -> None:
+    """Tracing is configured by the standard OTEL_* variables (docs/architecture.md §7): the
+    ConfigMap carries them; OTLP headers, which may hold a collector's token, are refused
+    (they belong in the Secret)."""
+    docs = render(
+        helm,
+        *plain(
+            "config.OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector.observability:4318",
+            "config.OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+        ),
+    )
+    data = config_data(docs)
+    assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
+    assert data["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+    for name in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"):
+        err = render_fails(helm, *plain(f"config.{name}=authorization=Bearer x"))
+        assert name in err, err
+    assert "OTELX_Y" in render_fails(helm, *plain("config.OTELX_Y=1"))  # not a standard name
+
+
 @pytest.mark.parametrize("name", CHART_OWNED)
 def test_variables_the_chart_sets_are_refused_in_config(helm: str, name: str) -> None:
     err = render_fails(helm, *plain(f"config.{name}=x"))
