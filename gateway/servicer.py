@@ -90,7 +90,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         self.drives: set[DriveStream] = set()
 
     async def _unary(
-        self, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Any]
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Any]
     ) -> Any:
         try:
             if self.draining:
@@ -98,13 +98,13 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             return await call()
         except GatewayError as exc:
             log.info("rpc_failed", reason=exc.reason, code=exc.code.name, message=exc.message)
-            metrics.RPC_ERRORS.labels("unary", exc.reason).inc()
+            metrics.RPC_ERRORS.labels(method, exc.reason).inc()
             await _abort(context, exc)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except self.manager.registry.unavailable_errors as exc:
             log.warning("rpc_registry_unavailable", error=type(exc).__name__)
-            metrics.RPC_ERRORS.labels("unary", Reason.REGISTRY_UNAVAILABLE).inc()
+            metrics.RPC_ERRORS.labels(method, Reason.REGISTRY_UNAVAILABLE).inc()
             await _abort(context, registry_unavailable())
         except Exception as exc:
             log.exception("rpc_internal_error")
@@ -125,7 +125,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             _audit(principal, "CreateSession", session.name, None, session.state)
             return session
 
-        result: pb.Session = await self._unary(context, call)
+        result: pb.Session = await self._unary("CreateSession", context, call)
         return result
 
     async def GetSession(
@@ -136,7 +136,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         async def call() -> pb.Session:
             return (await self.manager.get_record(request.name, _scope())).to_proto()
 
-        result: pb.Session = await self._unary(context, call)
+        result: pb.Session = await self._unary("GetSession", context, call)
         return result
 
     async def ListSessions(
@@ -144,7 +144,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
     ) -> pb.ListSessionsResponse:
         """See the proto."""
         result: pb.ListSessionsResponse = await self._unary(
-            context, lambda: self.manager.list_sessions(request, _scope())
+            "ListSessions", context, lambda: self.manager.list_sessions(request, _scope())
         )
         return result
 
@@ -165,7 +165,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             _audit(principal, "CloseSession", session.name, None, session.state)
             return session
 
-        result: pb.Session = await self._unary(context, call)
+        result: pb.Session = await self._unary("CloseSession", context, call)
         return result
 
     async def ListAvatars(
@@ -203,7 +203,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 next_page_token=page.next_page_token,
             )
 
-        result: pb.ListAvatarsResponse = await self._unary(context, call)
+        result: pb.ListAvatarsResponse = await self._unary("ListAvatars", context, call)
         return result
 
     async def ListVendors(
@@ -237,7 +237,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 )
             return pb.ListVendorsResponse(vendors=vendors)
 
-        result: pb.ListVendorsResponse = await self._unary(context, call)
+        result: pb.ListVendorsResponse = await self._unary("ListVendors", context, call)
         return result
 
     async def Drive(
