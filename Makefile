@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 BUF := tools/buf/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps livekit jaeger helm containers demo demo-compose test test-deploy test-unit test-interop clients-test lint buf-breaking format protos bench clean
+.PHONY: help venv system-deps livekit jaeger helm promtool dashboard containers demo demo-compose test test-deploy test-unit test-interop clients-test lint buf-breaking format protos bench clean
 
 help:
 	@echo "make demo        gateway in sandbox mode driving real speech through every vendor"
@@ -51,6 +51,15 @@ livekit:
 jaeger:
 	bash tools/build_jaeger.sh
 
+# promtool for checking and unit-testing deploy/observability/alerts.yaml, built from
+# Prometheus's Go module (pinned) into .cache/bin.
+promtool:
+	bash tools/build_promtool.sh
+
+# The Grafana dashboard deploy/observability/avatar-gateway.json, from dashboard.py.
+dashboard: venv
+	$(VPY) deploy/observability/dashboard.py
+
 # helm for linting and rendering deploy/helm/avatar-gateway, built from its Go module (pinned) into .cache/bin.
 helm:
 	bash tools/build_helm.sh
@@ -58,7 +67,7 @@ helm:
 demo: venv system-deps livekit
 	$(VPY) demo/demo.py
 
-test: venv system-deps livekit jaeger
+test: venv system-deps livekit jaeger promtool
 	$(VPY) -m pytest -q -p no:cacheprovider -m "not deploy"
 
 # podman, its configuration and a local Debian base image (no image registry is reachable here).

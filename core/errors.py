@@ -23,6 +23,8 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from core.telemetry import telemetry
+
 DOMAIN = "avatargateway.dev"
 """``ErrorInfo.domain`` of every error this service emits."""
 
@@ -199,11 +201,13 @@ def vendor_error(
 
     Codes missing from the table become INTERNAL ``VENDOR_INTERNAL`` (not retryable).
     ``VENDOR_AUTH_FAILED`` messages name ``credential_setting``, the configuration variable
-    an operator must fix (the caller cannot fix it).
+    an operator must fix (the caller cannot fix it). Each one is reported to
+    ``core.telemetry`` (the vendor answered with an error), by reason.
     """
     rule = table.get(vendor_code) or VendorCodeRule(
         grpc.StatusCode.INTERNAL, Reason.VENDOR_INTERNAL, False, "undocumented vendor error"
     )
+    telemetry().vendor_error(vendor, rule.reason)
     message = f"{vendor} returned code {vendor_code} ({rule.meaning})"
     if vendor_message:
         message += f": {vendor_message}"

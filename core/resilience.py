@@ -21,6 +21,7 @@ import grpc
 import structlog
 
 from core.errors import Reason, VendorError, vendor_timeout
+from core.telemetry import telemetry
 
 if TYPE_CHECKING:
     from core.contract import DriveChannel
@@ -388,12 +389,13 @@ class RateLimiter:
                 await asyncio.sleep(wait)
 
 
-async def keepalive_loop(channel: DriveChannel, interval_s: float) -> None:
+async def keepalive_loop(channel: DriveChannel, interval_s: float, vendor: str = "") -> None:
     """Call ``channel.keepalive()`` whenever the channel has been idle for ``interval_s``.
 
     Runs until cancelled or the channel closes. Traffic resets the timer
     (``DriveChannel.mark_activity``), so a busy channel sends no heartbeats (Tencent tencent.md §7:
-    any valid traffic keeps the link, a heartbeat renews an idle one).
+    any valid traffic keeps the link, a heartbeat renews an idle one). A failed keepalive is
+    logged and reported (``core.telemetry``) under ``vendor``.
     """
     while not channel.closed:
         idle = channel.idle_for()
@@ -403,6 +405,7 @@ async def keepalive_loop(channel: DriveChannel, interval_s: float) -> None:
                 channel.mark_activity()
             except VendorError as exc:
                 log.warning("keepalive_failed", reason=exc.reason, message=exc.message)
+                telemetry().keepalive_failed(vendor or exc.vendor, exc.reason)
             await asyncio.sleep(interval_s)
         else:
             await asyncio.sleep(interval_s - idle)
@@ -419,6 +422,8 @@ async def reconnect(
 
     ``connect`` must build a fresh URL and signature on each call (signatures expire).
 
+    Each call is one reconnect, reported (``core.telemetry``) as ``succeeded`` or ``failed``.
+
     Raises:
         VendorError: ``VENDOR_UNAVAILABLE`` when attempts run out or ``still_wanted()``
             turns false (the session closed meanwhile).
@@ -428,12 +433,16 @@ async def reconnect(
         if not still_wanted():
             break
         try:
-            return await connect()
+            connected = await connect()
         except (VendorError, OSError) as exc:
             last = exc
             wait = backoff.delay(attempt)
             log.info("reconnect_retry", vendor=vendor, attempt=attempt + 1, wait_s=round(wait, 3))
             await asyncio.sleep(wait)
+        else:
+            telemetry().reconnect(vendor, "succeeded")
+            return connected
+    telemetry().reconnect(vendor, "failed")
     if isinstance(last, VendorError):
         raise last
     from core.errors import vendor_unavailable

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import math
 import signal
+import time
 from typing import Any
 
 import grpc
@@ -37,6 +38,7 @@ from gateway.config import Settings
 from gateway.inbox import ReplicaInbox
 from gateway.ratelimit import RedisRateLimitStorage
 from gateway.registry import MemoryRegistry, RedisRegistry, SessionRegistry
+from gateway.rpc_metrics import RpcMetricsInterceptor
 from gateway.sandbox import Sandbox
 from gateway.servicer import AvatarGatewayServicer, refused
 from gateway.sessions import SessionManager
@@ -117,6 +119,8 @@ class GatewayServer:
         self.jwt_verifier: JwtVerifier | None = None
         self.inbox: ReplicaInbox | None = None
         self._vendor_settings: dict[str, VendorSettings] | None = None
+        self._loop_monitor: asyncio.Task[None] | None = None
+        self._drain_started: float | None = None
 
     @property
     def grpc_target(self) -> str:
@@ -189,8 +193,12 @@ class GatewayServer:
         )
         self.inbox.start()
         self.servicer = AvatarGatewayServicer(self.manager)
-        # Tracing outermost: a call the authentication refuses still has its server span.
-        interceptors = tracing.server_interceptors()
+        # Metrics first: it wraps the others, so calls they refuse are counted too; then
+        # tracing, so a call the authentication refuses still has its server span.
+        interceptors: list[grpc.aio.ServerInterceptor] = [  # type: ignore[type-arg]
+            RpcMetricsInterceptor(),
+            *tracing.server_interceptors(),
+        ]
         if self.api_keys is not None or self.jwt_verifier is not None:
             interceptors.append(AuthInterceptor(self.api_keys, self.jwt_verifier, refused))
         self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS, interceptors=interceptors)
@@ -208,6 +216,11 @@ class GatewayServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         self.manager.start_reaper()
+        metrics.SHUTDOWN_GRACE.set(settings.shutdown_grace_s)
+        metrics.add_live_source(self.live_state)
+        self._loop_monitor = asyncio.create_task(
+            metrics.monitor_event_loop(), name="event-loop-monitor"
+        )
         # Move the start-up heap (grpc, protobuf, pydantic, structlog...) out of the
         # collector's reach: full collections over it paused every stream for 12-84 ms
         # (bench/RESULTS.md); afterwards they take ~3 ms.
@@ -441,8 +454,25 @@ class GatewayServer:
             self._stopping = asyncio.create_task(self._stop(grace_s))
         await asyncio.shield(self._stopping)
 
+    def live_state(self) -> metrics.LiveState:
+        """What this server holds now, for the scrape-time gauges (gateway/metrics.py)."""
+        state = metrics.LiveState(
+            vendors=sorted(self.adapters), draining_s=metrics.seconds_since(self._drain_started)
+        )
+        if self.manager is not None:
+            for vendor, undriven_s, overdue_s in self.manager.session_ages():
+                state.sessions[vendor] = state.sessions.get(vendor, 0) + 1
+                state.undriven_s[vendor] = max(state.undriven_s.get(vendor, 0.0), undriven_s)
+                state.overdue_s[vendor] = max(state.overdue_s.get(vendor, 0.0), overdue_s)
+        if self.servicer is not None:
+            for drive in self.servicer.drives:
+                vendor = drive.record.vendor
+                state.backlog_s[vendor] = max(state.backlog_s.get(vendor, 0.0), drive.backlog_s())
+        return state
+
     async def _stop(self, grace_s: float | None) -> None:
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        self._drain_started = time.monotonic()
         log.info("gateway_draining", grace_s=grace)
         await self.health.enter_graceful_shutdown()
         if self.servicer is not None:
@@ -465,6 +495,11 @@ class GatewayServer:
         if self.rate_limits is not None:
             await self.rate_limits.aclose()
         await self._http_cleanup()
+        metrics.remove_live_source(self.live_state)
+        if self._loop_monitor is not None:
+            self._loop_monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_monitor
         if self.sandbox is not None:
             await self.sandbox.stop()
         log.info("gateway_stopped")

@@ -99,7 +99,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         self.drives: set[DriveStream] = set()
 
     async def _unary(
-        self, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Any]
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Any]
     ) -> Any:
         try:
             if self.draining:
@@ -107,13 +107,13 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             return await call()
         except GatewayError as exc:
             log.info("rpc_failed", reason=exc.reason, code=exc.code.name, message=exc.message)
-            metrics.RPC_ERRORS.labels("unary", exc.reason).inc()
+            metrics.RPC_ERRORS.labels(method, exc.reason).inc()
             await _abort(context, exc)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except self.manager.registry.unavailable_errors as exc:
             log.warning("rpc_registry_unavailable", error=type(exc).__name__)
-            metrics.RPC_ERRORS.labels("unary", Reason.REGISTRY_UNAVAILABLE).inc()
+            metrics.RPC_ERRORS.labels(method, Reason.REGISTRY_UNAVAILABLE).inc()
             await _abort(context, registry_unavailable())
         except Exception as exc:
             log.exception("rpc_internal_error")
@@ -135,7 +135,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             _annotate_span(request.vendor, session.name)
             return session
 
-        result: pb.Session = await self._unary(context, call)
+        result: pb.Session = await self._unary("CreateSession", context, call)
         return result
 
     async def GetSession(
@@ -146,7 +146,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         async def call() -> pb.Session:
             return (await self.manager.get_record(request.name, _scope())).to_proto()
 
-        result: pb.Session = await self._unary(context, call)
+        result: pb.Session = await self._unary("GetSession", context, call)
         return result
 
     async def ListSessions(
@@ -154,7 +154,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
     ) -> pb.ListSessionsResponse:
         """See the proto."""
         result: pb.ListSessionsResponse = await self._unary(
-            context, lambda: self.manager.list_sessions(request, _scope())
+            "ListSessions", context, lambda: self.manager.list_sessions(request, _scope())
         )
         return result
 
@@ -175,7 +175,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             _audit(principal, "CloseSession", session.name, None, session.state)
             return session
 
-        result: pb.Session = await self._unary(context, call)
+        result: pb.Session = await self._unary("CloseSession", context, call)
         return result
 
     async def ListAvatars(
@@ -213,7 +213,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 next_page_token=page.next_page_token,
             )
 
-        result: pb.ListAvatarsResponse = await self._unary(context, call)
+        result: pb.ListAvatarsResponse = await self._unary("ListAvatars", context, call)
         return result
 
     async def ListVendors(
@@ -247,7 +247,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                 )
             return pb.ListVendorsResponse(vendors=vendors)
 
-        result: pb.ListVendorsResponse = await self._unary(context, call)
+        result: pb.ListVendorsResponse = await self._unary("ListVendors", context, call)
         return result
 
     async def Drive(

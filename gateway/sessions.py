@@ -145,7 +145,8 @@ class SessionRuntime:
                 interval = self.adapter.capabilities.keepalive_interval_s
                 if interval:
                     self.keepalive_task = asyncio.create_task(
-                        keepalive_loop(self.channel, interval), name=f"keepalive-{self.session_id}"
+                        keepalive_loop(self.channel, interval, self.adapter.capabilities.vendor),
+                        name=f"keepalive-{self.session_id}",
                     )
             return self.channel
 
@@ -1322,6 +1323,27 @@ class SessionManager:
         log.warning("vendor_session_lost", session_id=session_id, message=message)
         with contextlib.suppress(GatewayError):
             await self.close(f"sessions/{session_id}", pb.CLOSE_REASON_VENDOR)
+
+    def session_ages(self) -> list[tuple[str, float, float]]:
+        """For each vendor session this process owns: vendor, undriven and overdue time (s).
+
+        Undriven: how long since its last activity, while no Drive stream is attached (0
+        while one is). Overdue: how far past its max duration, or (undriven) past its idle
+        timeout, it is; the reaper closes such a session on its next pass, so a value that
+        keeps growing means sessions are not being closed (metrics, a leak alert).
+        """
+        now_wall, now_mono = time.time(), time.monotonic()
+        ages = []
+        for session_id, runtime in list(self.runtimes.items()):
+            undriven = 0.0 if runtime.drive is not None else now_mono - runtime.last_activity
+            overdue = 0.0
+            record = self._owned.get(session_id)
+            if record is not None and record.state == pb.SESSION_STATE_READY:
+                overdue = max(0.0, now_wall - record.expire_time)
+                if runtime.drive is None:
+                    overdue = max(overdue, undriven - record.idle_timeout_s)
+            ages.append((runtime.adapter.capabilities.vendor, max(0.0, undriven), overdue))
+        return ages
 
 
 def drive_already_active(name: str, owner: str) -> GatewayError:

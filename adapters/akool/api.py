@@ -52,6 +52,7 @@ from core.errors import (
     vendor_unavailable,
 )
 from core.resilience import Backoff, retry_call
+from core.telemetry import vendor_http_client
 
 VENDOR = "akool"
 API_KEY_SETTING = "AVATAR_GATEWAY_AKOOL__API_KEY"
@@ -141,6 +142,11 @@ def vendor_code_of(exc: VendorError) -> int | None:
     return int(exc.vendor_code) if exc.vendor_code.isdigit() else None
 
 
+def _endpoint(request: httpx.Request) -> str:
+    """The endpoint a request calls, for metrics: its path (``PATH_*``, no ids in them)."""
+    return request.url.path
+
+
 class AkoolApi:
     """Authenticated Akool REST calls with the envelope, code table and retries.
 
@@ -168,7 +174,7 @@ class AkoolApi:
         self._token_lock = asyncio.Lock()
         self.token_fetches = 0
         """How many times a bearer token was fetched (tests and debugging)."""
-        self.http = httpx.AsyncClient(timeout=timeout_s)
+        self.http = vendor_http_client(VENDOR, _endpoint, timeout=timeout_s)
 
     @property
     def credential_setting(self) -> str:

@@ -43,6 +43,7 @@ from core.errors import (
     vendor_timeout,
     vendor_unavailable,
 )
+from core.telemetry import vendor_http_client
 
 AnswerT = TypeVar("AnswerT", bound=Answer)
 
@@ -278,6 +279,11 @@ def missing_credentials() -> VendorError:
     )
 
 
+def _operation(request: httpx.Request) -> str:
+    """The endpoint a request calls, for metrics: the operation, the path's last segment."""
+    return request.url.path.rsplit("/", 1)[-1]
+
+
 class TencentApi:
     """Signed calls to the IVH session-management API over one ``httpx.AsyncClient``.
 
@@ -301,7 +307,9 @@ class TencentApi:
         self._access_token = access_token
         self.api_url = api_url.rstrip("/")
         self.timeout_s = timeout_s
-        self._client = httpx.AsyncClient(
+        self._client = vendor_http_client(
+            VENDOR,
+            _operation,
             timeout=timeout_s,
             headers={"Content-Type": "application/json;charset=utf-8"},
         )

@@ -36,6 +36,7 @@ from core.errors import (
     vendor_unavailable,
 )
 from core.resilience import Backoff, RateLimiter, retry_call
+from core.telemetry import vendor_http_client
 
 VENDOR = "zegocloud"
 SECRET_SETTING = "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET"
@@ -131,6 +132,11 @@ def verify_callback_signature(
     return secrets.compare_digest(expected.encode(), signature.encode())
 
 
+def _action(request: httpx.Request) -> str:
+    """The endpoint a request calls, for metrics: its ``Action`` (zegocloud.md §3)."""
+    return str(request.url.params.get("Action", ""))
+
+
 class ZegoApi:
     """Signed ZEGO REST calls with the per-Action rate limit and retries of idempotent calls.
 
@@ -159,7 +165,7 @@ class ZegoApi:
         self._secret = server_secret
         self.api_url = api_url
         self.rate_limiter = rate_limiter
-        self.http = httpx.AsyncClient(timeout=timeout_s)
+        self.http = vendor_http_client(VENDOR, _action, timeout=timeout_s)
 
     def _query(self, action: str) -> dict[str, str]:
         nonce = secrets.token_hex(8)

@@ -94,6 +94,9 @@ class DriveSender:
         self.fence = fence
         self.usage = usage
         self.pacer = Pacer(capabilities.pacing)
+        self._frame_s = capabilities.pacing.frame_ms / 1000
+        self._lateness = metrics.PACING_LATENESS.labels(vendor)
+        self._backlog = metrics.DRIVE_BACKLOG.labels(vendor)
         self.interrupt_task: asyncio.Task[None] | None = None
         self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
         self._pacing_turn = ""
@@ -136,11 +139,14 @@ class DriveSender:
                     if item.turn_id != self._pacing_turn:
                         self.pacer.reset()
                         self._pacing_turn = item.turn_id
+                    self._backlog.observe(self.work.qsize() * self._frame_s)
                     wait = self.pacer.reserve()
                     if wait > 0:
+                        slot = time.monotonic() + wait
                         await asyncio.sleep(wait)
                         if gen != ledger.generation:
                             continue
+                        self._lateness.observe(max(0.0, time.monotonic() - slot))
                     if not fence.fresh():  # a comparison; the registry only when stale
                         await fence.confirm()
                     ledger.mark_sent(turn)  # before the call: an interrupt must see it live

@@ -96,6 +96,7 @@ class DriveStream:
         self.ledger = TurnLedger(record.vendor, capabilities, self.vendor_rate, next_turn_id)
         queue_frames = max(8, int(QUEUE_AHEAD_S * 1000 / capabilities.pacing.frame_ms))
         work: SingleConsumerQueue[WorkItem] = SingleConsumerQueue(queue_frames)
+        self.work = work
         self.sender = DriveSender(
             vendor=record.vendor,
             capabilities=capabilities,
@@ -129,6 +130,10 @@ class DriveStream:
     def error(self) -> GatewayError | None:
         """The fatal error to end the call with, or ``None`` for OK (valid once run ended)."""
         return self.outcome.error
+
+    def backlog_s(self) -> float:
+        """Input queued for the sender now, in seconds of audio (a text item counts as a frame)."""
+        return self.work.qsize() * self.caps.pacing.frame_ms / 1000
 
     @staticmethod
     def validate_config(config: pb.DriveConfig) -> None:

@@ -25,6 +25,13 @@ from core.contract import (
 )
 from core.errors import vendor_unavailable
 from core.plugin import VendorSettings, vendor_settings_config
+from core.telemetry import vendor_http_client
+
+
+def _endpoint(request: httpx.Request) -> str:
+    """The endpoint a request calls, for metrics: method and path, the session id left out."""
+    collection = "/".join(request.url.path.strip("/").split("/")[:2])
+    return f"{request.method} {collection}"
 
 
 class EchoSettings(VendorSettings):
@@ -104,7 +111,9 @@ class EchoAdapter(VendorAdapter):
         super().__init__(sandbox=sandbox)
         assert settings.api_url is not None and settings.token is not None
         self.base = settings.api_url.rstrip("/")
-        self.http = httpx.AsyncClient(
+        self.http = vendor_http_client(
+            "echo",
+            _endpoint,
             base_url=self.base,
             headers={"Authorization": f"Bearer {settings.token.get_secret_value()}"},
         )
