@@ -477,6 +477,46 @@ def build() -> dict[str, object]:
                 ),
             )
         )
+        # ---- usage (what vendors bill; counted once per session, when it ends)
+        .with_row(row("Usage"))
+        .with_panel(
+            graph(
+                "Vendor session hours by tenant",
+                "Vendor session time of the sessions that ended, by tenant and vendor (hours per "
+                "interval): what the vendors bill, from creation to close.",
+                "h",
+                query(
+                    "sum by (tenant, vendor) (increase("
+                    f"avatar_gateway_usage_vendor_session_seconds_total{{{VSEL}}}[{RATE}])) / 3600",
+                    "{{tenant}} {{vendor}}",
+                ),
+                bars=True,
+            )
+        )
+        .with_panel(
+            graph(
+                "Sessions ended, audio and text driven, by tenant",
+                "Sessions that ended; the audio minutes and text characters they handed to "
+                "their vendor.",
+                "short",
+                query(
+                    "sum by (tenant, vendor) "
+                    f"(increase(avatar_gateway_usage_sessions_total{{{VSEL}}}[{RATE}]))",
+                    "sessions {{tenant}} {{vendor}}",
+                ),
+                query(
+                    "sum by (tenant, vendor) (increase("
+                    f"avatar_gateway_usage_audio_seconds_total{{{VSEL}}}[{RATE}])) / 60",
+                    "audio min {{tenant}} {{vendor}}",
+                ),
+                query(
+                    "sum by (tenant, vendor) (increase("
+                    f"avatar_gateway_usage_text_characters_total{{{VSEL}}}[{RATE}]))",
+                    "text chars {{tenant}} {{vendor}}",
+                ),
+                bars=True,
+            )
+        )
     )
     encoded: dict[str, object] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
     return encoded
