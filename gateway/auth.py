@@ -478,14 +478,19 @@ def _authenticating(
         finally:
             _principal.reset(token)
 
-    return _same_shape(handler, unary, streaming)
+    return same_shape(handler, unary, streaming)
 
 
-def _same_shape(
+def same_shape(
     handler: MethodHandler,
     unary: Callable[..., Any],
     streaming: Callable[..., Any],
 ) -> MethodHandler:
+    """A handler of ``handler``'s kind and (de)serializers, behaving as ``unary`` or ``streaming``.
+
+    ``unary`` serves unary-unary and stream-unary methods, ``streaming`` the response-streaming
+    ones: how a server interceptor wraps a method whatever its kind.
+    """
     args = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,

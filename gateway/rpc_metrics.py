@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from gateway import metrics
+from gateway.auth import same_shape
 
 if TYPE_CHECKING:
     MethodHandler = grpc.RpcMethodHandler[Any, Any]
@@ -125,14 +126,4 @@ def _measured(handler: MethodHandler, method: str) -> MethodHandler:
             active.dec()
             record(method, status, time.perf_counter() - start)
 
-    args = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary, **args)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary, **args)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming, **args)
-    return grpc.stream_stream_rpc_method_handler(streaming, **args)
+    return same_shape(handler, unary, streaming)
