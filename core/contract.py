@@ -99,6 +99,12 @@ class Capabilities:
             gateway holds a
             turn's first send until the earlier turns finished speaking (bounded by their
             expected end); an interrupt releases the wait.
+        ready_poll_interval_s: how often CreateSession asks the vendor whether the session is
+            ready, during the first ``ready_poll_fast_s`` (s); later the interval grows 1.5x
+            per poll up to 2 s. It bounds what CreateSession adds after the vendor is ready.
+        ready_poll_fast_s: how long (s, from the first poll) the ready poll keeps
+            ``ready_poll_interval_s``; 0 grows the interval from the first poll (for vendors
+            with a per-operation rate limit shared by all sessions, e.g. ZEGO's 10/s).
     """
 
     vendor: str
@@ -119,6 +125,8 @@ class Capabilities:
     speech_seconds_per_char: float = 0.08
     speech_end_timeout_s: float = 10.0
     sequential_turns: bool = False
+    ready_poll_interval_s: float = 0.1
+    ready_poll_fast_s: float = 0.0
 
     def vendor_rate_for(self, input_rate_hertz: int, preferred_hertz: int = 0) -> int:
         """The vendor rate audio at ``input_rate_hertz`` is converted to (Hz).

@@ -205,18 +205,22 @@ async def poll_until(
     vendor: str,
     first_delay_s: float = 0.1,
     max_delay_s: float = 2.0,
+    fast_for_s: float = 0.0,
 ) -> T:
     """Poll ``probe`` until ``done(result)``, with growing delays, bounded by ``deadline``.
 
-    Delays start at ``first_delay_s`` and grow by 1.5x up to ``max_delay_s`` (Tencent's SDK
-    polls statsession every ~100 ms; its docs suggest 5 s: this starts fast and backs off).
-    Retryable vendor errors during polling are tolerated until the deadline.
+    Delays stay at ``first_delay_s`` for the first ``fast_for_s`` seconds (from the first
+    poll), then grow by 1.5x up to ``max_delay_s`` (Tencent's SDK polls statsession every
+    ~100 ms; its docs suggest 5 s: this starts fast and backs off). The fast phase bounds how
+    late after the vendor is ready the poll notices it (about one delay). Retryable vendor
+    errors during polling are tolerated until the deadline.
 
     Raises:
         VendorError: ``VENDOR_TIMEOUT`` when ``deadline`` (``time.monotonic()``) passes, or a
             non-retryable error from ``probe``.
     """
     delay = first_delay_s
+    fast_until = time.monotonic() + fast_for_s
     while True:
         try:
             # One hung probe must not outlive the caller's deadline.
@@ -233,7 +237,8 @@ async def poll_until(
         if now >= deadline:
             raise vendor_timeout(vendor, "the session did not become ready in time")
         await asyncio.sleep(min(delay, max(0.0, deadline - now)))
-        delay = min(max_delay_s, delay * 1.5)
+        if time.monotonic() >= fast_until:
+            delay = min(max_delay_s, delay * 1.5)
 
 
 class RateLimitStorage(ABC):

@@ -499,6 +499,8 @@ class SessionManager:
                 _is_settled,
                 deadline=ready_deadline,
                 vendor=req_vendor,
+                first_delay_s=adapter.capabilities.ready_poll_interval_s,
+                fast_for_s=adapter.capabilities.ready_poll_fast_s,
             )
             if status.state is not ReadyState.READY:
                 raise VendorError(

@@ -158,6 +158,11 @@ class TencentAdapter(VendorAdapter):
         # tencent.md §7: > 30 s and < 1 min (cn) / < 10 min (intl); the vendor SDK uses 45 s.
         keepalive_interval_s=45.0,
         list_avatars=False,
+        # statsession every 40 ms for the first 5 s (the vendor SDK polls every 100 ms;
+        # Tencent publishes no numeric QPS, tencent.md §4.2, §8): CreateSession answers
+        # within ~50 ms of the session becoming ready, then backs off.
+        ready_poll_interval_s=0.04,
+        ready_poll_fast_s=5.0,
         # The bound of the gateway's turn-order wait for text: IVH voices include slow CJK
         # speech (~0.25 s per character), so a Latin-rate estimate would let a turn go early
         # and cut the text still playing.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -262,3 +263,16 @@ async def test_close_session_makes_at_most_the_documented_vendor_calls(gateway: 
     assert again.state == pb.SESSION_STATE_CLOSED
     assert len([c for c in emulator.rest_calls if c["op"] == "closesession"]) == REST_ATTEMPTS
     emulator.faults.clear()
+
+
+async def test_create_session_answers_soon_after_the_vendor_is_ready(gateway: Gateway) -> None:
+    """CreateSession polls statsession every 40 ms early on (ready_poll_interval_s), so it
+    answers within one poll of the vendor being ready. Ready at 2.2 s, the former schedule
+    (0.1 s growing 1.5x per poll) polled at ~2.1 s and then ~3.2 s: about 1 s late."""
+    emulator = gateway.emulator("tencent")
+    emulator.session_ready_delay_s = 2.2
+    session = await gateway.create("tencent", "sandbox-project")
+    answered = time.monotonic()  # the emulator's clock (emulators/tencent.py _now)
+    assert session.state == pb.SESSION_STATE_READY
+    late = answered - emulator.sessions[session.vendor_session_id].ready_at
+    assert 0 <= late < 0.5, late
