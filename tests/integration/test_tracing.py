@@ -89,7 +89,8 @@ class GatewayProcess:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> GatewayProcess:
+    async def spawn(self) -> asyncio.subprocess.Process:
+        """``serve --sandbox`` with this environment, its stderr piped; not waited for."""
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -100,12 +101,18 @@ class GatewayProcess:
             env=self.env,
             stderr=asyncio.subprocess.PIPE,
         )
+        return self.proc
+
+    async def __aenter__(self) -> GatewayProcess:
+        await self.spawn()
         started = asyncio.Event()
         self._reader = asyncio.create_task(self._read(started))
         waiting = asyncio.ensure_future(started.wait())
         await asyncio.wait([waiting, self._reader], timeout=90, return_when="FIRST_COMPLETED")
         if not started.is_set():
             waiting.cancel()
+            # __aexit__ does not run when __aenter__ raises: nothing may be left running.
+            await self.__aexit__()
             raise AssertionError(f"the gateway did not start: {self.lines}")
         return self
 
@@ -374,19 +381,13 @@ async def test_otlp_over_grpc_with_authentication_refused_and_untraced_calls(
 
 async def test_an_unknown_otel_exporter_stops_the_gateway_with_one_line() -> None:
     gw = GatewayProcess(OTEL_TRACES_EXPORTER="zipkin")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--sandbox",
-        cwd=ROOT,
-        env=gw.env,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await gw.spawn()
     assert proc.stderr is not None
-    out = await asyncio.wait_for(proc.stderr.read(), 60)
-    assert await asyncio.wait_for(proc.wait(), 30) == 2
+    try:
+        out = await asyncio.wait_for(proc.stderr.read(), 60)
+        assert await asyncio.wait_for(proc.wait(), 30) == 2
+    finally:
+        await gw.__aexit__()
     lines = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert lines[-1]["event"] == "gateway_not_started", lines
     assert "OTEL_TRACES_EXPORTER" in lines[-1]["reason"], lines
