@@ -203,7 +203,7 @@ class BenchZegoEmulator(ZegocloudEmulator):
                 "status": d.status,
             }
             for d in self.drives.values()
-            if d.kind == "ws"
+            if d.kind == "ws" and d.begun  # not the drive prepared for a next turn
         ]
         return self.frames.as_dict() | {
             "drives": drives,

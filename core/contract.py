@@ -105,6 +105,12 @@ class Capabilities:
         ready_poll_fast_s: how long (s, from the first poll) the ready poll keeps
             ``ready_poll_interval_s``; 0 grows the interval from the first poll (for vendors
             with a per-operation rate limit shared by all sessions, e.g. ZEGO's 10/s).
+        open_channel_at_ready: the replica that created the session opens its drive channel
+            (:meth:`VendorAdapter.open_channel`) in the background as soon as the session is
+            ready, so the first turn does not wait for it (Akool: joining the LiveKit room,
+            ~100 ms; Tencent: the command channel's WebSocket handshake). A Drive still gets
+            VENDOR_SESSION_LOST when the vendor ended the session meanwhile: a channel that
+            learns so closes itself, and the Drive then opens a new one, which fails.
     """
 
     vendor: str
@@ -127,6 +133,7 @@ class Capabilities:
     sequential_turns: bool = False
     ready_poll_interval_s: float = 0.1
     ready_poll_fast_s: float = 0.0
+    open_channel_at_ready: bool = False
 
     def vendor_rate_for(self, input_rate_hertz: int, preferred_hertz: int = 0) -> int:
         """The vendor rate audio at ``input_rate_hertz`` is converted to (Hz).

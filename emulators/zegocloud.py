@@ -272,6 +272,15 @@ class DriveRecord:
     underruns: int = 0
     cycles: int = 0
 
+    @property
+    def begun(self) -> bool:
+        """A text drive, or a WS drive whose socket sent a ``Start`` or broke a rule.
+
+        A WS drive asked for ahead of its turn (zegocloud.md §8.6) and not started yet, or
+        closed unused, has not begun.
+        """
+        return self.kind == "text" or self.sample_rate is not None or bool(self.violations)
+
 
 @dataclass
 class TaskRecord:
@@ -650,10 +659,19 @@ class ZegocloudEmulator:
         """
         return [t for t in self.tasks.values() if t.status in (1, 3)]
 
-    def drives_for_task(self, task_id: str) -> list[DriveRecord]:
-        """Return the drives of ``task_id`` in creation order."""
+    def drives_for_task(self, task_id: str, *, unstarted: bool = False) -> list[DriveRecord]:
+        """Return the drives of ``task_id`` that began (:attr:`DriveRecord.begun`), oldest first.
+
+        With ``unstarted``, the WS drives asked for and never started instead.
+        """
         rt = self._task_rt.get(task_id)
-        return [self.drives[d] for d in rt.drive_ids] if rt else []
+        drives = [self.drives[d] for d in rt.drive_ids] if rt else []
+        return [d for d in drives if d.begun != unstarted]
+
+    def open_drive_sockets(self, task_id: str) -> int:
+        """How many WSS drive sockets of ``task_id`` are open now (zegocloud.md §8.1: one)."""
+        rt = self._task_rt.get(task_id)
+        return len(rt.sockets) if rt else 0
 
     def calls_for_task(self, task_id: str) -> dict[str, int]:
         """Return how many calls of each Action named ``task_id`` in their body.
@@ -684,7 +702,9 @@ class ZegocloudEmulator:
         """Return a JSON-serialisable view; also served at ``GET /_emulator/state``.
 
         Returns:
-            ``tasks`` and ``drives`` (every record field, ``sha256`` included, keyed by id),
+            ``tasks`` and ``drives`` (every record field, ``sha256`` included, keyed by id;
+            drives that began), ``unstarted_drives`` (WS drives asked for and never started,
+            zegocloud.md §8.6),
             ``calls`` per Action, ``task_calls`` per TaskId and Action (every call whose body
             names the task, whatever its answer), ``rejected`` per Code (HTTP-status faults
             as ``http_<n>``),
@@ -696,7 +716,10 @@ class ZegocloudEmulator:
             "wss_url": self.drive_server.ws_base_url,
             "callback_url": self.callback_url,
             "tasks": {k: dataclasses.asdict(v) for k, v in self.tasks.items()},
-            "drives": {k: dataclasses.asdict(v) for k, v in self.drives.items()},
+            "drives": {k: dataclasses.asdict(v) for k, v in self.drives.items() if v.begun},
+            "unstarted_drives": {
+                k: dataclasses.asdict(v) for k, v in self.drives.items() if not v.begun
+            },
             "calls": dict(self.calls),
             "task_calls": {k: dict(v) for k, v in self.task_calls.items()},
             "rejected": {
@@ -1457,8 +1480,8 @@ class ZegocloudEmulator:
         if drt.ended:
             return
         if not session.saw_start:
-            if not dropped:
-                drive.violations.append("socket closed before Start")
+            # A drive prepared ahead and closed unused (zegocloud.md §8.6): no rule forbids it;
+            # the drive ends failed (inferred), having played nothing.
             self._end_drive(drive, DRIVE_FAILED)
             return
         if not drt.in_cycle:

@@ -162,8 +162,31 @@ class SessionRuntime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
+    async def open_channel_early(self) -> None:
+        """Open the channel ahead of the first Drive (``Capabilities.open_channel_at_ready``).
+
+        A failure is only logged: the first Drive opens the channel itself and reports why
+        it cannot.
+        """
+        try:
+            await self.get_channel()
+        except GatewayError as exc:
+            log.info(
+                "channel_open_early_failed",
+                session_id=self.session_id,
+                reason=exc.reason,
+                message=exc.message,
+            )
+
     async def aclose(self) -> None:
-        """Stop keepalive, close the channel (not the vendor session), store the usage share."""
+        """Stop keepalive, close the channel (not the vendor session), store the usage share.
+
+        Waits for a channel being opened (a Drive's, or the early one) so it is closed too.
+        """
+        async with self.open_lock:
+            await self._aclose()
+
+    async def _aclose(self) -> None:
         if self.keepalive_task is not None:
             self.keepalive_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -340,7 +363,7 @@ class SessionManager:
                 # No vendor session exists (a failed start returns a FAILED session
                 # instead), so a retry with the same id may try again.
                 task_release = self.registry.release_request_id(_binding(tenant, req.request_id))
-                self._background.add(asyncio.ensure_future(task_release))
+                self._spawn(task_release)
 
         task.add_done_callback(settled)
         return await asyncio.shield(task)
@@ -526,6 +549,9 @@ class SessionManager:
         await self._put(record)
         bound.info("session_ready", vendor_session_id=handle.vendor_session_id)
         metrics.SESSIONS_CREATED.labels(req_vendor, "READY").inc()
+        runtime = self.runtimes.get(session_id)
+        if adapter.capabilities.open_channel_at_ready and runtime is not None:
+            self._spawn(runtime.open_channel_early())
         return record.to_proto()
 
     # ---- read ---------------------------------------------------------------------------
@@ -673,7 +699,11 @@ class SessionManager:
 
     def _on_drive_lease_end(self, lease: DriveLease, error: GatewayError) -> None:
         """Another replica drives the session now (or asked to): end ours, free the channel."""
-        task = asyncio.ensure_future(self._drive_lease_ended(lease, error))
+        self._spawn(self._drive_lease_ended(lease, error))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background, keeping a reference until it is done."""
+        task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

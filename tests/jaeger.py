@@ -209,6 +209,18 @@ class Jaeger:
         data = response.json().get("data") or []
         return data[0] if data else None
 
+    def find_traces(self, service: str, operation: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Traces of ``service`` with a span named ``operation`` (same shape as :meth:`trace`)."""
+        response = httpx.get(
+            f"{self.query_url}/api/traces",
+            params={"service": service, "operation": operation, "limit": limit, "lookback": "1h"},
+            timeout=5.0,
+        )
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return list(response.json().get("data") or [])
+
     def operations(self, service: str) -> list[str]:
         """The span names Jaeger stored for ``service``."""
         response = httpx.get(f"{self.query_url}/api/services/{service}/operations", timeout=5.0)

@@ -146,6 +146,9 @@ class AkoolAdapter(VendorAdapter):
         max_text_chars=MAX_TEXT_BYTES,
         max_text_bytes=MAX_TEXT_BYTES,
         list_avatars=True,
+        # Joining the room takes ~100 ms (LiveKit signalling and the WebRTC handshake): done
+        # once the session is ready rather than on the first turn.
+        open_channel_at_ready=True,
     )
 
     def __init__(

@@ -163,6 +163,9 @@ class TencentAdapter(VendorAdapter):
         # within ~50 ms of the session becoming ready, then backs off.
         ready_poll_interval_s=0.04,
         ready_poll_fast_s=5.0,
+        # The command channel's WebSocket (TCP, TLS and upgrade round trips) is opened once the
+        # session is ready (startsession done), not on the first turn; keepalive holds it.
+        open_channel_at_ready=True,
         # The bound of the gateway's turn-order wait for text: IVH voices include slow CJK
         # speech (~0.25 s per character), so a Latin-rate estimate would let a turn go early
         # and cut the text still playing.

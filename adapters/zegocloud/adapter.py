@@ -106,6 +106,9 @@ class ZegocloudAdapter(VendorAdapter):
         # A WS drive interrupts the current broadcast (zegocloud.md §5): play turns one after
         # another.
         sequential_turns=True,
+        # The channel prepares the first audio turn's drive (zegocloud.md §8.6) when it opens:
+        # once the task is streaming, not on the first frame.
+        open_channel_at_ready=True,
     )
 
     def __init__(self, settings: ZegocloudSettings, *, sandbox: bool = False) -> None:
@@ -238,8 +241,9 @@ class ZegocloudAdapter(VendorAdapter):
     async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
         """A channel that drives the task and receives its routed callbacks.
 
-        Vendor HTTP calls: none (each drive asks for its own DriveId later; see the
-        channel's methods for theirs).
+        Vendor HTTP calls: none here. With ``prepare_drive_socket`` the channel asks at once, in
+        the background, for the first audio turn's DriveByWsStream (1 call, never retried);
+        see the channel's methods for the others.
         """
         task_id = handle.vendor_session_id
         channel = ZegoDriveChannel(
@@ -249,8 +253,10 @@ class ZegocloudAdapter(VendorAdapter):
             on_close=lambda ch: (
                 self._channels.pop(task_id, None) if self._channels.get(task_id) is ch else None
             ),
+            prepare_drives=self.settings.prepare_drive_socket,
         )
         self._channels[task_id] = channel
+        channel.prepare_next_drive()
         return channel
 
     async def list_avatars(self, page_size: int, page_token: str) -> AvatarPage:

@@ -6,11 +6,17 @@ JSON ``Start``, binary s16le PCM frames, and a prompt JSON ``Stop`` (a late Stop
 avatar stutter). Text turns use ``DriveByText`` per segment (≤ 1800 characters, queued with
 InterruptMode 0). Speaking status comes from drive-status callbacks (zegocloud.md §6, EventType 4),
 which the adapter routes here: status 2 → speech started, 4 → ended, 3 → failed.
+
+The next audio turn's drive is prepared ahead (zegocloud.md §8.6): while the task is idle the
+channel asks for its ``DriveByWsStream`` and opens its socket, so a turn's first frame only
+waits for ``Start``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 import ssl
 import time
@@ -18,15 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
+from opentelemetry import trace
 from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
 
 from adapters.zegocloud.api import VENDOR, ZegoApi
 from core.contract import DriveChannel, EventKind, VendorEvent
 from core.errors import (
     EventReason,
+    GatewayError,
     vendor_unavailable,
 )
-from core.tracing import vendor_connect_span
+from core.tracing import VENDOR as TRACE_VENDOR
+from core.tracing import tracer, vendor_connect_span
 
 DRIVE_QUEUED, DRIVE_DRIVING, DRIVE_FAILED, DRIVE_ENDED = 1, 2, 3, 4
 
@@ -45,6 +55,25 @@ def _insecure_tls() -> ssl.SSLContext:
 
 _DRIVE_TLS = _insecure_tls()
 """One context for every drive socket of the process."""
+
+PREPARED_DRIVE_MAX_AGE_S = 600.0
+"""A drive prepared longer ago than this (s) is closed unused and the turn gets a fresh one.
+No lifetime of a DriveId or of an idle drive socket is documented; the vendor's Go server keeps
+one socket and DriveId for a whole task (zegocloud.md §8.4), so ten minutes is conservative."""
+
+
+PREPARE_WAIT_S = 5.0
+"""How long closing the channel waits for a drive being prepared (s) before cutting it."""
+
+
+@dataclass
+class _PreparedDrive:
+    """A drive asked for and connected ahead of its turn: no ``Start`` sent yet."""
+
+    drive_id: str
+    ws: ClientConnection
+    prepared_at: float
+    """``time.monotonic()`` when its socket opened."""
 
 
 @dataclass
@@ -67,10 +96,18 @@ class ZegoDriveChannel(DriveChannel):
         task_id: the stream task (TaskId).
         tts_config: DriveByText ``TTSConfig`` (TimbreId, SpeechRate, PitchRate, Volume).
         on_close: called when the channel closes (the adapter stops routing callbacks).
+        prepare_drives: prepare each audio turn's drive ahead, while the task is idle
+            (:meth:`prepare_next_drive`); else a turn's first frame asks for it.
     """
 
     def __init__(
-        self, api: ZegoApi, task_id: str, tts_config: dict[str, Any], on_close: Any
+        self,
+        api: ZegoApi,
+        task_id: str,
+        tts_config: dict[str, Any],
+        on_close: Any,
+        *,
+        prepare_drives: bool = False,
     ) -> None:
         super().__init__()
         self.api = api
@@ -87,6 +124,11 @@ class ZegoDriveChannel(DriveChannel):
         # succeeded, the other turns of the same barge-in need no call of their own, unless a
         # drive was asked for since.
         self._task_interrupted = False
+        self.prepare_drives = prepare_drives
+        self._prepared: asyncio.Task[_PreparedDrive] | None = None
+        # Drives prepared and closed unused: their status callbacks (3, failed) are dropped.
+        self._discarded: set[str] = set()
+        self._closing: set[asyncio.Future[None]] = set()
 
     def _turn(self, turn_id: str) -> _Turn:
         turn = self._turns.get(turn_id)
@@ -104,11 +146,17 @@ class ZegoDriveChannel(DriveChannel):
 
     # ---- audio --------------------------------------------------------------------------
 
-    async def _open_ws(self, turn: _Turn, sample_rate_hertz: int) -> ClientConnection:
-        self._task_interrupted = False
+    async def _connect_drive(self) -> _PreparedDrive:
+        """``DriveByWsStream`` and its socket, no ``Start`` yet (zegocloud.md §8.1).
+
+        Vendor HTTP calls: 1 DriveByWsStream, never retried (a lost answer may have created a
+        drive; a second one would be another drive).
+
+        Raises:
+            VendorError: the REST call failed; VENDOR_UNAVAILABLE when the socket cannot open.
+        """
         drive = await self.api.drive_by_ws_stream(self.task_id)
         drive_id, address = drive.drive_id, drive.wss_address
-        self._register_drive(turn, drive_id)
         try:
             with vendor_connect_span(VENDOR, address, "websocket"):
                 ws = await websockets.connect(
@@ -118,15 +166,121 @@ class ZegoDriveChannel(DriveChannel):
                     open_timeout=10,
                     max_queue=4,
                 )
-            start = {
-                "Action": "Start",
-                "Payload": {"DriveId": drive_id, "SampleRate": sample_rate_hertz, "Channel": 1},
-            }
-            await ws.send(json.dumps(start))
         except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+            self._discarded.add(drive_id)
             raise vendor_unavailable(VENDOR, f"drive socket: {type(exc).__name__}") from None
-        self._ws, self._ws_turn, self._ws_drive = ws, turn.turn_id, drive_id
-        return ws
+        return _PreparedDrive(drive_id, ws, time.monotonic())
+
+    async def _prepare(self) -> _PreparedDrive:
+        with tracer.start_as_current_span(
+            "prepare drive",
+            kind=trace.SpanKind.INTERNAL,
+            attributes={TRACE_VENDOR: VENDOR, "avatar_gateway.vendor_session.id": self.task_id},
+        ):
+            return await self._connect_drive()
+
+    def prepare_next_drive(self) -> None:
+        """Get the next audio turn's drive and socket in the background, if the task is idle.
+
+        Only while no drive socket is open (one socket per task, zegocloud.md §8.1), no turn is
+        speaking or queued (asking for a WS drive may cut the one playing, §5) and the channel
+        is open. A failure costs nothing: the turn then asks for its own drive.
+        """
+        if (
+            not self.prepare_drives
+            or self.closed
+            or self._prepared is not None
+            or self._ws is not None
+            or any(not t.done for t in self._turns.values())
+        ):
+            return
+        # Work ahead of a turn belongs to no caller's trace: its own root span, whatever
+        # event (a callback, the session's readiness) happened to trigger it.
+        self._prepared = asyncio.create_task(
+            self._prepare(), name=f"zego-drive-{self.task_id}", context=contextvars.Context()
+        )
+        # Retrieved by _take_prepared or _discard_prepared; a failure is not an error here.
+        self._prepared.add_done_callback(lambda t: None if t.cancelled() else t.exception())
+
+    async def _take_prepared(self) -> _PreparedDrive | None:
+        """The prepared drive if it is usable (socket open, younger than the bound)."""
+        task, self._prepared = self._prepared, None
+        if task is None:
+            return None
+        try:
+            prepared = await task
+        except GatewayError:
+            return None
+        if (
+            prepared.ws.state is not State.OPEN
+            or time.monotonic() - prepared.prepared_at > PREPARED_DRIVE_MAX_AGE_S
+        ):
+            await self._close_unused(prepared)
+            return None
+        return prepared
+
+    async def _discard_prepared(self) -> None:
+        """Close a prepared drive unused (a text drive or an interrupt comes first)."""
+        task, self._prepared = self._prepared, None
+        if task is None:
+            return
+        # Let a preparation under way finish (a REST call and a handshake) rather than cut
+        # its request mid-way; bounded, then cut.
+        with contextlib.suppress(GatewayError, asyncio.CancelledError, TimeoutError):
+            await self._close_unused(await asyncio.wait_for(task, PREPARE_WAIT_S))
+
+    def _drop_prepared(self) -> None:
+        """:meth:`_discard_prepared` in the background: the caller's vendor call goes first."""
+        if self._prepared is None:
+            return
+        closing = asyncio.ensure_future(self._discard_prepared())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def _close_unused(self, prepared: _PreparedDrive) -> None:
+        # Closing without Start leaves the drive unstarted; ZEGO's docs say only to close the
+        # socket when no WS drive follows (zegocloud.md §8.2, §8.6).
+        self._discarded.add(prepared.drive_id)
+        with contextlib.suppress(websockets.WebSocketException, OSError):
+            await prepared.ws.close()
+
+    async def _open_ws(self, turn: _Turn, sample_rate_hertz: int) -> ClientConnection:
+        self._task_interrupted = False
+        prepared = await self._take_prepared()
+        start_error: Exception | None = None
+        if prepared is not None:
+            start_error = await self._start(prepared, sample_rate_hertz)
+            if start_error is not None:
+                # The prepared socket broke while idle: nothing of the turn was sent on it.
+                await self._close_unused(prepared)
+                prepared = None
+        if prepared is None:
+            prepared = await self._connect_drive()
+            start_error = await self._start(prepared, sample_rate_hertz)
+        self._register_drive(turn, prepared.drive_id)
+        if start_error is not None:
+            with contextlib.suppress(websockets.WebSocketException, OSError):
+                await prepared.ws.close()
+            raise vendor_unavailable(VENDOR, f"drive socket: {type(start_error).__name__}")
+        self._ws, self._ws_turn, self._ws_drive = prepared.ws, turn.turn_id, prepared.drive_id
+        return prepared.ws
+
+    @staticmethod
+    async def _start(prepared: _PreparedDrive, sample_rate_hertz: int) -> Exception | None:
+        """Send ``Start`` (zegocloud.md §8.2); the error if the socket is broken."""
+        start = {
+            "Action": "Start",
+            "Payload": {
+                "DriveId": prepared.drive_id,
+                "SampleRate": sample_rate_hertz,
+                "Channel": 1,
+            },
+        }
+        try:
+            await prepared.ws.send(json.dumps(start))
+        except (OSError, websockets.WebSocketException) as exc:
+            return exc
+        return None
 
     async def send_audio(self, turn_id: str, pcm: bytes, sample_rate_hertz: int) -> None:
         """Send one PCM frame (s16le mono at ``sample_rate_hertz`` Hz, zegocloud.md §8.2).
@@ -178,6 +332,9 @@ class ZegoDriveChannel(DriveChannel):
         turn = self._turn(turn_id)
         if text:
             self._task_interrupted = False
+            # Whether a WS drive asked for but not started holds back a text drive is not
+            # documented (zegocloud.md §8.6): none is left pending while text is queued.
+            self._drop_prepared()
             drive = await self.api.drive_by_text(
                 self.task_id, text, self.tts_config, interrupt_mode=0
             )
@@ -209,9 +366,13 @@ class ZegoDriveChannel(DriveChannel):
         finally:
             if self._ws_turn == turn_id:
                 await self._close_ws(send_stop=True)
+            # InterruptDriveTask discards every queued drive (zegocloud.md §4); whether that
+            # includes one asked for but not started is not documented: it is replaced.
+            self._drop_prepared()
         self.emit(VendorEvent(EventKind.INTERRUPTED, turn_id=turn_id))
         if turn.started_ms is None:
             turn.done = True  # nothing was playing: no speech_ended will come
+            self.prepare_next_drive()
 
     # ---- callbacks ----------------------------------------------------------------------
 
@@ -219,6 +380,8 @@ class ZegoDriveChannel(DriveChannel):
         """Apply a drive-status callback (EventType 4) to the turn that owns ``drive_id``."""
         turn_id = self._drive_to_turn.get(drive_id)
         if turn_id is None:
+            if drive_id in self._discarded:
+                return
             self._early_status.setdefault(drive_id, []).append((status, event_ms))
             return
         turn = self._turns[turn_id]
@@ -239,6 +402,7 @@ class ZegoDriveChannel(DriveChannel):
                 f"ZEGOCLOUD reported drive {drive_id} failed",
                 metadata={"driveId": drive_id},
             )
+            self.prepare_next_drive()
 
     def _maybe_end(self, turn: _Turn) -> None:
         if turn.done or not turn.final or turn.started_ms is None:
@@ -258,6 +422,7 @@ class ZegoDriveChannel(DriveChannel):
                 played_s=played,
             )
         )
+        self.prepare_next_drive()
 
     def on_task_stopped(self, detail: str) -> None:
         """The vendor stopped the task (TTL, idle, or an error): the session is gone."""
@@ -271,4 +436,5 @@ class ZegoDriveChannel(DriveChannel):
             return
         self.closed = True
         await self._close_ws(send_stop=True)
+        await self._discard_prepared()
         self._on_close(self)

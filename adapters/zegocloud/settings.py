@@ -18,6 +18,9 @@ class ZegocloudSettings(VendorSettings):
             (zegocloud.md §6).
         timbre_id: default TTS timbre of text drives (DriveByText ``TTSConfig.TimbreId`` is
             required).
+        prepare_drive_socket: ask for each audio turn's ``DriveByWsStream`` and open its
+            socket while the task is idle, so the turn's first frame only waits for ``Start``
+            (zegocloud.md §8.6). Costs one DriveByWsStream per session that is never used.
     """
 
     credential_sets = (("app_id", "server_secret"),)
@@ -28,6 +31,7 @@ class ZegocloudSettings(VendorSettings):
     api_url: str = "https://aigc-digitalhuman-api.zegotech.cn/"
     callback_secret: SecretStr | None = None
     timbre_id: str = "zego_timbre_en_female"
+    prepare_drive_socket: bool = True
 
     @property
     def account_id(self) -> str:

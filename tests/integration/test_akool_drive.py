@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
+from livekit import api as lkapi
 
 from emulators.akool import AkoolEmulator
 from emulators.livekit_server import LiveKitServer
@@ -181,6 +182,58 @@ async def test_vendor_session_end_fails_the_drive(gateway: Gateway) -> None:
     code, reason, metadata = error_info(err.value)
     assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "VENDOR_SESSION_LOST")
     assert metadata["vendor"] == "akool"
+
+
+async def participants(emulator: AkoolEmulator, room: str) -> set[str]:
+    """Identities in ``room`` now, by the LiveKit server's own RoomService."""
+    async with lkapi.LiveKitAPI(
+        emulator.livekit_url, emulator.livekit_api_key, emulator.livekit_api_secret
+    ) as service:
+        answer = await service.room.list_participants(lkapi.ListParticipantsRequest(room=room))
+    return {p.identity for p in answer.participants}
+
+
+async def test_the_gateway_joins_the_room_when_the_session_is_ready(gateway: Gateway) -> None:
+    """Capabilities.open_channel_at_ready: the first turn does not wait for the room join."""
+    session = await gateway.create("akool", AVATAR)
+    room = session.playback.akool.room_name
+    deadline = asyncio.get_running_loop().time() + 15
+    while "avatar-gateway" not in await participants(akool(gateway), room):
+        assert asyncio.get_running_loop().time() < deadline, "the gateway never joined"
+        await asyncio.sleep(0.05)
+    pcm = tone(0.5)
+    responses = await collect(
+        gateway.stub.Drive(paced_requests(session.name, pcm, realtime=False), timeout=30)
+    )
+    assert [r.speech_ended.turn_id for r in responses if r.HasField("speech_ended")] == ["1"]
+    (turn,) = akool(gateway).sessions[session.vendor_session_id].audio_turns
+    assert turn.sha256 == hashlib.sha256(pcm).hexdigest() and turn.complete
+    await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name))
+    assert "avatar-gateway" not in await participants(akool(gateway), room)
+
+
+async def test_a_drive_on_a_session_the_vendor_ended_is_told_so(
+    gateway: Gateway,
+) -> None:
+    """The channel opened at readiness sees the avatar leave; a later Drive's channel open
+    finds the session ended at Akool, the gateway closes it, and the Drive is told why."""
+    session = await gateway.create("akool", AVATAR)
+    room = session.playback.akool.room_name
+    deadline = asyncio.get_running_loop().time() + 15
+    while "avatar-gateway" not in await participants(akool(gateway), room):
+        assert asyncio.get_running_loop().time() < deadline, "the gateway never joined"
+        await asyncio.sleep(0.05)
+    await akool(gateway).end_session(session.vendor_session_id, "expired")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await collect(
+            gateway.stub.Drive(paced_requests(session.name, tone(0.5), realtime=False), timeout=30)
+        )
+    code, reason, metadata = error_info(err.value)
+    assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "SESSION_CLOSED")
+    assert metadata["closeReason"] == "CLOSE_REASON_VENDOR"
+    closed = await gateway.stub.GetSession(pb.GetSessionRequest(name=session.name))
+    assert closed.state == pb.SESSION_STATE_CLOSED
+    assert akool(gateway).open_sessions() == []
 
 
 async def test_list_avatars_and_vendor_capabilities(gateway: Gateway) -> None:

@@ -126,7 +126,10 @@ async def test_interrupt_makes_at_most_four_interrupt_calls(gateway: Gateway) ->
     assert any(r.HasField("warning") for r in responses)
     await asyncio.sleep(SETTLE_S)
     assert emulator.calls_for_task(s.vendor_session_id)["InterruptDriveTask"] == 4
-    assert emulator.calls_for_task(s.vendor_session_id)["DriveByWsStream"] == 1
+    # The turn's drive, and at most the next turn's, prepared once the task was idle again
+    # (zegocloud.md §8.6): never a retried one.
+    assert emulator.calls_for_task(s.vendor_session_id)["DriveByWsStream"] <= 2
+    assert len(emulator.drives_for_task(s.vendor_session_id)) == 1
     emulator.faults.clear()
 
 
