@@ -18,6 +18,7 @@ Shapes and units used throughout:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from abc import ABC, abstractmethod
@@ -511,6 +512,44 @@ class VendorAdapter(ABC):
         self.rate_limiter = (
             RateLimiter(caps.rest_qps, vendor=caps.vendor) if caps.rest_qps else None
         )
+        self._status_watchers: dict[str, asyncio.Future[SessionStatus]] = {}
+
+    # ---- readiness notifications ----------------------------------------------------------
+
+    def watch_status(self, vendor_session_id: str) -> asyncio.Future[SessionStatus]:
+        """A future the next :meth:`notify_status` of ``vendor_session_id`` completes.
+
+        Shared code watches a session while it waits for it to be ready, so a vendor's own
+        notification (ZEGO's task-status callback) ends the wait at once instead of at the
+        next poll. Call :meth:`unwatch_status` when done.
+        """
+        watcher = self._status_watchers.get(vendor_session_id)
+        if watcher is None or watcher.done():
+            watcher = asyncio.get_running_loop().create_future()
+            self._status_watchers[vendor_session_id] = watcher
+        return watcher
+
+    def unwatch_status(self, vendor_session_id: str) -> None:
+        """Stop watching ``vendor_session_id`` (:meth:`watch_status`)."""
+        watcher = self._status_watchers.pop(vendor_session_id, None)
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+
+    def notify_status(self, vendor_session_id: str, status: SessionStatus) -> bool:
+        """A vendor notification says ``vendor_session_id`` is now ``status``.
+
+        For adapters whose vendor reports session status by itself (a signed callback); the
+        notification must be as trustworthy as a poll's answer.
+
+        Returns:
+            ``True`` when a wait in this process took it, else ``False`` (the callback is then
+            routed to the replica that waits, if any).
+        """
+        watcher = self._status_watchers.get(vendor_session_id)
+        if watcher is None or watcher.done():
+            return False
+        watcher.set_result(status)
+        return True
 
     def share_rate_limits(self, storage: RateLimitStorage, account: str) -> None:
         """Count the vendor's per-operation rate (``Capabilities.rest_qps``) in ``storage``.

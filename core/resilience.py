@@ -206,6 +206,7 @@ async def poll_until(
     first_delay_s: float = 0.1,
     max_delay_s: float = 2.0,
     fast_for_s: float = 0.0,
+    notice: asyncio.Future[T] | None = None,
 ) -> T:
     """Poll ``probe`` until ``done(result)``, with growing delays, bounded by ``deadline``.
 
@@ -213,7 +214,9 @@ async def poll_until(
     poll), then grow by 1.5x up to ``max_delay_s`` (Tencent's SDK polls statsession every
     ~100 ms; its docs suggest 5 s: this starts fast and backs off). The fast phase bounds how
     late after the vendor is ready the poll notices it (about one delay). Retryable vendor
-    errors during polling are tolerated until the deadline.
+    errors during polling are tolerated until the deadline. ``notice``, completed by the
+    vendor's own notification (a callback), ends a delay at once: its result is taken as a
+    probe's; one that is not ``done`` is ignored and polling goes on.
 
     Raises:
         VendorError: ``VENDOR_TIMEOUT`` when ``deadline`` (``time.monotonic()``) passes, or a
@@ -236,7 +239,16 @@ async def poll_until(
         now = time.monotonic()
         if now >= deadline:
             raise vendor_timeout(vendor, "the session did not become ready in time")
-        await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+        pause = min(delay, max(0.0, deadline - now))
+        if notice is None:
+            await asyncio.sleep(pause)
+        else:
+            await asyncio.wait([notice], timeout=pause)
+            if notice.done():
+                told = None if notice.cancelled() else notice.result()
+                if told is not None and done(told):
+                    return told
+                notice = None  # spent: plain polling from here
         if time.monotonic() >= fast_until:
             delay = min(max_delay_s, delay * 1.5)
 

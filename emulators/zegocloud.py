@@ -299,6 +299,7 @@ class TaskRecord:
         fail_reason: ``FailReason`` when status is 2.
         create_time: unix s of creation (``CreateTime``).
         last_drive_time: monotonic s of the last drive activity, ``None`` if never driven.
+        streaming_since: monotonic s when the task reached Status 3, ``None`` before.
         stop_reason: ``"api"``, ``"ttl"`` or ``"idle"`` once stopping.
         background_color: ``DigitalHumanConfig.BackgroundColor``.
         output_mode: ``ExtraConfig.OutputMode`` if sent ([hist] field, zegocloud.md §4 notes).
@@ -328,6 +329,7 @@ class TaskRecord:
     max_parallel_sockets: int = 0
     billed_from: float = field(default_factory=time.time)
     billed_until: float | None = None
+    streaming_since: float | None = None
 
 
 class ZegoApiError(Exception):
@@ -1003,6 +1005,7 @@ class ZegocloudEmulator:
             task.billed_until = time.time()
         else:
             task.status = TASK_STREAMING
+            task.streaming_since = _mono()
         self._task_event(task)
 
     async def _watchdog(self, task: TaskRecord) -> None:

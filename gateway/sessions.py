@@ -516,15 +516,21 @@ class SessionManager:
             # DEADLINE_EXCEEDED). A caller already gone leaves the server's own bound, so a
             # retry with the same request_id can join a session that does become ready.
             ready_deadline = min(ready_deadline, deadline - 0.2)
+        # A vendor that notifies readiness (ZEGO's task-status callback) ends the poll's wait.
+        notice = adapter.watch_status(handle.vendor_session_id)
         try:
-            status: SessionStatus = await poll_until(
-                lambda: adapter.session_status(handle),
-                _is_settled,
-                deadline=ready_deadline,
-                vendor=req_vendor,
-                first_delay_s=adapter.capabilities.ready_poll_interval_s,
-                fast_for_s=adapter.capabilities.ready_poll_fast_s,
-            )
+            try:
+                status: SessionStatus = await poll_until(
+                    lambda: adapter.session_status(handle),
+                    _is_settled,
+                    deadline=ready_deadline,
+                    vendor=req_vendor,
+                    first_delay_s=adapter.capabilities.ready_poll_interval_s,
+                    fast_for_s=adapter.capabilities.ready_poll_fast_s,
+                    notice=notice,
+                )
+            finally:
+                adapter.unwatch_status(handle.vendor_session_id)
             if status.state is not ReadyState.READY:
                 raise VendorError(
                     grpc.StatusCode.UNAVAILABLE,

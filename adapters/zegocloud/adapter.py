@@ -333,8 +333,24 @@ class ZegocloudAdapter(VendorAdapter):
         )
 
     def _deliver_callback(self, raw: bytes) -> bool:
-        """Apply an accepted callback to this process's channel of its task, if it has one."""
+        """Apply an accepted callback to this process's channel of its task, if it has one.
+
+        A task-status callback saying the task is streaming (3) or failed to start (2)
+        (zegocloud.md §5, §6) ends a CreateSession's readiness wait in this process at once
+        (:meth:`VendorAdapter.notify_status`), rather than at its next status poll.
+        """
         callback = parse_callback(raw)
+        if isinstance(callback, TaskStatusCallback):
+            task = callback.detail
+            if task.status == TASK_STREAMING and self.notify_status(
+                callback.task_id, SessionStatus(ReadyState.READY)
+            ):
+                return True
+            if task.status == TASK_INIT_FAILED and self.notify_status(
+                callback.task_id,
+                SessionStatus(ReadyState.FAILED, task.fail_reason or "init failed"),
+            ):
+                return True
         channel = self._channels.get(callback.task_id)
         if channel is None:
             return False

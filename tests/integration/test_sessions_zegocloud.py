@@ -168,3 +168,24 @@ async def test_list_vendors_avatars_health(gateway: Gateway) -> None:
     for service in ("", "avatar.gateway.v1.AvatarGateway"):
         r = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert r.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_create_session_answers_on_the_task_status_callback(gateway: Gateway) -> None:
+    """ZEGO's task-status callback (EventType 3, Status 3: zegocloud.md §6) ends the readiness
+    wait at once. Streaming at 2.2 s, the status poll alone (0.1 s growing 1.5x per poll, kept
+    for ZEGO's shared 10/s budget) would look at ~2.1 s and then ~3.2 s: about 1 s late."""
+    emulator = gateway.emulator("zegocloud")
+    emulator.task_ready_delay_s = 2.2
+    try:
+        session = await gateway.create()
+    finally:
+        emulator.task_ready_delay_s = 0.3
+    answered = time.monotonic()  # the emulator's clock (emulators/zegocloud.py _mono)
+    assert session.state == pb.SESSION_STATE_READY
+    streaming_since = emulator.tasks[session.vendor_session_id].streaming_since
+    assert streaming_since is not None
+    late = answered - streaming_since
+    assert 0 <= late < 0.5, late
+    # One status poll per growing delay until the callback came, never after it.
+    polls = emulator.calls_for_task(session.vendor_session_id)["GetDigitalHumanStreamTaskStatus"]
+    assert polls <= 7, polls

@@ -15,6 +15,7 @@ from core.resilience import (
     RateLimiter,
     current_deadline,
     deadline_scope,
+    poll_until,
     retry_call,
     send_until_acknowledged,
 )
@@ -206,3 +207,71 @@ async def test_a_slot_counts_its_call_as_of_its_answer() -> None:
     async with limiter.slot("Op"):
         admitted = time.monotonic()
     assert admitted - answered >= 0.2
+
+
+# ---- poll_until and a vendor's notification ------------------------------------------------
+
+
+async def test_a_notification_ends_the_polls_wait_at_once() -> None:
+    """A notice completed between probes is taken as the answer: no further probe, and no
+    waiting out the (here 60 s) delay."""
+    probes: list[float] = []
+    notice: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def probe() -> str:
+        probes.append(time.monotonic())
+        return "pending"
+
+    asyncio.get_running_loop().call_later(0.05, notice.set_result, "ready")
+    result = await asyncio.wait_for(
+        poll_until(
+            probe,
+            lambda r: r == "ready",
+            deadline=time.monotonic() + 120,
+            vendor="v",
+            first_delay_s=60.0,
+            notice=notice,
+        ),
+        10,
+    )
+    assert result == "ready" and len(probes) == 1
+
+
+async def test_a_notice_that_is_not_final_is_spent_and_polling_goes_on() -> None:
+    answers = iter(["pending", "pending", "ready"])
+    notice: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    notice.set_result("pending")  # e.g. a status that does not end the wait
+
+    async def probe() -> str:
+        return next(answers)
+
+    result = await poll_until(
+        probe,
+        lambda r: r == "ready",
+        deadline=time.monotonic() + 30,
+        vendor="v",
+        first_delay_s=0.01,
+        notice=notice,
+    )
+    assert result == "ready"
+
+
+async def test_a_cancelled_notice_leaves_plain_polling() -> None:
+    answers = iter(["pending", "ready"])
+    notice: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    notice.cancel()
+
+    async def probe() -> str:
+        return next(answers)
+
+    assert (
+        await poll_until(
+            probe,
+            lambda r: r == "ready",
+            deadline=time.monotonic() + 30,
+            vendor="v",
+            first_delay_s=0.01,
+            notice=notice,
+        )
+        == "ready"
+    )
