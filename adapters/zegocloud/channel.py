@@ -183,8 +183,9 @@ class ZegoDriveChannel(DriveChannel):
         """Get the next audio turn's drive and socket in the background, if the task is idle.
 
         Only while no drive socket is open (one socket per task, zegocloud.md §8.1), no turn is
-        speaking or queued (asking for a WS drive may cut the one playing, zegocloud.md §5) and the channel
-        is open. A failure costs nothing: the turn then asks for its own drive.
+        speaking or queued (asking for a WS drive may cut the one playing, zegocloud.md §5)
+        and the channel is open. A failure costs nothing: the turn then asks for its own
+        drive.
         """
         if (
             not self.prepare_drives
