@@ -258,9 +258,16 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         """See the proto: config first, then audio/text/end_turn/interrupt."""
         drive: DriveStream | None = None
         runtime: SessionRuntime | None = None
+        admission = self.manager.admission
+        admitted = False
         try:
             if self.draining:
                 raise server_draining()
+            # Past capacity the call is refused before it reads or opens anything; counted
+            # from here (no await before), so concurrent calls cannot overshoot the bound.
+            admission.check("Drive")
+            admission.drive_started()
+            admitted = True
             first = await anext(request_iterator, None)
             if first is None:
                 return  # the client half-closed at once: nothing to do
@@ -306,6 +313,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                     call_done=context.done,
                     preferred_rate_hertz=runtime.handle.data.sample_rate_hertz,
                     usage=runtime.usage,
+                    strain=admission.strain_since,
                 )
 
             record, runtime, drive = await self.manager.open_drive(
@@ -337,6 +345,8 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             log.exception("drive_internal_error")
             await _abort(context, internal_error(exc))
         finally:
+            if admitted:
+                admission.drive_ended()
             if drive is not None and drive in self.drives:
                 self.drives.discard(drive)
                 metrics.ACTIVE_DRIVES.labels(drive.record.vendor).dec()
