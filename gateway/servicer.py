@@ -263,11 +263,6 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         try:
             if self.draining:
                 raise server_draining()
-            # Past capacity the call is refused before it reads or opens anything; counted
-            # from here (no await before), so concurrent calls cannot overshoot the bound.
-            admission.check("Drive")
-            admission.drive_started()
-            admitted = True
             first = await anext(request_iterator, None)
             if first is None:
                 return  # the client half-closed at once: nothing to do
@@ -279,8 +274,17 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                     received=kind or "none",
                 )
             config = first.config
-            parse_session_name(config.session)
+            session_id = parse_session_name(config.session)
             DriveStream.validate_config(config)
+            # Past capacity a new stream is refused before it opens anything, unless it
+            # replaces (preempt) the session's stream open here: that adds no load, and a
+            # client reconnecting after a network fault must get its session back. Counted
+            # from here (no await before), so concurrent calls cannot overshoot the bound.
+            runtime_here = self.manager.runtimes.get(session_id)
+            if not (config.preempt and runtime_here is not None and runtime_here.drive is not None):
+                admission.check("Drive")
+            admission.drive_started()
+            admitted = True
 
             async def build(record: SessionRecord, runtime: SessionRuntime) -> DriveStream:
                 structlog.contextvars.bind_contextvars(
@@ -345,17 +349,21 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             log.exception("drive_internal_error")
             await _abort(context, internal_error(exc))
         finally:
-            if admitted:
-                admission.drive_ended()
-            if drive is not None and drive in self.drives:
-                self.drives.discard(drive)
-                metrics.ACTIVE_DRIVES.labels(drive.record.vendor).dec()
-            if drive is not None:
-                if runtime is not None:
-                    with contextlib.suppress(Exception):
-                        await self.manager.detach_drive(runtime, drive)
-            with contextlib.suppress(Exception):
-                structlog.contextvars.unbind_contextvars("session_id", "vendor")
+            try:
+                if drive is not None and drive in self.drives:
+                    self.drives.discard(drive)
+                    metrics.ACTIVE_DRIVES.labels(drive.record.vendor).dec()
+                if drive is not None:
+                    if runtime is not None:
+                        with contextlib.suppress(Exception):
+                            await self.manager.detach_drive(runtime, drive)
+                with contextlib.suppress(Exception):
+                    structlog.contextvars.unbind_contextvars("session_id", "vendor")
+            finally:
+                # Even when cancelled during the detach: a stream never counted as open
+                # after its end. Last, so its log line (overload cleared) is not the session's.
+                if admitted:
+                    admission.drive_ended()
 
 
 def _ms(ms: float) -> duration_pb2.Duration:

@@ -242,3 +242,30 @@ async def test_a_late_end_of_speech_says_the_gateway_was_overloaded(gateway: Gat
     assert warning.metadata["cause"] == "gateway"
     assert warning.metadata["signal"] == "event_loop_lag_ms"
     assert float(warning.metadata["value"]) >= 25  # at least half the 50 ms bound
+
+
+@pytest.mark.parametrize("gateway", [{"max_active_drives": 1}], indirect=True)
+async def test_at_capacity_a_drive_replacing_its_sessions_own_stream_is_admitted(
+    gateway: Gateway,
+) -> None:
+    """preempt on a session driven here adds no load: a reconnecting client gets its session."""
+    session = await gateway.create()
+    release = asyncio.Event()
+    old = gateway.stub.Drive(paced_requests(session.name, tone(0.4), hold=release), timeout=60)
+    assert (await old.read()).HasField("started")
+    assert gateway.server.manager is not None
+    assert gateway.server.manager.admission.overload is not None
+    config = pb.DriveConfig(session=session.name, audio_format=audio_format(), preempt=True)
+    requests = [
+        pb.DriveRequest(config=config),
+        pb.DriveRequest(audio=tone(0.2)),
+        pb.DriveRequest(end_turn=pb.EndTurn()),
+    ]
+    responses = [r async for r in gateway.stub.Drive(iter(requests), timeout=60)]
+    assert responses[0].HasField("started")
+    assert [r.speech_ended.turn_id for r in responses if r.HasField("speech_ended")]
+    with pytest.raises(grpc.aio.AioRpcError) as preempted:
+        while await old.read() is not grpc.aio.EOF:
+            pass
+    assert error_info(preempted.value)[:2] == (grpc.StatusCode.ABORTED, "DRIVE_PREEMPTED")
+    release.set()

@@ -170,11 +170,12 @@ type AvatarGatewayClient interface {
 	// time is slowed by gRPC flow control rather than buffered without bound.
 	//
 	// Capacity: a server past a capacity bound (open Drive streams, event-loop
-	// lag, input backlog) refuses every new Drive call at once with
+	// lag, input backlog) refuses a new Drive call right after its `config` with
 	// RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
 	// its value, `bound` the limit; counts or milliseconds) and a
 	// `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
-	// Streams already open go on undisturbed. A late end of speech caused by the
+	// Streams already open go on undisturbed, and a `preempt` stream replacing
+	// the session's stream open on the same server is admitted. A late end of speech caused by the
 	// server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
 	// metadata `cause` "gateway" (else "vendor").
 	Drive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DriveRequest, DriveResponse], error)
@@ -401,11 +402,12 @@ type AvatarGatewayServer interface {
 	// time is slowed by gRPC flow control rather than buffered without bound.
 	//
 	// Capacity: a server past a capacity bound (open Drive streams, event-loop
-	// lag, input backlog) refuses every new Drive call at once with
+	// lag, input backlog) refuses a new Drive call right after its `config` with
 	// RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
 	// its value, `bound` the limit; counts or milliseconds) and a
 	// `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
-	// Streams already open go on undisturbed. A late end of speech caused by the
+	// Streams already open go on undisturbed, and a `preempt` stream replacing
+	// the session's stream open on the same server is admitted. A late end of speech caused by the
 	// server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
 	// metadata `cause` "gateway" (else "vendor").
 	Drive(grpc.BidiStreamingServer[DriveRequest, DriveResponse]) error
