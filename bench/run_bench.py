@@ -97,6 +97,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from array import array
 from collections import Counter
@@ -198,6 +199,32 @@ def mem_kib(pid: int) -> dict[str, int]:
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM", "Threads"):
                 out[key] = int(value.split()[0])
+    return out
+
+
+async def server_refusals(ops_port: int) -> dict[str, dict[str, float]]:
+    """The gateway's own count of its RESOURCE_EXHAUSTED answers, by method and duration.
+
+    From ``rpc_server_call_duration_seconds`` on its ``/metrics``: cumulative bucket counts by
+    upper bound (``le``) for CreateSession and Drive, so that the time to a refusal the
+    client sees can be split into the server's share and the rest (transport, scheduling).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{ops_port}/metrics"
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        if family.name != "rpc_server_call_duration_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels.get("rpc_response_status_code") == "RESOURCE_EXHAUSTED"
+            ):
+                method = labels["rpc_method"].rsplit("/", 1)[-1]
+                out.setdefault(method, {})[labels["le"]] = sample.value
     return out
 
 
@@ -992,6 +1019,7 @@ class LoadGenerator:
         ramp_s = n / ramp_rate
         await self.emulator.call("callbacks", self.gw.callback_url if path == "gateway" else None)
         await self.emulator.call("reset")
+        refusals0 = await server_refusals(self.gw.ops_port) if path == "gateway" else {}
         gc.collect()
         gc.freeze()
         gc.disable()  # harness hygiene: no collector pauses in the generator during a phase
@@ -1088,6 +1116,12 @@ class LoadGenerator:
             result["control"] = self.analyse(
                 control, controls, data, cpu0, cpu1, t0_ns, t1_ns, gw_mem, 0.0, len(controls)
             )
+        if path == "gateway":
+            refusals1 = await server_refusals(self.gw.ops_port)
+            result["refused"]["server"] = {
+                method: {le: n - refusals0.get(method, {}).get(le, 0) for le, n in buckets.items()}
+                for method, buckets in refusals1.items()
+            }
         return result | {"profile": profile, "gw_thread_share": gw_threads}
 
     def dump(
@@ -1921,10 +1955,17 @@ def print_phase(r: dict[str, Any], idle_rss: int, started: float) -> None:
     if refused.get("CreateSession") or refused.get("Drive"):
         accepted = r["n"] - refused["CreateSession"] - refused["Drive"]
         ms = refused["ms"]
+        # The gateway's own view: how many of its refusals it answered within 50 ms.
+        server = {
+            method: f"{b.get('0.05', 0):.0f} of {b.get('+Inf', 0):.0f} within 50 ms"
+            for method, b in refused.get("server", {}).items()
+            if b.get("+Inf")
+        }
         print(
             f"      refused past capacity: CreateSession {refused['CreateSession']}, "
             f"Drive {refused['Drive']} (answered in p50 {fmt(ms['p50'])} p95 {fmt(ms['p95'])} "
-            f"max {fmt(ms['max'])} ms); accepted {accepted}: failed {r['failed']}, "
+            f"max {fmt(ms['max'])} ms at the client; in the gateway {server}); "
+            f"accepted {accepted}: failed {r['failed']}, "
             f"sha ok {r['integrity']['sha_ok']} bad {r['integrity']['sha_bad']}, "
             f"gw RSS +{(r['gw_rss_kib'] - idle_rss) / max(1, accepted):.0f} KiB/accepted stream",
             flush=True,

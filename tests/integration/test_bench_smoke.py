@@ -112,6 +112,9 @@ def test_bench_counts_the_calls_refused_past_capacity() -> None:
         refused = r["refused"]
         assert refused["CreateSession"] + refused["Drive"] == 1, (generator, refused)
         assert 0 < refused["ms"]["p50"] <= refused["ms"]["max"] < 10_000
+        # The gateway's own count of the refusal (its call-duration histogram).
+        server = refused["server"]
+        assert sum(b.get("+Inf", 0) for b in server.values()) == 1, server
         assert r["failed"] == 0, r["errors"]
         integrity = r["integrity"]
         assert integrity["sha_ok"] == 2 and integrity["sha_bad"] == 0, integrity
