@@ -56,6 +56,16 @@ Usage::
     .venv/bin/python bench/run_bench.py --vendor tencent --tencent-streams 1,100,300 \\
         --seconds 15 --no-write
 
+Past capacity (admission control)::
+
+    .venv/bin/python bench/run_bench.py --vendor zegocloud --streams 150 --paths gateway \
+        --max-active-drives 100 --no-write
+
+runs 150 streams against a gateway that admits 100 Drive streams: the others' CreateSession
+or Drive is refused (RESOURCE_EXHAUSTED); each phase reports how many of each were refused
+and how long the refusals took (p50/p95/max), next to the accepted streams' latency and
+integrity.
+
 It prints markdown tables and rewrites the marked blocks of ``bench/RESULTS.md`` (``--no-write``
 to skip). ``--py-spy PATH`` profiles the gateway during one window; ``--what-if NAME`` runs
 the gateway through ``bench/whatif_gateway.py`` with a candidate fix (never written to
@@ -87,6 +97,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from array import array
 from collections import Counter
@@ -188,6 +199,32 @@ def mem_kib(pid: int) -> dict[str, int]:
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM", "Threads"):
                 out[key] = int(value.split()[0])
+    return out
+
+
+async def server_refusals(ops_port: int) -> dict[str, dict[str, float]]:
+    """The gateway's own count of its RESOURCE_EXHAUSTED answers, by method and duration.
+
+    From ``rpc_server_call_duration_seconds`` on its ``/metrics``: cumulative bucket counts by
+    upper bound (``le``) for CreateSession and Drive, so that the time to a refusal the
+    client sees can be split into the server's share and the rest (transport, scheduling).
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{ops_port}/metrics"
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        if family.name != "rpc_server_call_duration_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name.endswith("_bucket")
+                and labels.get("rpc_response_status_code") == "RESOURCE_EXHAUSTED"
+            ):
+                method = labels["rpc_method"].rsplit("/", 1)[-1]
+                out.setdefault(method, {})[labels["le"]] = sample.value
     return out
 
 
@@ -504,6 +541,8 @@ class GoLoadgen:
             stream.hasher = _Digest(str(r.get("sha256", "")))
             stream.error = str(r.get("error", ""))[:200]
             stream.drive_status = str(r.get("drive_status", ""))
+            stream.refused = str(r.get("refused", ""))
+            stream.refused_ms = float(r.get("refused_ms", 0.0))
 
     async def aclose(self) -> None:
         with contextlib.suppress(Exception):
@@ -532,6 +571,10 @@ class Stream:
     drive_status: str = ""
     extensions: str = ""  # Tencent direct: the Sec-WebSocket-Extensions the emulator accepted
     pacer_waits: int = 0  # Tencent direct: packets the pacing rule held back
+    # Gateway: "CreateSession" or "Drive" when the gateway refused the call past its capacity
+    # (RESOURCE_EXHAUSTED, admission control), and how long that answer took (ms).
+    refused: str = ""
+    refused_ms: float = 0.0
 
 
 @dataclass
@@ -874,6 +917,7 @@ class LoadGenerator:
         timeout = max(30.0, phase.hard_stop - time.monotonic() + 60)
         tencent = self.vendor == "tencent"
         avatar = TENCENT_PROJECT if tencent else AVATAR
+        method, asked = "CreateSession", time.monotonic()
         try:
             session = await stub.CreateSession(
                 pb.CreateSessionRequest(vendor=self.vendor, avatar_id=avatar), timeout=timeout
@@ -881,6 +925,7 @@ class LoadGenerator:
             stream.task_id = session.vendor_session_id
             if session.state != pb.SESSION_STATE_READY:
                 raise RuntimeError(f"session state {pb.SessionState.Name(session.state)}")
+            method, asked = "Drive", time.monotonic()
             call = stub.Drive(timeout=timeout)
             fmt = media_pb2.AudioFormat(
                 audio_encoding=media_pb2.AUDIO_ENCODING_LINEAR16,
@@ -922,6 +967,15 @@ class LoadGenerator:
                 stream.error = f"Drive ended {code.name}: {await call.details()}"
             elif kinds["speech_ended"] != 1:
                 stream.error = f"Drive OK but responses were {dict(kinds)}"
+        except grpc.aio.AioRpcError as exc:
+            # Past its capacity the gateway refuses a new call at once: refused, not failed.
+            if not started and exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                stream.refused = method
+                stream.refused_ms = (time.monotonic() - asked) * 1000
+            else:
+                stream.error = f"{type(exc).__name__}: {exc}"[:200]
+            if not started:
+                phase.mark_finished_early()
         except Exception as exc:
             stream.error = f"{type(exc).__name__}: {exc}"[:200]
             if not started:
@@ -965,6 +1019,7 @@ class LoadGenerator:
         ramp_s = n / ramp_rate
         await self.emulator.call("callbacks", self.gw.callback_url if path == "gateway" else None)
         await self.emulator.call("reset")
+        refusals0 = await server_refusals(self.gw.ops_port) if path == "gateway" else {}
         gc.collect()
         gc.freeze()
         gc.disable()  # harness hygiene: no collector pauses in the generator during a phase
@@ -1061,6 +1116,12 @@ class LoadGenerator:
             result["control"] = self.analyse(
                 control, controls, data, cpu0, cpu1, t0_ns, t1_ns, gw_mem, 0.0, len(controls)
             )
+        if path == "gateway":
+            refusals1 = await server_refusals(self.gw.ops_port)
+            result["refused"]["server"] = {
+                method: {le: n - refusals0.get(method, {}).get(le, 0) for le, n in buckets.items()}
+                for method, buckets in refusals1.items()
+            }
         return result | {"profile": profile, "gw_thread_share": gw_threads}
 
     def dump(
@@ -1141,6 +1202,7 @@ class LoadGenerator:
                 "gen2_max_ms": max(gen2, default=0.0),
             }
         errors = Counter(s.error[:160] for s in streams if s.error)
+        refused_ms = np.array([s.refused_ms for s in streams if s.refused], dtype=np.float64)
         lag_ms = np.frombuffer(phase.lag_ns, dtype=np.int64) / 1e6
         out = {
             "vendor": phase.vendor,
@@ -1177,6 +1239,17 @@ class LoadGenerator:
             "violations": violations,
             "errors": dict(errors.most_common(5)),
             "failed": sum(1 for s in streams if s.error),
+            # Admission control: calls refused past the gateway's capacity, by method, and
+            # how long the refusal took to come back (ms).
+            "refused": {
+                "CreateSession": sum(1 for s in streams if s.refused == "CreateSession"),
+                "Drive": sum(1 for s in streams if s.refused == "Drive"),
+                "ms": {
+                    "p50": pct(refused_ms, 50),
+                    "p95": pct(refused_ms, 95),
+                    "max": float(refused_ms.max()) if len(refused_ms) else float("nan"),
+                },
+            },
             "open_tasks_after": data["open_tasks"],
         }
         if tencent:
@@ -1878,6 +1951,25 @@ def print_phase(r: dict[str, Any], idle_rss: int, started: float) -> None:
         ),
         flush=True,
     )
+    refused = r.get("refused", {})
+    if refused.get("CreateSession") or refused.get("Drive"):
+        accepted = r["n"] - refused["CreateSession"] - refused["Drive"]
+        ms = refused["ms"]
+        # The gateway's own view: how many of its refusals it answered within 50 ms.
+        server = {
+            method: f"{b.get('0.05', 0):.0f} of {b.get('+Inf', 0):.0f} within 50 ms"
+            for method, b in refused.get("server", {}).items()
+            if b.get("+Inf")
+        }
+        print(
+            f"      refused past capacity: CreateSession {refused['CreateSession']}, "
+            f"Drive {refused['Drive']} (answered in p50 {fmt(ms['p50'])} p95 {fmt(ms['p95'])} "
+            f"max {fmt(ms['max'])} ms at the client; in the gateway {server}); "
+            f"accepted {accepted}: failed {r['failed']}, "
+            f"sha ok {r['integrity']['sha_ok']} bad {r['integrity']['sha_bad']}, "
+            f"gw RSS +{(r['gw_rss_kib'] - idle_rss) / max(1, accepted):.0f} KiB/accepted stream",
+            flush=True,
+        )
     if r["errors"]:
         print(f"      errors: {r['errors']}", flush=True)
 
@@ -1935,6 +2027,11 @@ async def run(args: argparse.Namespace) -> int:
                 log_dir,
                 args.what_if,
                 args.gateway_event_loop,
+                extra_env=(
+                    {"AVATAR_GATEWAY_MAX_ACTIVE_DRIVES": str(args.max_active_drives)}
+                    if args.max_active_drives
+                    else None
+                ),
             )
             gen = LoadGenerator(args, vendor, emulator, gw, gc_pauses)
             await gw.wait_ready()
@@ -1980,6 +2077,7 @@ async def run(args: argparse.Namespace) -> int:
                 "tencent_direct_compression",
                 "harness_loop",
                 "generator",
+                "max_active_drives",
             )
         },
         "results": results,
@@ -2136,6 +2234,13 @@ def main(argv: list[str] | None = None) -> int:
         "uvloop costs the harness less CPU, leaving more of the machine to the gateway",
     )
     parser.add_argument("--paths", default="direct,gateway", help="phases to run per level")
+    parser.add_argument(
+        "--max-active-drives",
+        type=int,
+        default=0,
+        help="the gateway's AVATAR_GATEWAY_MAX_ACTIVE_DRIVES (0: unset): run above it to see "
+        "calls refused past capacity (counted per phase) while accepted streams keep latency",
+    )
     parser.add_argument("--dump", default="", help="save raw samples per phase to this dir")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

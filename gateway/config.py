@@ -75,6 +75,23 @@ class Settings(FileSettings):
     # Live sessions of all replicas together at most (counted in Redis, atomically with the
     # record of the new session); unset: no cluster-wide limit.
     cluster_max_sessions: int | None = Field(default=None, ge=1)
+    # Admission control (gateway/admission.py; docs/architecture.md §8): past any of these
+    # bounds the replica is overloaded: new CreateSession and Drive calls are refused with
+    # RESOURCE_EXHAUSTED GATEWAY_OVERLOADED and readiness turns NOT_SERVING, while streams
+    # already accepted go on. Open Drive streams at most; unset: no bound (what one process
+    # sustains depends on its CPU, the vendor mix and the clients' chunk size: measure it
+    # with bench/run_bench.py and set it below what held the latency target).
+    max_active_drives: int | None = Field(default=None, ge=1)
+    # Event-loop lag (ms) that marks the replica overloaded: every stream's pacing waits as
+    # long. A healthy loop wakes within a few ms (a full garbage collection ~3 ms).
+    overload_event_loop_lag_ms: float | None = Field(default=100.0, gt=0)
+    # Largest Drive input backlog (ms of audio) that marks the replica overloaded. Unset by
+    # default: a client sending ahead of real time fills its stream's queue (2 s) by design;
+    # set it where clients send in real time (live microphones).
+    overload_drive_backlog_ms: float | None = Field(default=None, gt=0)
+    # A replica overloaded by the lag or backlog becomes ready again once both stayed below
+    # half their bound for this long (s), so readiness does not flap with every sample.
+    overload_hold_s: float = Field(default=5.0, ge=0, le=300)
     # How long the record of an ended (closed or failed) session stays readable (s); then the
     # registry forgets it, so it does not grow with every session ever made.
     session_retention_s: float = Field(default=3600.0, gt=0)

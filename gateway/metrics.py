@@ -14,7 +14,6 @@ kinds of source:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
@@ -126,8 +125,20 @@ DRIVE_BACKLOG = Histogram(
 )
 EVENT_LOOP_LAG = Histogram(
     "avatar_gateway_event_loop_lag_seconds",
-    "How late the event loop woke a timer (sampled every 0.25 s): every stream waits as long.",
+    "How late the event loop woke a timer (sampled every 0.25 s by gateway/admission.py): "
+    "every stream waits as long.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+OVERLOADED = Gauge(
+    "avatar_gateway_overloaded",
+    "1 while this replica is past a capacity bound and refuses new CreateSession and Drive "
+    "calls (readiness NOT_SERVING), else 0.",
+)
+ADMISSION_REFUSED = Counter(
+    "avatar_gateway_admission_refused_total",
+    "New calls refused with GATEWAY_OVERLOADED, by method and the signal past its bound "
+    "(active_drives, event_loop_lag_ms, drive_backlog_ms).",
+    ["method", "signal"],
 )
 SHUTDOWN_GRACE = Gauge(
     "avatar_gateway_shutdown_grace_seconds",
@@ -246,26 +257,6 @@ class _LiveCollector(Collector):
 
 
 REGISTRY.register(_LiveCollector())
-
-
-# ---- event-loop lag ---------------------------------------------------------------------
-
-LOOP_LAG_INTERVAL_S = 0.25
-"""How often the event-loop monitor samples the lag (s)."""
-
-
-async def monitor_event_loop(interval_s: float = LOOP_LAG_INTERVAL_S) -> None:
-    """Sleep ``interval_s`` again and again; observe how much later than asked each wake is.
-
-    A loop busy with other work (a burst of calls, a slow callback, a garbage collection)
-    wakes every timer late by as much, and every stream's pacing with it. Runs until
-    cancelled.
-    """
-    loop = asyncio.get_running_loop()
-    while True:
-        start = loop.time()
-        await asyncio.sleep(interval_s)
-        EVENT_LOOP_LAG.observe(max(0.0, loop.time() - start - interval_s))
 
 
 def seconds_since(monotonic_start: float | None) -> float:

@@ -32,6 +32,7 @@ from core.contract import VendorAdapter
 from core.plugin import VendorSettings
 from core.resilience import MemoryRateLimitStorage
 from gateway import metrics, tracing
+from gateway.admission import Overload
 from gateway.auth import ApiKeys, AuthInterceptor, JwksError, JwtVerifier
 from gateway.callbacks import MAX_CALLBACK_BYTES, CallbackRouter
 from gateway.config import Settings
@@ -121,6 +122,8 @@ class GatewayServer:
         self._vendor_settings: dict[str, VendorSettings] | None = None
         self._loop_monitor: asyncio.Task[None] | None = None
         self._drain_started: float | None = None
+        self._health_lock = asyncio.Lock()
+        self._health_updates: set[asyncio.Future[None]] = set()
 
     @property
     def grpc_target(self) -> str:
@@ -218,8 +221,10 @@ class GatewayServer:
         self.manager.start_reaper()
         metrics.SHUTDOWN_GRACE.set(settings.shutdown_grace_s)
         metrics.add_live_source(self.live_state)
+        admission = self.manager.admission
+        admission.on_change = self._overload_changed
         self._loop_monitor = asyncio.create_task(
-            metrics.monitor_event_loop(), name="event-loop-monitor"
+            admission.run(self._largest_backlog_ms), name="capacity-monitor"
         )
         # Move the start-up heap (grpc, protobuf, pydantic, structlog...) out of the
         # collector's reach: full collections over it paused every stream for 12-84 ms
@@ -381,6 +386,12 @@ class GatewayServer:
                 return web.json_response({"status": "draining"}, status=503)
             if self.server is None or self.manager is None:
                 return web.json_response({"status": "starting"}, status=503)
+            overload = self.manager.admission.overload
+            if overload is not None:
+                # Past capacity (gateway/admission.py): new work belongs on another replica.
+                return web.json_response(
+                    {"status": "overloaded", **overload.metadata()}, status=503
+                )
             return web.json_response({"status": "ok"})
 
         async def livez(_: web.Request) -> web.Response:
@@ -469,6 +480,34 @@ class GatewayServer:
                 vendor = drive.record.vendor
                 state.backlog_s[vendor] = max(state.backlog_s.get(vendor, 0.0), drive.backlog_s())
         return state
+
+    def _largest_backlog_ms(self) -> float:
+        """The largest input backlog of an open Drive stream now (ms of audio)."""
+        if self.servicer is None:
+            return 0.0
+        return max((d.backlog_s() for d in self.servicer.drives), default=0.0) * 1000
+
+    def _overload_changed(self, overload: Overload | None) -> None:
+        """Readiness follows the overload state: NOT_SERVING while overloaded.
+
+        Once draining, the health servicer ignores this (it stays NOT_SERVING for good).
+        """
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if overload is None
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        if self._stopping is not None or self.server is None:
+            return
+        task = asyncio.ensure_future(self._set_health(status))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
+
+    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        # In order: each update is queued behind the previous one (one lock, FIFO).
+        async with self._health_lock:
+            await self.health.set("", status)
+            await self.health.set(SERVICE_NAME, status)
 
     async def _stop(self, grace_s: float | None) -> None:
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s

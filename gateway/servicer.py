@@ -258,6 +258,8 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
         """See the proto: config first, then audio/text/end_turn/interrupt."""
         drive: DriveStream | None = None
         runtime: SessionRuntime | None = None
+        admission = self.manager.admission
+        admitted = False
         try:
             if self.draining:
                 raise server_draining()
@@ -272,8 +274,17 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                     received=kind or "none",
                 )
             config = first.config
-            parse_session_name(config.session)
+            session_id = parse_session_name(config.session)
             DriveStream.validate_config(config)
+            # Past capacity a new stream is refused before it opens anything, unless it
+            # replaces (preempt) the session's stream open here: that adds no load, and a
+            # client reconnecting after a network fault must get its session back. Counted
+            # from here (no await before), so concurrent calls cannot overshoot the bound.
+            runtime_here = self.manager.runtimes.get(session_id)
+            if not (config.preempt and runtime_here is not None and runtime_here.drive is not None):
+                admission.check("Drive")
+            admission.drive_started()
+            admitted = True
 
             async def build(record: SessionRecord, runtime: SessionRuntime) -> DriveStream:
                 structlog.contextvars.bind_contextvars(
@@ -306,6 +317,7 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
                     call_done=context.done,
                     preferred_rate_hertz=runtime.handle.data.sample_rate_hertz,
                     usage=runtime.usage,
+                    strain=admission.strain_since,
                 )
 
             record, runtime, drive = await self.manager.open_drive(
@@ -337,15 +349,21 @@ class AvatarGatewayServicer(pb_grpc.AvatarGatewayServicer):
             log.exception("drive_internal_error")
             await _abort(context, internal_error(exc))
         finally:
-            if drive is not None and drive in self.drives:
-                self.drives.discard(drive)
-                metrics.ACTIVE_DRIVES.labels(drive.record.vendor).dec()
-            if drive is not None:
-                if runtime is not None:
-                    with contextlib.suppress(Exception):
-                        await self.manager.detach_drive(runtime, drive)
-            with contextlib.suppress(Exception):
-                structlog.contextvars.unbind_contextvars("session_id", "vendor")
+            try:
+                if drive is not None and drive in self.drives:
+                    self.drives.discard(drive)
+                    metrics.ACTIVE_DRIVES.labels(drive.record.vendor).dec()
+                if drive is not None:
+                    if runtime is not None:
+                        with contextlib.suppress(Exception):
+                            await self.manager.detach_drive(runtime, drive)
+                with contextlib.suppress(Exception):
+                    structlog.contextvars.unbind_contextvars("session_id", "vendor")
+            finally:
+                # Even when cancelled during the detach: a stream never counted as open
+                # after its end. Last, so its log line (overload cleared) is not the session's.
+                if admitted:
+                    admission.drive_ended()
 
 
 def _ms(ms: float) -> duration_pb2.Duration:

@@ -59,6 +59,7 @@ from core.resilience import (
     poll_until,
 )
 from gateway import metrics
+from gateway.admission import AdmissionControl
 from gateway.auth import ANONYMOUS, Principal
 from gateway.config import Settings
 from gateway.leases import DriveLease, ReplicaLease, default_replica_id
@@ -240,6 +241,8 @@ class SessionManager:
         self._owned: dict[str, SessionRecord] = {}
         self._released: dict[str, SessionRecord] = {}  # nobody's, as the reaper last read
         self._reaper_stopped = False
+        # New CreateSession and Drive calls are refused past this replica's capacity.
+        self.admission = AdmissionControl.from_settings(settings)
 
     # ---- create -------------------------------------------------------------------------
 
@@ -327,9 +330,19 @@ class SessionManager:
                     await self._after_data_loss()
                 raise registry_unavailable() from None
             if earlier is not None:
+                # A retry of a call that made (or is making) its session: no new work, so it
+                # is answered even while overloaded, lest the caller lose a billed session.
                 return await self._existing_for_request(req.request_id, earlier, fingerprint)
         else:
             session_id = uuid.uuid4().hex
+        # Past capacity, before any vendor work and before the tenant's rate counts the call.
+        try:
+            self.admission.check("CreateSession")
+        except GatewayError:
+            if req.request_id:
+                await self.registry.release_request_id(_binding(tenant, req.request_id))
+            metrics.SESSIONS_CREATED.labels(req.vendor, Reason.GATEWAY_OVERLOADED).inc()
+            raise
         # A retry that found its session above is not a new create: only new ones count.
         try:
             await self._check_create_rate(principal, session_id)

@@ -67,6 +67,10 @@ def make_settings(**overrides: Any) -> Settings:
         "sandbox_vendors": "zegocloud",
         "reaper_interval_s": 0.2,
         "shutdown_grace_s": 2.0,
+        # An in-process test gateway shares its event loop with the test's clients and
+        # emulators, so that loop's lag is not the gateway's own: no lag bound unless a test
+        # sets one (tests/integration/test_admission.py).
+        "overload_event_loop_lag_ms": 60_000.0,
     }
     base.update(overrides)
     return Settings(**base)

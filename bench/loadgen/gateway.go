@@ -58,18 +58,33 @@ func kindOf(r *gatewayv1.DriveResponse) string {
 	return "None"
 }
 
+// refusedBy records a call the gateway refused past its capacity (RESOURCE_EXHAUSTED, the
+// admission control's GATEWAY_OVERLOADED): the method and how long the answer took. Such a
+// stream is refused, not failed. False for any other error.
+func (s *stream) refusedBy(method string, err error, asked time.Time) bool {
+	if status.Code(err) != codes.ResourceExhausted {
+		return false
+	}
+	s.refused = method
+	s.refusedMs = float64(time.Since(asked).Nanoseconds()) / 1e6
+	return true
+}
+
 // gatewayStream is LoadGenerator.gateway_stream: CreateSession, one Drive with the paced
 // chunks, end_turn, half-close, then CloseSession.
 func (p *phase) gatewayStream(s *stream, timer *time.Timer) {
 	g := p.g
 	client := g.clients[s.sid%int64(len(g.clients))]
 	cctx, cancel := context.WithTimeout(p.ctx, p.timeout)
+	asked := time.Now()
 	session, err := client.CreateSession(cctx, &gatewayv1.CreateSessionRequest{
 		Vendor: "zegocloud", AvatarId: g.avatar,
 	})
 	cancel()
 	if err != nil {
-		s.err = errText(rpcError("CreateSession", err))
+		if !s.refusedBy("CreateSession", err, asked) {
+			s.err = errText(rpcError("CreateSession", err))
+		}
 		return
 	}
 	defer func() {
@@ -91,6 +106,7 @@ func (p *phase) gatewayStream(s *stream, timer *time.Timer) {
 func (p *phase) drive(client gatewayv1.AvatarGatewayClient, session string, s *stream, timer *time.Timer) error {
 	ctx, cancel := context.WithTimeout(p.ctx, p.timeout)
 	defer cancel()
+	asked := time.Now()
 	call, err := client.Drive(ctx)
 	if err != nil {
 		return rpcError("Drive", err)
@@ -107,6 +123,9 @@ func (p *phase) drive(client gatewayv1.AvatarGatewayClient, session string, s *s
 		if errors.Is(err, io.EOF) { // the call ended: Recv has its status
 			_, err = call.Recv()
 		}
+		if s.refusedBy("Drive", err, asked) {
+			return nil
+		}
 		return rpcError("Drive config", err)
 	}
 	first, err := call.Recv()
@@ -114,6 +133,9 @@ func (p *phase) drive(client gatewayv1.AvatarGatewayClient, session string, s *s
 		return errors.New("RuntimeError: no started response: <EOF>")
 	}
 	if err != nil {
+		if s.refusedBy("Drive", err, asked) {
+			return nil
+		}
 		return rpcError("Drive", err)
 	}
 	started := first.GetStarted()

@@ -56,10 +56,11 @@
 //
 //	{"event":"done","phase":"ID","window_sent":K,"lag_ns":[...],"streams":[{"sid":..,
 //	 "task_id":"..","sent":..,"sha256":"..","error":"","drive_status":"OK",
-//	 "kinds":{"started":1,...}},...]}
+//	 "kinds":{"started":1,...},"refused":"Drive","refused_ms":1.2},...]}
 //
 // with the streams in sid order ("kinds", the Drive responses by oneof field name, only
-// for gateway streams). Waits run concurrently with other commands.
+// for gateway streams; "refused" and "refused_ms" only for a call the gateway refused past
+// its capacity, RESOURCE_EXHAUSTED, and how long that answer took). Waits run concurrently with other commands.
 //
 //	{"op":"quit"}
 //

@@ -62,6 +62,8 @@ type stream struct {
 	err         string
 	driveStatus string
 	kinds       *kindCounter // gateway streams only
+	refused     string       // "CreateSession" or "Drive": refused past capacity
+	refusedMs   float64      // how long the refusal took to come (ms)
 	firstSent   bool
 	done        chan struct{}
 }
@@ -168,6 +170,8 @@ type streamReport struct {
 	Error       string         `json:"error"`
 	DriveStatus string         `json:"drive_status"`
 	Kinds       map[string]int `json:"kinds,omitzero"`
+	Refused     string         `json:"refused,omitzero"`
+	RefusedMs   float64        `json:"refused_ms,omitzero"`
 }
 
 type doneEvent struct {
@@ -198,6 +202,7 @@ func (p *phase) report() doneEvent {
 			r.SHA256 = hex.EncodeToString(s.hasher.Sum(nil))
 			r.Error = s.err
 			r.DriveStatus = s.driveStatus
+			r.Refused, r.RefusedMs = s.refused, s.refusedMs
 			if s.kinds != nil {
 				r.Kinds = s.kinds.counts()
 			}

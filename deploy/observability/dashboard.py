@@ -424,6 +424,21 @@ def build() -> dict[str, object]:
         )
         .with_panel(
             graph(
+                "Admission: overloaded replicas and refused calls",
+                "Replicas past a capacity bound (not ready; refusing new CreateSession and "
+                "Drive calls with GATEWAY_OVERLOADED), and the calls refused per second by "
+                "method and signal (alert: AvatarGatewayOverloaded).",
+                "short",
+                query(f"avatar_gateway_overloaded{{{SEL}}} > 0", "overloaded {{instance}}"),
+                query(
+                    "sum by (method, signal) "
+                    f"(rate(avatar_gateway_admission_refused_total{{{SEL}}}[{RATE}]))",
+                    "refused/s {{method}} {{signal}}",
+                ),
+            )
+        )
+        .with_panel(
+            graph(
                 "Pacing lateness p99",
                 "How late paced audio frames leave after their slot (alert: "
                 "AvatarGatewayPacingLate).",

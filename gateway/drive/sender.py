@@ -27,6 +27,7 @@ from core.errors import EventReason, GatewayError, VendorError
 from core.pipeline import AudioFrame, EndAudio, EndOfInput, WorkItem
 from core.queues import SingleConsumerQueue
 from gateway import metrics
+from gateway.admission import Strain
 from gateway.drive import translator
 from gateway.drive.ledger import DriveOutcome, TurnLedger, TurnState
 from gateway.usage import UsageMeter
@@ -65,6 +66,8 @@ class DriveSender:
         fence: checked before every vendor write (the session's drive lease).
         usage: counts what reaches the vendor (audio s, text code points) for the session's
             usage, and stores it at each turn's end (architecture.md §4.4).
+        strain: the gateway's own strain since a ``time.monotonic()`` moment
+            (:meth:`gateway.admission.AdmissionControl.strain_since`; ``None``: unknown).
     """
 
     def __init__(
@@ -81,8 +84,10 @@ class DriveSender:
         log: structlog.typing.FilteringBoundLogger,
         fence: Fence,
         usage: UsageMeter,
+        strain: Callable[[float], Strain | None] | None = None,
     ) -> None:
         self.vendor = vendor
+        self.strain = strain
         self.caps = capabilities
         self.channel = channel
         self.vendor_rate = vendor_rate_hertz
@@ -198,15 +203,34 @@ class DriveSender:
             lambda: sorted(self.ledger.pending) if self.outcome.error is None else []
         )
         for turn_id in late:
-            if self.ledger.turns[turn_id].interrupted:
+            turn = self.ledger.turns[turn_id]
+            if turn.interrupted:
                 continue  # acknowledged already; the vendor sent no end for it
-            self.emit(
-                translator.warning(
-                    EventReason.SPEECH_END_TIMEOUT,
-                    "the vendor did not report the end of speech in time",
-                    turn_id,
-                )
+            self.emit(self._speech_end_timeout(turn))
+
+    def _speech_end_timeout(self, turn: TurnState) -> pb.DriveResponse:
+        """The ``SPEECH_END_TIMEOUT`` warning for ``turn``, blaming whoever was late.
+
+        When the gateway itself was under strain during the turn (event-loop lag or a Drive
+        backlog at half its overload bound or more, gateway/admission.py), its own backlog
+        delayed the audio and the vendor's report: the warning says so (``cause``
+        ``gateway``) instead of blaming the vendor (``cause`` ``vendor``).
+        """
+        strain = self.strain(turn.first_input) if self.strain is not None else None
+        if strain is None:
+            return translator.warning(
+                EventReason.SPEECH_END_TIMEOUT,
+                "the vendor did not report the end of speech in time",
+                turn.turn_id,
+                {"cause": "vendor"},
             )
+        return translator.warning(
+            EventReason.SPEECH_END_TIMEOUT,
+            "the end of speech came too late because this gateway replica was overloaded "
+            f"during the turn ({strain.describe()}), not because of the vendor",
+            turn.turn_id,
+            {"cause": "gateway", "signal": strain.signal, "value": f"{strain.value_ms:.0f}"},
+        )
 
     # ---- interrupts ---------------------------------------------------------------------
 

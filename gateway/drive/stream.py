@@ -30,6 +30,7 @@ from core.errors import EventReason, GatewayError, Reason, VendorError, internal
 from core.pipeline import WorkItem
 from core.queues import SingleConsumerQueue
 from gateway import metrics
+from gateway.admission import Strain
 from gateway.drive import translator
 from gateway.drive.input import DriveInput
 from gateway.drive.ledger import DriveOutcome, TurnLedger
@@ -59,6 +60,8 @@ class DriveStream:
             cleanup, and a reconnecting client may take its place at once.
         preferred_rate_hertz: the vendor rate the session asked for (Hz; 0: none).
         usage: this replica's share of the session's usage (``None``: counted, not stored).
+        strain: the gateway's own strain since a moment, for the warnings of late turns
+            (:meth:`gateway.admission.AdmissionControl.strain_since`).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class DriveStream:
         call_done: Callable[[], bool],
         preferred_rate_hertz: int = 0,
         usage: UsageMeter | None = None,
+        strain: Callable[[float], Strain | None] | None = None,
     ) -> None:
         self.record = record
         self.caps = capabilities
@@ -109,6 +113,7 @@ class DriveStream:
             log=self.log,
             fence=fence,
             usage=usage or UsageMeter(),
+            strain=strain,
         )
         self.input = DriveInput(
             session=record.name,

@@ -97,3 +97,26 @@ def test_go_generator_vets_and_passes_its_own_tests() -> None:
             command, cwd=REPO / "bench" / "loadgen", capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_bench_counts_the_calls_refused_past_capacity() -> None:
+    """3 streams against a gateway admitting 2 Drive streams: one stream's CreateSession or
+    Drive is refused (RESOURCE_EXHAUSTED), counted with the time its answer took; the two
+    accepted streams deliver every chunk intact and nothing counts as failed."""
+    for generator in ("go", "python"):
+        saved = _run_bench(
+            "--generator", generator, "--paths", "gateway", "--max-active-drives", "2"
+        )
+        assert saved["args"]["max_active_drives"] == 2
+        (r,) = saved["results"]
+        refused = r["refused"]
+        assert refused["CreateSession"] + refused["Drive"] == 1, (generator, refused)
+        assert 0 < refused["ms"]["p50"] <= refused["ms"]["max"] < 10_000
+        # The gateway's own count of the refusal (its call-duration histogram).
+        server = refused["server"]
+        assert sum(b.get("+Inf", 0) for b in server.values()) == 1, server
+        assert r["failed"] == 0, r["errors"]
+        integrity = r["integrity"]
+        assert integrity["sha_ok"] == 2 and integrity["sha_bad"] == 0, integrity
+        assert r["received_in_window"] == r["sent_in_window"] > 0
+        assert r["open_tasks_after"] == 0

@@ -105,6 +105,8 @@ class EchoAdapter(VendorAdapter):
         streaming_text=True,
         interrupt_ack=True,
         list_avatars=False,
+        # Echo answers at once: a short wait for a missing end keeps its tests short.
+        speech_end_timeout_s=2.0,
     )
 
     def __init__(self, settings: EchoSettings, *, sandbox: bool = False) -> None:

@@ -28,6 +28,8 @@ class EchoEmulator:
         self.token = token
         self.sessions: dict[str, EchoSession] = {}
         self.rejected = 0
+        # True: audio turns get no speech_ended (a vendor that never reports the end).
+        self.hold_speech_end = False
         app = web.Application(middlewares=[self._auth])
         app.router.add_post("/v1/sessions", self._create)
         app.router.add_get("/v1/sessions/{sid}", self._get)
@@ -92,6 +94,8 @@ class EchoEmulator:
                 turn = data["turn"]
                 session.rates[turn] = data["rate"]
                 await ws.send_json({"type": "speech_started", "turn": turn})
+            elif data["type"] == "audio_end" and self.hold_speech_end:
+                turn = ""
             elif data["type"] == "audio_end":
                 played_ms = len(session.audio[data["turn"]]) * 1000 // (2 * session.rates[turn])
                 await ws.send_json(

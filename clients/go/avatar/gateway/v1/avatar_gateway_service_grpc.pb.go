@@ -89,6 +89,7 @@ const (
 // | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
 // | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+// | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayClient interface {
 	// Creates a vendor session and returns once it is ready to drive.
@@ -105,7 +106,10 @@ type AvatarGatewayClient interface {
 	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
 	// quota (live sessions, or CreateSession calls per minute) gets
 	// RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-	// and a `google.rpc.RetryInfo`.
+	// and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+	// a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+	// `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+	// of a call that already made its session still returns that session.
 	CreateSession(ctx context.Context, in *CreateSessionRequest, opts ...grpc.CallOption) (*Session, error)
 	// Returns one session by name (`sessions/{session_id}`).
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error)
@@ -164,6 +168,16 @@ type AvatarGatewayClient interface {
 	// Flow control: the server reads audio no faster than the vendor accepts it
 	// plus a bounded buffer (a few seconds), so a client sending faster than real
 	// time is slowed by gRPC flow control rather than buffered without bound.
+	//
+	// Capacity: a server past a capacity bound (open Drive streams, event-loop
+	// lag, input backlog) refuses a new Drive call right after its `config` with
+	// RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+	// its value, `bound` the limit; counts or milliseconds) and a
+	// `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+	// Streams already open go on undisturbed, and a `preempt` stream replacing
+	// the session's stream open on the same server is admitted. A late end of speech caused by the
+	// server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+	// metadata `cause` "gateway" (else "vendor").
 	Drive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DriveRequest, DriveResponse], error)
 }
 
@@ -307,6 +321,7 @@ type AvatarGateway_DriveClient = grpc.BidiStreamingClient[DriveRequest, DriveRes
 // | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
 // | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
 // | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+// | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
 // | INTERNAL                  | INTERNAL            | exception                             |
 type AvatarGatewayServer interface {
 	// Creates a vendor session and returns once it is ready to drive.
@@ -323,7 +338,10 @@ type AvatarGatewayServer interface {
 	// `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
 	// quota (live sessions, or CreateSession calls per minute) gets
 	// RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-	// and a `google.rpc.RetryInfo`.
+	// and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+	// a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+	// `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+	// of a call that already made its session still returns that session.
 	CreateSession(context.Context, *CreateSessionRequest) (*Session, error)
 	// Returns one session by name (`sessions/{session_id}`).
 	GetSession(context.Context, *GetSessionRequest) (*Session, error)
@@ -382,6 +400,16 @@ type AvatarGatewayServer interface {
 	// Flow control: the server reads audio no faster than the vendor accepts it
 	// plus a bounded buffer (a few seconds), so a client sending faster than real
 	// time is slowed by gRPC flow control rather than buffered without bound.
+	//
+	// Capacity: a server past a capacity bound (open Drive streams, event-loop
+	// lag, input backlog) refuses a new Drive call right after its `config` with
+	// RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+	// its value, `bound` the limit; counts or milliseconds) and a
+	// `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+	// Streams already open go on undisturbed, and a `preempt` stream replacing
+	// the session's stream open on the same server is admitted. A late end of speech caused by the
+	// server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+	// metadata `cause` "gateway" (else "vendor").
 	Drive(grpc.BidiStreamingServer[DriveRequest, DriveResponse]) error
 	mustEmbedUnimplementedAvatarGatewayServer()
 }

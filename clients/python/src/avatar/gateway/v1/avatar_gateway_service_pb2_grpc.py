@@ -81,6 +81,7 @@ class AvatarGatewayStub:
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+    | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -183,6 +184,7 @@ class AvatarGatewayServicer:
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+    | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -201,7 +203,10 @@ class AvatarGatewayServicer:
         `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
         quota (live sessions, or CreateSession calls per minute) gets
         RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-        and a `google.rpc.RetryInfo`.
+        and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+        a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+        `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+        of a call that already made its session still returns that session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -290,6 +295,16 @@ class AvatarGatewayServicer:
         Flow control: the server reads audio no faster than the vendor accepts it
         plus a bounded buffer (a few seconds), so a client sending faster than real
         time is slowed by gRPC flow control rather than buffered without bound.
+
+        Capacity: a server past a capacity bound (open Drive streams, event-loop
+        lag, input backlog) refuses a new Drive call right after its `config` with
+        RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+        its value, `bound` the limit; counts or milliseconds) and a
+        `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+        Streams already open go on undisturbed, and a `preempt` stream replacing
+        the session's stream open on the same server is admitted. A late end of speech caused by the
+        server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+        metadata `cause` "gateway" (else "vendor").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -397,6 +412,7 @@ class AvatarGateway:
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+    | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 

@@ -82,6 +82,7 @@ class AvatarGatewayStub:
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+    | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -104,7 +105,10 @@ class AvatarGatewayStub:
     `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
     quota (live sessions, or CreateSession calls per minute) gets
     RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-    and a `google.rpc.RetryInfo`.
+    and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+    a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+    `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+    of a call that already made its session still returns that session.
     """
     GetSession: _grpc.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.GetSessionRequest, _avatar_gateway_service_pb2.Session]
     """Returns one session by name (`sessions/{session_id}`)."""
@@ -166,6 +170,16 @@ class AvatarGatewayStub:
     Flow control: the server reads audio no faster than the vendor accepts it
     plus a bounded buffer (a few seconds), so a client sending faster than real
     time is slowed by gRPC flow control rather than buffered without bound.
+
+    Capacity: a server past a capacity bound (open Drive streams, event-loop
+    lag, input backlog) refuses a new Drive call right after its `config` with
+    RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+    its value, `bound` the limit; counts or milliseconds) and a
+    `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+    Streams already open go on undisturbed, and a `preempt` stream replacing
+    the session's stream open on the same server is admitted. A late end of speech caused by the
+    server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+    metadata `cause` "gateway" (else "vendor").
     """
 
 @_typing.type_check_only
@@ -225,6 +239,7 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+    | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -244,7 +259,10 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
     quota (live sessions, or CreateSession calls per minute) gets
     RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-    and a `google.rpc.RetryInfo`.
+    and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+    a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+    `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+    of a call that already made its session still returns that session.
     """
     GetSession: _aio.UnaryUnaryMultiCallable[_avatar_gateway_service_pb2.GetSessionRequest, _avatar_gateway_service_pb2.Session]  # type: ignore[assignment]
     """Returns one session by name (`sessions/{session_id}`)."""
@@ -306,6 +324,16 @@ class AvatarGatewayAsyncStub(AvatarGatewayStub):
     Flow control: the server reads audio no faster than the vendor accepts it
     plus a bounded buffer (a few seconds), so a client sending faster than real
     time is slowed by gRPC flow control rather than buffered without bound.
+
+    Capacity: a server past a capacity bound (open Drive streams, event-loop
+    lag, input backlog) refuses a new Drive call right after its `config` with
+    RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+    its value, `bound` the limit; counts or milliseconds) and a
+    `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+    Streams already open go on undisturbed, and a `preempt` stream replacing
+    the session's stream open on the same server is admitted. A late end of speech caused by the
+    server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+    metadata `cause` "gateway" (else "vendor").
     """
 
 class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
@@ -364,6 +392,7 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
     | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
     | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
     | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+    | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
     | INTERNAL                  | INTERNAL            | exception                             |
     """
 
@@ -387,7 +416,10 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
         `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
         quota (live sessions, or CreateSession calls per minute) gets
         RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-        and a `google.rpc.RetryInfo`.
+        and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+        a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+        `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+        of a call that already made its session still returns that session.
         """
 
     @_abc_1.abstractmethod
@@ -485,6 +517,16 @@ class AvatarGatewayServicer(metaclass=_abc_1.ABCMeta):
         Flow control: the server reads audio no faster than the vendor accepts it
         plus a bounded buffer (a few seconds), so a client sending faster than real
         time is slowed by gRPC flow control rather than buffered without bound.
+
+        Capacity: a server past a capacity bound (open Drive streams, event-loop
+        lag, input backlog) refuses a new Drive call right after its `config` with
+        RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+        its value, `bound` the limit; counts or milliseconds) and a
+        `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+        Streams already open go on undisturbed, and a `preempt` stream replacing
+        the session's stream open on the same server is admitted. A late end of speech caused by the
+        server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+        metadata `cause` "gateway" (else "vendor").
         """
 
 def add_AvatarGatewayServicer_to_server(servicer: AvatarGatewayServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5444,6 +5444,7 @@ export const GoAway: MessageFns<GoAway> = {
  * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
  * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
  * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+ * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
  * | INTERNAL                  | INTERNAL            | exception                             |
  */
 export type AvatarGatewayService = typeof AvatarGatewayService;
@@ -5463,7 +5464,10 @@ export const AvatarGatewayService = {
    * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
    * quota (live sessions, or CreateSession calls per minute) gets
    * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-   * and a `google.rpc.RetryInfo`.
+   * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+   * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+   * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+   * of a call that already made its session still returns that session.
    */
   createSession: {
     path: "/avatar.gateway.v1.AvatarGateway/CreateSession" as const,
@@ -5577,6 +5581,16 @@ export const AvatarGatewayService = {
    * Flow control: the server reads audio no faster than the vendor accepts it
    * plus a bounded buffer (a few seconds), so a client sending faster than real
    * time is slowed by gRPC flow control rather than buffered without bound.
+   *
+   * Capacity: a server past a capacity bound (open Drive streams, event-loop
+   * lag, input backlog) refuses a new Drive call right after its `config` with
+   * RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+   * its value, `bound` the limit; counts or milliseconds) and a
+   * `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+   * Streams already open go on undisturbed, and a `preempt` stream replacing
+   * the session's stream open on the same server is admitted. A late end of speech caused by the
+   * server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+   * metadata `cause` "gateway" (else "vendor").
    */
   drive: {
     path: "/avatar.gateway.v1.AvatarGateway/Drive" as const,
@@ -5605,7 +5619,10 @@ export interface AvatarGatewayServer extends UntypedServiceImplementation {
    * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
    * quota (live sessions, or CreateSession calls per minute) gets
    * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-   * and a `google.rpc.RetryInfo`.
+   * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+   * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+   * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+   * of a call that already made its session still returns that session.
    */
   createSession: handleUnaryCall<CreateSessionRequest, Session>;
   /** Returns one session by name (`sessions/{session_id}`). */
@@ -5670,6 +5687,16 @@ export interface AvatarGatewayServer extends UntypedServiceImplementation {
    * Flow control: the server reads audio no faster than the vendor accepts it
    * plus a bounded buffer (a few seconds), so a client sending faster than real
    * time is slowed by gRPC flow control rather than buffered without bound.
+   *
+   * Capacity: a server past a capacity bound (open Drive streams, event-loop
+   * lag, input backlog) refuses a new Drive call right after its `config` with
+   * RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+   * its value, `bound` the limit; counts or milliseconds) and a
+   * `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+   * Streams already open go on undisturbed, and a `preempt` stream replacing
+   * the session's stream open on the same server is admitted. A late end of speech caused by the
+   * server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+   * metadata `cause` "gateway" (else "vendor").
    */
   drive: handleBidiStreamingCall<DriveRequest, DriveResponse>;
 }
@@ -5690,7 +5717,10 @@ export interface AvatarGatewayClient extends Client {
    * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
    * quota (live sessions, or CreateSession calls per minute) gets
    * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-   * and a `google.rpc.RetryInfo`.
+   * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+   * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+   * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+   * of a call that already made its session still returns that session.
    */
   createSession(
     request: CreateSessionRequest,
@@ -5839,6 +5869,16 @@ export interface AvatarGatewayClient extends Client {
    * Flow control: the server reads audio no faster than the vendor accepts it
    * plus a bounded buffer (a few seconds), so a client sending faster than real
    * time is slowed by gRPC flow control rather than buffered without bound.
+   *
+   * Capacity: a server past a capacity bound (open Drive streams, event-loop
+   * lag, input backlog) refuses a new Drive call right after its `config` with
+   * RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+   * its value, `bound` the limit; counts or milliseconds) and a
+   * `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+   * Streams already open go on undisturbed, and a `preempt` stream replacing
+   * the session's stream open on the same server is admitted. A late end of speech caused by the
+   * server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+   * metadata `cause` "gateway" (else "vendor").
    */
   drive(): ClientDuplexStream<DriveRequest, DriveResponse>;
   drive(options: Partial<CallOptions>): ClientDuplexStream<DriveRequest, DriveResponse>;

@@ -55,6 +55,7 @@ import static io.grpc.MethodDescriptor.generateFullMethodName;
  * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
  * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
  * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+ * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
  * | INTERNAL                  | INTERNAL            | exception                             |
  * </pre>
  */
@@ -395,6 +396,7 @@ public final class AvatarGatewayGrpc {
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+   * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -415,7 +417,10 @@ public final class AvatarGatewayGrpc {
      * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
      * quota (live sessions, or CreateSession calls per minute) gets
      * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-     * and a `google.rpc.RetryInfo`.
+     * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+     * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+     * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+     * of a call that already made its session still returns that session.
      * </pre>
      */
     default void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -518,6 +523,15 @@ public final class AvatarGatewayGrpc {
      * Flow control: the server reads audio no faster than the vendor accepts it
      * plus a bounded buffer (a few seconds), so a client sending faster than real
      * time is slowed by gRPC flow control rather than buffered without bound.
+     * Capacity: a server past a capacity bound (open Drive streams, event-loop
+     * lag, input backlog) refuses a new Drive call right after its `config` with
+     * RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+     * its value, `bound` the limit; counts or milliseconds) and a
+     * `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+     * Streams already open go on undisturbed, and a `preempt` stream replacing
+     * the session's stream open on the same server is admitted. A late end of speech caused by the
+     * server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+     * metadata `cause` "gateway" (else "vendor").
      * </pre>
      */
     default io.grpc.stub.StreamObserver<com.avatargateway.gateway.v1.DriveRequest> drive(
@@ -580,6 +594,7 @@ public final class AvatarGatewayGrpc {
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+   * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -645,6 +660,7 @@ public final class AvatarGatewayGrpc {
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+   * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -676,7 +692,10 @@ public final class AvatarGatewayGrpc {
      * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
      * quota (live sessions, or CreateSession calls per minute) gets
      * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-     * and a `google.rpc.RetryInfo`.
+     * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+     * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+     * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+     * of a call that already made its session still returns that session.
      * </pre>
      */
     public void createSession(com.avatargateway.gateway.v1.CreateSessionRequest request,
@@ -785,6 +804,15 @@ public final class AvatarGatewayGrpc {
      * Flow control: the server reads audio no faster than the vendor accepts it
      * plus a bounded buffer (a few seconds), so a client sending faster than real
      * time is slowed by gRPC flow control rather than buffered without bound.
+     * Capacity: a server past a capacity bound (open Drive streams, event-loop
+     * lag, input backlog) refuses a new Drive call right after its `config` with
+     * RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+     * its value, `bound` the limit; counts or milliseconds) and a
+     * `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+     * Streams already open go on undisturbed, and a `preempt` stream replacing
+     * the session's stream open on the same server is admitted. A late end of speech caused by the
+     * server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+     * metadata `cause` "gateway" (else "vendor").
      * </pre>
      */
     public io.grpc.stub.StreamObserver<com.avatargateway.gateway.v1.DriveRequest> drive(
@@ -848,6 +876,7 @@ public final class AvatarGatewayGrpc {
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+   * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -879,7 +908,10 @@ public final class AvatarGatewayGrpc {
      * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
      * quota (live sessions, or CreateSession calls per minute) gets
      * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-     * and a `google.rpc.RetryInfo`.
+     * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+     * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+     * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+     * of a call that already made its session still returns that session.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) throws io.grpc.StatusException {
@@ -982,6 +1014,15 @@ public final class AvatarGatewayGrpc {
      * Flow control: the server reads audio no faster than the vendor accepts it
      * plus a bounded buffer (a few seconds), so a client sending faster than real
      * time is slowed by gRPC flow control rather than buffered without bound.
+     * Capacity: a server past a capacity bound (open Drive streams, event-loop
+     * lag, input backlog) refuses a new Drive call right after its `config` with
+     * RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` (`signal` names the bound, `value`
+     * its value, `bound` the limit; counts or milliseconds) and a
+     * `google.rpc.RetryInfo`, and its health turns NOT_SERVING until it recovers.
+     * Streams already open go on undisturbed, and a `preempt` stream replacing
+     * the session's stream open on the same server is admitted. A late end of speech caused by the
+     * server's own load is reported as a `warning` `SPEECH_END_TIMEOUT` with
+     * metadata `cause` "gateway" (else "vendor").
      * </pre>
      */
     @io.grpc.ExperimentalApi("https://github.com/grpc/grpc-java/issues/10918")
@@ -1046,6 +1087,7 @@ public final class AvatarGatewayGrpc {
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+   * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -1077,7 +1119,10 @@ public final class AvatarGatewayGrpc {
      * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
      * quota (live sessions, or CreateSession calls per minute) gets
      * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-     * and a `google.rpc.RetryInfo`.
+     * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+     * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+     * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+     * of a call that already made its session still returns that session.
      * </pre>
      */
     public com.avatargateway.gateway.v1.Session createSession(com.avatargateway.gateway.v1.CreateSessionRequest request) {
@@ -1196,6 +1241,7 @@ public final class AvatarGatewayGrpc {
    * | UNAUTHENTICATED           | UNAUTHENTICATED     | (none)                                |
    * | TENANT_QUOTA_EXCEEDED     | RESOURCE_EXHAUSTED  | tenant, quota, limit                  |
    * | SESSION_LIMIT_REACHED     | RESOURCE_EXHAUSTED  | scope, limit                          |
+   * | GATEWAY_OVERLOADED        | RESOURCE_EXHAUSTED  | signal, value, bound                  |
    * | INTERNAL                  | INTERNAL            | exception                             |
    * </pre>
    */
@@ -1227,7 +1273,10 @@ public final class AvatarGatewayGrpc {
      * `SESSION_LIMIT_REACHED` and a `google.rpc.RetryInfo`. A tenant at its own
      * quota (live sessions, or CreateSession calls per minute) gets
      * RESOURCE_EXHAUSTED `TENANT_QUOTA_EXCEEDED` with a `google.rpc.QuotaFailure`
-     * and a `google.rpc.RetryInfo`.
+     * and a `google.rpc.RetryInfo`. A server past its capacity (see `Drive`) refuses
+     * a new call at once with RESOURCE_EXHAUSTED `GATEWAY_OVERLOADED` and a
+     * `google.rpc.RetryInfo`, before any vendor work; a retry with the `request_id`
+     * of a call that already made its session still returns that session.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<com.avatargateway.gateway.v1.Session> createSession(
