@@ -250,9 +250,22 @@ async def test_at_capacity_a_drive_replacing_its_sessions_own_stream_is_admitted
 ) -> None:
     """preempt on a session driven here adds no load: a reconnecting client gets its session."""
     session = await gateway.create()
-    release = asyncio.Event()
-    old = gateway.stub.Drive(paced_requests(session.name, tone(0.4), hold=release), timeout=60)
+    release, written = asyncio.Event(), asyncio.Event()
+
+    async def old_requests() -> AsyncIterator[pb.DriveRequest]:
+        yield pb.DriveRequest(
+            config=pb.DriveConfig(session=session.name, audio_format=audio_format())
+        )
+        yield pb.DriveRequest(audio=tone(0.4))
+        yield pb.DriveRequest(end_turn=pb.EndTurn())
+        # Every write done: grpc-python reports a call the server ends while the client is
+        # still writing as a local INTERNAL, not the server's status.
+        written.set()
+        await release.wait()
+
+    old = gateway.stub.Drive(old_requests(), timeout=60)
     assert (await old.read()).HasField("started")
+    await written.wait()
     assert gateway.server.manager is not None
     assert gateway.server.manager.admission.overload is not None
     config = pb.DriveConfig(session=session.name, audio_format=audio_format(), preempt=True)
