@@ -2,7 +2,7 @@
 
 Each worker is a whole gateway (``python -m gateway serve --worker-index i``): its own event
 loop, its own replica id and leases in the shared registry (Redis), so a Drive for any
-session works on any worker exactly as it does on any replica (docs/architecture.md §4, §6.1).
+session works on any worker exactly as it does on any replica (docs/architecture.md §4.1, §4.5).
 The workers bind the same gRPC and callbacks ports with ``SO_REUSEPORT``, and the kernel
 spreads new connections over them (a connection, and every stream on it, stays with the
 worker that accepted it).

@@ -1,4 +1,4 @@
-"""How many worker processes ``avatar-gateway serve`` runs (docs/architecture.md §6.1).
+"""How many worker processes ``avatar-gateway serve`` runs (docs/architecture.md §4.5).
 
 One gateway process drives its streams from one event loop, so it uses one core. ``serve
 --workers N`` (``AVATAR_GATEWAY_WORKERS``) runs N of them in the pod under a supervisor
