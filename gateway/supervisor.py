@@ -243,6 +243,9 @@ class Supervisor:
                 env=self._env(worker),
             )
             self.procs[worker] = proc
+            if self._stopping:  # the drain began while it was being started
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
             code = await proc.wait()
             if self._stopping:
                 return
@@ -280,20 +283,25 @@ class Supervisor:
             backoff = min(backoff * 2, RESTART_BACKOFF_MAX_S)
 
     async def _drain(self, tasks: list[asyncio.Task[None]]) -> None:
-        """SIGTERM every live worker, wait for its drain (then SIGKILL), collect exit codes."""
-        for proc in self.procs.values():
+        """SIGTERM every live worker, wait for its drain (then SIGKILL), collect exit codes.
+
+        A worker that the SIGTERM ended before it could install its handlers (still
+        importing: nothing served, nothing to drain) counts as a clean exit.
+        """
+        for proc in list(self.procs.values()):
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
-        deadline = self.settings.shutdown_grace_s + STOP_MARGIN_S
+        budget = self.settings.shutdown_grace_s + STOP_MARGIN_S
+        deadline = time.monotonic() + budget
         for worker, proc in sorted(self.procs.items()):
             try:
-                code = await asyncio.wait_for(proc.wait(), max(0.1, deadline))
+                code = await asyncio.wait_for(proc.wait(), max(0.1, deadline - time.monotonic()))
             except TimeoutError:
-                log.error("worker_killed", worker=worker, pid=proc.pid, after_s=deadline)
+                log.error("worker_killed", worker=worker, pid=proc.pid, after_s=budget)
                 proc.kill()
                 code = await proc.wait()
-            if code != 0 and self.exit_code == 0:
+            if code not in (0, -signal.SIGTERM) and self.exit_code == 0:
                 self.exit_code = 1
         for task in tasks:
             task.cancel()

@@ -10,8 +10,10 @@ read from the pod's /metrics, where the supervisor labels each worker's samples
 1. Connections land on both workers; a session created through a connection on one worker
    is driven through a connection on the other, and every byte reaches the vendor; the
    pod's /healthz is 200 only with both workers ready; SIGTERM drains both, exit code 0.
-2. A worker killed with SIGKILL is restarted (logged at error), and the pod is ready again.
-3. More than one worker without Redis, or in sandbox mode, is a configuration error
+2. ZEGOCLOUD's callbacks, posted to the pod's one callbacks port, reach the worker driving
+   their session (the workers forward them through Redis as replicas do).
+3. A worker killed with SIGKILL is restarted (logged at error), and the pod is ready again.
+4. More than one worker without Redis, or in sandbox mode, is a configuration error
    (exit code 2, one line naming what to set).
 
 Every wait polls a condition with a deadline; nothing sleeps a fixed time for an event.
@@ -41,12 +43,18 @@ from tests.conftest import (
     audio_format,
     base_env,
     emulate,
+    free_port,
     gateway_process,
     tone,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
+ZEGO = {
+    "AVATAR_GATEWAY_ZEGOCLOUD__APP_ID": "424242",
+    "AVATAR_GATEWAY_ZEGOCLOUD__SERVER_SECRET": "zego-server-secret-0123456789abcd",
+    "AVATAR_GATEWAY_ZEGOCLOUD__CALLBACK_SECRET": "zego-callback-secret",
+}
 TENCENT = {
     "AVATAR_GATEWAY_TENCENT__APPKEY": "tencent-appkey-0123",
     "AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN": "tencent-access-token-4567",
@@ -105,6 +113,19 @@ class Pod:
     def events(self, name: str) -> list[dict[str, Any]]:
         return self.process.events(name)
 
+    async def lines(
+        self, name: str, count: int, where: Callable[[dict[str, Any]], bool] = lambda _: True
+    ) -> list[dict[str, Any]]:
+        """The ``name`` lines matching ``where``, once there are ``count`` (stderr is read
+        concurrently: a line written before a response may be read after it)."""
+
+        async def enough() -> list[dict[str, Any]] | None:
+            found = [e for e in self.events(name) if where(e)]
+            return found if len(found) >= count else None
+
+        found: list[dict[str, Any]] = await until(f"{count} {name} line(s)", enough, 10)
+        return found
+
 
 @contextlib.asynccontextmanager
 async def pod(env: dict[str, str], workers: int = 2) -> AsyncIterator[Pod]:
@@ -119,19 +140,28 @@ async def pod(env: dict[str, str], workers: int = 2) -> AsyncIterator[Pod]:
         yield p
 
 
-def pod_env(redis_url: str, emulator_url: str) -> dict[str, str]:
-    return base_env(
-        **TENCENT,
-        AVATAR_GATEWAY_TENCENT__API_URL=emulator_url,
-        AVATAR_GATEWAY_LISTEN="127.0.0.1:0",
-        AVATAR_GATEWAY_OPS_LISTEN="127.0.0.1:0",
-        AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
-        AVATAR_GATEWAY_REDIS_URL=redis_url,
-        AVATAR_GATEWAY_REPLICA_LEASE_TTL_S="2",
-        AVATAR_GATEWAY_REAPER_INTERVAL_S="1",
-        AVATAR_GATEWAY_SHUTDOWN_GRACE_S="1",
-        AVATAR_GATEWAY_EVENT_LOOP="asyncio",
-    )
+def pod_env(redis_url: str, emulator_url: str, **extra: str) -> dict[str, str]:
+    """Tencent at ``emulator_url`` (``extra`` may configure another vendor instead)."""
+    vendor = {**TENCENT, "AVATAR_GATEWAY_TENCENT__API_URL": emulator_url} if not extra else {}
+    settings = {
+        "AVATAR_GATEWAY_LISTEN": "127.0.0.1:0",
+        "AVATAR_GATEWAY_OPS_LISTEN": "127.0.0.1:0",
+        "AVATAR_GATEWAY_CALLBACKS_LISTEN": "127.0.0.1:0",
+        "AVATAR_GATEWAY_REDIS_URL": redis_url,
+        "AVATAR_GATEWAY_REPLICA_LEASE_TTL_S": "2",
+        "AVATAR_GATEWAY_REAPER_INTERVAL_S": "1",
+        "AVATAR_GATEWAY_SHUTDOWN_GRACE_S": "1",
+        "AVATAR_GATEWAY_EVENT_LOOP": "asyncio",
+    }
+    return base_env(**{**vendor, **settings, **extra})
+
+
+async def turn(session: str, pcm: bytes) -> AsyncIterator[pb.DriveRequest]:
+    """Config, ``pcm`` as one audio turn in 200 ms chunks, end_turn, half-close."""
+    yield pb.DriveRequest(config=pb.DriveConfig(session=session, audio_format=audio_format()))
+    for i in range(0, len(pcm), 6400):
+        yield pb.DriveRequest(audio=pcm[i : i + 6400])
+    yield pb.DriveRequest(end_turn=pb.EndTurn())
 
 
 async def channels_on_each_worker(
@@ -168,7 +198,7 @@ async def test_two_workers_share_the_port_and_drive_each_others_sessions(redis_u
     ):
         health = (await p.healthz()).json()
         assert health == {"status": "ok", "workers": {"0": "ok", "1": "ok"}}
-        started = p.events("gateway_started")
+        started = await p.lines("gateway_started", 2)
         assert sorted(e["worker"] for e in started) == [0, 1]
         assert len({e["replica"] for e in started}) == 2  # two replicas in the registry
         assert {e["listen"] for e in started} == {p.listen}  # one port
@@ -182,26 +212,19 @@ async def test_two_workers_share_the_port_and_drive_each_others_sessions(redis_u
         creates = await p.calls("avatar.gateway.v1.AvatarGateway/CreateSession")
         assert creates.get("0", 0) == creates_before.get("0", 0) + 1
         # Each worker's lines carry its index: the audit line of the create is worker 0's.
-        created = [e for e in p.events("audit") if e.get("session") == session.name]
+        created = await p.lines("audit", 1, lambda e: e.get("session") == session.name)
         assert [e["worker"] for e in created] == [0], created
 
         pcm = tone(2.0, freq=310)
 
-        async def requests() -> AsyncIterator[pb.DriveRequest]:
-            config = pb.DriveConfig(session=session.name, audio_format=audio_format())
-            yield pb.DriveRequest(config=config)
-            for i in range(0, len(pcm), 6400):
-                yield pb.DriveRequest(audio=pcm[i : i + 6400])
-            yield pb.DriveRequest(end_turn=pb.EndTurn())
-
         drives_before = await p.calls("avatar.gateway.v1.AvatarGateway/Drive")
-        responses = [r async for r in stubs["1"].Drive(requests(), timeout=60)]
+        responses = [r async for r in stubs["1"].Drive(turn(session.name, pcm), timeout=60)]
         ended = [r.speech_ended for r in responses if r.HasField("speech_ended")]
         assert len(ended) == 1 and not ended[0].interrupted, responses
         drives = await p.calls("avatar.gateway.v1.AvatarGateway/Drive")
         assert drives.get("1", 0) == drives_before.get("1", 0) + 1  # driven on the other one
         session_id = session.name.rsplit("/", 1)[-1]
-        driven = [e for e in p.events("drive_started") if e.get("session_id") == session_id]
+        driven = await p.lines("drive_started", 1, lambda e: e.get("session_id") == session_id)
         assert [e["worker"] for e in driven] == [1], driven
 
         state = await emu.state()
@@ -219,10 +242,65 @@ async def test_two_workers_share_the_port_and_drive_each_others_sessions(redis_u
 
         p.process.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(p.process.proc.wait(), 60) == 0
-        stopped = [e["worker"] for e in p.events("gateway_stopped")]
+        stopped = [e["worker"] for e in await p.lines("gateway_stopped", 2)]
         assert sorted(stopped) == [0, 1]
         assert sorted(e["worker"] for e in p.events("gateway_draining")) == [0, 1]
-        assert p.events("workers_stopped")[0]["exit_code"] == 0
+        assert (await p.lines("workers_stopped", 1))[0]["exit_code"] == 0
+
+
+async def vendor_callbacks(p: Pod) -> dict[tuple[str, str], float]:
+    """``avatar_gateway_vendor_callbacks_total`` by (worker, outcome), from the pod's /metrics."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{p.ops}/metrics", timeout=10)).text
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "avatar_gateway_vendor_callbacks_total":
+                key = (s.labels["worker"], s.labels["outcome"])
+                out[key] = out.get(key, 0.0) + s.value
+    return out
+
+
+async def test_vendor_callbacks_on_the_shared_port_reach_the_driving_worker(
+    redis_url: str,
+) -> None:
+    """ZEGOCLOUD's speech events come only from its callbacks (zegocloud.md §6), posted to the
+    pod's one callbacks port, which both workers listen on: sessions driven on either worker
+    get theirs, whichever worker the kernel hands the callback's connection to."""
+    port = free_port()  # the pod's callbacks port, which the emulator must know first
+    callback = f"http://127.0.0.1:{port}/callbacks/zegocloud"
+    emulator_args = ("--listen", "127.0.0.1:0", "--callback-url", callback)
+    async with (
+        emulate("zegocloud", base_env(**ZEGO), *emulator_args) as emu,
+        pod(
+            pod_env(
+                redis_url,
+                emu.url,
+                **ZEGO,
+                AVATAR_GATEWAY_ZEGOCLOUD__API_URL=emu.url,
+                AVATAR_GATEWAY_CALLBACKS_LISTEN=f"127.0.0.1:{port}",
+            )
+        ) as p,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        assert p.process.started["callbacks"] == f"127.0.0.1:{port}"
+        stubs = await channels_on_each_worker(p, stack)
+        for creator, driver in (("0", "1"), ("1", "0")):
+            session = await stubs[creator].CreateSession(
+                pb.CreateSessionRequest(vendor="zegocloud", avatar_id="zego_emma"), timeout=30
+            )
+            call = stubs[driver].Drive(turn(session.name, tone(1.0, freq=260)), timeout=60)
+            responses = [r async for r in call]
+            got = [r.WhichOneof("response") for r in responses]
+            assert "speech_started" in got and "speech_ended" in got, (driver, got)
+            assert "warning" not in got, [r.warning for r in responses if r.HasField("warning")]
+        counts = await vendor_callbacks(p)
+        applied = {w: counts.get((w, "applied"), 0.0) for w in ("0", "1")}
+        assert applied["0"] >= 2 and applied["1"] >= 2, counts  # each drove one turn
+        state = await emu.state()
+        assert state["callbacks"]["failed"] == 0 and state["rejected"] == {}, state["callbacks"]
+        p.process.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(p.process.proc.wait(), 60) == 0
 
 
 async def test_a_killed_worker_is_restarted_and_the_pod_is_ready_again(redis_url: str) -> None:
@@ -249,8 +327,10 @@ async def test_a_killed_worker_is_restarted_and_the_pod_is_ready_again(redis_url
         new = await until("a new worker 1", restarted, 30)
         assert new["0"] == pids["0"]
         await until("the pod ready again", p.ready, 60, every_s=0.2)
-        restarted = [e for e in p.events("gateway_started") if e["worker"] == 1]
-        assert len(restarted) == 2
+
+        # /healthz turns 200 just before the start line is written: wait for the line.
+        started_1 = await p.lines("gateway_started", 2, lambda e: e["worker"] == 1)
+        assert started_1[0]["replica"] != started_1[1]["replica"]  # a new replica id
 
         p.process.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(p.process.proc.wait(), 60) == 0
