@@ -362,3 +362,22 @@ async def test_more_than_one_worker_without_redis_or_in_sandbox_is_refused(
     assert proc.returncode == 2, stderr.decode()
     lines = stderr.decode().strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "gateway_not_started" in lines[0], lines
+
+
+async def test_a_configuration_error_in_the_workers_stops_the_pod_with_2(redis_url: str) -> None:
+    """No TLS certificate and plaintext not chosen: each worker refuses to start (exit 2), and
+    the supervisor stops the others and exits 2 instead of restarting them."""
+    env = base_env(AVATAR_GATEWAY_REDIS_URL=redis_url, AVATAR_GATEWAY_OPS_LISTEN="127.0.0.1:0")
+    del env["AVATAR_GATEWAY_PLAINTEXT"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "gateway", "serve", "--workers", "2"),
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 90)
+    text = stderr.decode()
+    assert proc.returncode == 2, text
+    assert '"workers_starting"' in text and "no TLS certificate" in text, text
+    assert '"worker_not_started"' in text and '"worker_exited"' not in text, text
