@@ -331,7 +331,8 @@ def check_resources(docs: Docs, values: dict[str, Any]) -> None:
     per_second = c["streamsPerPod"] * c["cpuMicrosPerChunk"] * c["chunksPerSecond"]  # µs/s
     cpu_m = -(-per_second * headroom // (1000 * 100))
     workers = int(values.get("workers") or 1)  # each worker process has its own idle heap
-    kib = workers * c["idleMemoryMiB"] * 1024 + c["streamsPerPod"] * c["memoryKiBPerStream"]
+    idle_mib = workers * c["idleMemoryMiB"] + (c["supervisorMemoryMiB"] if workers > 1 else 0)
+    kib = idle_mib * 1024 + c["streamsPerPod"] * c["memoryKiBPerStream"]
     mem_mib = -(-kib * headroom // (1024 * 100))
     limit_mib = -(-mem_mib * c["memoryLimitPercent"] // 100)
     resources = container(docs)["resources"]

@@ -202,9 +202,11 @@ values.yaml). Integer arithmetic, rounded up.
 {{- $cpuNum := mul (int $c.streamsPerPod) (int $c.cpuMicrosPerChunk) (int $c.chunksPerSecond) $h }}
 {{- $cpuMilli := div (add $cpuNum 99999) 100000 }}
 {{- /* MiB = (idle MiB x 1024 + streams x KiB/stream) / 1024, x headroom / 100 */}}
-{{- /* each worker process has its own idle heap (`workers`; 1 when empty) */}}
+{{- /* each worker process has its own idle heap (`workers`; 1 when empty), plus the supervisor's */}}
 {{- $workers := max 1 (int (default 1 .Values.workers)) }}
-{{- $memNum := mul (add (mul $workers (int $c.idleMemoryMiB) 1024) (mul (int $c.streamsPerPod) (int $c.memoryKiBPerStream))) $h }}
+{{- $idleMiB := mul $workers (int $c.idleMemoryMiB) }}
+{{- if gt $workers 1 }}{{- $idleMiB = add $idleMiB (int $c.supervisorMemoryMiB) }}{{- end }}
+{{- $memNum := mul (add (mul $idleMiB 1024) (mul (int $c.streamsPerPod) (int $c.memoryKiBPerStream))) $h }}
 {{- $memMiB := div (add $memNum 102399) 102400 }}
 {{- $memLimitMiB := div (add (mul $memMiB (int $c.memoryLimitPercent)) 99) 100 }}
 requests:
