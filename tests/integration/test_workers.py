@@ -12,9 +12,10 @@ read from the pod's /metrics, where the supervisor labels each worker's samples
    pod's /healthz is 200 only with both workers ready; SIGTERM drains both, exit code 0.
 2. ZEGOCLOUD's callbacks, posted to the pod's one callbacks port, reach the worker driving
    their session (the workers forward them through Redis as replicas do).
-3. A worker killed with SIGKILL is restarted (logged at error), and the pod is ready again.
+3. A worker killed with SIGKILL is restarted (logged at error); the pod is not ready until
+   it serves again. A supervisor killed with SIGKILL takes its workers with it (they drain).
 4. More than one worker without Redis, or in sandbox mode, is a configuration error
-   (exit code 2, one line naming what to set).
+   (exit code 2, one line naming what to set); so is a configuration every worker refuses.
 
 Every wait polls a condition with a deadline; nothing sleeps a fixed time for an event.
 """
@@ -28,6 +29,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -321,6 +323,13 @@ async def test_a_killed_worker_is_restarted_and_the_pod_is_ready_again(redis_url
             now = await p.worker_pids()
             return now if now.get("1") not in (None, victim) else None
 
+        async def unready() -> dict[str, Any] | None:
+            answer = await p.healthz()
+            return answer.json() if answer.status_code == 503 else None
+
+        # Not ready from the kill until the new worker serves (at least the 1 s backoff).
+        health = await until("the pod's /healthz 503", unready, 30)
+        assert health["workers"]["0"] == "ok" and health["workers"]["1"] != "ok", health
         (exited,) = await until("worker_exited", exits, 30)
         assert exited["level"] == "error" and exited["worker"] == 1
         assert exited["pid"] == victim and exited["returncode"] == -signal.SIGKILL
@@ -334,6 +343,34 @@ async def test_a_killed_worker_is_restarted_and_the_pod_is_ready_again(redis_url
 
         p.process.proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(p.process.proc.wait(), 60) == 0
+
+
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (exited, its new parent has not reaped it yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+async def test_workers_drain_when_the_supervisor_is_killed_hard(redis_url: str) -> None:
+    """``kill -9`` of the supervisor: its workers get SIGTERM from the kernel
+    (``PR_SET_PDEATHSIG``) and drain, instead of serving on with nothing to stop them."""
+    async with (
+        emulate("tencent", base_env(**TENCENT), "--listen", "127.0.0.1:0") as emu,
+        pod(pod_env(redis_url, emu.url)) as p,
+    ):
+        pids = await p.worker_pids()
+        p.process.proc.kill()
+        await p.process.proc.wait()
+        stopped = await p.lines("gateway_stopped", 2)
+        assert sorted(e["worker"] for e in stopped) == [0, 1]
+
+        async def gone() -> bool:
+            return not any(running(pid) for pid in pids.values())
+
+        await until("the workers to exit", gone, 30)
 
 
 @pytest.mark.parametrize(
