@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sandbox:
         settings = settings.model_copy(update={"sandbox": True})
     worker: int | None = args.worker_index
+    # Why one process serves although more CPUs are available (no Redis, sandbox), if so.
+    single_reason: str | None = None
     if worker is not None:
         from gateway.supervisor import die_with_parent
 
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             from gateway import supervisor
 
             return supervisor.run(settings, count)
+        if count.fallback:
+            single_reason = count.reason
     # Imported here, after the check above, so a missing API package gets its one line.
     from gateway.auth import JwksError, KeysFileError
     from gateway.server import GatewayServer, TransportConfigError
@@ -129,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         # One line that names what to set; a traceback would bury it.
         log.error("gateway_not_started", reason=_one_line(exc))
         return EXIT_CONFIGURATION
-    if worker is None and count.fallback:
-        log.info("workers", workers=1, reason=count.reason)
+    if single_reason is not None:
+        log.info("workers", workers=1, reason=single_reason)
     tuned = tune_malloc()
     if tuned:
         structlog.get_logger("gateway").debug("malloc_tuned", **tuned)

@@ -132,3 +132,29 @@ def test_workers_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("AVATAR_GATEWAY_WORKERS", "0")
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_merged_exposition_has_each_family_once_with_every_workers_samples() -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from gateway.supervisor import merge_expositions
+
+    texts = []
+    for worker in range(2):
+        registry = CollectorRegistry()
+        calls = Counter("calls", "Calls.", ["method"], registry=registry)
+        calls.labels("Drive").inc(worker + 1)
+        Histogram("lag_seconds", "Lag.", registry=registry).observe(0.01 * (worker + 1))
+        texts.append((str(worker), generate_latest(registry).decode()))
+    merged = merge_expositions(texts).decode()
+    assert merged.count("# TYPE calls_total counter") == 1
+    assert merged.count("# TYPE lag_seconds histogram") == 1
+    families = {f.name: f for f in text_string_to_metric_families(merged)}
+    totals = {
+        s.labels["worker"]: s.value for s in families["calls"].samples if s.name == "calls_total"
+    }
+    assert totals == {"0": 1.0, "1": 2.0}
+    counts = [s for s in families["lag_seconds"].samples if s.name == "lag_seconds_count"]
+    assert sorted(s.labels["worker"] for s in counts) == ["0", "1"]
+    assert merge_expositions([]) == b""
