@@ -44,6 +44,7 @@ from gateway.servicer import AvatarGatewayServicer, refused
 from gateway.sessions import SessionManager
 from gateway.tls import ServerTls
 from gateway.vendors import PluginError, VendorRegistry
+from gateway.workers import UNIX_PREFIX, unix_socket_path
 
 log = structlog.get_logger("gateway.server")
 
@@ -61,10 +62,6 @@ GRPC_SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.bdp_probe", 0),
     ("grpc.so_reuseport", 0),
 ]
-
-
-UNIX_PREFIX = "unix:"
-"""An ops listen address of this form is a unix socket path (workers, gateway/supervisor.py)."""
 
 
 def _split_hostport(address: str) -> tuple[str, int]:
@@ -464,7 +461,7 @@ class GatewayServer:
         await runner.setup()
         self._runners.append(runner)
         if address.startswith(UNIX_PREFIX):
-            await web.UnixSite(runner, address.removeprefix(UNIX_PREFIX)).start()
+            await web.UnixSite(runner, unix_socket_path(address)).start()
             return 0
         host, port = _split_hostport(address)
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)

@@ -16,8 +16,9 @@ The supervisor holds no sessions and runs no event loop of the data path. It:
   ``/healthz`` is 200 only when every worker answers its own ``/healthz`` with 200 (503
   while any starts, drains, or is being restarted), ``/livez`` is 200 while the supervisor
   runs (it restarts dead workers itself), ``/metrics`` is every worker's exposition merged,
-  each sample labelled ``worker="<i>"``. Workers serve their ops on private unix sockets,
-  which nothing outside the pod can reach and which need no port numbers;
+  each sample labelled ``worker="<i>"``. Workers serve their ops on private unix sockets in
+  Linux's abstract namespace (reachable only from the pod's network namespace, no port
+  numbers, no files left behind by a process killed hard);
 - forwards SIGTERM/SIGINT to every worker, each of which drains as a single gateway does,
   and exits 0 once all exited 0;
 - restarts a worker that exits unexpectedly after a backoff (1 s doubling to 30 s, back to
@@ -36,12 +37,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -54,7 +54,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import Settings
-from gateway.workers import WorkerCount
+from gateway.workers import WorkerCount, unix_socket_path
 
 log = structlog.get_logger("gateway.supervisor")
 
@@ -155,21 +155,22 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._stopping = False
         self._deaths: deque[float] = deque()
-        self._sockets_dir = ""
+        # Unique per supervisor: several pods (or tests) may share a network namespace.
+        self._sockets_name = f"avatar-gateway-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._listen = settings.listen
         self._callbacks = settings.callbacks_listen
         self._ops_port = 0
 
-    def ops_socket(self, worker: int) -> str:
-        """The unix socket path of ``worker``'s private ops listener."""
-        return os.path.join(self._sockets_dir, f"worker-{worker}.sock")
+    def ops_address(self, worker: int) -> str:
+        """``worker``'s private ops listen address (``unix:@<name>``, abstract namespace)."""
+        return f"unix:@{self._sockets_name}/worker-{worker}"
 
     def _env(self, worker: int) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             AVATAR_GATEWAY_LISTEN=self._listen,
             AVATAR_GATEWAY_CALLBACKS_LISTEN=self._callbacks,
-            AVATAR_GATEWAY_OPS_LISTEN=f"unix:{self.ops_socket(worker)}",
+            AVATAR_GATEWAY_OPS_LISTEN=self.ops_address(worker),
             AVATAR_GATEWAY_WORKERS="1",
         )
         return env
@@ -181,7 +182,6 @@ class Supervisor:
             loop.add_signal_handler(sig, self._on_signal, sig)
         held: list[socket.socket] = []
         runner: web.AppRunner | None = None
-        self._sockets_dir = tempfile.mkdtemp(prefix="avatar-gateway-workers-")
         try:
             try:
                 for attr in ("_listen", "_callbacks"):
@@ -215,7 +215,6 @@ class Supervisor:
                 await runner.cleanup()
             for sock in held:
                 sock.close()
-            shutil.rmtree(self._sockets_dir, ignore_errors=True)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if not self._stopping:
@@ -234,8 +233,6 @@ class Supervisor:
         """Start ``worker``; restart it while it dies unexpectedly; return when stopping."""
         backoff = RESTART_BACKOFF_S
         while not self._stopping:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.ops_socket(worker))
             started = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -309,9 +306,11 @@ class Supervisor:
 
     async def _get(self, worker: int, path: str) -> tuple[int, bytes] | None:
         """``GET path`` on ``worker``'s private ops listener; ``None`` if it does not answer."""
+        # The supervisor runs on asyncio's own loop (run()): uvloop's client refuses
+        # abstract socket names (EINVAL), though its server accepts them.
         try:
             async with aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=self.ops_socket(worker)),
+                connector=aiohttp.UnixConnector(path=unix_socket_path(self.ops_address(worker))),
                 timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
             ) as client:
                 async with client.get(f"http://worker-{worker}{path}") as response:

@@ -18,6 +18,10 @@ from pathlib import Path
 
 from gateway.config import Settings
 
+UNIX_PREFIX = "unix:"
+"""An ops listen address of this form is a unix socket (a worker's, gateway/supervisor.py):
+``unix:<path>``, or ``unix:@<name>`` in Linux's abstract namespace (no file to clean up)."""
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 
@@ -34,6 +38,12 @@ class WorkerCount:
     reason: str
     fallback: bool = False
     """One worker although more CPUs are available (no Redis, or sandbox mode)."""
+
+
+def unix_socket_path(address: str) -> str:
+    r"""The socket path of a ``unix:`` address; ``unix:@<name>`` gives ``"\0<name>"``."""
+    path = address.removeprefix(UNIX_PREFIX)
+    return "\0" + path[1:] if path.startswith("@") else path
 
 
 def _read(path: Path) -> str | None:

@@ -158,3 +158,10 @@ def test_merged_exposition_has_each_family_once_with_every_workers_samples() -> 
     counts = [s for s in families["lag_seconds"].samples if s.name == "lag_seconds_count"]
     assert sorted(s.labels["worker"] for s in counts) == ["0", "1"]
     assert merge_expositions([]) == b""
+
+
+def test_unix_addresses() -> None:
+    from gateway.workers import unix_socket_path
+
+    assert unix_socket_path("unix:/run/ops.sock") == "/run/ops.sock"
+    assert unix_socket_path("unix:@avatar-gateway-1/worker-0") == "\0avatar-gateway-1/worker-0"
