@@ -144,10 +144,15 @@ class Supervisor:
     Args:
         settings: the pod's settings (its listen addresses are the workers').
         count: how many workers, and why (the first log line says both).
+
+    Attributes:
+        command: how a worker is started, before ``--worker-index <i>`` (tests may run
+            another program in its place).
     """
 
     def __init__(self, settings: Settings, count: WorkerCount) -> None:
         self.settings = settings
+        self.command = [sys.executable, "-m", "gateway", "serve"]
         self.count = count.count
         self.reason = count.reason
         self.procs: dict[int, asyncio.subprocess.Process] = {}
@@ -235,9 +240,7 @@ class Supervisor:
         while not self._stopping:
             started = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "gateway", "serve", "--worker-index", str(worker)),
-                env=self._env(worker),
+                *self.command, "--worker-index", str(worker), env=self._env(worker)
             )
             self.procs[worker] = proc
             if self._stopping:  # the drain began while it was being started

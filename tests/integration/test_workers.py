@@ -16,6 +16,7 @@ read from the pod's /metrics, where the supervisor labels each worker's samples
    it serves again. A supervisor killed with SIGKILL takes its workers with it (they drain).
 4. More than one worker without Redis, or in sandbox mode, is a configuration error
    (exit code 2, one line naming what to set); so is a configuration every worker refuses.
+5. Workers that keep dying are restarted with a backoff until the supervisor gives up (1).
 
 Every wait polls a condition with a deadline; nothing sleeps a fixed time for an event.
 """
@@ -35,6 +36,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+import structlog
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
 from prometheus_client.parser import text_string_to_metric_families
@@ -418,3 +420,32 @@ async def test_a_configuration_error_in_the_workers_stops_the_pod_with_2(redis_u
     assert proc.returncode == 2, text
     assert '"workers_starting"' in text and "no TLS certificate" in text, text
     assert '"worker_not_started"' in text and '"worker_exited"' not in text, text
+
+
+async def test_workers_that_keep_dying_stop_the_pod_with_1(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Workers that exit at once, again and again (here a program that exits 3 in place of
+    the gateway): each exit is restarted after a backoff, logged at error, until more than
+    RESTART_LIMIT exits within the window stop the pod with exit code 1."""
+    from gateway import supervisor
+    from gateway.config import Settings
+    from gateway.workers import WorkerCount
+
+    monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", 0.01)
+    monkeypatch.setattr(supervisor, "RESTART_LIMIT", 3)
+    settings = Settings(
+        listen="127.0.0.1:0", callbacks_listen="127.0.0.1:0", ops_listen="127.0.0.1:0"
+    )
+    pod = supervisor.Supervisor(settings, WorkerCount(2, "test"))
+    pod.command = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    with structlog.testing.capture_logs() as logs:
+        code = await asyncio.wait_for(pod.serve(), 60)
+    assert code == 1
+    # Only errors: the tests' logging configuration may filter info lines out.
+    exits = [e for e in logs if e["event"] == "worker_exited"]
+    assert len(exits) == 3 and all(e["log_level"] == "error" for e in exits), logs
+    assert all(e["returncode"] == 3 for e in exits)
+    (gave_up,) = [e for e in logs if e["event"] == "workers_keep_dying"]
+    assert gave_up["log_level"] == "error" and gave_up["exits"] == 4
+    assert not pod.procs or all(p.returncode is not None for p in pod.procs.values())
