@@ -228,6 +228,20 @@ async def server_refusals(ops_port: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (``/proc/*/stat`` field 4), sorted."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return sorted(out)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -297,13 +311,17 @@ class GatewayProcess:
         event_loop: str = "uvloop",
         extra_env: dict[str, str] | None = None,
         label: str = "",
+        workers: int = 1,
     ) -> None:
         """Start the process (``wait_ready`` waits for it).
 
         ``extra_env`` is added to the environment last (e.g. ``AVATAR_GATEWAY_REDIS_URL``);
         ``label`` names the log file (``gateway-<label>.log``, default the vendor).
+        ``workers``: ``AVATAR_GATEWAY_WORKERS`` (more than 1 needs ``AVATAR_GATEWAY_REDIS_URL``
+        in ``extra_env``); its CPU and memory are then the supervisor's and every worker's.
         """
         self.vendor = vendor
+        self.workers = workers
         self.grpc_port = free_port()
         self.ops_port = free_port()
         self.callbacks_port = free_port()
@@ -320,6 +338,7 @@ class GatewayProcess:
                 "AVATAR_GATEWAY_LOG_FORMAT": "json",
                 "AVATAR_GATEWAY_SHUTDOWN_GRACE_S": "2",
                 "AVATAR_GATEWAY_EVENT_LOOP": event_loop,
+                "AVATAR_GATEWAY_WORKERS": str(workers),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -355,6 +374,7 @@ class GatewayProcess:
             stderr=subprocess.STDOUT,
         )
         self.pid = self.proc.pid
+        self.pids: tuple[int, ...] = (self.pid,)
         self.target = f"127.0.0.1:{self.grpc_port}"
         self.callback_url = f"http://127.0.0.1:{self.callbacks_port}/callbacks/zegocloud"
 
@@ -368,12 +388,36 @@ class GatewayProcess:
                 try:
                     vendors = await stub.ListVendors(pb.ListVendorsRequest(), timeout=2)
                     if any(v.vendor == self.vendor for v in vendors.vendors):
-                        return
+                        break
                 except grpc.aio.AioRpcError:
                     pass
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"gateway not ready in {timeout_s} s; see {self.log_path}")
                 await asyncio.sleep(0.2)
+        if self.workers > 1:
+            await self._wait_workers(deadline)
+
+    async def _wait_workers(self, deadline: float) -> None:
+        """Until the supervisor's /healthz says every worker is ready; then note their pids."""
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    ready = await http.get(f"http://127.0.0.1:{self.ops_port}/healthz", timeout=2)
+                    if ready.status_code == 200:
+                        break
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"workers not ready; see {self.log_path}")
+                await asyncio.sleep(0.2)
+        workers = child_pids(self.pid)
+        if len(workers) != self.workers:
+            raise RuntimeError(f"{len(workers)} worker processes, not {self.workers}")
+        self.pids = (self.pid, *workers)
+
+    def rss_kib(self) -> int:
+        """VmRSS of the supervisor and every worker, summed (KiB)."""
+        return sum(mem_kib(p)["VmRSS"] for p in self.pids)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -709,6 +753,8 @@ class LoadGenerator:
         self.vendor = vendor
         self.emulator = emulator
         self.gw = gw
+        # redis-server's pid when the gateway runs several workers (run() starts it).
+        self.redis_pids: tuple[int, ...] = ()
         self.next_sid = 1
         self.warming_up = False
         self.gc = gc_pauses
@@ -995,7 +1041,7 @@ class LoadGenerator:
         Returns the CPU (cores) used by processes other than the bench's three in the last
         second sampled. Other work on a 2-core machine shows up as latency here.
         """
-        pids = (self.gw.pid, self.emulator.pid, os.getpid())
+        pids = (*self.gw.pids, self.emulator.pid, os.getpid(), *self.redis_pids)
         deadline = time.monotonic() + self.args.quiet_wait
         while True:
             busy0, ours0 = machine_busy_seconds(), sum(cpu_seconds(p) for p in pids)
@@ -1071,23 +1117,33 @@ class LoadGenerator:
                 await go.window(name + "-control", control)
         # The generator's CPU is this process plus the Go generator when there is one.
         pids = {
-            "gateway": (self.gw.pid,),
+            "gateway": self.gw.pids,
             "emulator": (self.emulator.pid,),
             "generator": (os.getpid(),) if go is None else (os.getpid(), go.pid),
         }
+        if self.redis_pids:
+            pids["redis"] = self.redis_pids
         await asyncio.sleep(max(0.0, win_start - time.monotonic()))
         cpu0 = {k: sum(cpu_seconds(p) for p in ps) for k, ps in pids.items()}
         cpu0["machine"] = machine_busy_seconds()
-        threads0 = thread_cpu_seconds(self.gw.pid)
+        per_process0 = [cpu_seconds(p) for p in self.gw.pids]
+        threads0 = sum((thread_cpu_seconds(p) for p in self.gw.pids), Counter())
         t0_ns = time.monotonic_ns()
         profiler = self.start_profiler(path, n)
         await asyncio.sleep(max(0.0, win_end - time.monotonic()))
         cpu1 = {k: sum(cpu_seconds(p) for p in ps) for k, ps in pids.items()}
         cpu1["machine"] = machine_busy_seconds()
-        threads1 = thread_cpu_seconds(self.gw.pid)
+        per_process1 = [cpu_seconds(p) for p in self.gw.pids]
+        threads1 = sum((thread_cpu_seconds(p) for p in self.gw.pids), Counter())
         t1_ns = time.monotonic_ns()
         gw_mem = mem_kib(self.gw.pid)
+        if len(self.gw.pids) > 1:
+            gw_mem["VmRSS"] = self.gw.rss_kib()
         window = (t1_ns - t0_ns) / 1e9
+        # Supervisor first, then each worker: cores used in the window.
+        gw_processes = [
+            round((b - a) / window, 3) for a, b in zip(per_process0, per_process1, strict=True)
+        ]
         gw_threads = {k: round((threads1[k] - threads0[k]) / window, 3) for k in threads1}
         streaming = phase.started
         # Streams stop by themselves at stop_at; closes may queue behind the vendor's QPS.
@@ -1122,7 +1178,11 @@ class LoadGenerator:
                 method: {le: n - refusals0.get(method, {}).get(le, 0) for le, n in buckets.items()}
                 for method, buckets in refusals1.items()
             }
-        return result | {"profile": profile, "gw_thread_share": gw_threads}
+        return result | {
+            "profile": profile,
+            "gw_thread_share": gw_threads,
+            "gw_process_share": gw_processes,
+        }
 
     def dump(
         self, path: str, n: int, phase: Phase, streams: list[Stream], data: dict[str, Any]
@@ -1165,7 +1225,12 @@ class LoadGenerator:
         cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
         # Everything else on the machine (other processes, the kernel's softirq work).
         cpu["other"] = max(
-            0.0, cpu.pop("machine") - cpu["gateway"] - cpu["emulator"] - cpu["generator"]
+            0.0,
+            cpu.pop("machine")
+            - cpu["gateway"]
+            - cpu["emulator"]
+            - cpu["generator"]
+            - cpu.get("redis", 0.0),
         )
         by_task: dict[str, list[dict[str, Any]]] = {}
         for drive in data["drives"]:
@@ -1905,7 +1970,13 @@ def write_results(
             f"{getattr(args, 'harness_loop', 'asyncio')}; ZEGOCLOUD streams from the "
             f"{generator}, Tencent streams from the Python generator.",
             f"- Per level: ramp, {args.warmup:g} s warm-up, {args.seconds:g} s window; "
-            f"{args.grpc_channels} gRPC channel(s) from the generator. One emulator process and "
+            f"{args.grpc_channels} gRPC channel(s) from the generator"
+            + (
+                f", {args.gateway_workers} gateway workers (CPU and RSS summed over them)"
+                if getattr(args, "gateway_workers", 1) > 1
+                else ""
+            )
+            + ". One emulator process and "
             "one fresh gateway process per vendor, one vendor after the other."
             + (" py-spy was attached during one window." if args.py_spy else ""),
             "",
@@ -1970,6 +2041,15 @@ def print_phase(r: dict[str, Any], idle_rss: int, started: float) -> None:
             f"gw RSS +{(r['gw_rss_kib'] - idle_rss) / max(1, accepted):.0f} KiB/accepted stream",
             flush=True,
         )
+    if len(r.get("gw_process_share", [])) > 1:
+        supervisor, *workers = r["gw_process_share"]
+        redis = r["cpu_share"].get("redis", 0.0)
+        print(
+            f"      gateway cores: supervisor {supervisor:.2f}, workers "
+            + "/".join(f"{w:.2f}" for w in workers)
+            + f"; redis-server {redis:.2f}",
+            flush=True,
+        )
     if r["errors"]:
         print(f"      errors: {r['errors']}", flush=True)
 
@@ -2012,6 +2092,19 @@ async def run(args: argparse.Namespace) -> int:
     idle_rss: dict[str, int] = {}
     framing: dict[str, float] | None = None
     started = time.monotonic()
+    redis_env: dict[str, str] = {}
+    redis_pids: tuple[int, ...] = ()
+    if args.gateway_workers > 1:
+        # Workers share sessions through Redis (docs/architecture.md §4.5); stopped at exit.
+        import atexit
+
+        from registry_bench import RedisServer
+
+        redis_server = RedisServer(log_dir)
+        atexit.register(redis_server.stop)
+        await redis_server.wait_ready()
+        redis_env = {"AVATAR_GATEWAY_REDIS_URL": redis_server.url}
+        redis_pids = (redis_server.pid,)
     for vendor in vendors:
         emulator = EmulatorProcess(
             emulator_config(vendor, secret, callback_secret) | {"event_loop": args.harness_loop}
@@ -2027,13 +2120,16 @@ async def run(args: argparse.Namespace) -> int:
                 log_dir,
                 args.what_if,
                 args.gateway_event_loop,
-                extra_env=(
+                extra_env=redis_env
+                | (
                     {"AVATAR_GATEWAY_MAX_ACTIVE_DRIVES": str(args.max_active_drives)}
                     if args.max_active_drives
-                    else None
+                    else {}
                 ),
+                workers=args.gateway_workers,
             )
             gen = LoadGenerator(args, vendor, emulator, gw, gc_pauses)
+            gen.redis_pids = redis_pids
             await gw.wait_ready()
             await gen.open(secret)
             print(
@@ -2046,7 +2142,7 @@ async def run(args: argparse.Namespace) -> int:
             gc.collect()
             gc.freeze()
             await asyncio.sleep(1.0)
-            idle_rss[vendor] = mem_kib(gw.pid)["VmRSS"]
+            idle_rss[vendor] = gw.rss_kib()
             if vendor == "tencent" and framing is None:
                 framing = framing_cost()
             for n in levels[vendor]:
@@ -2078,6 +2174,7 @@ async def run(args: argparse.Namespace) -> int:
                 "harness_loop",
                 "generator",
                 "max_active_drives",
+                "gateway_workers",
             )
         },
         "results": results,
@@ -2185,6 +2282,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ramp-slack", type=float, default=30.0, help="extra ramp time (s)")
     parser.add_argument("--grpc-channels", type=int, default=1)
+    parser.add_argument(
+        "--gateway-workers",
+        type=int,
+        default=1,
+        help="AVATAR_GATEWAY_WORKERS of the gateway; more than 1 starts a redis-server for them "
+        "(use --grpc-channels > 1: a connection stays on one worker)",
+    )
     parser.add_argument(
         "--control-streams",
         type=int,

@@ -34,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve the in-process vendor emulators instead of the vendors' clouds",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="gateway processes on the same ports (override AVATAR_GATEWAY_WORKERS; default: "
+        "the CPUs available; more than 1 needs AVATAR_GATEWAY_REDIS_URL)",
+    )
+    # Set by the supervisor of --workers N for each worker it starts (gateway/supervisor.py).
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
     emulate = sub.add_parser(
         "emulate",
         help="run one vendor's emulator as a server (reads AVATAR_GATEWAY_<VENDOR>__*)",
@@ -77,7 +85,29 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings.model_copy(update={"listen": args.listen})
     if args.sandbox:
         settings = settings.model_copy(update={"sandbox": True})
-    configure_logging(settings.log_level, settings.log_format)
+    worker: int | None = args.worker_index
+    # Why one process serves although more CPUs are available (no Redis, sandbox), if so.
+    single_reason: str | None = None
+    if worker is not None:
+        from gateway.supervisor import die_with_parent
+
+        die_with_parent()
+        configure_logging(settings.log_level, settings.log_format, fields={"worker": worker})
+    else:
+        configure_logging(settings.log_level, settings.log_format)
+        from gateway.workers import WorkersConfigError, resolve_workers
+
+        try:
+            count = resolve_workers(settings, args.workers)
+        except WorkersConfigError as exc:
+            structlog.get_logger("gateway").error("gateway_not_started", reason=str(exc))
+            return EXIT_CONFIGURATION
+        if count.count > 1:
+            from gateway import supervisor
+
+            return supervisor.run(settings, count)
+        if count.fallback:
+            single_reason = count.reason
     # Imported here, after the check above, so a missing API package gets its one line.
     from gateway.auth import JwksError, KeysFileError
     from gateway.server import GatewayServer, TransportConfigError
@@ -87,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log = structlog.get_logger("gateway")
     vendors = VendorRegistry.discover(settings.plugin_modules)
-    server = GatewayServer(settings, vendors=vendors)
+    server = GatewayServer(settings, vendors=vendors, worker=worker)
     try:
         server.check_configuration()
     except (
@@ -103,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         # One line that names what to set; a traceback would bury it.
         log.error("gateway_not_started", reason=_one_line(exc))
         return EXIT_CONFIGURATION
+    if single_reason is not None:
+        log.info("workers", workers=1, reason=single_reason)
     tuned = tune_malloc()
     if tuned:
         structlog.get_logger("gateway").debug("malloc_tuned", **tuned)

@@ -53,6 +53,10 @@ class Settings(FileSettings):
     # Which emulators the sandbox starts (comma-separated vendor ids).
     sandbox_vendors: str = "zegocloud,tencent,akool"
     redis_url: str | None = None
+    # Worker processes of `avatar-gateway serve` (each a replica with its own event loop,
+    # all on the same ports; gateway/workers.py). Unset: the CPUs available to the process
+    # (affinity and cgroup quota); more than 1 needs redis_url, and sandbox mode uses 1.
+    workers: int | None = Field(default=None, ge=1)
     # Event loop of `avatar-gateway serve`: uvloop (less CPU per chunk, and its TLS does not
     # preallocate 256 KiB per connection as asyncio's does) or the standard asyncio loop.
     event_loop: str = "uvloop"

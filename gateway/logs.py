@@ -89,13 +89,28 @@ class _LevelledLoggerFactory(structlog.stdlib.LoggerFactory):
         return logger
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
+def _static_fields(fields: dict[str, Any]) -> Any:
+    """A processor adding ``fields`` to every line (a line's own value for a key wins)."""
+
+    def add(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+        return event_dict
+
+    return add
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", fields: dict[str, Any] | None = None
+) -> None:
     """Route every logger of the process through structlog to stderr (call it again to change).
 
     Args:
         level: ``debug``, ``info``, ``warning`` or ``error``: our loggers' level; the
             libraries' is this or ``warning``, whichever is higher.
         fmt: ``json``, ``console`` or ``auto`` (console when stderr is a TTY).
+        fields: added to every line of the process, e.g. ``{"worker": 1}`` in a worker of
+            ``serve --workers N`` (gateway/supervisor.py).
     """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -112,6 +127,8 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_trace_context,
     ]
+    if fields:
+        shared.append(_static_fields(dict(fields)))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -45,6 +45,7 @@ from gateway.servicer import AvatarGatewayServicer, refused
 from gateway.sessions import SessionManager
 from gateway.tls import ServerTls
 from gateway.vendors import PluginError, VendorRegistry
+from gateway.workers import UNIX_PREFIX, unix_socket_path
 
 log = structlog.get_logger("gateway.server")
 
@@ -80,6 +81,10 @@ class GatewayServer:
         settings: configuration; listen addresses may use port 0 (tests).
         registry: session registry (default: in memory).
         vendors: the vendor plugins (default: discovered, plus ``settings.plugins``).
+        worker: this process's index when it is one of ``serve --workers N`` (N > 1): the
+            gRPC and callbacks ports are then bound with ``SO_REUSEPORT``, shared with the
+            other workers (the kernel spreads new connections over them). ``None``: the
+            only process; a second one on the same port fails to bind.
     """
 
     def __init__(
@@ -87,8 +92,10 @@ class GatewayServer:
         settings: Settings,
         registry: SessionRegistry | None = None,
         vendors: VendorRegistry | None = None,
+        worker: int | None = None,
     ) -> None:
         self.settings = settings
+        self.worker = worker
         self.vendors = vendors or VendorRegistry.discover(settings.plugin_modules)
         if registry is None:
             registry = (
@@ -133,7 +140,12 @@ class GatewayServer:
 
     @property
     def ops_url(self) -> str:
-        """Base URL of the internal ops listener (/metrics, /healthz, /livez, /sandbox)."""
+        """Base URL of the internal ops listener (/metrics, /healthz, /livez, /sandbox).
+
+        ``unix:<path>`` when it listens on a unix socket (a worker's, gateway/supervisor.py).
+        """
+        if self.settings.ops_listen.startswith(UNIX_PREFIX):
+            return self.settings.ops_listen
         host, _ = _split_hostport(self.settings.ops_listen)
         return f"http://{host}:{self.ops_port}"
 
@@ -204,7 +216,11 @@ class GatewayServer:
         ]
         if self.api_keys is not None or self.jwt_verifier is not None:
             interceptors.append(AuthInterceptor(self.api_keys, self.jwt_verifier, refused))
-        self.server = grpc.aio.server(options=GRPC_SERVER_OPTIONS, interceptors=interceptors)
+        options = GRPC_SERVER_OPTIONS
+        if self.worker is not None:
+            # Replaced, not appended: of two values for one key grpc keeps the first.
+            options = [(k, 1 if k == "grpc.so_reuseport" else v) for k, v in GRPC_SERVER_OPTIONS]
+        self.server = grpc.aio.server(options=options, interceptors=interceptors)
         pb_grpc.add_AvatarGatewayServicer_to_server(self.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if settings.reflection:
@@ -238,6 +254,7 @@ class GatewayServer:
             ops=self.ops_url,
             callbacks=self.callbacks_url,
             replica=self.manager.owner,
+            **({"worker": self.worker} if self.worker is not None else {}),
             sandbox=sandbox,
             vendors=sorted(self.adapters),
             emulators=self.sandbox.describe() if self.sandbox else {},
@@ -418,7 +435,9 @@ class GatewayServer:
         # Vendor callbacks (adapters' callback_routes) are known only after the sandbox started,
         # but aiohttp freezes its router on start: dispatch them through one route.
         callbacks.router.add_route("*", "/callbacks/{vendor}", self._callback)
-        self.callbacks_port = await self._listen(callbacks, self.settings.callbacks_listen)
+        self.callbacks_port = await self._listen(
+            callbacks, self.settings.callbacks_listen, reuse_port=self.worker is not None
+        )
 
     async def _callback(self, request: web.Request) -> web.StreamResponse:
         """One vendor callback: rate limited per vendor, then :meth:`CallbackRouter.handle`."""
@@ -443,13 +462,20 @@ class GatewayServer:
             )
         return await self.callbacks.handle(request)
 
-    async def _listen(self, app: web.Application, address: str) -> int:
-        """Serve ``app`` on ``address`` (``host:port``, port 0: any); the bound port."""
-        host, port = _split_hostport(address)
+    async def _listen(self, app: web.Application, address: str, *, reuse_port: bool = False) -> int:
+        """Serve ``app`` on ``address``; the bound port (0 for a unix socket).
+
+        ``address`` is ``host:port`` (port 0: any) or ``unix:<path>`` (a worker's private
+        ops listener, read by its supervisor). ``reuse_port``: bind with ``SO_REUSEPORT``.
+        """
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         self._runners.append(runner)
-        site = web.TCPSite(runner, host, port)
+        if address.startswith(UNIX_PREFIX):
+            await web.UnixSite(runner, unix_socket_path(address)).start()
+            return 0
+        host, port = _split_hostport(address)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         server = site._server
         assert server is not None

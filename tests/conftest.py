@@ -287,7 +287,9 @@ def base_env(**extra: str) -> dict[str, str]:
     """This process's environment without any AVATAR_GATEWAY_* variable, plus ``extra``.
 
     A gateway started with it serves plaintext gRPC (TLS has its own tests: test_tls.py) and
-    its callbacks listener on any free loopback port, unless ``extra`` says otherwise.
+    its callbacks listener on any free loopback port, as one process (with Redis, ``serve``
+    would otherwise start a worker per CPU: tests/integration/test_workers.py), unless
+    ``extra`` says otherwise.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_GATEWAY_")}
     env.update(
@@ -295,6 +297,7 @@ def base_env(**extra: str) -> dict[str, str]:
         AVATAR_GATEWAY_LOG_LEVEL="info",
         AVATAR_GATEWAY_PLAINTEXT="true",
         AVATAR_GATEWAY_CALLBACKS_LISTEN="127.0.0.1:0",
+        AVATAR_GATEWAY_WORKERS="1",
     )
     env.update(extra)
     return env

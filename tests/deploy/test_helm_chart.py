@@ -50,6 +50,7 @@ CHART_OWNED = (
     "AVATAR_GATEWAY_SECRETS_DIR",
     "AVATAR_GATEWAY_SHUTDOWN_GRACE_S",
     "AVATAR_GATEWAY_REDIS_URL",
+    "AVATAR_GATEWAY_WORKERS",
     "AVATAR_GATEWAY_PLAINTEXT",
     "AVATAR_GATEWAY_TLS_CERT_FILE",
     "AVATAR_GATEWAY_TLS_KEY_FILE",
@@ -329,7 +330,9 @@ def check_resources(docs: Docs, values: dict[str, Any]) -> None:
     headroom = 100 + c["headroomPercent"]  # percent, integer arithmetic as in the template
     per_second = c["streamsPerPod"] * c["cpuMicrosPerChunk"] * c["chunksPerSecond"]  # µs/s
     cpu_m = -(-per_second * headroom // (1000 * 100))
-    kib = c["idleMemoryMiB"] * 1024 + c["streamsPerPod"] * c["memoryKiBPerStream"]
+    workers = int(values.get("workers") or 1)  # each worker process has its own idle heap
+    idle_mib = workers * c["idleMemoryMiB"] + (c["supervisorMemoryMiB"] if workers > 1 else 0)
+    kib = idle_mib * 1024 + c["streamsPerPod"] * c["memoryKiBPerStream"]
     mem_mib = -(-kib * headroom // (1024 * 100))
     limit_mib = -(-mem_mib * c["memoryLimitPercent"] // 100)
     resources = container(docs)["resources"]
@@ -762,6 +765,19 @@ def test_several_replicas_without_redis_fail_to_render(helm: str, override: str)
     assert "needs a shared Redis" in err
     docs = render(helm, *plain(override, "redis.url=redis://redis:6379/0"))
     assert "Deployment" in kinds(docs)
+
+
+def test_workers_are_passed_sized_and_need_redis(helm: str) -> None:
+    assert "AVATAR_GATEWAY_WORKERS" not in config_data(render(helm, *plain()))  # the CPUs
+    err = render_fails(helm, *plain("workers=2"))
+    assert "workers=2 needs a shared Redis" in err, err
+    pairs = ("workers=4", "redis.url=redis://redis:6379/0")
+    docs = render(helm, *plain(*pairs))
+    assert config_data(docs)["AVATAR_GATEWAY_WORKERS"] == "4"
+    values = chart_values()
+    values["workers"] = 4
+    check_resources(docs, values)  # memory: 4 idle heaps
+    assert "workers" in render_fails(helm, *plain("workers=0", "redis.url=redis://r:6379/0"))
 
 
 def test_config_change_changes_the_checksum(helm: str) -> None:

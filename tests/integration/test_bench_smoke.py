@@ -69,6 +69,17 @@ def test_bench_with_the_go_generator() -> None:
     _check(saved)
 
 
+def test_bench_with_two_gateway_workers() -> None:
+    """``--gateway-workers 2``: the gateway runs as a supervisor and two workers sharing a
+    redis-server the bench starts; the CPU is each process's (supervisor, worker 0, worker 1)."""
+    saved = _run_bench("--generator", "go", "--gateway-workers", "2", "--grpc-channels", "4")
+    assert saved["args"]["gateway_workers"] == 2
+    _check(saved)
+    gateway = saved["results"][1]
+    assert len(gateway["gw_process_share"]) == 3
+    assert "redis" in gateway["cpu_s"]
+
+
 def test_bench_with_the_python_generator() -> None:
     saved = _run_bench("--generator", "python")
     _check(saved)

@@ -153,6 +153,9 @@ Checks that fail rendering with a message saying what to set. Included by the De
 {{- if and $multi (not (include "avatar-gateway.redisConfigured" .)) }}
 {{- fail (printf "avatar-gateway: replicaCount=%v / autoscaling.enabled=%v needs a shared Redis: set redis.url, or redis.existingSecret (a Secret key holding the URL). Without it each replica keeps its own in-memory session registry, and a session created on one replica is unknown to the others." .Values.replicaCount .Values.autoscaling.enabled) }}
 {{- end }}
+{{- if and (gt (int (default 1 .Values.workers)) 1) (not (include "avatar-gateway.redisConfigured" .)) }}
+{{- fail (printf "avatar-gateway: workers=%v needs a shared Redis: set redis.url, or redis.existingSecret. The workers of a pod are replicas that share sessions through it." .Values.workers) }}
+{{- end }}
 {{- if and .Values.existingSecret .Values.secrets }}
 {{- fail "avatar-gateway: set either existingSecret (preferred) or secrets, not both" }}
 {{- end }}
@@ -199,7 +202,11 @@ values.yaml). Integer arithmetic, rounded up.
 {{- $cpuNum := mul (int $c.streamsPerPod) (int $c.cpuMicrosPerChunk) (int $c.chunksPerSecond) $h }}
 {{- $cpuMilli := div (add $cpuNum 99999) 100000 }}
 {{- /* MiB = (idle MiB x 1024 + streams x KiB/stream) / 1024, x headroom / 100 */}}
-{{- $memNum := mul (add (mul (int $c.idleMemoryMiB) 1024) (mul (int $c.streamsPerPod) (int $c.memoryKiBPerStream))) $h }}
+{{- /* each worker process has its own idle heap (`workers`; 1 when empty), plus the supervisor's */}}
+{{- $workers := max 1 (int (default 1 .Values.workers)) }}
+{{- $idleMiB := mul $workers (int $c.idleMemoryMiB) }}
+{{- if gt $workers 1 }}{{- $idleMiB = add $idleMiB (int $c.supervisorMemoryMiB) }}{{- end }}
+{{- $memNum := mul (add (mul $idleMiB 1024) (mul (int $c.streamsPerPod) (int $c.memoryKiBPerStream))) $h }}
 {{- $memMiB := div (add $memNum 102399) 102400 }}
 {{- $memLimitMiB := div (add (mul $memMiB (int $c.memoryLimitPercent)) 99) 100 }}
 requests:
