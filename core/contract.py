@@ -112,6 +112,10 @@ class Capabilities:
             ~100 ms; Tencent: the command channel's WebSocket handshake). A Drive still gets
             VENDOR_SESSION_LOST when the vendor ended the session meanwhile: a channel that
             learns so closes itself, and the Drive then opens a new one, which fails.
+        open_channel_at_create: open the channel as soon as the vendor created the session,
+            while CreateSession waits for readiness, so that the channel can notice readiness
+            itself and say so (:meth:`VendorAdapter.notify_status`; Akool: the avatar joining
+            the gateway's own LiveKit room). Implies ``open_channel_at_ready``.
     """
 
     vendor: str
@@ -135,6 +139,7 @@ class Capabilities:
     ready_poll_interval_s: float = 0.1
     ready_poll_fast_s: float = 0.0
     open_channel_at_ready: bool = False
+    open_channel_at_create: bool = False
 
     def vendor_rate_for(self, input_rate_hertz: int, preferred_hertz: int = 0) -> int:
         """The vendor rate audio at ``input_rate_hertz`` is converted to (Hz).

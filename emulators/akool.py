@@ -234,6 +234,8 @@ class SessionRecord:
         unheard: messages that reached the avatar before it listened (the ``avatar:listen``
             fault): lost, never processed nor acked.
         text_turns / audio_turns: what the avatar was asked to say / play.
+        processing_since: ``time.monotonic()`` when the avatar was in the room and the status
+            became 2 (processing), ``None`` before.
         params: the merged ``set-params`` data.
     """
 
@@ -251,6 +253,7 @@ class SessionRecord:
     client_identity: str
     created_at: float = field(default_factory=time.time)
     ended_at: float | None = None
+    processing_since: float | None = None
     end_reason: str = ""
     join_error: str = ""
     close_key: str = ""
@@ -767,6 +770,8 @@ class AkoolEmulator(EmulatorServer):
         self.livekit_api_key = livekit_api_key
         self.livekit_api_secret = livekit_api_secret
         self.time_scale = time_scale
+        self.queueing_s = 0.0
+        """How long a new session stays queueing (status 1) before its avatar joins (s)."""
         self.sessions: dict[str, SessionRecord] = {}
         self.avatars: list[dict[str, Any]] = [
             {
@@ -1022,6 +1027,8 @@ class AkoolEmulator(EmulatorServer):
             record.room_name = video.room
         if not record.avatar_identity:
             record.avatar_identity = claims.identity
+        if self.queueing_s:
+            await asyncio.sleep(self.queueing_s)  # status 1 (queueing) for a while
         avatar = _Avatar(self, record)
         self._avatars_rt[record.id] = avatar
         try:
@@ -1034,6 +1041,7 @@ class AkoolEmulator(EmulatorServer):
             await avatar.leave()
             return
         record.status = STATUS_PROCESSING
+        record.processing_since = time.monotonic()
         # Credits are pre-charged for the whole duration, which counts from creation (akool.md §4).
         remaining = record.created_at + record.duration_s * self.time_scale - time.time()
         await asyncio.sleep(max(0.0, remaining))

@@ -133,6 +133,8 @@ class SessionRuntime:
     adopted from a replica that may still hold the vendor's channel."""
     usage: UsageMeter = field(default_factory=UsageMeter)
     """This replica's share of the session's usage (architecture.md §4.4)."""
+    early_open: asyncio.Future[None] | None = None
+    """The channel being opened ahead of the first Drive, if any (:meth:`open_channel_early`)."""
 
     async def get_channel(self) -> DriveChannel:
         """The session's drive channel, opened at first use, with shared keepalive.
@@ -163,12 +165,18 @@ class SessionRuntime:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
-    async def open_channel_early(self) -> None:
-        """Open the channel ahead of the first Drive (``Capabilities.open_channel_at_ready``).
+    def open_channel_early(self) -> None:
+        """Open the channel ahead of the first Drive, in the background.
 
-        A failure is only logged: the first Drive opens the channel itself and reports why
-        it cannot.
+        For ``Capabilities.open_channel_at_ready`` and ``open_channel_at_create``. A
+        failure is only logged: the first Drive opens the channel itself and reports why it
+        cannot. :meth:`aclose` cancels an opening still under way.
         """
+        if self.early_open is not None and not self.early_open.done():
+            return
+        self.early_open = asyncio.ensure_future(self._open_early())
+
+    async def _open_early(self) -> None:
         try:
             await self.get_channel()
         except GatewayError as exc:
@@ -182,8 +190,14 @@ class SessionRuntime:
     async def aclose(self) -> None:
         """Stop keepalive, close the channel (not the vendor session), store the usage share.
 
-        Waits for a channel being opened (a Drive's, or the early one) so it is closed too.
+        Cancels an early open still under way (it may wait for the vendor, e.g. an avatar
+        joining), then waits for any other opening so its channel is closed too.
         """
+        early, self.early_open = self.early_open, None
+        if early is not None and not early.done():
+            early.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await early
         async with self.open_lock:
             await self._aclose()
 
@@ -486,6 +500,8 @@ class SessionManager:
         record.playback = handle.playback.SerializeToString()
         runtime = SessionRuntime(session_id, adapter, handle, usage=self._meter(session_id))
         self.runtimes[session_id] = runtime
+        if adapter.capabilities.open_channel_at_create:
+            runtime.open_channel_early()
         try:
             return await self._until_ready(record, adapter, handle, deadline, bound)
         except BaseException as exc:
@@ -569,8 +585,9 @@ class SessionManager:
         bound.info("session_ready", vendor_session_id=handle.vendor_session_id)
         metrics.SESSIONS_CREATED.labels(req_vendor, "READY").inc()
         runtime = self.runtimes.get(session_id)
-        if adapter.capabilities.open_channel_at_ready and runtime is not None:
-            self._spawn(runtime.open_channel_early())
+        caps = adapter.capabilities
+        if runtime is not None and (caps.open_channel_at_ready or caps.open_channel_at_create):
+            runtime.open_channel_early()  # no-op while the one begun at create is under way
         return record.to_proto()
 
     # ---- read ---------------------------------------------------------------------------

@@ -147,8 +147,9 @@ class AkoolAdapter(VendorAdapter):
         max_text_bytes=MAX_TEXT_BYTES,
         list_avatars=True,
         # Joining the room takes ~100 ms (LiveKit signalling and the WebRTC handshake): done
-        # once the session is ready rather than on the first turn.
-        open_channel_at_ready=True,
+        # while the session is being created, not on the first turn; the channel then sees
+        # the avatar join our room, which ends CreateSession's wait for readiness at once.
+        open_channel_at_create=True,
     )
 
     def __init__(
@@ -444,6 +445,9 @@ class AkoolAdapter(VendorAdapter):
     async def open_channel(self, handle: VendorSessionHandle, session_id: str) -> DriveChannel:
         """Join the session's room as the gateway and wait for the avatar.
 
+        Opened while CreateSession waits (``open_channel_at_create``), it reports the avatar
+        joining as readiness (:meth:`VendorAdapter.notify_status`).
+
         Vendor HTTP calls: at most 4 ``session/detail`` (one retry budget), 6 with the token
         flow (2 getToken, akool.md §1). Joining the room is LiveKit signalling on our own
         server (not Akool); the channel then talks to the avatar over the room (akool.md §5, §6).
@@ -466,7 +470,12 @@ class AkoolAdapter(VendorAdapter):
             avatar_identity=data.avatar_identity,
             gateway_identity=data.gateway_identity,
         )
-        channel = AkoolChannel(access, set_params=data.set_params)
+
+        def avatar_joined() -> None:
+            # The avatar in our room is what session_status calls ready: say so at once.
+            self.notify_status(handle.vendor_session_id, SessionStatus(ReadyState.READY))
+
+        channel = AkoolChannel(access, set_params=data.set_params, on_avatar_joined=avatar_joined)
         await channel.connect()
         kept = {c for c in self._channels.get(handle.vendor_session_id, ()) if not c.closed}
         kept.add(channel)

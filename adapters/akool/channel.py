@@ -31,7 +31,7 @@ import math
 import secrets
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +141,8 @@ class AkoolChannel(DriveChannel):
         set_params: ``set-params`` data sent after joining (voice, language, mode,
             background), or ``None`` for none (then nothing shows that the avatar hears us).
         join_timeout_s: how long :meth:`connect` waits for the avatar to be in the room (s).
+        on_avatar_joined: called once :meth:`connect` saw the avatar in the room (the
+            session is ready to drive, akool.md §4), before ``set-params``.
         ack_wait_s: how long :meth:`connect` waits for the ``set-params`` ack after each of
             its ``ack_attempts`` sends (s).
     """
@@ -153,8 +155,10 @@ class AkoolChannel(DriveChannel):
         join_timeout_s: float = 15.0,
         ack_wait_s: float = SET_PARAMS_ACK_WAIT_S,
         ack_attempts: int = SET_PARAMS_ATTEMPTS,
+        on_avatar_joined: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
+        self.on_avatar_joined = on_avatar_joined
         self.access = access
         self.set_params = set_params
         self.join_timeout_s = join_timeout_s
@@ -234,6 +238,8 @@ class AkoolChannel(DriveChannel):
                 f"the avatar did not join LiveKit room {self.access.room_name} "
                 f"within {self.join_timeout_s:g} s",
             ) from None
+        if self.on_avatar_joined is not None:
+            self.on_avatar_joined()
         if self.set_params:
             try:
                 await self._confirm_heard(self.set_params)

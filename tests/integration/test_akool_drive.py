@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -234,6 +235,25 @@ async def test_a_drive_on_a_session_the_vendor_ended_is_told_so(
     closed = await gateway.stub.GetSession(pb.GetSessionRequest(name=session.name))
     assert closed.state == pb.SESSION_STATE_CLOSED
     assert akool(gateway).open_sessions() == []
+
+
+async def test_create_session_answers_when_the_avatar_joins(gateway: Gateway) -> None:
+    """The gateway's channel, opened while CreateSession waits (open_channel_at_create), sees
+    the avatar join our room and ends the wait at once. Ready at ~2.1 s, the status poll alone
+    (0.1 s growing 1.5x per poll) would look at ~2.1 s and then ~3.2 s: about 1 s late."""
+    emulator = akool(gateway)
+    emulator.queueing_s = 2.0
+    try:
+        session = await gateway.create("akool", AVATAR)
+    finally:
+        emulator.queueing_s = 0.0
+    answered = time.monotonic()
+    assert session.state == pb.SESSION_STATE_READY
+    ready = emulator.sessions[session.vendor_session_id].processing_since
+    assert ready is not None
+    # The avatar is in the room a moment before the status turns 2 (emulators/akool.py).
+    assert -0.2 < answered - ready < 0.5, answered - ready
+    await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name))
 
 
 async def test_list_avatars_and_vendor_capabilities(gateway: Gateway) -> None:
