@@ -55,6 +55,11 @@ Usage::
     .venv/bin/python bench/run_bench.py   # both vendors: ZEGO 1,100,300; Tencent 1,100
     .venv/bin/python bench/run_bench.py --vendor tencent --tencent-streams 1,100,300 \\
         --seconds 15 --no-write
+    .venv/bin/python bench/run_bench.py --streams 100 --chunk-ms 100 --no-write
+
+``--chunk-ms`` sets the audio of one client send (a multiple of 20 ms): the gateway path
+sends that many 20 ms chunks in one DriveRequest, the ZEGO direct client as that many binary
+messages at once; latency and CPU stay per 20 ms chunk (per 20 ms of audio).
 
 Past capacity (admission control)::
 
@@ -462,19 +467,30 @@ class GoLoadgen:
 
     @classmethod
     def build(cls) -> Path:
-        """``go build`` the generator into ``.cache/bin`` (seconds when up to date)."""
+        """``go build`` the generator into ``.cache/bin`` (seconds when up to date).
+
+        The binary's name carries a digest of the sources: checkouts of different versions
+        that share ``.cache`` (worktrees) never run each other's build.
+        """
         go = shutil.which("go")
         if go is None:
             raise RuntimeError("--generator go needs Go on PATH")
-        cls.BINARY.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [go, "build", "-o", str(cls.BINARY), "."], cwd=BENCH_DIR / "loadgen", check=True
-        )
-        return cls.BINARY
+        sources = sorted(p for p in (BENCH_DIR / "loadgen").iterdir() if p.is_file())
+        digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources))
+        binary = cls.BINARY.with_name(f"{cls.BINARY.name}-{digest.hexdigest()[:12]}")
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([go, "build", "-o", str(binary), "."], cwd=BENCH_DIR / "loadgen", check=True)
+        return binary
 
     @classmethod
     async def start(
-        cls, gw_target: str, rest_url: str, secret: str, channels: int, log_dir: Path
+        cls,
+        gw_target: str,
+        rest_url: str,
+        secret: str,
+        channels: int,
+        log_dir: Path,
+        chunk_ms: int = CHUNK_MS,
     ) -> GoLoadgen:
         binary = await asyncio.get_running_loop().run_in_executor(None, cls.build)
         log = (log_dir / "loadgen.log").open("wb")  # noqa: ASYNC230, SIM115 - closed in aclose()
@@ -494,6 +510,8 @@ class GoLoadgen:
             TAIL.hex(),
             "-grpc-channels",
             str(channels),
+            "-chunk-ms",
+            str(chunk_ms),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
@@ -654,32 +672,41 @@ async def pace(
     stream: Stream,
     send: Callable[[bytes], Awaitable[None]],
     chunk_maker: Callable[[int, int, int], bytes] = make_chunk,
+    chunk_ms: int = CHUNK_MS,
 ) -> None:
-    """Send one chunk every 20 ms on a monotonic schedule until the phase stops.
+    """Send one client chunk every ``chunk_ms`` on a monotonic schedule until the phase stops.
 
-    Streams are spread evenly over the 20 ms period (a golden-ratio offset per stream id on
-    a common grid), as independent clients would be; otherwise streams started at ramp
-    steps that are multiples of 20 ms would all send in the same instant.
+    A client chunk is ``chunk_ms / 20`` bench chunks of 20 ms (each with its own header,
+    sequence numbers consecutive, all stamped with the send time), sent in one ``send``.
+    Streams are spread evenly over the period (a golden-ratio offset per stream id on a
+    common grid), as independent clients would be; otherwise streams started at ramp steps
+    that are multiples of the period would all send in the same instant.
+    ``bench/loadgen`` (phase.go ``schedule``) computes the same grid.
     """
-    offset = (stream.sid * 0.6180339887498949) % 1.0 * CHUNK_S
-    t0 = math.ceil((time.monotonic() - offset) / CHUNK_S) * CHUNK_S + offset
-    max_chunks = int((phase.hard_stop - t0) / CHUNK_S) + 1
+    per = chunk_ms // CHUNK_MS
+    period = chunk_ms / 1000
+    offset = (stream.sid * 0.6180339887498949) % 1.0 * period
+    t0 = math.ceil((time.monotonic() - offset) / period) * period + offset
+    max_sends = int((phase.hard_stop - t0) / period) + 1
     sid = stream.sid
     lag = phase.lag_ns
-    for k in range(max_chunks):
-        target = t0 + k * CHUNK_S
+    for k in range(max_sends):
+        target = t0 + k * period
         if target >= phase.stop_at:
             break
         delay = target - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         now_ns = time.monotonic_ns()
-        chunk = chunk_maker(now_ns, sid, k)
+        if per == 1:
+            chunk = chunk_maker(now_ns, sid, k)
+        else:
+            chunk = b"".join(chunk_maker(now_ns, sid, k * per + j) for j in range(per))
         await send(chunk)
         stream.hasher.update(chunk)
-        stream.sent += 1
+        stream.sent += per
         if phase.win_start_ns <= now_ns < phase.win_end_ns:
-            phase.window_sent += 1
+            phase.window_sent += per
             lag.append(now_ns - int(target * 1e9))
         if k == 0:
             phase.mark_started()
@@ -784,6 +811,7 @@ class LoadGenerator:
                     secret,
                     self.args.grpc_channels,
                     Path(self.args.log_dir),
+                    self.args.chunk_ms,
                 )
         for _ in range(self.args.grpc_channels):
             channel = grpc.aio.insecure_channel(
@@ -843,7 +871,21 @@ class LoadGenerator:
                 start = {"SampleRate": SAMPLE_RATE, "Channel": 1, "DriveId": drive_id}
                 await ws.send(json.dumps({"Action": "Start", "Payload": start}))
                 started = True
-                await pace(phase, stream, ws.send)
+                ws_send = ws.send
+
+                async def send_frames(chunk: bytes) -> None:
+                    # A ZEGO client sends one binary message per 20 ms frame, however much
+                    # audio it has at once (--chunk-ms).
+                    for i in range(0, len(chunk), CHUNK_BYTES):
+                        await ws_send(chunk[i : i + CHUNK_BYTES])
+
+                chunk_ms = self.args.chunk_ms
+                await pace(
+                    phase,
+                    stream,
+                    ws_send if chunk_ms == CHUNK_MS else send_frames,
+                    chunk_ms=chunk_ms,
+                )
                 await ws.send(json.dumps({"Action": "Stop", "Payload": {"DriveId": drive_id}}))
             stream.drive_status = "OK"
         except Exception as exc:
@@ -1003,7 +1045,13 @@ class LoadGenerator:
                 await write(audio_request(audio=chunk))
 
             started = True
-            await pace(phase, stream, send, make_speech_chunk if tencent else make_chunk)
+            await pace(
+                phase,
+                stream,
+                send,
+                make_speech_chunk if tencent else make_chunk,
+                chunk_ms=self.args.chunk_ms,
+            )
             await call.write(pb.DriveRequest(end_turn=pb.EndTurn()))
             await call.done_writing()
             await asyncio.wait_for(reader, 60)
@@ -1976,7 +2024,8 @@ def write_results(
                 if getattr(args, "gateway_workers", 1) > 1
                 else ""
             )
-            + ". One emulator process and "
+            + f"; {getattr(args, 'chunk_ms', CHUNK_MS)} ms of audio per client send "
+            "(`--chunk-ms`; latency and CPU are still per 20 ms chunk). One emulator process and "
             "one fresh gateway process per vendor, one vendor after the other."
             + (" py-spy was attached during one window." if args.py_spy else ""),
             "",
@@ -2175,6 +2224,7 @@ async def run(args: argparse.Namespace) -> int:
                 "generator",
                 "max_active_drives",
                 "gateway_workers",
+                "chunk_ms",
             )
         },
         "results": results,
@@ -2345,9 +2395,19 @@ def main(argv: list[str] | None = None) -> int:
         help="the gateway's AVATAR_GATEWAY_MAX_ACTIVE_DRIVES (0: unset): run above it to see "
         "calls refused past capacity (counted per phase) while accepted streams keep latency",
     )
+    parser.add_argument(
+        "--chunk-ms",
+        type=int,
+        default=CHUNK_MS,
+        help="audio per client send on the gateway path (ms, a multiple of 20): 100 sends five "
+        "20 ms chunks in one DriveRequest (ZEGO direct: five binary messages at once). CPU is "
+        "still reported per 20 ms of audio",
+    )
     parser.add_argument("--dump", default="", help="save raw samples per phase to this dir")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.chunk_ms < CHUNK_MS or args.chunk_ms % CHUNK_MS or args.chunk_ms > 1000:
+        parser.error(f"--chunk-ms: a multiple of {CHUNK_MS} from {CHUNK_MS} to 1000")
     args.tencent_streams = args.tencent_streams or args.streams or "1,100"
     args.streams = args.streams or "1,100,300"
     unknown = {v.strip() for v in args.vendor.split(",") if v.strip()} - set(VENDORS)

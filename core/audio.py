@@ -156,8 +156,13 @@ class FrameChunker:
 
     def push(self, data: bytes) -> list[bytes]:
         """Add bytes; return the complete frames now available (possibly none)."""
-        if not self._buffer and len(data) == self.frame_bytes:
-            return [data]  # the common case of matching chunk sizes: no copy
+        size = self.frame_bytes
+        if not self._buffer:
+            if len(data) == size:
+                return [data]  # the common case of matching chunk sizes: no copy
+            if len(data) % size == 0:
+                # Whole frames (e.g. 100 ms client chunks): cut them without the buffer.
+                return [data[i : i + size] for i in range(0, len(data), size)]
         self._buffer += data
         n = len(self._buffer) // self.frame_bytes
         if n == 0:
@@ -217,6 +222,24 @@ class Pacer:
         if self._tokens >= 0.0:
             return 0.0
         return -self._tokens * self._interval_s
+
+    def available(self, now: float | None = None) -> float:
+        """Tokens in the bucket at ``now`` (refilled up to it): frames that need no wait.
+
+        ``available() >= n`` means :meth:`reserve` would return 0 for each of ``n`` frames
+        reserved now; :meth:`take` then takes their tokens.
+        """
+        if now is None:
+            now = time.monotonic()
+        self._tokens = min(
+            float(self.rule.burst_frames), self._tokens + (now - self._updated) / self._interval_s
+        )
+        self._updated = now
+        return self._tokens
+
+    def take(self, frames: int) -> None:
+        """Take ``frames`` tokens found :meth:`available` just now (frames sent at once)."""
+        self._tokens -= frames
 
 
 def frame_bytes_for(rule: PacingRule, sample_rate_hertz: int) -> int:

@@ -22,7 +22,7 @@ import asyncio
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -410,6 +410,19 @@ class DriveChannel(ABC):
         The first frame of a new turn id starts the vendor drive (ZEGO DriveByWsStream +
         Start, Tencent a new ReqId). Raises :class:`core.errors.VendorError`.
         """
+
+    def send_audio_now(self, turn_id: str, frames: Sequence[bytes], sample_rate_hertz: int) -> bool:
+        """Send frames of turn ``turn_id`` at once, without awaiting, if the channel can.
+
+        The gateway's fast path for audio frames of a turn already under way (its first
+        frame went through :meth:`send_audio`), called from the reader task while the
+        sender is idle, so still one caller at a time. Returns ``False`` when nothing was
+        sent because a send would have to wait (a socket to open, a full write buffer, a
+        reconnect) or a vendor rule must be checked: the frames then go through
+        :meth:`send_audio`. Must not raise for vendor trouble (that is :meth:`send_audio`'s).
+        The default: never (``False``).
+        """
+        return False
 
     @abstractmethod
     async def end_audio(self, turn_id: str) -> None:

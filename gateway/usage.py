@@ -129,15 +129,25 @@ class UsageMeter:
         store: Callable[[Tally], Awaitable[object]] | None = None,
         session_id: str = "",
     ) -> None:
-        self.tally = start or Tally()
+        start = start or Tally()
+        # Running totals as plain numbers: add() runs per audio frame, a Tally per call cost
+        # more than the sum (bench/RESULTS.md, issue 15 profile).
+        self._audio_s = start.audio_s
+        self._text_characters = start.text_characters
         self._store = store
         self._session_id = session_id
-        self._written = self.tally
+        self._written = start
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def tally(self) -> Tally:
+        """The share counted so far."""
+        return Tally(self._audio_s, self._text_characters)
 
     def add(self, *, audio_s: float = 0.0, text_characters: int = 0) -> None:
         """Count audio (s) or text (code points) just handed to the vendor."""
-        self.tally = self.tally.plus(audio_s=audio_s, text_characters=text_characters)
+        self._audio_s += audio_s
+        self._text_characters += text_characters
 
     def store_soon(self) -> None:
         """Store the share in the background (a turn's input was all handed to the vendor)."""

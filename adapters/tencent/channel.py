@@ -94,6 +94,7 @@ from core.errors import (
 from core.resilience import Backoff, reconnect, retry_call
 from core.text import split_exact
 from core.tracing import vendor_connect_span
+from core.websocket import write_now
 
 log = structlog.get_logger("adapters.tencent.channel")
 
@@ -184,13 +185,21 @@ class _Turn:
     last_end: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Packet:
-    """An upstream frame, kept for re-sending after a reconnect when it is a drive command."""
+    """An upstream command, kept for re-sending after a reconnect when it is a drive command.
 
-    text: str
+    What is kept is the command, not its JSON frame: a SEND_AUDIO packet holds its 5120 bytes
+    of PCM (``pcm``), and the frame, with the PCM as base64 in ``Data.Audio``, is built
+    afresh for each write (:meth:`TencentChannel._frame_of`). The frame is a third larger
+    than the PCM, and 2 s of them were kept per stream (bench/RESULTS.md, T2).
+    """
+
+    command: str
     req_id: str
+    data: dict[str, Any]
     retain: bool
+    pcm: bytes | None = None
     sent_gen: int = 0
     sent_at: float = 0.0
 
@@ -351,7 +360,7 @@ class TencentChannel(DriveChannel):
                 self._prune_retained(force=True)
                 for packet in list(self._retained):
                     try:
-                        await ws.send(packet.text)
+                        await self._write(ws, packet)
                     except ConnectionClosed:
                         break  # dropped again: the supervisor comes round once more
                     packet.sent_gen, packet.sent_at = self._gen, time.monotonic()
@@ -453,6 +462,19 @@ class TencentChannel(DriveChannel):
             ensure_ascii=False,
         )
 
+    def _frame_of(self, packet: _Packet) -> bytes:
+        """The UTF-8 JSON frame of ``packet``; SEND_AUDIO's PCM goes in as base64 ``Audio``."""
+        data = packet.data
+        if packet.pcm is not None:
+            data = {"Audio": base64.b64encode(packet.pcm).decode("ascii"), **data}
+        return self._frame(packet.command, packet.req_id, data).encode()
+
+    async def _write(self, ws: ClientConnection, packet: _Packet) -> None:
+        """Write ``packet``'s frame on ``ws``: at once when nothing can make it wait."""
+        frame = self._frame_of(packet)
+        if not write_now(ws, (frame,), text=True):
+            await ws.send(frame, text=True)
+
     async def _transmit(self, packet: _Packet) -> None:
         """Write ``packet`` once on the current socket, waiting out a reconnect if needed."""
         self._raise_if_unusable()
@@ -478,7 +500,7 @@ class TencentChannel(DriveChannel):
                     if gen != self._gen:
                         continue
                     try:
-                        await ws.send(packet.text)
+                        await self._write(ws, packet)
                     except ConnectionClosed:
                         # The supervisor reconnects; the retained packet goes out then.
                         if gen == self._gen:
@@ -514,8 +536,11 @@ class TencentChannel(DriveChannel):
         while self._retained and not keep(self._retained[0]):
             self._retained.popleft()
 
-    async def _send_command(self, drive: _Drive, command: str, data: dict[str, Any]) -> None:
-        await self._transmit(_Packet(self._frame(command, drive.req_id, data), drive.req_id, True))
+    async def _send_command(
+        self, drive: _Drive, command: str, data: dict[str, Any], pcm: bytes | None = None
+    ) -> None:
+        """Send (and retain) a drive command; ``pcm``: SEND_AUDIO's audio (see :class:`_Packet`)."""
+        await self._transmit(_Packet(command, drive.req_id, data, True, pcm))
         drive.last_sent_at = time.monotonic()
 
     # ---- turns and drives ---------------------------------------------------------------
@@ -751,9 +776,10 @@ class TencentChannel(DriveChannel):
             self._open_audio = drive
         drive.seq += 1
         drive.audio_s += len(packet) / AUDIO_BYTES_PER_SECOND
-        data = {"Audio": base64.b64encode(packet).decode("ascii"), "Seq": drive.seq}
-        data["IsFinal"] = False
-        await self._send_command(drive, "SEND_AUDIO", data)
+        # The frame's Data is {"Audio": base64, "Seq", "IsFinal"} (_frame_of adds Audio).
+        await self._send_command(
+            drive, "SEND_AUDIO", {"Seq": drive.seq, "IsFinal": False}, pcm=bytes(packet)
+        )
 
     async def end_audio(self, turn_id: str) -> None:
         """The turn's input is complete: close its open drives with ``IsFinal`` (tencent.md §5)."""
@@ -897,8 +923,7 @@ class TencentChannel(DriveChannel):
         """``SEND_HEARTBEAT`` ``{"Text": "PING"}`` (tencent.md §7); skipped while reconnecting."""
         if self.closed or not self._connected.is_set():
             return
-        frame = self._frame("SEND_HEARTBEAT", new_req_id(), {"Text": "PING"})
-        await self._transmit(_Packet(frame, "", retain=False))
+        await self._transmit(_Packet("SEND_HEARTBEAT", new_req_id(), {"Text": "PING"}, False))
 
     async def aclose(self) -> None:
         """Close open drives with ``IsFinal`` (best effort, 2 s), then the socket. Idempotent."""

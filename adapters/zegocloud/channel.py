@@ -20,6 +20,7 @@ import contextvars
 import json
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from core.errors import (
 )
 from core.tracing import VENDOR as TRACE_VENDOR
 from core.tracing import tracer, vendor_connect_span
+from core.websocket import write_now
 
 DRIVE_QUEUED, DRIVE_DRIVING, DRIVE_FAILED, DRIVE_ENDED = 1, 2, 3, 4
 
@@ -294,6 +296,9 @@ class ZegoDriveChannel(DriveChannel):
         if ws is None or self._ws_turn != turn_id:
             await self._close_ws(send_stop=True)
             ws = await self._open_ws(self._turn(turn_id), sample_rate_hertz)
+        if write_now(ws, (pcm,)):
+            self.mark_activity()
+            return
         try:
             await ws.send(pcm)
         except websockets.WebSocketException as exc:
@@ -303,6 +308,19 @@ class ZegoDriveChannel(DriveChannel):
             # the turn fails; the next turn opens a fresh drive.
             raise vendor_unavailable(VENDOR, f"drive socket closed: {exc}") from None
         self.mark_activity()
+
+    def send_audio_now(self, turn_id: str, frames: Sequence[bytes], sample_rate_hertz: int) -> bool:
+        """Write PCM frames on the turn's open drive socket at once, if nothing must wait.
+
+        One binary WebSocket message per frame (zegocloud.md §8.2), all in one transport
+        write. ``False`` (nothing sent) when the turn has no open socket yet (its first frame
+        opens one, :meth:`send_audio`) or the socket cannot take data without waiting.
+        """
+        ws = self._ws
+        if ws is None or self._ws_turn != turn_id or not write_now(ws, frames):
+            return False
+        self.mark_activity()
+        return True
 
     async def end_audio(self, turn_id: str) -> None:
         """Send Stop at once and close the socket (zegocloud.md §8.2); no vendor HTTP call."""

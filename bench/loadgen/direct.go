@@ -299,8 +299,14 @@ func (p *phase) wsDrive(s *stream, timer *time.Timer, address, driveID string) e
 	}
 	buf := p.newChunk()
 	err = p.pace(p.ctx, s, timer, buf, func(chunk []byte) error {
+		// One binary message per 640-byte chunk, however many a send carries (-chunk-ms).
 		// WriteMessage copies the payload into the connection's buffer and masks it there.
-		return conn.WriteMessage(websocket.BinaryMessage, chunk)
+		for i := 0; i < len(chunk); i += chunkBytes {
+			if err := conn.WriteMessage(websocket.BinaryMessage, chunk[i:i+chunkBytes]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if errors.Is(err, errCancelled) {
 		return errors.New("CancelledError: the phase was cancelled (wait timeout)")

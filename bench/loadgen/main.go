@@ -18,7 +18,12 @@
 //
 // Usage:
 //
-//	loadgen -gateway HOST:PORT -zego-api URL -app-id N -secret S -avatar ID -tail-hex HEX [-grpc-channels 1]
+//	loadgen -gateway HOST:PORT -zego-api URL -app-id N -secret S -avatar ID -tail-hex HEX [-grpc-channels 1] [-chunk-ms 20]
+//
+// -chunk-ms (a multiple of 20, run_bench.py --chunk-ms) is the audio of one client send: every
+// chunk-ms a stream sends chunk-ms/20 chunks of 640 bytes, each with its own header (the
+// send time, consecutive seq), as one DriveRequest (gateway) or as that many binary
+// messages at once (direct).
 //
 // # Protocol
 //
@@ -101,10 +106,11 @@ import (
 )
 
 const (
-	chunkBytes  = 640 // 20 ms of 16 kHz mono s16le
-	headerBytes = 16  // int64 send_ns | uint32 sid | uint32 seq
-	tailBytes   = chunkBytes - headerBytes
-	sampleRate  = 16000
+	chunkBytes     = 640 // 20 ms of 16 kHz mono s16le
+	chunkMsDefault = 20  // CHUNK_MS: the audio of one chunk (ms)
+	headerBytes    = 16  // int64 send_ns | uint32 sid | uint32 seq
+	tailBytes      = chunkBytes - headerBytes
+	sampleRate     = 16000
 )
 
 func main() {
@@ -117,6 +123,7 @@ func main() {
 	avatar := flag.String("avatar", "", "DigitalHumanId / avatar_id")
 	tailHex := flag.String("tail-hex", "", "the 624 bytes after the 16-byte header of every chunk, hex")
 	channels := flag.Int("grpc-channels", 1, "gRPC connections to the gateway (stream sid uses sid % n)")
+	chunkMs := flag.Int("chunk-ms", chunkMsDefault, "audio per client send (ms, a multiple of 20)")
 	flag.Parse()
 
 	tail, err := hex.DecodeString(*tailHex)
@@ -128,6 +135,9 @@ func main() {
 	}
 	if *channels < 1 {
 		log.Fatal("-grpc-channels must be >= 1")
+	}
+	if *chunkMs < chunkMsDefault || *chunkMs%chunkMsDefault != 0 || *chunkMs > 1000 {
+		log.Fatal("-chunk-ms must be a multiple of 20 from 20 to 1000")
 	}
 	apiURL, err := url.Parse(*zegoURL)
 	if err != nil || apiURL.Scheme == "" || apiURL.Host == "" {
@@ -146,11 +156,12 @@ func main() {
 	}
 
 	g := &loadgen{
-		out:    &output{w: bufio.NewWriterSize(os.Stdout, 1<<16)},
-		avatar: *avatar,
-		tail:   tail,
-		phases: map[string]*phase{},
-		zego:   newZegoAPI(apiURL, *appID, *secret),
+		out:     &output{w: bufio.NewWriterSize(os.Stdout, 1<<16)},
+		avatar:  *avatar,
+		tail:    tail,
+		chunkMs: *chunkMs,
+		phases:  map[string]*phase{},
+		zego:    newZegoAPI(apiURL, *appID, *secret),
 		// gorilla/websocket rather than coder/websocket: both are maintained (gorilla is
 		// again since 2023 and has the longest record), but gorilla's writes are plain
 		// synchronous calls into a per-connection buffer, masked in place, with no
@@ -229,6 +240,7 @@ type loadgen struct {
 	ws      *websocket.Dialer
 	avatar  string
 	tail    []byte
+	chunkMs int // audio per client send (ms): chunkMs/20 chunks per send
 
 	mu     sync.Mutex
 	phases map[string]*phase

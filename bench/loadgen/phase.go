@@ -219,10 +219,7 @@ func (p *phase) report() doneEvent {
 
 // ---- pacing (run_bench.py pace) ---------------------------------------------------------
 
-const (
-	chunkS      = 0.02 // CHUNK_S = CHUNK_MS / 1000
-	goldenRatio = 0.6180339887498949
-)
+const goldenRatio = 0.6180339887498949
 
 var errCancelled = errors.New("cancelled")
 
@@ -244,14 +241,17 @@ func sleepNs(ctx context.Context, t *time.Timer, d int64) error {
 	}
 }
 
-// pace sends one chunk every 20 ms on the grid of run_bench.py pace() until the phase
-// stops: the same float64 arithmetic in seconds, so the targets are the same to the ns.
-// buf is the stream's 640-byte chunk (its tail already filled); send must not keep it.
+// pace sends one client chunk every chunk-ms on the grid of run_bench.py pace() until the
+// phase stops: the same float64 arithmetic in seconds, so the targets are the same to the
+// ns. buf is the stream's client chunk, chunk-ms/20 chunks of 640 bytes (their tails
+// already filled); each gets its header (the send time, seq k*per+j); send must not keep it.
 func (p *phase) pace(ctx context.Context, s *stream, timer *time.Timer, buf []byte, send func([]byte) error) error {
-	t0, maxChunks := schedule(s.sid, monoSeconds(), float64(p.hardStopNs)/1e9)
+	periodS := float64(p.g.chunkMs) / 1000
+	per := int64(len(buf) / chunkBytes)
+	t0, maxSends := schedule(s.sid, monoSeconds(), float64(p.hardStopNs)/1e9, periodS)
 	sid := uint32(s.sid)
-	for k := int64(0); k < maxChunks; k++ {
-		target := t0 + float64(k)*chunkS
+	for k := int64(0); k < maxSends; k++ {
+		target := t0 + float64(k)*periodS
 		if target >= p.win.Load().stopAt {
 			break
 		}
@@ -261,16 +261,16 @@ func (p *phase) pace(ctx context.Context, s *stream, timer *time.Timer, buf []by
 			}
 		}
 		nowNs := monoNs()
-		putHeader(buf, nowNs, sid, uint32(k))
+		putHeaders(buf, nowNs, sid, k)
 		if err := send(buf); err != nil {
 			return err
 		}
 		s.hasher.Write(buf)
-		s.sent.Add(1)
+		s.sent.Add(per)
 		if w := p.win.Load(); w.startNs <= nowNs && nowNs < w.endNs {
-			lag := nowNs - targetNs(t0, k)
+			lag := nowNs - targetNs(t0, k, periodS)
 			p.mu.Lock()
-			p.windowSent++
+			p.windowSent += per
 			p.lag = append(p.lag, lag)
 			p.mu.Unlock()
 		}
@@ -282,17 +282,27 @@ func (p *phase) pace(ctx context.Context, s *stream, timer *time.Timer, buf []by
 	return nil
 }
 
-// schedule is the grid of pace(): the stream's first target t0 (s) and its chunk count.
-// Streams are spread over the 20 ms period by a golden-ratio offset per sid.
-func schedule(sid int64, now, hardStop float64) (t0 float64, maxChunks int64) {
-	offset := math.Mod(float64(sid)*goldenRatio, 1.0) * chunkS
-	t0 = math.Ceil((now-offset)/chunkS)*chunkS + offset
-	return t0, int64((hardStop-t0)/chunkS) + 1
+// schedule is the grid of pace(): the stream's first target t0 (s) and its send count.
+// Streams are spread over the send period (periodS = chunk_ms / 1000) by a golden-ratio
+// offset per sid.
+func schedule(sid int64, now, hardStop, periodS float64) (t0 float64, maxSends int64) {
+	offset := math.Mod(float64(sid)*goldenRatio, 1.0) * periodS
+	t0 = math.Ceil((now-offset)/periodS)*periodS + offset
+	return t0, int64((hardStop-t0)/periodS) + 1
 }
 
-// targetNs is int(target * 1e9) of chunk k.
-func targetNs(t0 float64, k int64) int64 {
-	return int64((t0 + float64(k)*chunkS) * 1e9)
+// targetNs is int(target * 1e9) of send k.
+func targetNs(t0 float64, k int64, periodS float64) int64 {
+	return int64((t0 + float64(k)*periodS) * 1e9)
+}
+
+// putHeaders stamps the chunks of client chunk k (buf: len(buf)/640 chunks) with the send
+// time and their seq k*per+j, as run_bench.py pace() joins make_chunk(now_ns, sid, k*per+j).
+func putHeaders(buf []byte, nowNs int64, sid uint32, k int64) {
+	per := int64(len(buf) / chunkBytes)
+	for j := int64(0); j < per; j++ {
+		putHeader(buf[j*chunkBytes:], nowNs, sid, uint32(k*per+j))
+	}
 }
 
 // putHeader writes HEADER.pack("<qII", send_ns, sid, seq) into buf[0:16].
@@ -305,10 +315,14 @@ func putHeader(buf []byte, sendNs int64, sid, seq uint32) {
 	buf[12], buf[13], buf[14], buf[15] = byte(seq), byte(seq>>8), byte(seq>>16), byte(seq>>24)
 }
 
-// newChunk returns a stream's reusable chunk buffer with the fixed tail in place.
+// newChunk returns a stream's reusable client-chunk buffer (chunk-ms/20 chunks of 640
+// bytes) with the fixed tails in place.
 func (p *phase) newChunk() []byte {
-	buf := make([]byte, chunkBytes)
-	copy(buf[headerBytes:], p.g.tail)
+	per := p.g.chunkMs / chunkMsDefault
+	buf := make([]byte, per*chunkBytes)
+	for j := 0; j < per; j++ {
+		copy(buf[j*chunkBytes+headerBytes:(j+1)*chunkBytes], p.g.tail)
+	}
 	return buf
 }
 

@@ -49,6 +49,8 @@ class DriveInput:
         on_activity: called for every request (the session is not idle).
         on_interrupt: called after an interrupt dropped queued work, with the turn the ack
             names (``None``: nothing to interrupt); it starts the vendor commands.
+        send_now: the sender's fast path (:meth:`~gateway.drive.sender.DriveSender.send_now`):
+            audio frames it sends at once skip the queue; ``False``: they are queued.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class DriveInput:
         outcome: DriveOutcome,
         on_activity: Callable[[], None],
         on_interrupt: Callable[[str | None], None],
+        send_now: Callable[[TurnState, int, list[bytes]], bool] | None = None,
     ) -> None:
         self.session = session
         self.vendor = vendor
@@ -79,6 +82,7 @@ class DriveInput:
         self.sentences = SentenceBuffer(capabilities.max_text_chars, capabilities.max_text_bytes)
         self._on_activity = on_activity
         self._on_interrupt = on_interrupt
+        self._send_now = send_now
 
     async def run(self, requests: AsyncIterator[pb.DriveRequest]) -> None:
         """Read until half-close, a fatal input error or the client leaving.
@@ -134,12 +138,20 @@ class DriveInput:
             )
         if not self.caps.audio:
             raise self._unsupported(Reason.AUDIO_NOT_SUPPORTED, "audio")
-        turn = await self._turn_of("audio")
+        turn = self.ledger.open_turn
+        if turn is None or turn.mode != "audio":
+            turn = await self._turn_of("audio")
         pcm = self.converter.convert(data)
         if not pcm:
             return
+        frames = self.chunker.push(pcm)
+        if not frames:
+            return
         gen = self.ledger.generation
-        for frame in self.chunker.push(pcm):
+        send_now = self._send_now
+        if send_now is not None and send_now(turn, gen, frames):
+            return
+        for frame in frames:
             await self.work.put(AudioFrame(turn.turn_id, gen, frame))
 
     async def _on_text(self, text_input: pb.TextInput) -> None:

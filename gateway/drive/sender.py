@@ -105,6 +105,8 @@ class DriveSender:
         self.interrupt_task: asyncio.Task[None] | None = None
         self._interrupt_waiters: dict[str, asyncio.Future[VendorEvent]] = {}
         self._pacing_turn = ""
+        self.idle = False
+        """Waiting for work with none queued and nothing in flight (see :meth:`send_now`)."""
 
     async def run(self) -> None:
         """Send work until end of input or a lost vendor session.
@@ -119,7 +121,11 @@ class DriveSender:
         ledger = self.ledger
         fence = self.fence
         while True:
-            item = await self.work.get()
+            self.idle = True
+            try:
+                item = await self.work.get()
+            finally:
+                self.idle = False
             interrupting = self.interrupt_task
             if interrupting is not None and not interrupting.done():
                 await asyncio.wait([interrupting])
@@ -189,6 +195,40 @@ class DriveSender:
                     self.outcome.fail(exc)
                     break
         await self._wait_pending()
+
+    def send_now(self, turn: TurnState, generation: int, frames: list[bytes]) -> bool:
+        """The fast path: send ``frames`` of ``turn`` from the caller (the reader) at once.
+
+        Only when the result is the same as queueing them: the sender is idle with nothing
+        queued and no interrupt under way, ``turn`` is current, already sent to (so no turn
+        order to wait for) and the one being paced, the lease is known valid, the pacer
+        releases every frame now, and the channel can write without waiting
+        (:meth:`core.contract.DriveChannel.send_audio_now`). Then the frames are counted as
+        the sender counts them (backlog, bytes, usage) and ``True`` is returned; otherwise
+        nothing happened and the caller queues them. No await: no task switch, no queue hop.
+        """
+        interrupting = self.interrupt_task
+        if (
+            not self.idle
+            or not self.work.empty()
+            or (interrupting is not None and not interrupting.done())
+            or generation != self.ledger.generation
+            or not turn.first_sent
+            or turn.failed
+            or turn.turn_id != self._pacing_turn
+            or not self.fence.fresh()
+            or self.pacer.available() < len(frames)
+            or not self.channel.send_audio_now(turn.turn_id, frames, self.vendor_rate)
+        ):
+            return False
+        self.pacer.take(len(frames))
+        nbytes = 0
+        for frame in frames:
+            self._backlog.observe(0.0)  # nothing queued: sent as it came
+            nbytes += len(frame)
+        turn.audio_bytes_sent += nbytes
+        self.usage.add(audio_s=duration_s(nbytes, self.vendor_rate))
+        return True
 
     def turn_failed(self, turn: TurnState, reason: str, message: str) -> None:
         """Report ``turn`` failed, once (a failed send and the vendor's report are one)."""

@@ -129,6 +129,7 @@ class DriveStream:
             outcome=self.outcome,
             on_activity=on_activity,
             on_interrupt=self.sender.start_interrupt,
+            send_now=self.sender.send_now,
         )
 
     @property

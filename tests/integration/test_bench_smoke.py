@@ -80,6 +80,14 @@ def test_bench_with_two_gateway_workers() -> None:
     assert "redis" in gateway["cpu_s"]
 
 
+def test_bench_with_100_ms_client_chunks() -> None:
+    """``--chunk-ms 100``: five 20 ms chunks per DriveRequest (five binary messages at once on
+    the direct path); the gateway re-chunks them and every frame still arrives intact."""
+    saved = _run_bench("--generator", "go", "--chunk-ms", "100")
+    assert saved["args"]["chunk_ms"] == 100
+    _check(saved)
+
+
 def test_bench_with_the_python_generator() -> None:
     saved = _run_bench("--generator", "python")
     _check(saved)

@@ -118,3 +118,34 @@ def test_pacer_slow_producer_never_bursts_beyond_bucket() -> None:
     # Idle for 10 s: at most 5 frames go at once again, not 500.
     waits = [pacer.reserve(now=10.0) for _ in range(7)]
     assert waits[:5] == [0.0] * 5 and waits[5] > 0
+
+
+def test_chunker_cuts_whole_frame_chunks_and_keeps_order_with_a_remainder() -> None:
+    ch = FrameChunker(640)
+    data = bytes(range(256)) * 25  # 6400 bytes: ten frames, no buffer needed
+    assert ch.push(data) == [data[i : i + 640] for i in range(0, 6400, 640)]
+    assert ch.buffered_bytes == 0
+    assert ch.push(data[:100]) == []  # a remainder: later whole chunks go through the buffer
+    frames = ch.push(data[100:1380])
+    assert b"".join(frames) == data[:1280] and ch.buffered_bytes == 100
+
+
+def test_pacer_available_and_take_match_reserve() -> None:
+    """The fast path's check (available() >= n, then take(n)) releases exactly what n calls
+    of reserve() would release without a wait, and leaves the bucket in the same state."""
+    rule = PacingRule(frame_ms=160, burst_frames=6, interval_ms=128)
+    fast, slow = Pacer(rule), Pacer(rule)
+    fast._updated = slow._updated = 0.0
+    now = 0.0
+    for step in range(40):
+        now += 0.16 if step % 3 else 0.05
+        n = 1 + step % 3
+        if fast.available(now=now) >= n:
+            fast.take(n)
+            assert [slow.reserve(now=now) for _ in range(n)] == [0.0] * n
+        else:
+            waits = [slow.reserve(now=now) for _ in range(n)]
+            assert waits[-1] > 0
+            for _ in range(n):  # the queue path: both take the same tokens
+                fast.reserve(now=now)
+        assert fast._tokens == pytest.approx(slow._tokens)
