@@ -52,8 +52,11 @@ Usage::
     .venv/bin/python bench/latency_bench.py --reps 2 --no-write --json /tmp/lat.json
     .venv/bin/python bench/latency_bench.py --multi-turn --duration 180
 
-It prints a markdown table per vendor and rewrites its marked block of ``bench/RESULTS.md``
-(``--no-write`` to skip). All traffic stays on 127.0.0.1.
+It prints a markdown table per vendor, rewrites its marked block of ``bench/RESULTS.md`` and
+saves the raw results (every sample) to ``bench/results/latency_bench.json``
+(``latency_multi_turn.json``), which ``bench/plots.py`` draws; ``--no-write`` skips both (the
+raw results then go to a temporary directory, or ``--json PATH``). All traffic stays on
+127.0.0.1.
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ RESULTS = BENCH_DIR / "RESULTS.md"
 BEGIN, END = "<!-- BEGIN latency_bench -->", "<!-- END latency_bench -->"
 MBEGIN, MEND = "<!-- BEGIN latency_bench multi-turn -->", "<!-- END latency_bench multi-turn -->"
 DEFAULT_JSON = BENCH_DIR / "results" / "latency_bench.json"
+MULTI_JSON = BENCH_DIR / "results" / "latency_multi_turn.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -1296,7 +1300,12 @@ async def run(args: argparse.Namespace) -> int:
         finally:
             if livekit is not None:
                 await livekit.stop()
-    out = Path(args.json) if args.json else log_dir / "results.json"
+    if args.json:
+        out = Path(args.json)
+    elif not args.no_write:  # the committed block's raw results, read by bench/plots.py
+        out = MULTI_JSON if args.multi_turn else DEFAULT_JSON
+    else:
+        out = log_dir / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(saved, indent=1))
     print(f"\nraw results: {out}; logs {log_dir}")
