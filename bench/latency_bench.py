@@ -854,6 +854,7 @@ class AkoolDirect:
                 }
             )
             await asyncio.wait_for(speech_end.get(), 15)
+            await drain()
             marks.turns.append(("barge_in", time.monotonic_ns()))
             cut = args.barge_in_ms // CHUNK_MS
             writer = await audio_turn(cut + 50, stop_at=cut)
@@ -869,6 +870,10 @@ class AkoolDirect:
                     response_timeout=2.0,
                 )
             marks.interrupt_ack_ns = await asyncio.wait_for(ack, 10)
+            # The avatar reports the cut stream (playback_finished, interrupted): leaving
+            # before it answers only makes its RPC fail.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(speech_end.get(), 2)
         finally:
             with contextlib.suppress(Exception):
                 await room.disconnect()

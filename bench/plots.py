@@ -156,6 +156,15 @@ def plot_latency_bench(saved: dict[str, Any], out_dir: Path) -> list[Path]:
         1, len(vendors), figsize=(5.2 * len(vendors), 4.6), squeeze=False, sharex=True
     )
     height = 0.38
+    top = max(
+        (
+            s.get("p95", 0.0)
+            for r in vendors
+            for m in r["metrics"].values()
+            for s in (m["gateway"], m["direct"])
+        ),
+        default=1.0,
+    )
     for ax, result in zip(axes[0], vendors, strict=True):
         metrics = list(result["metrics"])
         for j, (path, colour) in enumerate((("gateway", "tab:red"), ("direct", "tab:blue"))):
@@ -180,7 +189,7 @@ def plot_latency_bench(saved: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_yticks(range(len(metrics)), [LABELS.get(m, m) for m in metrics], fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
-        ax.set_xlim(left=0.1)
+        ax.set_xlim(0.1, max(top, 1.0) * 1.5)
         ax.set_xlabel("ms (bar p50, whisker p95)")
         ax.set_title(result["vendor"])
         ax.grid(True, axis="x", which="both", alpha=0.3)
