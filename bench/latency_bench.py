@@ -33,7 +33,13 @@ paths alternate, so machine load hits both alike). A session runs, in order:
    ``interrupt_ack``: interrupt → the client knows the avatar stopped (gateway: the Drive
    ``interrupted`` event; direct: ZEGOCLOUD's ``InterruptDriveTask`` answer, Tencent's
    ``AudioOver`` of the drive, Akool's ack of the ``interrupt`` command, the facts the
-   adapters wait for before emitting ``interrupted``).
+   adapters wait for before emitting ``interrupted``);
+6. a barge-in on a whole text turn (``LONG_TEXT``) once the vendor reports it speaking
+   (gateway: ``speech_started``; direct: Tencent ``TextStart``, Akool ``audio_start``,
+   ZEGOCLOUD 50 ms after ``DriveByText``): ``interrupt_text_stop`` and ``interrupt_text_ack``
+   as above. Tencent's rules make this one wait on both paths: an interrupt of a text is an
+   empty ``SEND_TEXT``, more than 1 s after the previous ``SEND_TEXT`` (tencent.md §5), so the
+   row shows that vendor-mandated wait, measured apart from the audio barge-in.
 
 Each metric is reported as p50 / p95 / max over the repetitions, per path, and added =
 gateway − direct per percentile. The direct client polls readiness every
@@ -120,6 +126,10 @@ AKOOL_AVATAR = "dvp_Tristan_cloth2_1080P"
 AKOOL_AVATAR_IDENTITY = "akool-avatar-agent"
 AKOOL_CLIENT_IDENTITY = "bench-direct"
 TEXT = "Hello there."
+LONG_TEXT = "Let me tell you about the weather in the mountains this week."
+"""A text turn long enough (~3.7 s of speech in the emulators) to be interrupted mid-way."""
+TENCENT_TEXT_SPACING_S = 1.05
+"""SEND_TEXT commands more than 1 s apart (tencent.md §5); an interrupt is one too."""
 STREAM_PIECES = ("Hello ", "there.")
 DIRECT_POLL_S = {"zegocloud": 0.1, "tencent": 0.04, "akool": 0.05}
 """Readiness poll of the direct client (s). ZEGOCLOUD allows 10 QPS per Action
@@ -135,6 +145,8 @@ METRICS: dict[str, str] = {
     "first_stream_text_after_text": "streamed text right after a text turn → vendor",
     "interrupt_stop": "barge-in → vendor stop command",
     "interrupt_ack": "barge-in → client told `interrupted`",
+    "interrupt_text_stop": "barge-in on a text turn → vendor stop command",
+    "interrupt_text_ack": "barge-in on a text turn → client told `interrupted`",
 }
 SUPPORTED: dict[str, tuple[str, ...]] = {
     "zegocloud": (
@@ -144,6 +156,8 @@ SUPPORTED: dict[str, tuple[str, ...]] = {
         "first_text",
         "interrupt_stop",
         "interrupt_ack",
+        "interrupt_text_stop",
+        "interrupt_text_ack",
     ),
     "tencent": tuple(METRICS),
     "akool": tuple(METRICS),
@@ -299,8 +313,9 @@ class Marks:
     key: str = ""  # vendor session id
     created_ns: int = 0  # create returned / client saw ready
     turns: list[tuple[str, int]] = field(default_factory=list)  # (metric, t0_ns) in order
-    interrupt_ns: int = 0
-    interrupt_ack_ns: int = 0
+    # (metric prefix, interrupt sent, client told interrupted): "interrupt" (an audio turn),
+    # "interrupt_text" (a whole text turn).
+    interrupts: list[tuple[str, int, int]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -319,9 +334,9 @@ def match(marks: Marks, events: list[tuple[str, str, int, str]]) -> dict[str, fl
     ready = [e[2] for e in mine if e[0] == "ready"]
     if ready and marks.created_ns:
         out["create_ready"] = (marks.created_ns - ready[0]) / 1e6
-    bounds = [t for _, t in marks.turns] + ([marks.interrupt_ns] if marks.interrupt_ns else [])
+    bounds = [t for _, t in marks.turns]
     for i, (metric, t0) in enumerate(marks.turns):
-        if metric == "barge_in":
+        if metric.startswith("barge_in"):
             continue
         end = bounds[i + 1] if i + 1 < len(bounds) else None
         kinds = EVENT_OF[metric]
@@ -330,14 +345,13 @@ def match(marks: Marks, events: list[tuple[str, str, int, str]]) -> dict[str, fl
             out[metric] = (hits[0] - t0) / 1e6
         else:
             marks.errors.append(f"{metric}: no vendor event")
-    if marks.interrupt_ns:
-        stops = [e[2] for e in mine if e[0] == "stop" and e[2] >= marks.interrupt_ns]
+    for prefix, t_int, t_ack in marks.interrupts:
+        stops = [e[2] for e in mine if e[0] == "stop" and e[2] >= t_int]
         if stops:
-            out["interrupt_stop"] = (stops[0] - marks.interrupt_ns) / 1e6
+            out[f"{prefix}_stop"] = (stops[0] - t_int) / 1e6
         else:
-            marks.errors.append("interrupt_stop: no vendor stop command")
-        if marks.interrupt_ack_ns:
-            out["interrupt_ack"] = (marks.interrupt_ack_ns - marks.interrupt_ns) / 1e6
+            marks.errors.append(f"{prefix}_stop: no vendor stop command")
+        out[f"{prefix}_ack"] = (t_ack - t_int) / 1e6
     return out
 
 
@@ -381,6 +395,13 @@ class GatewayDriver:
                 raise RuntimeError(f"turn failed: {r.turn_failed.reason} {r.turn_failed.message}")
             if which == kind:
                 return t, r
+
+    async def _settle(self) -> None:
+        """Let the interrupted turn's last events arrive (bounded), then forget them."""
+        with contextlib.suppress(TimeoutError):
+            await self._next("speech_ended", 1.0)
+        while not self.responses.empty():
+            self.responses.get_nowait()
 
     async def run(self, marks: Marks) -> None:
         args = self.args
@@ -445,10 +466,19 @@ class GatewayDriver:
             t0 = time.monotonic()
             cut = args.barge_in_ms // CHUNK_MS
             await chunks_at_real_time(cut + 50, send_audio, t0, stop_at=cut)
-            marks.interrupt_ns = time.monotonic_ns()
+            t_int = time.monotonic_ns()
             await call.write(pb.DriveRequest(interrupt=pb.Interrupt()))
             t_ack, _ = await self._next("interrupted", 15)
-            marks.interrupt_ack_ns = t_ack
+            marks.interrupts.append(("interrupt", t_int, t_ack))
+            await self._settle()
+            # Barge-in on a whole text turn, once the vendor reports it speaking.
+            marks.turns.append(("barge_in_text", time.monotonic_ns()))
+            await call.write(pb.DriveRequest(text=pb.TextInput(text=LONG_TEXT, final=True)))
+            await self._next("speech_started", 15)
+            t_int = time.monotonic_ns()
+            await call.write(pb.DriveRequest(interrupt=pb.Interrupt()))
+            t_ack, _ = await self._next("interrupted", 15)
+            marks.interrupts.append(("interrupt_text", t_int, t_ack))
             await call.done_writing()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reader, 15)
@@ -538,11 +568,29 @@ class ZegoDirect:
             marks.turns.append(("barge_in", time.monotonic_ns()))
             cut = args.barge_in_ms // CHUNK_MS
             ws, drive_id = await self._audio_turn(task_id, cut + 50, stop_at=cut)
-            marks.interrupt_ns = time.monotonic_ns()
+            t_int = time.monotonic_ns()
             await api.call("InterruptDriveTask", {"TaskId": task_id})
-            marks.interrupt_ack_ns = time.monotonic_ns()
+            marks.interrupts.append(("interrupt", t_int, time.monotonic_ns()))
             await ws.send(json.dumps({"Action": "Stop", "Payload": {"DriveId": drive_id}}))
             await ws.close()
+            await asyncio.sleep(0.2)
+            # Barge-in on a whole text turn. The direct client gets no drive-status callback
+            # (they go to the gateway); the emulator starts a text drive at once, so the
+            # client interrupts 50 ms after DriveByText answered, when it is speaking.
+            marks.turns.append(("barge_in_text", time.monotonic_ns()))
+            await api.call(
+                "DriveByText",
+                {
+                    "TaskId": task_id,
+                    "Text": LONG_TEXT,
+                    "TTSConfig": {"TimbreId": ZEGO_TIMBRE},
+                    "InterruptMode": 0,
+                },
+            )
+            await asyncio.sleep(0.05)
+            t_int = time.monotonic_ns()
+            await api.call("InterruptDriveTask", {"TaskId": task_id})
+            marks.interrupts.append(("interrupt_text", t_int, time.monotonic_ns()))
         finally:
             with contextlib.suppress(Exception):
                 await api.call("StopDigitalHumanStreamTask", {"TaskId": task_id}, idempotent=True)
@@ -591,10 +639,14 @@ class TencentDirect:
     async def _drive(self, ws: Any, session_id: str, marks: Marks) -> None:
         args = self.args
         over: dict[str, asyncio.Future[int]] = {}
+        text_started: dict[str, asyncio.Future[int]] = {}
         loop = asyncio.get_running_loop()
 
         def waiter(req_id: str) -> asyncio.Future[int]:
             return over.setdefault(req_id, loop.create_future())
+
+        def started(req_id: str) -> asyncio.Future[int]:
+            return text_started.setdefault(req_id, loop.create_future())
 
         async def read() -> None:
             async for raw in ws:
@@ -604,6 +656,10 @@ class TencentDirect:
                 req_id = str(payload.get("ReqId") or "")
                 if req_id and (status.endswith("Over") or status == "Error"):
                     fut = waiter(req_id)
+                    if not fut.done():
+                        fut.set_result(t)
+                if req_id and status == "TextStart":
+                    fut = started(req_id)
                     if not fut.done():
                         fut.set_result(t)
 
@@ -664,11 +720,27 @@ class TencentDirect:
             marks.turns.append(("barge_in", time.monotonic_ns()))
             cut = args.barge_in_ms // CHUNK_MS
             req_id, seq = await audio_turn(cut + 50, stop_at=cut)
-            marks.interrupt_ns = time.monotonic_ns()
+            t_int = time.monotonic_ns()
             # The vendor SDK's audio stop(): Interrupt, then the closing IsFinal (tencent.md §5).
             await command("SEND_AUDIO", req_id, {"Interrupt": True})
             await command("SEND_AUDIO", req_id, {"Audio": "", "Seq": seq + 1, "IsFinal": True})
-            marks.interrupt_ack_ns = await asyncio.wait_for(waiter(req_id), 15)
+            t_ack = await asyncio.wait_for(waiter(req_id), 15)
+            marks.interrupts.append(("interrupt", t_int, t_ack))
+            await asyncio.sleep(0.2)
+            # Barge-in on a whole text turn, as the vendor SDK's stop() does it: after the
+            # drive's TextStart, an empty SEND_TEXT with Interrupt, which is a SEND_TEXT like
+            # any other: more than 1 s after the previous one (tencent.md §5).
+            marks.turns.append(("barge_in_text", time.monotonic_ns()))
+            req_id = uuid.uuid4().hex
+            data = {"Text": LONG_TEXT, "Interrupt": False, "ChatCommand": "NotUseChat"}
+            sent_at = time.monotonic()
+            await command("SEND_TEXT", req_id, data)
+            await asyncio.wait_for(started(req_id), 15)
+            t_int = time.monotonic_ns()
+            await asyncio.sleep(max(0.0, sent_at + TENCENT_TEXT_SPACING_S - time.monotonic()))
+            await command("SEND_TEXT", uuid.uuid4().hex, {"Text": "", "Interrupt": True})
+            t_ack = await asyncio.wait_for(waiter(req_id), 15)
+            marks.interrupts.append(("interrupt_text", t_int, t_ack))
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -729,6 +801,7 @@ class AkoolDirect:
         loop = asyncio.get_running_loop()
         acks: dict[str, asyncio.Future[int]] = {}
         speech_end: asyncio.Queue[int] = asyncio.Queue()
+        speech_start: asyncio.Queue[int] = asyncio.Queue()
 
         def on_participant(p: rtc.RemoteParticipant) -> None:
             if p.identity == AKOOL_AVATAR_IDENTITY:
@@ -745,6 +818,8 @@ class AkoolDirect:
                         fut.set_result(t)
                 elif message.get("type") == "event" and pld.get("event") == "audio_end":
                     speech_end.put_nowait(t)
+                elif message.get("type") == "event" and pld.get("event") == "audio_start":
+                    speech_start.put_nowait(t)
 
         def playback_finished(_data: Any) -> str:
             speech_end.put_nowait(time.monotonic_ns())
@@ -807,8 +882,9 @@ class AkoolDirect:
                 return writer
 
             async def drain() -> None:
-                while not speech_end.empty():
-                    speech_end.get_nowait()
+                for queue in (speech_end, speech_start):
+                    while not queue.empty():
+                        queue.get_nowait()
 
             n = args.turn_ms // CHUNK_MS
             for metric in ("first_audio_first_turn", "first_audio"):
@@ -858,7 +934,7 @@ class AkoolDirect:
             marks.turns.append(("barge_in", time.monotonic_ns()))
             cut = args.barge_in_ms // CHUNK_MS
             writer = await audio_turn(cut + 50, stop_at=cut)
-            marks.interrupt_ns = time.monotonic_ns()
+            t_int = time.monotonic_ns()
             ack = await command("interrupt")
             with contextlib.suppress(Exception):
                 await writer.aclose()
@@ -869,9 +945,28 @@ class AkoolDirect:
                     payload="",
                     response_timeout=2.0,
                 )
-            marks.interrupt_ack_ns = await asyncio.wait_for(ack, 10)
+            marks.interrupts.append(("interrupt", t_int, await asyncio.wait_for(ack, 10)))
             # The avatar reports the cut stream (playback_finished, interrupted): leaving
             # before it answers only makes its RPC fail.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(speech_end.get(), 2)
+            await drain()
+            # Barge-in on a whole text turn once the avatar says it speaks (audio_start).
+            marks.turns.append(("barge_in_text", time.monotonic_ns()))
+            await publish(
+                {
+                    "v": 2,
+                    "type": "chat",
+                    "mid": f"msg-{uuid.uuid4().hex[:8]}",
+                    "idx": 0,
+                    "fin": True,
+                    "pld": {"text": LONG_TEXT},
+                }
+            )
+            await asyncio.wait_for(speech_start.get(), 15)
+            t_int = time.monotonic_ns()
+            ack = await command("interrupt")
+            marks.interrupts.append(("interrupt_text", t_int, await asyncio.wait_for(ack, 10)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(speech_end.get(), 2)
         finally:
@@ -1262,7 +1357,7 @@ def write_results(saved: dict[str, Any]) -> None:
 def commit() -> str:
     with contextlib.suppress(Exception):
         return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+            ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
     return "?"
 
@@ -1297,7 +1392,16 @@ async def run(args: argparse.Namespace) -> int:
                 LiveKitServer.ensure_built()
                 livekit = LiveKitServer()
                 await livekit.start()
-            for vendor in vendors:
+            if args.parallel:
+                # Smoke runs only: the vendors share the machine and this event loop, so
+                # their numbers say nothing; never written to RESULTS.md.
+                saved["vendors"] = list(
+                    await asyncio.gather(*(run_vendor(v, args, log_dir, livekit) for v in vendors))
+                )
+                for result in saved["vendors"]:
+                    print()
+                    print(vendor_table(result), flush=True)
+            for vendor in [] if args.parallel else vendors:
                 result = await run_vendor(vendor, args, log_dir, livekit)
                 saved["vendors"].append(result)
                 print()
@@ -1329,6 +1433,12 @@ def main(argv: list[str] | None = None) -> int:
         "--barge-in-ms", type=int, default=300, help="interrupt this far into a turn"
     )
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured sessions per path")
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the vendors at the same time (the smoke test: checks the harness, not the "
+        "numbers; implies --no-write)",
+    )
     parser.add_argument("--json", default="", help="write the raw results here")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument(
@@ -1338,6 +1448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turn-every", type=float, default=3.0, help="multi-turn: s between turns")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.no_write = args.no_write or args.parallel
     unknown = {v.strip() for v in args.vendor.split(",") if v.strip()} - set(VENDORS)
     if unknown:
         parser.error(f"--vendor: choose from {', '.join(VENDORS)}")

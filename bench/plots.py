@@ -50,6 +50,8 @@ LABELS = {
     "first_stream_text_after_text": "streamed text after text",
     "interrupt_stop": "barge-in → vendor stop",
     "interrupt_ack": "barge-in → interrupted",
+    "interrupt_text_stop": "barge-in on text → vendor stop",
+    "interrupt_text_ack": "barge-in on text → interrupted",
 }
 DPI = 100
 

@@ -1,8 +1,9 @@
 """``bench/latency_bench.py`` end to end at a tiny scale, so the latency benchmark cannot rot.
 
 The real harness (an emulator process per vendor, a gateway process per vendor, LiveKit for
-Akool, the direct clients), 2 sessions per vendor and path, no warm-up session, without
-touching bench/RESULTS.md. Checks that every metric each vendor supports was measured on
+Akool, the direct clients), 2 sessions per vendor and path, no warm-up session, the three
+vendors at once (``--parallel``: the harness is under test, not the numbers), without touching
+bench/RESULTS.md. Checks that every metric each vendor supports was measured on
 both paths in every session, that every number is positive, and that the markdown table has
 a row per metric.
 """
@@ -40,6 +41,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
         "100",
         "--barge-in-ms",
         "200",
+        "--parallel",
         "--no-write",
         "--json",
         str(out),
