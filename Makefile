@@ -6,7 +6,7 @@ VPY := $(VENV)/bin/python
 BUF := tools/buf/node_modules/.bin/buf
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv system-deps livekit jaeger helm promtool dashboard containers demo demo-compose test test-deploy test-unit test-interop clients-test lint buf-breaking format protos bench clean
+.PHONY: help venv system-deps livekit jaeger helm promtool dashboard containers demo demo-compose test test-deploy test-unit test-interop clients-test lint buf-breaking format protos bench bench-latency clean
 
 help:
 	@echo "make demo        gateway in sandbox mode driving real speech through every vendor"
@@ -16,12 +16,13 @@ help:
 	@echo "make lint        ruff, ruff format --check, mypy --strict, buf lint"
 	@echo "make protos      regenerate the stubs of every language"
 	@echo "make bench       benchmarks (writes bench/RESULTS.md)"
+	@echo "make bench-latency per-turn latency per vendor, gateway vs direct (bench/RESULTS.md)"
 
 # Python environment, pinned by constraints.txt.
 $(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
 	test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -c constraints.txt -e 'clients/python[test]' -e '.[dev,sandbox]'
+	$(VPY) -m pip install -q -c constraints.txt -e 'clients/python[test]' -e '.[dev,sandbox,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -120,8 +121,16 @@ format: venv
 protos: venv
 	tools/gen_clients.sh
 
+# Writes bench/RESULTS.md and bench/results/run_bench.json, then draws bench/plots/*.png.
 bench: venv
 	$(VPY) bench/run_bench.py
+	$(VPY) bench/plots.py
+
+# Conversational latency per vendor, gateway against a direct client (bench/latency_bench.py):
+# writes its block of bench/RESULTS.md and bench/results/latency_bench.json, then the plots.
+bench-latency: venv livekit
+	$(VPY) bench/latency_bench.py
+	$(VPY) bench/plots.py
 
 clean:
 	rm -rf $(VENV) .cache tools/buf/node_modules clients/typescript/node_modules clients/typescript/dist clients/java/target

@@ -71,10 +71,11 @@ or Drive is refused (RESOURCE_EXHAUSTED); each phase reports how many of each we
 and how long the refusals took (p50/p95/max), next to the accepted streams' latency and
 integrity.
 
-It prints markdown tables and rewrites the marked blocks of ``bench/RESULTS.md`` (``--no-write``
-to skip). ``--py-spy PATH`` profiles the gateway during one window; ``--what-if NAME`` runs
-the gateway through ``bench/whatif_gateway.py`` with a candidate fix (never written to
-RESULTS.md).
+It prints markdown tables and rewrites the marked blocks of ``bench/RESULTS.md``, keeping the
+run's raw results beside it in ``bench/results/run_bench.json`` for ``bench/plots.py``
+(``--no-write`` to skip both). ``--py-spy PATH`` profiles the gateway during one window;
+``--what-if NAME`` runs the gateway through ``bench/whatif_gateway.py`` with a candidate fix
+(never written to RESULTS.md).
 
 Every loop is bounded in count and time; all traffic stays on 127.0.0.1.
 """
@@ -151,6 +152,8 @@ TENCENT_BURST = 6  # tencent.md §5: the first 6 packets at once...
 TENCENT_INTERVAL_S = 0.120  # ...then one every 120 ms
 VENDORS = ("zegocloud", "tencent")
 RESULTS = BENCH_DIR / "RESULTS.md"
+RESULTS_JSON = BENCH_DIR / "results" / "run_bench.json"
+"""The raw results behind the RESULTS.md block, kept with it; ``bench/plots.py`` draws them."""
 BEGIN, END = "<!-- BEGIN run_bench results -->", "<!-- END run_bench results -->"
 PBEGIN, PEND = "<!-- BEGIN run_bench profile -->", "<!-- END run_bench profile -->"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -2231,7 +2234,11 @@ async def run(args: argparse.Namespace) -> int:
     }
     (log_dir / "results.json").write_text(json.dumps(saved, indent=1, default=str))
     print(f"raw results: {log_dir / 'results.json'}; total {time.monotonic() - started:.0f} s")
-    finish(saved, write=not args.no_write and not args.what_if)
+    write = not args.no_write and not args.what_if
+    for path in ([Path(args.json)] if args.json else []) + ([RESULTS_JSON] if write else []):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1, default=str))
+    finish(saved, write=write)
     if args.what_if:
         print(f"\nwhat-if run ({args.what_if}): {RESULTS.name} left unchanged")
     return 0
@@ -2404,6 +2411,12 @@ def main(argv: list[str] | None = None) -> int:
         "still reported per 20 ms of audio",
     )
     parser.add_argument("--dump", default="", help="save raw samples per phase to this dir")
+    parser.add_argument(
+        "--json",
+        default="",
+        help="also save the run's results.json here (a run that writes RESULTS.md also saves "
+        "it to bench/results/run_bench.json, which bench/plots.py draws)",
+    )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.chunk_ms < CHUNK_MS or args.chunk_ms % CHUNK_MS or args.chunk_ms > 1000:
@@ -2414,7 +2427,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not args.vendor.strip():
         parser.error(f"--vendor: choose from {', '.join(VENDORS)}")
     if args.from_json:
-        finish(json.loads(Path(args.from_json).read_text()), write=not args.no_write)
+        saved = json.loads(Path(args.from_json).read_text())
+        if not args.no_write:
+            RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS_JSON.write_text(json.dumps(saved, indent=1, default=str))
+        finish(saved, write=not args.no_write)
         return 0
     if args.py_spy == "" and "--py-spy" in args.argv:
         parser.error("--py-spy: py-spy not found on PATH; pass its path")
