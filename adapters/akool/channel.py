@@ -292,11 +292,24 @@ class AkoolChannel(DriveChannel):
         if self._lost or self.closed:
             raise session_lost("the channel is closed")
 
-    async def _publish(self, message: dict[str, Any]) -> None:
-        """Send one stream message, keeping to the size and byte-rate rules (akool.md §5)."""
+    async def _publish(
+        self, message: dict[str, Any], *, turn_id: str = "", urgent: bool = False
+    ) -> None:
+        """Send one stream message, keeping to the size and byte-rate rules (akool.md §5).
+
+        ``urgent`` (an interrupt) leaves at once, ahead of chat parts waiting for their share
+        of the rate; its bytes still count, so the parts after it wait that much longer. A
+        chat part of ``turn_id`` whose turn was interrupted while it waited is dropped.
+        """
         payload = encode(message)
         if len(payload) > MAX_MESSAGE_BYTES:  # split_exact guarantees this; a bug otherwise
             raise ValueError(f"stream message of {len(payload)} B exceeds {MAX_MESSAGE_BYTES}")
+        if urgent:
+            self._check_open()
+            start = max(time.monotonic(), self._next_send)
+            self._next_send = start + len(payload) / BYTES_PER_SECOND
+            await self._send_payload(payload)
+            return
         async with self._send_lock:
             self._check_open()
             # Akool's sender waits ceil(1000*size/rate) ms after each message (akool.md §5): the
@@ -305,15 +318,20 @@ class AkoolChannel(DriveChannel):
             if self._next_send > now:
                 await asyncio.sleep(self._next_send - now)
                 now = time.monotonic()
+            if turn_id and turn_id in self._interrupted:
+                return  # the interrupt went ahead of it: the avatar must not start it again
             self._next_send = max(now, self._next_send) + len(payload) / BYTES_PER_SECOND
-            try:
-                await self.room.local_participant.publish_data(
-                    payload,
-                    reliable=True,
-                    destination_identities=[self.access.avatar_identity],
-                )
-            except Exception as exc:  # PublishDataError is not exported by the SDK
-                raise session_lost(f"cannot send to the room: {exc}") from None
+            await self._send_payload(payload)
+
+    async def _send_payload(self, payload: bytes) -> None:
+        try:
+            await self.room.local_participant.publish_data(
+                payload,
+                reliable=True,
+                destination_identities=[self.access.avatar_identity],
+            )
+        except Exception as exc:  # PublishDataError is not exported by the SDK
+            raise session_lost(f"cannot send to the room: {exc}") from None
         self.mark_activity()
 
     def _text_overhead(self, mid: str) -> int:
@@ -348,7 +366,8 @@ class AkoolChannel(DriveChannel):
                     "idx": turn.next_idx,
                     "fin": fin,
                     "pld": {"text": piece},
-                }
+                },
+                turn_id=turn_id,
             )
             turn.next_idx += 1
         if final:
@@ -367,7 +386,10 @@ class AkoolChannel(DriveChannel):
         pld: dict[str, Any] = {"cmd": cmd}
         if data is not None:
             pld["data"] = data
-        await self._publish({"v": 2, "type": "command", "mid": mid, "pld": pld})
+        # An interrupt must not wait behind text parts pacing to the byte rate.
+        await self._publish(
+            {"v": 2, "type": "command", "mid": mid, "pld": pld}, urgent=cmd == "interrupt"
+        )
         return mid
 
     async def set_action(self, action: str = "", expression: str = "") -> None:

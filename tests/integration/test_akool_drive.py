@@ -269,6 +269,40 @@ async def test_create_session_answers_when_the_avatar_joins(gateway: Gateway) ->
     await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name))
 
 
+async def test_an_interrupt_goes_ahead_of_text_waiting_for_the_byte_rate(gateway: Gateway) -> None:
+    """A long text leaves in ~950 B parts at 5760 B/s (akool.md §5); an interrupt does not
+    wait behind them, and the parts it overtook are never sent (the avatar must not start
+    them again)."""
+    session = await gateway.create("akool", AVATAR)
+    text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 60  # ~3.4 KB
+    spoken = asyncio.Event()
+
+    async def gen() -> AsyncIterator[pb.DriveRequest]:
+        yield pb.DriveRequest(config=pb.DriveConfig(session=session.name))
+        yield pb.DriveRequest(text=pb.TextInput(text=text, final=True))
+        await spoken.wait()
+        yield pb.DriveRequest(interrupt=pb.Interrupt())
+
+    responses = []
+    async for r in gateway.stub.Drive(gen(), timeout=30):
+        responses.append(r)
+        if r.HasField("speech_started"):
+            spoken.set()
+    assert any(r.HasField("interrupted") for r in responses), kinds(responses)
+    record = akool(gateway).sessions[session.vendor_session_id]
+    kinds_sent = [
+        (m["message"].get("type"), (m["message"].get("pld") or {}).get("cmd"))
+        for m in record.messages
+    ]
+    at = kinds_sent.index(("command", "interrupt"))
+    # Parts of the text were still waiting for their share of the rate: none left after it.
+    assert ("chat", None) not in kinds_sent[at:], kinds_sent
+    (turn,) = record.text_turns
+    assert not turn.fin and turn.text != text and turn.interrupted
+    assert record.violations == []
+    await gateway.stub.CloseSession(pb.CloseSessionRequest(name=session.name))
+
+
 async def test_list_avatars_and_vendor_capabilities(gateway: Gateway) -> None:
     page = await gateway.stub.ListAvatars(
         pb.ListAvatarsRequest(parent="vendors/akool", page_size=2), timeout=10
