@@ -68,6 +68,18 @@ PREPARE_WAIT_S = 5.0
 """How long closing the channel waits for a drive being prepared (s) before cutting it."""
 
 
+FORGOTTEN_MAX = 256
+"""How many finished turns and drives a channel remembers, to ignore their late callbacks (ZEGO
+retries a callback for up to ~62 s, zegocloud.md §6)."""
+
+
+def _remember(seen: dict[str, None], key: str) -> None:
+    """Add ``key`` to the insertion-ordered ``seen``, dropping the oldest past the bound."""
+    seen[key] = None
+    while len(seen) > FORGOTTEN_MAX:
+        del seen[next(iter(seen))]
+
+
 @dataclass
 class _PreparedDrive:
     """A drive asked for and connected ahead of its turn: no ``Start`` sent yet."""
@@ -128,15 +140,31 @@ class ZegoDriveChannel(DriveChannel):
         self._task_interrupted = False
         self.prepare_drives = prepare_drives
         self._prepared: asyncio.Task[_PreparedDrive] | None = None
-        # Drives prepared and closed unused: their status callbacks (3, failed) are dropped.
-        self._discarded: set[str] = set()
+        # Turns done and drives done with (finished turns', or prepared and closed unused),
+        # the most recent FORGOTTEN_MAX of each: their late callbacks are dropped. A session
+        # may run for hours, one drive per turn, so nothing here grows with its length.
+        self._finished_turns: dict[str, None] = {}
+        self._discarded: dict[str, None] = {}
         self._closing: set[asyncio.Future[None]] = set()
 
     def _turn(self, turn_id: str) -> _Turn:
         turn = self._turns.get(turn_id)
         if turn is None:
+            if turn_id in self._finished_turns:
+                return _Turn(turn_id, final=True, done=True)  # late: nothing left to do
+            self._forget_done_turns()
             turn = self._turns[turn_id] = _Turn(turn_id)
         return turn
+
+    def _forget_done_turns(self) -> None:
+        """Drop the state of finished turns (kept only to ignore their late callbacks)."""
+        for turn_id, turn in list(self._turns.items()):
+            if turn.done:
+                del self._turns[turn_id]
+                _remember(self._finished_turns, turn_id)
+                for drive_id in turn.drives:
+                    self._drive_to_turn.pop(drive_id, None)
+                    _remember(self._discarded, drive_id)
 
     def _register_drive(self, turn: _Turn, drive_id: str) -> None:
         self._task_interrupted = False
@@ -169,7 +197,7 @@ class ZegoDriveChannel(DriveChannel):
                     max_queue=4,
                 )
         except (OSError, websockets.WebSocketException, TimeoutError) as exc:
-            self._discarded.add(drive_id)
+            _remember(self._discarded, drive_id)
             raise vendor_unavailable(VENDOR, f"drive socket: {type(exc).__name__}") from None
         return _PreparedDrive(drive_id, ws, time.monotonic())
 
@@ -243,7 +271,7 @@ class ZegoDriveChannel(DriveChannel):
     async def _close_unused(self, prepared: _PreparedDrive) -> None:
         # Closing without Start leaves the drive unstarted; ZEGO's docs say only to close the
         # socket when no WS drive follows (zegocloud.md §8.2, §8.6).
-        self._discarded.add(prepared.drive_id)
+        _remember(self._discarded, prepared.drive_id)
         with contextlib.suppress(websockets.WebSocketException, OSError):
             await prepared.ws.close()
 
@@ -402,6 +430,8 @@ class ZegoDriveChannel(DriveChannel):
             if drive_id in self._discarded:
                 return
             self._early_status.setdefault(drive_id, []).append((status, event_ms))
+            while len(self._early_status) > FORGOTTEN_MAX:  # another task's, or never ours
+                del self._early_status[next(iter(self._early_status))]
             return
         turn = self._turns[turn_id]
         if turn.done:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
+from adapters.zegocloud.channel import ZegoDriveChannel
 from emulators.zegocloud import DRIVE_FAILED, ZegocloudEmulator
 from tests.conftest import Gateway, collect, kinds, paced_requests, tone
 
@@ -65,6 +66,11 @@ async def test_each_audio_turn_starts_on_the_drive_prepared_while_idle(gateway: 
     await collect(gateway.stub.Drive(paced_requests(s.name, pcm2), timeout=30))
     assert [d.drive_id for d in emulator.drives_for_task(task)] == [first, second]
     assert emulator.drives_for_task(task)[1].sha256 == hashlib.sha256(pcm2).hexdigest()
+    # A turn's state is dropped once a later turn begins: nothing grows with the session.
+    assert gateway.server.manager is not None
+    channel = gateway.server.manager.runtimes[s.name.split("/")[1]].channel
+    assert isinstance(channel, ZegoDriveChannel)
+    assert list(channel._turns) == ["2"] and list(channel._drive_to_turn) == [second]
 
     await gateway.stub.CloseSession(pb.CloseSessionRequest(name=s.name), timeout=10)
     await until("no socket left", lambda: emulator.open_drive_sockets(task) == 0)
