@@ -73,7 +73,6 @@ import base64
 import contextlib
 import datetime as dt
 import json
-import multiprocessing as mp
 import os
 import platform
 import secrets
@@ -103,6 +102,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from latency_emulators import serve  # noqa: E402
 from results_md import write_block  # noqa: E402
+from spawned import SpawnedEmulator  # noqa: E402
 
 from adapters.akool.api import AkoolApi  # noqa: E402
 from adapters.akool.settings import AkoolSettings  # noqa: E402
@@ -204,40 +204,15 @@ def proc_cpu_seconds(pid: int) -> float:
     return 0.0
 
 
-class EmulatorProcess:
-    """One vendor's emulator in a spawned process, driven over a pipe."""
+class EmulatorProcess(SpawnedEmulator):
+    """One vendor's emulator (``latency_emulators.serve``) in a spawned process."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=serve, args=(child, config), name=config["vendor"])
-        self.proc.start()
-        child.close()
-        if not self.conn.poll(60):
-            raise RuntimeError("emulator process did not start within 60 s")
-        info = self.conn.recv()
-        self.rest_url: str = info["rest_url"]
-        self.pid: int = info["pid"]
-
-    def _rpc(self, *command: Any) -> Any:
-        self.conn.send(command)
-        if not self.conn.poll(60):
-            raise RuntimeError(f"emulator did not answer {command[0]!r} within 60 s")
-        return self.conn.recv()
+        super().__init__(serve, config)
 
     async def events(self) -> list[tuple[str, str, int, str]]:
         """Every event since the last call (``latency_emulators`` kinds)."""
-        out = await asyncio.get_running_loop().run_in_executor(None, self._rpc, "events")
-        return [tuple(e) for e in out]  # type: ignore[misc]
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.send(("stop",))
-            self.conn.poll(10)
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5)
+        return [tuple(e) for e in await self.call("events")]  # type: ignore[misc]
 
 
 class GatewayProcess:

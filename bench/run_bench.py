@@ -91,7 +91,6 @@ import gc
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import platform
 import secrets
@@ -137,6 +136,7 @@ from emulator_proc import (  # noqa: E402
     serve,
 )
 from results_md import replace_block  # noqa: E402
+from spawned import SpawnedEmulator  # noqa: E402
 
 from adapters.tencent.api import TencentApi  # noqa: E402
 from adapters.tencent.models import Answer, CreateSessionAnswer, StatSessionAnswer  # noqa: E402
@@ -263,39 +263,11 @@ def pct(values: np.ndarray, q: float) -> float:
 # ---- emulator process ----------------------------------------------------------------------
 
 
-class EmulatorProcess:
-    """The emulator in a spawned process, driven over a pipe."""
+class EmulatorProcess(SpawnedEmulator):
+    """The emulator (``emulator_proc.serve``) in a spawned process, driven over a pipe."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        name = f"{config.get('vendor', 'zegocloud')}-emulator"
-        self.proc = ctx.Process(target=serve, args=(child, config), name=name)
-        self.proc.start()
-        child.close()
-        if not self.conn.poll(30):
-            raise RuntimeError("emulator process did not start within 30 s")
-        info = self.conn.recv()
-        self.rest_url: str = info["rest_url"]
-        self.pid: int = info["pid"]
-
-    def _rpc(self, *command: Any) -> Any:
-        self.conn.send(command)
-        if not self.conn.poll(60):
-            raise RuntimeError(f"emulator did not answer {command[0]!r} within 60 s")
-        return self.conn.recv()
-
-    async def call(self, *command: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, self._rpc, *command)
-
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.conn.send(("stop",))
-            self.conn.poll(10)
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(5)
+        super().__init__(serve, config, start_timeout_s=30.0)
 
 
 # ---- gateway process -----------------------------------------------------------------------

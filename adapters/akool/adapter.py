@@ -446,7 +446,7 @@ class AkoolAdapter(VendorAdapter):
         """Join the session's room as the gateway and wait for the avatar.
 
         Opened while CreateSession waits (``open_channel_at_create``), it reports the avatar
-        joining as readiness (:meth:`VendorAdapter.notify_status`).
+        in the room with its video published as readiness (:meth:`VendorAdapter.notify_status`).
 
         Vendor HTTP calls: at most 4 ``session/detail`` (one retry budget), 6 with the token
         flow (2 getToken, akool.md §1). Joining the room is LiveKit signalling on our own
@@ -471,11 +471,11 @@ class AkoolAdapter(VendorAdapter):
             gateway_identity=data.gateway_identity,
         )
 
-        def avatar_joined() -> None:
-            # The avatar in our room is what session_status calls ready: say so at once.
+        def avatar_ready() -> None:
+            # In our room and publishing its video (akool.md §6): ready to drive, say so at once.
             self.notify_status(handle.vendor_session_id, SessionStatus(ReadyState.READY))
 
-        channel = AkoolChannel(access, set_params=data.set_params, on_avatar_joined=avatar_joined)
+        channel = AkoolChannel(access, set_params=data.set_params, on_avatar_ready=avatar_ready)
         await channel.connect()
         kept = {c for c in self._channels.get(handle.vendor_session_id, ()) if not c.closed}
         kept.add(channel)

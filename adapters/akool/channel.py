@@ -141,8 +141,8 @@ class AkoolChannel(DriveChannel):
         set_params: ``set-params`` data sent after joining (voice, language, mode,
             background), or ``None`` for none (then nothing shows that the avatar hears us).
         join_timeout_s: how long :meth:`connect` waits for the avatar to be in the room (s).
-        on_avatar_joined: called once :meth:`connect` saw the avatar in the room (the
-            session is ready to drive, akool.md §4), before ``set-params``.
+        on_avatar_ready: called once the avatar is in the room and has published its video:
+            what Akool's LiveKit plugin waits for before it streams audio (akool.md §6).
         ack_wait_s: how long :meth:`connect` waits for the ``set-params`` ack after each of
             its ``ack_attempts`` sends (s).
     """
@@ -155,10 +155,10 @@ class AkoolChannel(DriveChannel):
         join_timeout_s: float = 15.0,
         ack_wait_s: float = SET_PARAMS_ACK_WAIT_S,
         ack_attempts: int = SET_PARAMS_ATTEMPTS,
-        on_avatar_joined: Callable[[], None] | None = None,
+        on_avatar_ready: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
-        self.on_avatar_joined = on_avatar_joined
+        self.on_avatar_ready = on_avatar_ready
         self.access = access
         self.set_params = set_params
         self.join_timeout_s = join_timeout_s
@@ -204,6 +204,7 @@ class AkoolChannel(DriveChannel):
         room = self.room
         room.on("data_received", self._on_data)
         room.on("participant_connected", self._on_participant_connected)
+        room.on("track_published", self._on_track_published)
         room.on("participant_disconnected", self._on_participant_disconnected)
         room.on("disconnected", self._on_disconnected)
         # We only send and read data: no need to receive the avatar's media.
@@ -238,8 +239,11 @@ class AkoolChannel(DriveChannel):
                 f"the avatar did not join LiveKit room {self.access.room_name} "
                 f"within {self.join_timeout_s:g} s",
             ) from None
-        if self.on_avatar_joined is not None:
-            self.on_avatar_joined()
+        avatar = room.remote_participants.get(self.access.avatar_identity)
+        if avatar is not None and any(
+            p.kind == rtc.TrackKind.KIND_VIDEO for p in avatar.track_publications.values()
+        ):
+            self._avatar_is_ready()
         if self.set_params:
             try:
                 await self._confirm_heard(self.set_params)
@@ -472,6 +476,20 @@ class AkoolChannel(DriveChannel):
         self.mark_activity()
 
     # ---- receiving --------------------------------------------------------------------
+
+    def _on_track_published(
+        self, publication: rtc.RemoteTrackPublication, participant: rtc.RemoteParticipant
+    ) -> None:
+        if (
+            participant.identity == self.access.avatar_identity
+            and publication.kind == rtc.TrackKind.KIND_VIDEO
+        ):
+            self._avatar_is_ready()
+
+    def _avatar_is_ready(self) -> None:
+        ready, self.on_avatar_ready = self.on_avatar_ready, None  # once
+        if ready is not None:
+            ready()
 
     def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
         if participant.identity == self.access.avatar_identity:
