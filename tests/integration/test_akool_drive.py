@@ -194,14 +194,19 @@ async def participants(emulator: AkoolEmulator, room: str) -> set[str]:
     return {p.identity for p in answer.participants}
 
 
+async def gateway_joined(emulator: AkoolEmulator, room: str) -> None:
+    """Wait (bounded) until the gateway is a participant of ``room``."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while "avatar-gateway" not in await participants(emulator, room):
+        assert asyncio.get_running_loop().time() < deadline, "the gateway never joined"
+        await asyncio.sleep(0.05)
+
+
 async def test_the_gateway_joins_the_room_when_the_session_is_ready(gateway: Gateway) -> None:
     """Capabilities.open_channel_at_ready: the first turn does not wait for the room join."""
     session = await gateway.create("akool", AVATAR)
     room = session.playback.akool.room_name
-    deadline = asyncio.get_running_loop().time() + 15
-    while "avatar-gateway" not in await participants(akool(gateway), room):
-        assert asyncio.get_running_loop().time() < deadline, "the gateway never joined"
-        await asyncio.sleep(0.05)
+    await gateway_joined(akool(gateway), room)
     pcm = tone(0.5)
     responses = await collect(
         gateway.stub.Drive(paced_requests(session.name, pcm, realtime=False), timeout=30)
@@ -221,10 +226,7 @@ async def test_a_drive_on_a_session_the_vendor_ended_is_told_so(
     is told why."""
     session = await gateway.create("akool", AVATAR)
     room = session.playback.akool.room_name
-    deadline = asyncio.get_running_loop().time() + 15
-    while "avatar-gateway" not in await participants(akool(gateway), room):
-        assert asyncio.get_running_loop().time() < deadline, "the gateway never joined"
-        await asyncio.sleep(0.05)
+    await gateway_joined(akool(gateway), room)
     await akool(gateway).end_session(session.vendor_session_id, "expired")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await collect(
