@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import structlog
@@ -215,8 +215,9 @@ async def poll_until(
     ~100 ms; its docs suggest 5 s: this starts fast and backs off). The fast phase bounds how
     late after the vendor is ready the poll notices it (about one delay). Retryable vendor
     errors during polling are tolerated until the deadline. ``notice``, completed by the
-    vendor's own notification (a callback), ends a delay at once: its result is taken as a
-    probe's; one that is not ``done`` is ignored and polling goes on.
+    vendor's own notification (a callback), ends a delay or a probe under way at once (a
+    slow or failing status endpoint does not hold it up): its result is taken as a probe's;
+    one that is not ``done`` is ignored and polling goes on.
 
     Raises:
         VendorError: ``VENDOR_TIMEOUT`` when ``deadline`` (``time.monotonic()``) passes, or a
@@ -225,17 +226,38 @@ async def poll_until(
     delay = first_delay_s
     fast_until = time.monotonic() + fast_for_s
     while True:
-        try:
-            # One hung probe must not outlive the caller's deadline.
-            remaining = max(0.05, deadline - time.monotonic())
-            result = await asyncio.wait_for(probe(), remaining)
-            if done(result):
-                return result
-        except TimeoutError:
-            pass
-        except VendorError as exc:
-            if not exc.retryable:
-                raise
+        # One hung probe must not outlive the caller's deadline, nor hold up a notice.
+        probing = asyncio.ensure_future(probe())
+        waits: set[asyncio.Future[Any]] = {probing}
+        if notice is not None:
+            waits.add(notice)
+        while waits and not probing.done():
+            finished, _ = await asyncio.wait(
+                waits,
+                timeout=max(0.05, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not finished:
+                break  # the deadline passed during the probe
+            if notice is not None and notice in finished:
+                told = _told(notice)
+                if told is not None and done(told):
+                    await _cancelled(probing)
+                    return told
+                waits.discard(notice)
+                notice = None  # spent: plain polling from here
+        if probing.done():
+            try:
+                result = probing.result()
+                if done(result):
+                    return result
+            except TimeoutError:
+                pass
+            except VendorError as exc:
+                if not exc.retryable:
+                    raise
+        else:
+            await _cancelled(probing)
         now = time.monotonic()
         if now >= deadline:
             raise vendor_timeout(vendor, "the session did not become ready in time")
@@ -245,12 +267,30 @@ async def poll_until(
         else:
             await asyncio.wait([notice], timeout=pause)
             if notice.done():
-                told = None if notice.cancelled() else notice.result()
+                told = _told(notice)
                 if told is not None and done(told):
                     return told
                 notice = None  # spent: plain polling from here
         if time.monotonic() >= fast_until:
             delay = min(max_delay_s, delay * 1.5)
+
+
+def _told(notice: asyncio.Future[T]) -> T | None:
+    """A completed notice's value, ``None`` when it was cancelled."""
+    return None if notice.cancelled() else notice.result()
+
+
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it to end, whatever it ends with."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled too
+    except Exception:  # noqa: S110 - the probe's outcome no longer matters
+        pass
 
 
 class RateLimitStorage(ABC):

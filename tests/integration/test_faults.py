@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,6 +260,27 @@ def only(vendor: str) -> dict[str, str]:
     return {"sandbox_vendors": vendor}
 
 
+READY_DELAY_ATTR = {
+    "zegocloud": "task_ready_delay_s",
+    "tencent": "session_ready_delay_s",
+    "akool": "queueing_s",
+}
+
+
+@contextlib.contextmanager
+def readiness_held(vendor: str, emulator: Any, seconds: float) -> Iterator[None]:
+    """New sessions of ``vendor`` become ready only after ``seconds``: the vendor is slow, so
+    no readiness notification (ZEGO's task callback, Akool's avatar in the room) comes
+    before then either, and only the status poll speaks."""
+    attr = READY_DELAY_ATTR[vendor]
+    before = getattr(emulator, attr)
+    setattr(emulator, attr, seconds)
+    try:
+        yield
+    finally:
+        setattr(emulator, attr, before)
+
+
 # ---- drive sockets dropped mid-turn --------------------------------------------------------
 
 
@@ -441,15 +462,8 @@ async def test_create_retried_after_a_client_deadline_makes_one_vendor_session(
     emulator.faults.stall_next(op, 1.2)
     request = pb.CreateSessionRequest(vendor=vendor, avatar_id=AVATARS[vendor], request_id="rq-1")
     if phase == "ready":
-        # The readiness poll is bounded by the caller's deadline: the gateway answers in
-        # time with a FAILED session (its vendor session closed), and a retry with the
-        # same request_id returns that same result (AIP-155), creating nothing new.
-        first = await gateway.stub.CreateSession(request, timeout=0.6)
-        assert first.state == pb.SESSION_STATE_FAILED and first.failure.reason == "VENDOR_TIMEOUT"
-        again = await gateway.stub.CreateSession(request, timeout=5)
-        assert again.name == first.name and again.state == pb.SESSION_STATE_FAILED
-        await asyncio.sleep(1.5)  # let the stalled vendor call finish whatever it does
-        assert open_vendor_sessions(vendor, emulator) == set()
+        with readiness_held(vendor, emulator, 3.0):
+            await _failed_in_time_and_the_retry_gets_it(gateway, vendor, emulator, request)
         return
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await gateway.stub.CreateSession(request, timeout=0.6)
@@ -471,32 +485,47 @@ async def test_create_retried_after_a_client_deadline_makes_one_vendor_session(
     )
 
 
+async def _failed_in_time_and_the_retry_gets_it(
+    gateway: Gateway, vendor: str, emulator: Any, request: pb.CreateSessionRequest
+) -> None:
+    # The readiness poll is bounded by the caller's deadline: the gateway answers in time
+    # with a FAILED session (its vendor session closed), and a retry with the same
+    # request_id returns that same result (AIP-155), creating nothing new.
+    first = await gateway.stub.CreateSession(request, timeout=0.6)
+    assert first.state == pb.SESSION_STATE_FAILED and first.failure.reason == "VENDOR_TIMEOUT"
+    again = await gateway.stub.CreateSession(request, timeout=5)
+    assert again.name == first.name and again.state == pb.SESSION_STATE_FAILED
+    await asyncio.sleep(1.5)  # let the stalled vendor call finish whatever it does
+    assert open_vendor_sessions(vendor, emulator) == set()
+
+
 @pytest.mark.parametrize("gateway", [only(v) for v in VENDORS], indirect=True, ids=VENDORS)
 async def test_create_answers_within_the_callers_deadline_when_the_vendor_fails(
     gateway: Gateway,
 ) -> None:
-    """The readiness poll keeps failing with HTTP 503 (twice, 2 s deadline), then hangs
-    (a call stalled 3 s, 1.5 s deadline). Retries (jittered backoff) and the wait on a hung
-    call must end in time for the gateway to answer before the caller's deadline: a FAILED
+    """The vendor is slow to be ready and its readiness poll keeps failing with HTTP 503
+    (twice, 2 s deadline), then hangs (a call stalled 3 s, 1.5 s deadline). Retries
+    (jittered backoff) and the wait on a hung call must end in time for the gateway to answer before the caller's deadline: a FAILED
     session (VENDOR_TIMEOUT) or an UNAVAILABLE status, never DEADLINE_EXCEEDED; and the
     vendor session each attempt started is closed, not left billing."""
     vendor = gateway.server.settings.sandbox_vendors
     emulator = gateway.emulator(vendor)
     request = pb.CreateSessionRequest(vendor=vendor, avatar_id=AVATARS[vendor])
     outcomes = []
-    for fault, timeout in (("503", 2.0), ("503", 2.0), ("hang", 1.5)):
-        emulator.faults.clear()
-        if fault == "503":
-            emulator.faults.fail_next(STATUS_OP[vendor], http_status=503, count=10_000)
-        else:
-            emulator.faults.stall_next(STATUS_OP[vendor], 3.0)
-        t0 = time.monotonic()
-        try:
-            s = await gateway.stub.CreateSession(request, timeout=timeout)
-            outcomes.append(f"{fault}: {pb.SessionState.Name(s.state)}/{s.failure.reason}")
-        except grpc.aio.AioRpcError as err:
-            outcomes.append(f"{fault}: {err.code().name}")
-        assert time.monotonic() - t0 < timeout + 0.5
+    with readiness_held(vendor, emulator, 10.0):
+        for fault, timeout in (("503", 2.0), ("503", 2.0), ("hang", 1.5)):
+            emulator.faults.clear()
+            if fault == "503":
+                emulator.faults.fail_next(STATUS_OP[vendor], http_status=503, count=10_000)
+            else:
+                emulator.faults.stall_next(STATUS_OP[vendor], 3.0)
+            t0 = time.monotonic()
+            try:
+                s = await gateway.stub.CreateSession(request, timeout=timeout)
+                outcomes.append(f"{fault}: {pb.SessionState.Name(s.state)}/{s.failure.reason}")
+            except grpc.aio.AioRpcError as err:
+                outcomes.append(f"{fault}: {err.code().name}")
+            assert time.monotonic() - t0 < timeout + 0.5
     emulator.faults.clear()
     await wait_for(lambda: not open_vendor_sessions(vendor, emulator), 1.5)
     leaked = open_vendor_sessions(vendor, emulator)

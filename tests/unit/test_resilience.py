@@ -275,3 +275,31 @@ async def test_a_cancelled_notice_leaves_plain_polling() -> None:
         )
         == "ready"
     )
+
+
+async def test_a_notification_is_not_held_up_by_a_hung_probe() -> None:
+    """The vendor's status endpoint hangs, its notification says ready: the poll answers at
+    once and the hung probe is cancelled."""
+    cancelled = asyncio.Event()
+    notice: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def probe() -> str:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "pending"
+
+    asyncio.get_running_loop().call_later(0.05, notice.set_result, "ready")
+    result = await asyncio.wait_for(
+        poll_until(
+            probe,
+            lambda r: r == "ready",
+            deadline=time.monotonic() + 120,
+            vendor="v",
+            notice=notice,
+        ),
+        10,
+    )
+    assert result == "ready" and cancelled.is_set()
