@@ -505,9 +505,10 @@ async def test_create_answers_within_the_callers_deadline_when_the_vendor_fails(
 ) -> None:
     """The vendor is slow to be ready and its readiness poll keeps failing with HTTP 503
     (twice, 2 s deadline), then hangs (a call stalled 3 s, 1.5 s deadline). Retries
-    (jittered backoff) and the wait on a hung call must end in time for the gateway to answer before the caller's deadline: a FAILED
-    session (VENDOR_TIMEOUT) or an UNAVAILABLE status, never DEADLINE_EXCEEDED; and the
-    vendor session each attempt started is closed, not left billing."""
+    (jittered backoff) and the wait on a hung call must end in time for the gateway to
+    answer before the caller's deadline: a FAILED session (VENDOR_TIMEOUT) or an
+    UNAVAILABLE status, never DEADLINE_EXCEEDED; and the vendor session each attempt
+    started is closed, not left billing."""
     vendor = gateway.server.settings.sandbox_vendors
     emulator = gateway.emulator(vendor)
     request = pb.CreateSessionRequest(vendor=vendor, avatar_id=AVATARS[vendor])
