@@ -64,6 +64,9 @@ No lifetime of a DriveId or of an idle drive socket is documented; the vendor's 
 one socket and DriveId for a whole task (zegocloud.md §8.4), so ten minutes is conservative."""
 
 
+PREPARE_AFTER_IDLE_S = 0.2
+"""How long the task stays idle before the next turn's drive is prepared (s)."""
+
 PREPARE_WAIT_S = 5.0
 """How long closing the channel waits for a drive being prepared (s) before cutting it."""
 
@@ -140,6 +143,7 @@ class ZegoDriveChannel(DriveChannel):
         self._task_interrupted = False
         self.prepare_drives = prepare_drives
         self._prepared: asyncio.Task[_PreparedDrive] | None = None
+        self._prepare_begun = False  # the prepared task has called the vendor
         # Turns done and drives done with (finished turns', or prepared and closed unused),
         # the most recent FORGOTTEN_MAX of each: their late callbacks are dropped. A session
         # may run for hours, one drive per turn, so nothing here grows with its length.
@@ -202,6 +206,11 @@ class ZegoDriveChannel(DriveChannel):
         return _PreparedDrive(drive_id, ws, time.monotonic())
 
     async def _prepare(self) -> _PreparedDrive:
+        # A turn that follows at once (an answer right after the last one ended, the first
+        # turn right after CreateSession) asks for its own drive: preparing one beside it
+        # would only compete with it for the vendor and this event loop.
+        await asyncio.sleep(PREPARE_AFTER_IDLE_S)
+        self._prepare_begun = True
         with tracer.start_as_current_span(
             "prepare drive",
             kind=trace.SpanKind.INTERNAL,
@@ -227,6 +236,7 @@ class ZegoDriveChannel(DriveChannel):
             return
         # Work ahead of a turn belongs to no caller's trace: its own root span, whatever
         # event (a callback, the session's readiness) happened to trigger it.
+        self._prepare_begun = False
         self._prepared = asyncio.create_task(
             self._prepare(), name=f"zego-drive-{self.task_id}", context=contextvars.Context()
         )
@@ -237,6 +247,9 @@ class ZegoDriveChannel(DriveChannel):
         """The prepared drive if it is usable (socket open, younger than the bound)."""
         task, self._prepared = self._prepared, None
         if task is None:
+            return None
+        if not self._prepare_begun:
+            task.cancel()  # still waiting to begin: nothing asked of the vendor yet
             return None
         try:
             prepared = await task
@@ -254,6 +267,9 @@ class ZegoDriveChannel(DriveChannel):
         """Close a prepared drive unused (a text drive or an interrupt comes first)."""
         task, self._prepared = self._prepared, None
         if task is None:
+            return
+        if not self._prepare_begun:
+            task.cancel()
             return
         # Let a preparation under way finish (a REST call and a handshake) rather than cut
         # its request mid-way; bounded, then cut.
@@ -410,16 +426,22 @@ class ZegoDriveChannel(DriveChannel):
             if not self._task_interrupted:
                 await self.api.interrupt_drive_task(self.task_id)
                 self._task_interrupted = True
-        finally:
-            if self._ws_turn == turn_id:
-                await self._close_ws(send_stop=True)
-            # InterruptDriveTask discards every queued drive (zegocloud.md §4); whether that
-            # includes one asked for but not started is not documented: it is replaced.
-            self._drop_prepared()
+        except BaseException:
+            await self._after_interrupt(turn_id)
+            raise
+        # The vendor stopped: acknowledged now, not after the socket's closing handshake.
         self.emit(VendorEvent(EventKind.INTERRUPTED, turn_id=turn_id))
+        await self._after_interrupt(turn_id)
         if turn.started_ms is None:
             turn.done = True  # nothing was playing: no speech_ended will come
             self.prepare_next_drive()
+
+    async def _after_interrupt(self, turn_id: str) -> None:
+        if self._ws_turn == turn_id:
+            await self._close_ws(send_stop=True)
+        # InterruptDriveTask discards every queued drive (zegocloud.md §4); whether that
+        # includes one asked for but not started is not documented: it is replaced.
+        self._drop_prepared()
 
     # ---- callbacks ----------------------------------------------------------------------
 

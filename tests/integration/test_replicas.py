@@ -135,11 +135,13 @@ async def cluster(
 
 @contextlib.asynccontextmanager
 async def zego_cluster(
-    redis_url: str, callbacks_to: int
+    redis_url: str, callbacks_to: int, *, prepare_drives: bool = True
 ) -> AsyncIterator[tuple[EmulatorProcess, list[Replica]]]:
     """A standalone ZEGOCLOUD emulator and the cluster configured against it.
 
-    The emulator's callbacks go to the replica of index ``callbacks_to``.
+    The emulator's callbacks go to the replica of index ``callbacks_to``. Without
+    ``prepare_drives`` no drive is asked for ahead of its turn (zegocloud.md §8.6), so every
+    callback belongs to a turn a test drives.
     """
     port = free_port()  # the replica's callbacks port, which the emulator must know first
     args = (
@@ -152,7 +154,11 @@ async def zego_cluster(
         emulate("zegocloud", base_env(**ZEGO), *args) as emu,
         cluster(
             redis_url,
-            {**ZEGO, "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url},
+            {
+                **ZEGO,
+                "AVATAR_GATEWAY_ZEGOCLOUD__API_URL": emu.url,
+                "AVATAR_GATEWAY_ZEGOCLOUD__PREPARE_DRIVE_SOCKET": str(prepare_drives).lower(),
+            },
             callbacks_ports={callbacks_to: port},
         ) as replicas,
     ):
@@ -532,7 +538,7 @@ async def test_callbacks_reach_the_replica_that_drives_the_session(redis_url: st
     """ZEGOCLOUD posts every callback to A while B drives: B's turn still gets its speech
     events (they come only from callbacks, zegocloud.md §6), through A's queue for B. Then one
     callback posted to all three replicas is applied once, by B."""
-    async with zego_cluster(redis_url, callbacks_to=0) as (emu, (a, b, c)):
+    async with zego_cluster(redis_url, callbacks_to=0, prepare_drives=False) as (emu, (a, b, c)):
         session = await create(b, "zegocloud", "zego_emma")
         pcm = tone(1.0, freq=250)
         responses = [r async for r in b.stub.Drive(requests_for(session.name, pcm), timeout=60)]

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from avatar.gateway.v1 import avatar_gateway_service_pb2_grpc as pb_grpc
@@ -68,12 +69,13 @@ class GatewayProcess:
 
     def __init__(self, **env: str) -> None:
         self.port = free_port()
+        self.ops_port = free_port()
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("AVATAR_GATEWAY_", "OTEL_"))
         }
         self.env.update(
             AVATAR_GATEWAY_LISTEN=f"127.0.0.1:{self.port}",
-            AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{free_port()}",
+            AVATAR_GATEWAY_OPS_LISTEN=f"127.0.0.1:{self.ops_port}",
             AVATAR_GATEWAY_CALLBACKS_LISTEN=f"127.0.0.1:{free_port()}",
             AVATAR_GATEWAY_SANDBOX_VENDORS="zegocloud",
             AVATAR_GATEWAY_LOG_FORMAT="json",
@@ -175,6 +177,20 @@ async def poll_trace(
     )
 
 
+async def drive_prepared(gw: GatewayProcess, task_id: str, timeout_s: float = 30.0) -> None:
+    """Wait until the ZEGOCLOUD emulator has a drive of ``task_id`` asked for and unstarted
+    (zegocloud.md §8.6), read from its ``/_emulator/state`` (found through ``/sandbox``)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        admin = (await http.get(f"http://127.0.0.1:{gw.ops_port}/sandbox")).json()["zegocloud"]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            state = (await http.get(f"{admin}/_emulator/state")).json()
+            if any(d["task_id"] == task_id for d in state["unstarted_drives"].values()):
+                return
+            assert time.monotonic() < deadline, "no drive was prepared"
+            await asyncio.sleep(0.05)
+
+
 async def drive_with_interrupt(
     stub: pb_grpc.AvatarGatewayStub, session: str, metadata: tuple[tuple[str, str], ...]
 ) -> list[pb.DriveResponse]:
@@ -217,6 +233,8 @@ async def test_a_callers_session_and_drive_are_one_trace_in_jaeger(jaeger: Jaege
                 metadata=metadata,
                 timeout=60,
             )
+            # Turn 1 starts once the task idled long enough for its drive to be prepared.
+            await drive_prepared(gw, session.vendor_session_id)
             responses = await drive_with_interrupt(stub, session.name, metadata)
             await stub.CloseSession(
                 pb.CloseSessionRequest(name=session.name), metadata=metadata, timeout=30
