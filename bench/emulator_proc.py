@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from spawned import commands_from
 
 from emulators.tencent import TencentEmulator
 from emulators.zegocloud import ZegocloudEmulator
@@ -345,17 +346,7 @@ async def _main(conn: Connection, config: dict[str, Any]) -> None:
     # collection does not stall the emulator for tens of ms mid-window (both paths alike).
     gc.collect()
     gc.freeze()
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[Any] = asyncio.Queue()
-
-    def readable() -> None:
-        try:
-            commands.put_nowait(conn.recv())
-        except EOFError:
-            commands.put_nowait(("stop",))
-            loop.remove_reader(conn.fileno())
-
-    loop.add_reader(conn.fileno(), readable)
+    commands = commands_from(conn)
     conn.send({"rest_url": rest_url, "pid": os.getpid()})
     try:
         while True:
@@ -386,7 +377,7 @@ async def _main(conn: Connection, config: dict[str, Any]) -> None:
             conn.send(reply)
     finally:
         with contextlib.suppress(Exception):
-            loop.remove_reader(conn.fileno())
+            asyncio.get_running_loop().remove_reader(conn.fileno())
         await emulator.stop()
         with contextlib.suppress(Exception):
             conn.send(True)

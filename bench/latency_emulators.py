@@ -35,6 +35,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from spawned import commands_from
+
 from emulators import akool as akool_mod
 from emulators.akool import AkoolEmulator
 from emulators.tencent import TencentEmulator
@@ -220,17 +222,7 @@ async def _main(conn: Connection, config: dict[str, Any]) -> None:
         emulator = LatencyAkoolEmulator(log, **config)
         await emulator.start()
         rest_url = emulator.base_url
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[Any] = asyncio.Queue()
-
-    def readable() -> None:
-        try:
-            commands.put_nowait(conn.recv())
-        except EOFError:
-            commands.put_nowait(("stop",))
-            loop.remove_reader(conn.fileno())
-
-    loop.add_reader(conn.fileno(), readable)
+    commands = commands_from(conn)
     conn.send({"rest_url": rest_url, "pid": os.getpid()})
     try:
         while True:
@@ -247,7 +239,7 @@ async def _main(conn: Connection, config: dict[str, Any]) -> None:
             conn.send(reply)
     finally:
         with contextlib.suppress(Exception):
-            loop.remove_reader(conn.fileno())
+            asyncio.get_running_loop().remove_reader(conn.fileno())
         await emulator.stop()
         with contextlib.suppress(Exception):
             conn.send(True)

@@ -64,3 +64,20 @@ class SpawnedEmulator:
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(5)
+
+
+def commands_from(conn: Connection) -> asyncio.Queue[Any]:
+    """In the child: a queue of the commands the parent sends on ``conn``, fed by the running
+    event loop; a closed pipe becomes ``("stop",)``."""
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[Any] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            commands.put_nowait(conn.recv())
+        except EOFError:
+            commands.put_nowait(("stop",))
+            loop.remove_reader(conn.fileno())
+
+    loop.add_reader(conn.fileno(), readable)
+    return commands

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,6 +153,22 @@ async def paced_requests(
         yield item
     if hold is not None:
         await hold.wait()
+
+
+async def until(
+    what: str, check: Callable[[], Any], timeout_s: float = 30.0, every_s: float = 0.05
+) -> Any:
+    """Poll ``check`` (plain or async) until it returns something truthy, and return that;
+    fail the test after ``timeout_s`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
+        await asyncio.sleep(every_s)
 
 
 async def collect(call: Any) -> list[pb.DriveResponse]:

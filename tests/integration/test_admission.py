@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import httpx
@@ -22,7 +22,7 @@ from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import Gateway, audio_format, error_info, paced_requests, tone
+from tests.conftest import Gateway, audio_format, error_info, paced_requests, tone, until
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +44,6 @@ def retry_delay_s(err: grpc.aio.AioRpcError) -> float:
 def block_event_loop(seconds: float) -> None:
     """Hold the event loop the in-process gateway runs on (as a burst of CPU work would)."""
     time.sleep(seconds)
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 30) -> None:
-    """Poll ``check`` until it is true, or fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def grpc_health(gw: Gateway) -> int:
@@ -93,7 +85,7 @@ async def test_past_max_active_drives_new_calls_are_refused_and_the_open_stream_
         async def overloaded() -> bool:
             return (await http.get("/healthz")).status_code == 503
 
-        await until(overloaded, "readiness 503 with one open Drive stream")
+        await until("readiness 503 with one open Drive stream", overloaded)
         healthz = (await http.get("/healthz")).json()
         assert healthz == {"status": "overloaded", "signal": "active_drives", "value": "1"} | {
             "bound": "1"
@@ -103,7 +95,7 @@ async def test_past_max_active_drives_new_calls_are_refused_and_the_open_stream_
         async def not_serving() -> bool:
             return await grpc_health(gateway) == health_pb2.HealthCheckResponse.NOT_SERVING
 
-        await until(not_serving, "gRPC health NOT_SERVING")
+        await until("gRPC health NOT_SERVING", not_serving)
 
         # A new Drive: refused before it reads or opens anything, with RetryInfo.
         start = time.monotonic()
@@ -150,12 +142,12 @@ async def test_past_max_active_drives_new_calls_are_refused_and_the_open_stream_
         async def ready() -> bool:
             return (await http.get("/healthz")).status_code == 200
 
-        await until(ready, "readiness 200 after the stream ended")
+        await until("readiness 200 after the stream ended", ready)
 
         async def serving() -> bool:
             return await grpc_health(gateway) == health_pb2.HealthCheckResponse.SERVING
 
-        await until(serving, "gRPC health SERVING")
+        await until("gRPC health SERVING", serving)
         assert (await gateway.create()).state == pb.SESSION_STATE_READY
         assert re.search(
             r"^avatar_gateway_overloaded 0\.0$", (await http.get("/metrics")).text, re.M
@@ -177,7 +169,7 @@ async def test_event_loop_lag_overloads_the_replica_until_it_has_been_calm(
             await asyncio.sleep(0.01)
             return (await http.get("/healthz")).status_code == 503
 
-        await until(overloaded, "readiness 503 from event-loop lag")
+        await until("readiness 503 from event-loop lag", overloaded)
         healthz = (await http.get("/healthz")).json()
         assert healthz["status"] == "overloaded" and healthz["signal"] == "event_loop_lag_ms"
         assert float(healthz["value"]) >= 50 and healthz["bound"] == "50"
@@ -191,12 +183,12 @@ async def test_event_loop_lag_overloads_the_replica_until_it_has_been_calm(
             return (await http.get("/healthz")).status_code == 200
 
         # Back once the loop has been calm for the hold time (no test blocks it now).
-        await until(ready, "readiness 200 after the hold")
+        await until("readiness 200 after the hold", ready)
 
         async def serving() -> bool:
             return await grpc_health(gateway) == health_pb2.HealthCheckResponse.SERVING
 
-        await until(serving, "gRPC health SERVING")
+        await until("gRPC health SERVING", serving)
         assert (await gateway.create()).state == pb.SESSION_STATE_READY
 
 

@@ -34,7 +34,7 @@ import hashlib
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +57,7 @@ from tests.conftest import (
     gateway_process,
     kinds,
     tone,
+    until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -163,19 +164,6 @@ async def zego_cluster(
         ) as replicas,
     ):
         yield emu, replicas
-
-
-async def until(
-    what: str, check: Callable[[], Awaitable[Any]], timeout_s: float, every_s: float = 0.05
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        await asyncio.sleep(every_s)
 
 
 def turn_ids(responses: list[pb.DriveResponse]) -> set[str]:

@@ -28,8 +28,7 @@ import contextlib
 import hashlib
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from tests.conftest import (
     free_port,
     gateway_process,
     tone,
+    until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -64,19 +64,6 @@ TENCENT = {
     "AVATAR_GATEWAY_TENCENT__ACCESS_TOKEN": "tencent-access-token-4567",
 }
 GET_SESSION = "avatar.gateway.v1.AvatarGateway/GetSession"
-
-
-async def until(
-    what: str, check: Callable[[], Awaitable[Any]], timeout_s: float, every_s: float = 0.05
-) -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        await asyncio.sleep(every_s)
 
 
 class Pod:

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from avatar.gateway.v1 import avatar_gateway_service_pb2 as pb
 
 from adapters.zegocloud.channel import ZegoDriveChannel
 from emulators.zegocloud import DRIVE_FAILED, ZegocloudEmulator
-from tests.conftest import Gateway, collect, kinds, paced_requests, tone
+from tests.conftest import Gateway, collect, kinds, paced_requests, tone, until
 
 pytestmark = pytest.mark.integration
-
-
-async def until(what: str, check: Callable[[], bool], timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def unstarted(emulator: ZegocloudEmulator, task_id: str) -> list[str]:
