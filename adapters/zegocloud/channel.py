@@ -455,9 +455,9 @@ class ZegoDriveChannel(DriveChannel):
             while len(self._early_status) > FORGOTTEN_MAX:  # another task's, or never ours
                 del self._early_status[next(iter(self._early_status))]
             return
-        turn = self._turns[turn_id]
-        if turn.done:
-            return
+        turn = self._turns.get(turn_id)
+        if turn is None or turn.done:
+            return  # a finished turn, forgotten (_forget_done_turns) or done
         if status == DRIVE_DRIVING and turn.started_ms is None:
             turn.started_ms = event_ms
             self.emit(VendorEvent(EventKind.SPEECH_STARTED, turn_id=turn_id))
